@@ -1,0 +1,1 @@
+"""Imports that register the built-in models (each module registers itself on import)."""

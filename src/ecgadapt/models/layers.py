@@ -1,0 +1,41 @@
+"""Shared layers: stochastic depth and its per-block schedule."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Zero whole samples of a residual branch with probability ``drop_prob``, rescaling the kept ones."""
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = x.new_empty(mask_shape).bernoulli_(keep_prob)
+    return x * mask / keep_prob
+
+
+class DropPath(nn.Module):
+    """Per-sample stochastic depth on a residual branch; identity in eval mode."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob}")
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.3f}"
+
+
+def drop_path_schedule(drop_path_rate: float, num_blocks: int) -> list[float]:
+    """Per-block DropPath rates rising linearly from 0 (first block) to ``drop_path_rate`` (last)."""
+    if num_blocks <= 0:
+        return []
+    if num_blocks == 1:
+        return [float(drop_path_rate)]
+    return [float(drop_path_rate) * i / (num_blocks - 1) for i in range(num_blocks)]
