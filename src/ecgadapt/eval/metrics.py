@@ -1,0 +1,256 @@
+"""Multi-label ranking metrics: per-class and macro AUROC / AUPRC, vectorised for bootstrapping.
+
+AUROC is the Mann-Whitney statistic (a tied positive/negative pair counts one half), which equals
+sklearn's ``roc_auc_score``. AUPRC is average precision with sklearn's step-wise definition
+(``average_precision_score``): tied scores form one threshold, no interpolation. Its chance level is
+the class prevalence. A class with no positive or no negative record cannot be scored: it is left out
+of the macro averages and listed in ``excluded_classes``.
+
+Every metric here is computed from one descending sort per class (:class:`RankedScores`). Because a
+bootstrap resample is the original records with integer multiplicities, the sort is reused for every
+resample: :meth:`RankedScores.per_class` takes those multiplicities as weights (one vector or a batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ecgadapt.errors import DataError
+
+__all__ = [
+    "MetricInputError",
+    "RankedScores",
+    "check_inputs",
+    "classification_metrics",
+    "macro_auprc",
+    "macro_auroc",
+    "per_class_table",
+]
+
+# Cap on elements per batched weight array (B * N * C) (small batches stay in cache).
+_MAX_BATCH_ELEMENTS = 1 << 16
+
+
+class MetricInputError(DataError, ValueError):
+    """Labels or scores that cannot be scored (wrong shape, non-binary labels, NaN/inf scores)."""
+
+
+def _as_2d(name: str, array: Any) -> np.ndarray:
+    """Return ``array`` as a 2-D (records, classes) array; a 1-D array is one class."""
+    arr = np.asarray(array)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise MetricInputError(
+            f"{name} must have shape (records, classes) or (records,), got shape {arr.shape}"
+        )
+    return arr
+
+
+def check_inputs(y_true: Any, y_score: Any, score_name: str = "y_score") -> tuple[np.ndarray, np.ndarray]:
+    """Validate and return ``(y_true as int8 (N, C), y_score as float64 (N, C))``."""
+    yt = _as_2d("y_true", y_true)
+    ys = _as_2d(score_name, y_score)
+    if yt.shape != ys.shape:
+        raise MetricInputError(
+            f"y_true has shape {yt.shape} but {score_name} has shape {ys.shape}: "
+            "both must be (records, classes) with the same records and classes in the same order"
+        )
+    if yt.shape[0] == 0 or yt.shape[1] == 0:
+        raise MetricInputError(f"y_true is empty (shape {yt.shape}): need at least one record and one class")
+    if yt.dtype != bool:
+        if not np.issubdtype(yt.dtype, np.number):
+            raise MetricInputError(f"y_true must be numeric 0/1 labels, got dtype {yt.dtype}")
+        bad = ~np.isin(yt, (0, 1))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise MetricInputError(
+                f"y_true must contain only 0 and 1, found {yt[r, c]!r} at record {r}, class {c} "
+                f"({int(bad.sum())} bad entries): binarise the labels first"
+            )
+    if not np.issubdtype(ys.dtype, np.number) or np.issubdtype(ys.dtype, np.complexfloating):
+        raise MetricInputError(f"{score_name} must be real-valued, got dtype {ys.dtype}")
+    ys = ys.astype(np.float64, copy=False)
+    finite = np.isfinite(ys)
+    if not finite.all():
+        r, c = np.argwhere(~finite)[0]
+        n_nan = int(np.isnan(ys).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise MetricInputError(
+            f"{score_name} contains non-finite values ({n_nan} NaN, {n_inf} inf; first at record {r}, "
+            f"class {c}): the model produced NaN/inf outputs, fix training (e.g. lower the learning rate) "
+            "before scoring"
+        )
+    return yt.astype(np.int8, copy=False), ys
+
+
+def _class_names(class_names: Sequence[str] | None, n_classes: int) -> list[str]:
+    """Return the class names, defaulting to ``class_0 ...``; checks the count."""
+    if class_names is None:
+        return [f"class_{i}" for i in range(n_classes)]
+    names = [str(n) for n in class_names]
+    if len(names) != n_classes:
+        raise MetricInputError(
+            f"class_names has {len(names)} names but the labels have {n_classes} classes"
+        )
+    return names
+
+
+class RankedScores:
+    """Labels and scores sorted once per class, ready to score any reweighting (bootstrap) of the records."""
+
+    def __init__(self, y_true: Any, y_score: Any, *, validate: bool = True) -> None:
+        if validate:
+            yt, ys = check_inputs(y_true, y_score)
+        else:
+            yt, ys = _as_2d("y_true", y_true), _as_2d("y_score", y_score)
+        n, c = ys.shape
+        self.n_records, self.n_classes = n, c
+        # Descending order per class; tie order is irrelevant since ties are handled as groups.
+        self.order = np.argsort(-ys, axis=0, kind="stable")
+        sorted_scores = np.take_along_axis(ys, self.order, axis=0)
+        self.labels = np.take_along_axis(yt, self.order, axis=0).astype(np.int64)
+        idx = np.broadcast_to(np.arange(n)[:, None], (n, c))
+        new_group = np.ones((n, c), dtype=bool)
+        new_group[1:] = sorted_scores[1:] != sorted_scores[:-1]
+        # First and last sorted position of each position's tie group.
+        self.group_start = np.maximum.accumulate(np.where(new_group, idx, 0), axis=0)
+        group_end = np.empty((n, c), dtype=bool)
+        group_end[:-1] = new_group[1:]
+        group_end[-1] = True
+        self.group_end = np.minimum.accumulate(np.where(group_end, idx, n)[::-1], axis=0)[::-1].copy()
+        cols = np.arange(c)[None, :]
+        self._start_flat = (self.group_start * c + cols).ravel()
+        self._end_flat = (self.group_end * c + cols).ravel()
+        self.n_pos = self.labels.sum(axis=0)
+        self.n_neg = n - self.n_pos
+        self.scorable = (self.n_pos > 0) & (self.n_neg > 0)
+
+    def per_class(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-class ``(auroc, auprc)``; NaN for unscorable classes.
+
+        ``weights`` are integer record multiplicities: shape (N,) gives arrays of shape (C,); shape (B, N)
+        gives (B, C), one row per reweighting. ``None`` means every record once.
+        """
+        if weights is None:
+            return self._unweighted()
+        w = np.asarray(weights)
+        single = w.ndim == 1
+        w2 = w[None] if single else w
+        if w2.ndim != 2 or w2.shape[1] != self.n_records:
+            raise MetricInputError(
+                f"weights must have shape ({self.n_records},) or (B, {self.n_records}), got {w.shape}"
+            )
+        w2 = w2.astype(np.int64, copy=False)
+        per_row = self.n_records * self.n_classes
+        step = max(1, _MAX_BATCH_ELEMENTS // max(per_row, 1))
+        aurocs, auprcs = [], []
+        for lo in range(0, w2.shape[0], step):
+            ws = w2[lo : lo + step][:, self.order]  # (b, N, C) multiplicities in sorted order
+            a, p = self._batch(ws)
+            aurocs.append(a)
+            auprcs.append(p)
+        auroc, auprc = np.concatenate(aurocs), np.concatenate(auprcs)
+        return (auroc[0], auprc[0]) if single else (auroc, auprc)
+
+    def _unweighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-class metrics with every record counted once."""
+        auroc, auprc = self._batch(np.ones((1, self.n_records, self.n_classes), dtype=np.int64))
+        return auroc[0], auprc[0]
+
+    def _batch(self, ws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Metrics for sorted multiplicities ``ws`` of shape (B, N, C); returns two (B, C) arrays."""
+        b, n, c = ws.shape
+        tp = ws * self.labels[None]
+        fp = ws - tp
+        ctp = np.cumsum(tp, axis=1).reshape(b, n * c)
+        cfp = np.cumsum(fp, axis=1).reshape(b, n * c)
+        tp_end = ctp[:, self._end_flat].reshape(b, n, c)
+        fp_end = cfp[:, self._end_flat].reshape(b, n, c)
+        # Negatives ranked strictly above the tie group: inclusive count at its start minus that record.
+        fp_before = (cfp[:, self._start_flat] - fp.reshape(b, n * c)[:, self._start_flat]).reshape(b, n, c)
+        ctp = ctp.reshape(b, n, c)
+        cfp = cfp.reshape(b, n, c)
+        n_pos = ctp[:, -1, :].astype(np.float64)
+        n_neg = cfp[:, -1, :].astype(np.float64)
+        ok = (n_pos > 0) & (n_neg > 0)
+        # Each positive beats the negatives below its tie group and ties half of those inside it.
+        wins = np.sum(tp * (n_neg[:, None, :] - 0.5 * (fp_end + fp_before)), axis=1)
+        denom = n_pos * n_neg
+        auroc = np.divide(wins, denom, out=np.full_like(denom, np.nan), where=ok)
+        # Each positive contributes the precision at the end of its tie group (its threshold).
+        seen = tp_end + fp_end
+        precision = np.divide(tp_end, seen, out=np.zeros(seen.shape), where=seen > 0)
+        ap_sum = np.sum(tp * precision, axis=1)
+        auprc = np.divide(ap_sum, n_pos, out=np.full_like(n_pos, np.nan), where=ok)
+        return auroc, auprc
+
+
+def _require_scorable(ranked: RankedScores, what: str) -> None:
+    """Raise when no class has both a positive and a negative record."""
+    if not ranked.scorable.any():
+        raise MetricInputError(
+            f"cannot compute {what}: none of the {ranked.n_classes} classes has both a positive and a "
+            f"negative record among the {ranked.n_records} records; score a larger or more varied split"
+        )
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_score: np.ndarray, class_names: Sequence[str] | None = None
+) -> dict:
+    """Per-class and macro AUROC / AUPRC; classes without a positive or a negative are excluded."""
+    ranked = RankedScores(y_true, y_score)
+    names = _class_names(class_names, ranked.n_classes)
+    _require_scorable(ranked, "macro AUROC/AUPRC")
+    auroc, auprc = ranked.per_class()
+    n = ranked.n_records
+    per_class = []
+    for i, name in enumerate(names):
+        ok = bool(ranked.scorable[i])
+        per_class.append(
+            {
+                "class": name,
+                "auroc": float(auroc[i]) if ok else None,
+                "auprc": float(auprc[i]) if ok else None,
+                "prevalence": float(ranked.n_pos[i]) / n,
+                "n_pos": int(ranked.n_pos[i]),
+                "n_neg": int(ranked.n_neg[i]),
+            }
+        )
+    s = ranked.scorable
+    return {
+        "macro_auroc": float(np.mean(auroc[s])),
+        "macro_auprc": float(np.mean(auprc[s])),
+        "n_records": int(n),
+        "n_classes_scored": int(s.sum()),
+        "excluded_classes": [names[i] for i in np.flatnonzero(~s)],
+        "per_class": per_class,
+    }
+
+
+def macro_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Unweighted mean AUROC over the classes that have a positive and a negative record."""
+    ranked = RankedScores(y_true, y_score)
+    _require_scorable(ranked, "macro AUROC")
+    return float(np.mean(ranked.per_class()[0][ranked.scorable]))
+
+
+def macro_auprc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Unweighted mean average precision over the classes that have a positive and a negative record."""
+    ranked = RankedScores(y_true, y_score)
+    _require_scorable(ranked, "macro AUPRC")
+    return float(np.mean(ranked.per_class()[1][ranked.scorable]))
+
+
+def per_class_table(y_true: np.ndarray, y_score: np.ndarray, class_names: Sequence[str] | None = None):
+    """Per-class metrics as a pandas DataFrame (one row per class, excluded classes with NaN metrics)."""
+    import pandas as pd
+
+    result = classification_metrics(y_true, y_score, class_names)
+    table = pd.DataFrame(result["per_class"], columns=["class", "auroc", "auprc", "prevalence", "n_pos", "n_neg"])
+    table[["auroc", "auprc"]] = table[["auroc", "auprc"]].astype(float)
+    table["scored"] = table["auroc"].notna()
+    return table
