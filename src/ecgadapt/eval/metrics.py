@@ -109,25 +109,42 @@ class RankedScores:
             yt, ys = _as_2d("y_true", y_true), _as_2d("y_score", y_score)
         n, c = ys.shape
         self.n_records, self.n_classes = n, c
-        # Descending order per class; tie order is irrelevant since ties are handled as groups.
-        self.order = np.argsort(-ys, axis=0, kind="stable")
-        sorted_scores = np.take_along_axis(ys, self.order, axis=0)
-        self.labels = np.take_along_axis(yt, self.order, axis=0).astype(np.int64)
-        idx = np.broadcast_to(np.arange(n)[:, None], (n, c))
-        new_group = np.ones((n, c), dtype=bool)
-        new_group[1:] = sorted_scores[1:] != sorted_scores[:-1]
-        # First and last sorted position of each position's tie group.
-        self.group_start = np.maximum.accumulate(np.where(new_group, idx, 0), axis=0)
-        group_end = np.empty((n, c), dtype=bool)
-        group_end[:-1] = new_group[1:]
-        group_end[-1] = True
-        self.group_end = np.minimum.accumulate(np.where(group_end, idx, n)[::-1], axis=0)[::-1].copy()
-        cols = np.arange(c)[None, :]
-        self._start_flat = (self.group_start * c + cols).ravel()
-        self._end_flat = (self.group_end * c + cols).ravel()
-        self.n_pos = self.labels.sum(axis=0)
+        # Class-major layout (C, N): each class's records in descending score order, contiguous in memory.
+        # Tie order is irrelevant because tied scores are handled as one group.
+        scores_t = np.ascontiguousarray(ys.T)
+        self.order = np.argsort(-scores_t, axis=1, kind="stable")
+        sorted_scores = np.take_along_axis(scores_t, self.order, axis=1)
+        self.labels = np.take_along_axis(np.ascontiguousarray(yt.T), self.order, axis=1).astype(np.int64)
+        idx = np.broadcast_to(np.arange(n)[None, :], (c, n))
+        new_group = np.ones((c, n), dtype=bool)
+        new_group[:, 1:] = sorted_scores[:, 1:] != sorted_scores[:, :-1]
+        # First and last sorted position of each position's tie group, as flat indices into (C * N).
+        group_start = np.maximum.accumulate(np.where(new_group, idx, 0), axis=1)
+        is_end = np.empty((c, n), dtype=bool)
+        is_end[:, :-1] = new_group[:, 1:]
+        is_end[:, -1] = True
+        group_end = np.minimum.accumulate(np.where(is_end, idx, n)[:, ::-1], axis=1)[:, ::-1]
+        rows = np.arange(c)[:, None] * n
+        start_flat = (group_start + rows).ravel()
+        end_flat = (group_end + rows).ravel()
+        self._order_flat = self.order.ravel()
+        self._last_flat = np.arange(c) * n + (n - 1)
+        self.n_pos = self.labels.sum(axis=1)
         self.n_neg = n - self.n_pos
         self.scorable = (self.n_pos > 0) & (self.n_neg > 0)
+        # Only positives contribute to the sums, so the per-resample work beyond one cumsum is O(positives).
+        # Positives are listed class by class; cumulative sums over that list are indexed with a leading 0.
+        lab_flat = self.labels.ravel()
+        pos = np.flatnonzero(lab_flat)
+        pos_class = pos // n
+        self._offsets = np.concatenate([[0], np.cumsum(self.n_pos)])
+        clab = np.cumsum(self.labels, axis=1).ravel()
+        base = self._offsets[pos_class]
+        self._pos, self._pos_class, self._pos_base = pos, pos_class, base
+        self._pos_end, self._pos_start = end_flat[pos], start_flat[pos]
+        # Positives up to the end of, and strictly before the start of, each positive's tie group.
+        self._pos_k_end = base + clab[self._pos_end]
+        self._pos_k_before = base + clab[self._pos_start] - lab_flat[self._pos_start]
 
     def per_class(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-class ``(auroc, auprc)``; NaN for unscorable classes.
@@ -136,7 +153,8 @@ class RankedScores:
         gives (B, C), one row per reweighting. ``None`` means every record once.
         """
         if weights is None:
-            return self._unweighted()
+            auroc, auprc = self._batch(np.ones((1, self.n_classes * self.n_records)))
+            return auroc[0], auprc[0]
         w = np.asarray(weights)
         single = w.ndim == 1
         w2 = w[None] if single else w
@@ -144,50 +162,50 @@ class RankedScores:
             raise MetricInputError(
                 f"weights must have shape ({self.n_records},) or (B, {self.n_records}), got {w.shape}"
             )
-        w2 = w2.astype(np.int64, copy=False)
-        per_row = self.n_records * self.n_classes
-        step = max(1, _MAX_BATCH_ELEMENTS // max(per_row, 1))
+        if np.any(w2 < 0):
+            raise MetricInputError("weights must be non-negative record multiplicities")
+        w2 = w2.astype(np.float64, copy=False)
+        step = max(1, _MAX_BATCH_ELEMENTS // max(self.n_records * self.n_classes, 1))
         aurocs, auprcs = [], []
         for lo in range(0, w2.shape[0], step):
-            ws = w2[lo : lo + step][:, self.order]  # (b, N, C) multiplicities in sorted order
-            a, p = self._batch(ws)
+            a, p = self._batch(w2[lo : lo + step][:, self._order_flat])
             aurocs.append(a)
             auprcs.append(p)
         auroc, auprc = np.concatenate(aurocs), np.concatenate(auprcs)
         return (auroc[0], auprc[0]) if single else (auroc, auprc)
 
-    def _unweighted(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-class metrics with every record counted once."""
-        auroc, auprc = self._batch(np.ones((1, self.n_records, self.n_classes), dtype=np.int64))
-        return auroc[0], auprc[0]
+    def _segment_sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum (B, P) per-positive values class by class into (B, C)."""
+        b = values.shape[0]
+        padded = np.concatenate([values, np.zeros((b, 1))], axis=1)
+        sums = np.add.reduceat(padded, self._offsets[:-1], axis=1)
+        sums[:, self.n_pos == 0] = 0.0
+        return sums
 
     def _batch(self, ws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Metrics for sorted multiplicities ``ws`` of shape (B, N, C); returns two (B, C) arrays."""
-        b, n, c = ws.shape
-        tp = ws * self.labels[None]
-        fp = ws - tp
-        ctp = np.cumsum(tp, axis=1).reshape(b, n * c)
-        cfp = np.cumsum(fp, axis=1).reshape(b, n * c)
-        tp_end = ctp[:, self._end_flat].reshape(b, n, c)
-        fp_end = cfp[:, self._end_flat].reshape(b, n, c)
-        # Negatives ranked strictly above the tie group: inclusive count at its start minus that record.
-        fp_before = (cfp[:, self._start_flat] - fp.reshape(b, n * c)[:, self._start_flat]).reshape(b, n, c)
-        ctp = ctp.reshape(b, n, c)
-        cfp = cfp.reshape(b, n, c)
-        n_pos = ctp[:, -1, :].astype(np.float64)
-        n_neg = cfp[:, -1, :].astype(np.float64)
+        """Metrics for float multiplicities ``ws`` (B, C*N) in sorted class-major order; two (B, C) arrays."""
+        b = ws.shape[0]
+        c, n = self.n_classes, self.n_records
+        cw = np.cumsum(ws.reshape(b, c, n), axis=2).reshape(b, c * n)
+        wp = ws[:, self._pos]
+        cpw = np.zeros((b, wp.shape[1] + 1))
+        np.cumsum(wp, axis=1, out=cpw[:, 1:])
+        base = cpw[:, self._pos_base]
+        tp_end = cpw[:, self._pos_k_end] - base
+        tot_end = cw[:, self._pos_end]
+        fp_end = tot_end - tp_end
+        fp_before = cw[:, self._pos_start] - ws[:, self._pos_start] - (cpw[:, self._pos_k_before] - base)
+        n_pos = cpw[:, self._offsets[1:]] - cpw[:, self._offsets[:-1]]
+        n_neg = cw[:, self._last_flat] - n_pos
         ok = (n_pos > 0) & (n_neg > 0)
         # Each positive beats the negatives below its tie group and ties half of those inside it.
-        wins = np.sum(tp * (n_neg[:, None, :] - 0.5 * (fp_end + fp_before)), axis=1)
+        wins = self._segment_sum(wp * (n_neg[:, self._pos_class] - 0.5 * (fp_end + fp_before)))
         denom = n_pos * n_neg
         auroc = np.divide(wins, denom, out=np.full_like(denom, np.nan), where=ok)
         # Each positive contributes the precision at the end of its tie group (its threshold).
-        seen = tp_end + fp_end
-        precision = np.divide(tp_end, seen, out=np.zeros(seen.shape), where=seen > 0)
-        ap_sum = np.sum(tp * precision, axis=1)
-        auprc = np.divide(ap_sum, n_pos, out=np.full_like(n_pos, np.nan), where=ok)
+        precision = np.divide(tp_end, tot_end, out=np.zeros_like(tot_end), where=tot_end > 0)
+        auprc = np.divide(self._segment_sum(wp * precision), n_pos, out=np.full_like(n_pos, np.nan), where=ok)
         return auroc, auprc
-
 
 def _require_scorable(ranked: RankedScores, what: str) -> None:
     """Raise when no class has both a positive and a negative record."""
