@@ -1,0 +1,339 @@
+"""The typed fine-tuning configuration: dataclasses, YAML round-trip and ``section.field=value`` overrides.
+
+Precedence (lowest first): field defaults, the recipe preset, a YAML file, explicit CLI flags, ``--set``.
+A recipe given by name gets the preset's stages; a YAML ``recipe.stages`` list is merged stage by stage
+over the preset (so ``stages: [{}, {drop_path_rate: 0.3}]`` changes one field of stage 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ecgadapt.errors import ConfigError
+from ecgadapt.train.recipes import Recipe, Stage, get_recipe
+
+TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
+SELECT_METRICS = ("macro_auroc", "macro_auprc", "loss")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DataConfig:
+    """Which data: dataset root, cache rate, task, training fraction and folds."""
+
+    root: str | None = None  # PTB-XL-layout folder (ptbxl_database.csv, scp_statements.csv, records*)
+    rate: int = 100  # sampling rate of the records read into the cache (100 or 500 for PTB-XL)
+    task: str = "superdiagnostic"
+    fraction: float = 1.0  # fraction of the training split used (stratified subsample)
+    seed: int | None = None  # seed of the training-fraction subsample; None: the run's seed
+    cache_dir: str | None = None  # None: the default cache folder
+    test_fold: int = 10
+    val_fold: int = 9
+
+
+@dataclass
+class ModelConfig:
+    """Which model and which initial weights."""
+
+    name: str = "ecg_vit_tiny"
+    weights: str | None = None  # checkpoint path, "bundled", or None (random init)
+    kwargs: dict = field(default_factory=dict)  # factory overrides, e.g. {width: 32, depth: 2}
+
+
+@dataclass
+class TrainingConfig:
+    """How to train: batches, device, clipping, model selection and evaluation."""
+
+    batch_size: int = 64
+    eval_batch_size: int | None = None  # None: batch_size
+    num_workers: int = 2
+    device: str = "auto"  # auto: CUDA if available, else CPU
+    amp: bool = True  # bf16 autocast on CUDA (never on CPU)
+    grad_clip: float | None = 1.0  # max gradient norm; None or 0: off
+    select_metric: str = "macro_auroc"  # validation metric for the best checkpoint and early stopping
+    eval_windows: int = 1  # windows averaged per record at validation and test time (multi-crop)
+    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); None: off
+    pos_weight: bool = False  # class-balanced BCE: pos_weight = negatives / positives per class
+    max_train_batches: int | None = None  # cap on batches per epoch (test-sized runs)
+    progress: bool = True  # tqdm progress bars
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs; written resolved to ``config.yaml`` in the run directory."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    recipe: Recipe = field(default_factory=lambda: get_recipe("post_training"))
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    seed: int = 0
+    out: str | None = None
+    notes: list[str] = field(default_factory=list)  # resolution notes (e.g. weights ignored by "scratch")
+
+    def to_dict(self) -> dict:
+        """Plain-data form (YAML-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> FinetuneConfig:
+        """Build and validate from plain data; a recipe without ``stages`` gets its preset's."""
+        d = dict(d or {})
+        recipe = d.pop("recipe", None)
+        cfg = _build(cls, d, "")
+        cfg.recipe = _recipe_from(recipe)
+        cfg.validate()
+        return cfg
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML text of the config (also written to ``path`` if given)."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> FinetuneConfig:
+        """From a YAML file path or YAML text."""
+        return cls.from_dict(load_yaml(source))
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on a value that cannot work, naming the field."""
+        if self.data.task not in TASKS:
+            raise ConfigError(f"data.task: unknown task {self.data.task!r}; choose one of: {', '.join(TASKS)}")
+        if not 0.0 < self.data.fraction <= 1.0:
+            raise ConfigError(f"data.fraction must lie in (0, 1], got {self.data.fraction!r}")
+        if self.data.rate <= 0:
+            raise ConfigError(f"data.rate must be positive, got {self.data.rate!r}")
+        if self.data.test_fold == self.data.val_fold:
+            raise ConfigError(f"data.test_fold and data.val_fold must differ, both are {self.data.test_fold}")
+        t = self.training
+        if t.device not in DEVICES and not t.device.startswith("cuda:"):
+            raise ConfigError(f"training.device must be one of {DEVICES} or 'cuda:N', got {t.device!r}")
+        if t.select_metric not in SELECT_METRICS:
+            raise ConfigError(
+                f"training.select_metric must be one of {', '.join(SELECT_METRICS)}, got {t.select_metric!r}"
+            )
+        for key in ("batch_size", "eval_windows"):
+            if getattr(t, key) < 1:
+                raise ConfigError(f"training.{key} must be >= 1, got {getattr(t, key)!r}")
+        if t.eval_batch_size is not None and t.eval_batch_size < 1:
+            raise ConfigError(f"training.eval_batch_size must be >= 1 or null, got {t.eval_batch_size!r}")
+        if t.num_workers < 0:
+            raise ConfigError(f"training.num_workers must be >= 0, got {t.num_workers!r}")
+        if t.max_train_batches is not None and t.max_train_batches < 1:
+            raise ConfigError(f"training.max_train_batches must be >= 1 or null, got {t.max_train_batches!r}")
+        if t.ema is not None and not 0.0 < t.ema < 1.0:
+            raise ConfigError(f"training.ema must lie in (0, 1) or be null, got {t.ema!r}")
+        self.recipe.validate()
+
+
+def load_yaml(source: str | Path) -> dict:
+    """Parse a YAML mapping from a file (a Path, or a str ending in .yaml/.yml) or from YAML text."""
+    is_file = isinstance(source, Path) or ("\n" not in source and source.endswith((".yaml", ".yml")))
+    if is_file and not Path(source).is_file():
+        raise ConfigError(f"config file {source} does not exist; check the path given to --config")
+    try:
+        data = yaml.safe_load(Path(source).read_text() if is_file else source)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {source if is_file else '(text)'}: invalid YAML ({err})") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {source}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+# --- plain data -> dataclasses, with type checks -----------------------------------------------------------
+
+
+def _recipe_from(d: Any) -> Recipe:
+    """A recipe from ``None`` (default preset), a name, or a mapping (name, pretrained, stages)."""
+    if d is None:
+        return get_recipe("post_training")
+    if isinstance(d, str):
+        return get_recipe(d)
+    if isinstance(d, Recipe):
+        return d
+    if not isinstance(d, dict):
+        raise ConfigError(f"recipe must be a name or a mapping, got {d!r}")
+    d = dict(d)
+    unknown = set(d) - {"name", "stages", "pretrained"}
+    if unknown:
+        raise ConfigError(f"recipe: unknown field(s) {', '.join(sorted(unknown))}; allowed: name, stages, pretrained")
+    if "name" not in d:
+        raise ConfigError("recipe.name is required (a preset such as post_training, or your own name with stages)")
+    name = str(d["name"])
+    try:
+        base = get_recipe(name)
+    except ConfigError:
+        if not d.get("stages"):
+            raise
+        base = Recipe(name, [])
+    stages = d.get("stages")
+    if stages is not None:
+        if not isinstance(stages, list):
+            raise ConfigError(f"recipe.stages must be a list of stage mappings, got {stages!r}")
+        merged = []
+        for i, s in enumerate(stages):
+            if isinstance(s, Stage):
+                s = dataclasses.asdict(s)
+            if not isinstance(s, dict):
+                raise ConfigError(f"recipe.stages.{i} must be a mapping, got {s!r}")
+            if i < len(base.stages):
+                s = {**dataclasses.asdict(base.stages[i]), **s}
+            elif "name" not in s:
+                s = {"name": f"stage{i + 1}", **s}
+            merged.append(_build(Stage, s, f"recipe.stages.{i}."))
+        base.stages = merged
+    if "pretrained" in d:
+        base.pretrained = _coerce(d["pretrained"], bool, "recipe.pretrained")
+    return base
+
+
+def _build(cls: type, d: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from mapping ``d``, checking names and types."""
+    if dataclasses.is_dataclass(d) and not isinstance(d, type):
+        return d
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config field(s) {', '.join(prefix + k for k in sorted(unknown))}; "
+            f"allowed: {', '.join(prefix + n for n in names)}"
+        )
+    kwargs = {}
+    for name in names:
+        if name not in d:
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, d[name], f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(d[name], tp, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert ``value`` to annotation ``tp`` (int, float, str, bool, list, dict, X | None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is not None:
+        tp = origin
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "yes", "on")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be an integer, got {value!r}") from None
+        if f != int(f):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        try:
+            return float(value)  # also accepts "1e-4", which YAML 1.1 reads as a string
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return str(value)
+    if tp is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return list(value)
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+# --- overrides ---------------------------------------------------------------------------------------------
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"recipe.stages.1.drop_path_rate=0.2"`` -> (["recipe", "stages", "1", "drop_path_rate"], 0.2)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.field=value (e.g. training.batch_size=32)")
+    key, raw = item.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def set_in(d: dict, path: list[str], value: Any) -> None:
+    """Set ``value`` at ``path`` in nested dicts/lists (list steps are integer indices), in place."""
+    node: Any = d
+    where = ""
+    for i, key in enumerate(path):
+        last = i == len(path) - 1
+        where = f"{where}.{key}" if where else key
+        if isinstance(node, list):
+            if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
+                raise ConfigError(f"override {'.'.join(path)}: {where} is not an index into a list of {len(node)}")
+            key = int(key)  # type: ignore[assignment]
+        elif isinstance(node, dict):
+            if key not in node and not (last or where.endswith("model.kwargs")):
+                raise ConfigError(f"override {'.'.join(path)}: unknown field {where}")
+        else:
+            raise ConfigError(f"override {'.'.join(path)}: {where.rsplit('.', 1)[0]} is not a section")
+        if last:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and key not in node:
+                node[key] = {}
+            node = node[key]
+
+
+def apply_overrides(cfg: FinetuneConfig, items: list[str] | None) -> FinetuneConfig:
+    """A new config with ``section.field=value`` overrides applied (``recipe.name=X`` reloads X's preset)."""
+    if not items:
+        return cfg
+    d = cfg.to_dict()
+    for item in items:
+        path, value = parse_override(item)
+        if path == ["recipe", "name"] or path == ["recipe"]:
+            d["recipe"] = {"name": value}
+            continue
+        set_in(d, path, value)
+    return FinetuneConfig.from_dict(d)

@@ -1,0 +1,274 @@
+"""Recipes are data: a list of :class:`Stage` s run in order, plus the helpers that apply a stage to a model.
+
+A stage says what trains (``"head"`` or ``"all"``), for how long, with which learning rate and which
+regularisation is on. Presets are plain lists of stages; the ablations differ from ``post_training`` in
+exactly one field, so a report can name what differs. The preset values are this project's defaults for
+PTB-XL (AdamW, batch 64), not numbers taken from a paper; every field can be overridden from a config.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+from torch import nn
+
+from ecgadapt.errors import ConfigError
+from ecgadapt.models.base import ECGModel
+from ecgadapt.models.layers import DropPath, drop_path_schedule
+
+TRAINABLE = ("head", "all")
+
+
+@dataclass
+class Stage:
+    """One training stage: what trains, for how long, with which optimiser settings and regularisation."""
+
+    name: str
+    trainable: str = "all"  # "head": frozen backbone kept in eval mode; "all": full fine-tuning
+    epochs: int = 30  # maximum epochs (early stopping may end the stage sooner)
+    lr: float = 1e-4  # peak learning rate (after warmup), cosine-decayed to lr * min_lr_ratio
+    weight_decay: float = 0.05  # AdamW decoupled weight decay (never on norms, biases, embeddings)
+    warmup_epochs: float = 0.0  # linear warmup, in (possibly fractional) epochs
+    drop_rate: float = 0.0  # dropout of the model (what create_model(drop_rate=...) sets)
+    drop_path_rate: float = 0.0  # stochastic depth of the last block; linear from 0 over the blocks
+    patience: int | None = None  # stop after this many epochs without validation improvement; None: never
+    layer_decay: float | None = None  # layer-wise LR decay factor (None: off)
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of ``lr``
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on an impossible value, naming the stage and field."""
+        where = f"stage {self.name!r}"
+        if self.trainable not in TRAINABLE:
+            raise ConfigError(f"{where}: trainable must be 'head' or 'all', got {self.trainable!r}")
+        if int(self.epochs) != self.epochs or self.epochs < 1:
+            raise ConfigError(f"{where}: epochs must be a positive integer, got {self.epochs!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"{where}: lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"{where}: weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"{where}: warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
+        for key in ("drop_rate", "drop_path_rate"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{where}: {key} must lie in [0, 1), got {value!r}")
+        if self.patience is not None and (int(self.patience) != self.patience or self.patience < 1):
+            raise ConfigError(f"{where}: patience must be a positive integer or null, got {self.patience!r}")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError(f"{where}: layer_decay must lie in (0, 1] or be null, got {self.layer_decay!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"{where}: min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
+
+
+@dataclass
+class Recipe:
+    """A named list of stages; ``pretrained=False`` builds the model from random init even if weights are given."""
+
+    name: str
+    stages: list[Stage] = field(default_factory=list)
+    pretrained: bool = True
+
+    def validate(self) -> None:
+        """Check every stage; a recipe needs at least one."""
+        if not self.stages:
+            raise ConfigError(f"recipe {self.name!r} has no stages")
+        for stage in self.stages:
+            stage.validate()
+
+    def to_dict(self) -> dict:
+        """Plain-data form."""
+        return asdict(self)
+
+
+# --- presets ---------------------------------------------------------------------------------------------
+
+PROBE = Stage(name="probe", trainable="head", epochs=30, lr=1e-3, weight_decay=0.0, warmup_epochs=0.0, patience=5)
+"""Linear probing: frozen backbone in eval mode, only the head trains, until validation stops improving."""
+
+FINETUNE = Stage(name="finetune", trainable="all", epochs=30, lr=1e-4, weight_decay=0.05, warmup_epochs=2.0, patience=5)
+"""Plain full fine-tuning: no stochastic depth, no extra dropout."""
+
+REGULARISED = replace(FINETUNE, drop_rate=0.1, drop_path_rate=0.2)
+"""Post-training's fine-tuning stage: full fine-tuning with dropout and stochastic depth on."""
+
+SCRATCH = Stage(name="train", trainable="all", epochs=50, lr=1e-3, weight_decay=0.05, warmup_epochs=3.0, patience=10)
+"""Training from random initialisation."""
+
+_PRESETS: dict[str, Recipe] = {
+    "scratch": Recipe("scratch", [SCRATCH], pretrained=False),
+    "linear_probe": Recipe("linear_probe", [PROBE]),
+    "baseline_ft": Recipe("baseline_ft", [FINETUNE]),
+    "lp_ft": Recipe("lp_ft", [PROBE, FINETUNE]),
+    "post_training": Recipe("post_training", [PROBE, REGULARISED]),
+    "post_training_no_lp": Recipe("post_training_no_lp", [REGULARISED]),
+    "post_training_no_sd": Recipe("post_training_no_sd", [PROBE, replace(REGULARISED, drop_path_rate=0.0)]),
+    "post_training_no_dropout": Recipe("post_training_no_dropout", [PROBE, replace(REGULARISED, drop_rate=0.0)]),
+}
+
+
+def list_recipes() -> list[str]:
+    """Names of the preset recipes."""
+    return list(_PRESETS)
+
+
+def get_recipe(name: str) -> Recipe:
+    """A fresh (deep) copy of preset ``name``."""
+    if name not in _PRESETS:
+        raise ConfigError(f"unknown recipe {name!r}; choose one of: {', '.join(_PRESETS)}")
+    return copy.deepcopy(_PRESETS[name])
+
+
+def override_stages(recipe: Recipe, **changes) -> Recipe:
+    """A copy of ``recipe`` with the same field ``changes`` applied to every stage (e.g. ``epochs=2``)."""
+    unknown = set(changes) - set(Stage.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown stage field(s): {', '.join(sorted(unknown))}")
+    return replace(recipe, stages=[replace(s, **changes) for s in recipe.stages])
+
+
+# --- applying a stage to a model -------------------------------------------------------------------------
+
+
+def head_parameters(model: ECGModel) -> list[nn.Parameter]:
+    """Parameters of the classification head."""
+    return list(model.get_classifier().parameters())
+
+
+def set_trainable(model: ECGModel, trainable: str) -> list[nn.Parameter]:
+    """Set ``requires_grad`` for stage kind ``trainable`` ("head" or "all"); return the trainable parameters."""
+    if trainable not in TRAINABLE:
+        raise ConfigError(f"trainable must be 'head' or 'all', got {trainable!r}")
+    head_ids = {id(p) for p in head_parameters(model)}
+    params = []
+    for p in model.parameters():
+        on = trainable == "all" or id(p) in head_ids
+        p.requires_grad_(on)
+        if on:
+            params.append(p)
+    return params
+
+
+def set_train_mode(model: ECGModel, trainable: str) -> None:
+    """Training mode for a stage: everything for "all"; for "head" only the head (backbone stays in eval)."""
+    if trainable == "all":
+        model.train()
+    else:
+        model.eval()  # no dropout, no DropPath, no BatchNorm statistics updates in the frozen backbone
+        model.get_classifier().train()
+
+
+def _block_key(name: str) -> str:
+    """The block a module belongs to: its name up to the last numeric component (``blocks.3.drop_path1``
+    -> ``blocks.3``; ``stages.2.5.drop_path`` -> ``stages.2.5``), else its parent's name."""
+    parts = name.split(".")
+    numeric = [i for i, part in enumerate(parts[:-1]) if part.isdigit()]
+    return ".".join(parts[: numeric[-1] + 1]) if numeric else ".".join(parts[:-1])
+
+
+def drop_path_blocks(model: nn.Module) -> list[list[DropPath]]:
+    """DropPath modules grouped by block, blocks in module (forward) order."""
+    groups: dict[str, list[DropPath]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, DropPath):
+            groups.setdefault(_block_key(name), []).append(module)
+    return list(groups.values())
+
+
+def _is_dropout(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.dropout._DropoutNd)
+
+
+_DROP_ATTR = re.compile(r"(^|_)drop(_|$)")  # attn_drop, drop_rate, drop_prob, drop_path_rate
+
+
+def _drop_attributes(module: nn.Module) -> dict[str, float]:
+    """Plain float attributes of ``module`` that hold a drop probability (e.g. ``attn_drop``, ``drop_rate``)."""
+    return {
+        k: v
+        for k, v in vars(module).items()
+        if isinstance(v, float) and not isinstance(v, bool) and _DROP_ATTR.search(k) and k != "p"
+    }
+
+
+def set_drop_rates(
+    model: ECGModel, drop_rate: float, drop_path_rate: float, reference: nn.Module | None = None
+) -> None:
+    """Set every dropout and stochastic-depth rate of an existing ``model`` in place.
+
+    With ``reference`` (the same architecture built by ``create_model(..., drop_rate, drop_path_rate)``,
+    e.g. on the meta device, see :func:`reference_model`), every rate is copied from it by module name, so
+    the model ends exactly as its factory would have built it. Without, every DropPath of block ``i`` gets
+    rate ``i/(n-1) * drop_path_rate`` (a fresh linear schedule over the ``n`` blocks; a block may hold several
+    DropPaths) and every dropout module gets ``p = drop_rate``.
+    """
+    if drop_path_rate > 0 and not any(isinstance(m, DropPath) for m in model.modules()):
+        raise ConfigError(
+            f"{type(model).__name__} has no DropPath modules, so drop_path_rate={drop_path_rate} cannot be "
+            "applied; set the stage's drop_path_rate to 0"
+        )
+    if reference is not None:
+        _copy_drop_rates(model, reference)
+        return
+    blocks = drop_path_blocks(model)
+    for rate, group in zip(drop_path_schedule(drop_path_rate, len(blocks)), blocks):
+        for module in group:
+            module.drop_prob = float(rate)
+    for module in model.modules():
+        if _is_dropout(module):
+            module.p = float(drop_rate)
+
+
+def _copy_drop_rates(model: nn.Module, reference: nn.Module) -> None:
+    """Copy DropPath rates, dropout ``p`` and float drop attributes from ``reference`` by module name."""
+    live = dict(model.named_modules())
+    for name, ref in reference.named_modules():
+        target = live.get(name)
+        if target is None or type(target) is not type(ref):
+            if isinstance(ref, DropPath) or _is_dropout(ref):
+                raise ConfigError(
+                    f"cannot change the drop rates of {type(model).__name__} in place: module {name!r} is "
+                    f"{type(ref).__name__} in the reference but {type(target).__name__} in the model"
+                )
+            continue
+        if isinstance(ref, DropPath):
+            target.drop_prob = float(ref.drop_prob)
+        if _is_dropout(ref):
+            target.p = float(ref.p)
+        for key, value in _drop_attributes(ref).items():
+            if key in vars(target):
+                setattr(target, key, float(value))
+
+
+def reference_model(
+    name: str, num_classes: int, drop_rate: float, drop_path_rate: float, overrides: dict | None = None
+) -> ECGModel | None:
+    """Model ``name`` built on the meta device (no memory) with the given rates; None if that fails."""
+    from ecgadapt.models.registry import create_model
+
+    try:
+        with torch.device("meta"):
+            return create_model(
+                name,
+                num_classes=num_classes,
+                drop_rate=drop_rate,
+                drop_path_rate=drop_path_rate,
+                **(overrides or {}),
+            )
+    except Exception:  # noqa: BLE001 - a factory that cannot run on meta falls back to the generic rule
+        return None
+
+
+def drop_rates(model: nn.Module) -> dict[str, float]:
+    """Every drop probability of ``model`` by module name (DropPath, dropout, float drop attributes)."""
+    out: dict[str, float] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, DropPath):
+            out[name] = module.drop_prob
+        elif _is_dropout(module):
+            out[name] = module.p
+        for key, value in _drop_attributes(module).items():
+            out[f"{name}.{key}" if name else key] = value
+    return out

@@ -1,0 +1,229 @@
+"""Run directories: creation rules, environment record, per-epoch metrics, checkpoints and predictions.
+
+Layout: ``config.yaml`` (resolved config), ``env.json``, ``metrics.csv``, ``checkpoints/{last,best}.pt`` and
+``checkpoints/best_stage{i}.pt``, ``predictions_{val,test}.npz``, ``final.json``. Every file is written
+atomically (temporary file, then rename), so a killed run never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ecgadapt.errors import CheckpointError, ConfigError
+
+CONFIG = "config.yaml"
+ENV = "env.json"
+METRICS = "metrics.csv"
+FINAL = "final.json"
+CHECKPOINTS = "checkpoints"
+METRIC_COLUMNS = (
+    "stage", "stage_name", "epoch", "train_loss", "val_loss", "val_macro_auroc", "val_macro_auprc",
+    "lr", "time_s", "best",
+)  # fmt: skip
+
+
+def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Create run dir ``out``; an existing non-empty one is an error unless ``resume`` or ``overwrite``."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: resume continues a run, overwrite deletes it")
+    path = Path(out)
+    exists = path.is_dir() and any(path.iterdir())
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"run directory {path} exists and is not a folder; choose another --out")
+    if resume:
+        if not (path / CONFIG).is_file():
+            raise ConfigError(f"cannot resume: {path} holds no {CONFIG}; start the run without --resume")
+        return path
+    if exists:
+        if not overwrite:
+            raise ConfigError(
+                f"run directory {path} already exists and is not empty; pass --resume to continue it, "
+                "--overwrite to replace it, or choose another --out"
+            )
+        if not (path / CONFIG).is_file():
+            raise ConfigError(
+                f"refusing to overwrite {path}: it is not an ecgadapt run directory (no {CONFIG}); delete it yourself"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically write ``data`` as indented JSON (NaN written as null)."""
+    atomic_write_text(Path(path), json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, naming it on failure."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+
+
+def _jsonable(obj: Any) -> Any:
+    """Replace NaN/inf by None and numpy scalars by Python ones, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def git_commit(start: Path | None = None) -> str | None:
+    """The git commit of the ecgadapt checkout (None when not a git checkout or git is missing)."""
+    start = start or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(start), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(start), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit + ("-dirty" if dirty.stdout.strip() else "") if commit else None
+
+
+def environment(device: torch.device | str) -> dict:
+    """Versions, device, git commit, host, time and command line of this process."""
+    import ecgadapt
+
+    dev = torch.device(device)
+    env = {
+        "ecgadapt": ecgadapt.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "cuda": torch.version.cuda,
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+        "hostname": socket.gethostname(),
+        "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command_line": list(sys.argv),
+    }
+    return env
+
+
+def write_env(run_dir: Path, device: torch.device | str, resumed: bool = False) -> dict:
+    """Write ``env.json``; a resume keeps the first record and appends one under ``resumes``."""
+    path = Path(run_dir) / ENV
+    env = environment(device)
+    if resumed and path.is_file():
+        first = read_json(path)
+        first.setdefault("resumes", []).append(env)
+        env = first
+    write_json(path, env)
+    return env
+
+
+class MetricsLog:
+    """``metrics.csv``: one row per epoch; on resume, rows after the checkpointed epoch are dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def rows(self) -> list[dict]:
+        """All rows as dicts of strings."""
+        if not self.path.is_file():
+            return []
+        with self.path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def append(self, row: dict) -> None:
+        """Append one epoch's row (writing the header first if the file is new)."""
+        new = not self.path.is_file()
+        with self.path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+
+    def truncate(self, n_rows: int) -> None:
+        """Keep only the first ``n_rows`` rows."""
+        rows = self.rows()[:n_rows]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if not np.isfinite(value) else f"{value:.6g}"
+    return "" if value is None else value
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomically ``torch.save`` ``state`` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; was the run finished (or started)?")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        raise CheckpointError(f"cannot load checkpoint {path}: {err}") from err
+
+
+def save_predictions(
+    path: Path, ecg_ids: Sequence, class_names: Sequence[str], y_true: np.ndarray, y_score: np.ndarray
+) -> None:
+    """Write ``predictions_*.npz``: ecg_ids, class_names, y_true (0/1) and y_score (probabilities)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        ecg_ids=np.asarray(ecg_ids),
+        class_names=np.asarray(list(class_names), dtype=str),
+        y_true=np.asarray(y_true, dtype=np.int8),
+        y_score=np.asarray(y_score, dtype=np.float32),
+    )
+    os.replace(tmp, path)
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    """Read a ``predictions_*.npz`` file into a dict of arrays."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
