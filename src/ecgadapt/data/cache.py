@@ -1,0 +1,388 @@
+"""A prepared, memory-mapped copy of a PTB-XL folder at one sampling rate.
+
+``prepare_cache`` reads every record once (in parallel) into ``signals.npy`` (N, 12, T) float32 and writes
+``index.csv`` (ecg_id, patient_id, strat_fold, row, filename, scp_codes), a copy of ``scp_statements.csv``
+and ``manifest.json``. It builds in a temporary folder beside the target and renames it into place only when
+complete, so an interrupted or failing prepare never leaves (or damages) a cache that ``open_cache`` accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecgadapt import LEADS
+from ecgadapt.data.ptbxl import (
+    DATABASE_CSV,
+    FILENAME_COLUMN,
+    STATEMENTS_CSV,
+    check_rate,
+    read_database,
+    read_header,
+    read_record,
+    read_statements,
+)
+from ecgadapt.data.tasks import check_task, task_labels
+from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.paths import default_cache_dir
+
+CACHE_FORMAT_VERSION = 1
+SIGNALS_FILE = "signals.npy"
+INDEX_FILE = "index.csv"
+MANIFEST_FILE = "manifest.json"
+INDEX_COLUMNS = ("ecg_id", "patient_id", "strat_fold", "row", "filename", "scp_codes")
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_path(root: str | os.PathLike, rate: int, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache_dir>/<root's name>-<hash of its absolute path>/rate<rate>`` (cache_dir defaults to the user cache)."""
+    root = Path(root).expanduser().resolve()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name).strip("._") or "root"
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return base / f"{name}-{digest}" / f"rate{check_rate(rate)}"
+
+
+def source_fingerprint(root: str | os.PathLike, n_records: int) -> dict:
+    """Sizes and modification times of the two CSVs plus the record count: changes when the source changes."""
+    out: dict = {"n_records": int(n_records)}
+    for name in (DATABASE_CSV, STATEMENTS_CSV):
+        st = (Path(root) / name).stat()
+        out[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return out
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _fill(signals_path: str, items: list[tuple[int, str]], rate: int) -> int:
+    """Read records ``(row, base path)`` into rows of the memory-mapped signals file; return how many."""
+    out = np.load(signals_path, mmap_mode="r+")
+    try:
+        for row, base in items:
+            x = read_record(base, rate)
+            if x.shape != out.shape[1:]:
+                raise DataError(
+                    f"record {Path(base).name}: shape {x.shape} differs from the dataset's {out.shape[1:]} "
+                    f"(every record must last as long as the first); exclude it from {DATABASE_CSV}"
+                )
+            out[row] = x
+        out.flush()
+    finally:
+        del out
+    return len(items)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process
+        return True
+    return True
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove temporary folders that killed prepares of ``target`` left behind."""
+    for tmp in target.parent.glob(f".{target.name}.*-*-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 2)[1])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_manifest(path: Path) -> dict:
+    file = path / MANIFEST_FILE
+    if not file.is_file():
+        raise DataError(f"{path} is not an ecgadapt cache ({MANIFEST_FILE} missing); {_rebuild_hint(path)}")
+    try:
+        manifest = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{file} is unreadable ({err}); {_rebuild_hint(path)}") from err
+    if not isinstance(manifest, dict) or manifest.get("complete") is not True:
+        raise DataError(f"{path} is an incomplete cache (interrupted prepare?); {_rebuild_hint(path)}")
+    if manifest.get("format_version") != CACHE_FORMAT_VERSION:
+        raise DataError(
+            f"{path} has cache format {manifest.get('format_version')!r}, this version reads "
+            f"{CACHE_FORMAT_VERSION}; {_rebuild_hint(path)}"
+        )
+    return manifest
+
+
+def _rebuild_hint(path: Path, manifest: dict | None = None) -> str:
+    root = (manifest or {}).get("source_root", "<PTB-XL folder>")
+    rate = (manifest or {}).get("rate", "<100|500>")
+    return f"delete {path} and run `ecgadapt prepare ptbxl --root {root} --rate {rate}`"
+
+
+class ECGCache:
+    """An opened cache: read-only ``signals`` (N, 12, T) float32 memmap, ``index`` (one row per record) and labels."""
+
+    def __init__(self, path: Path, manifest: dict, index: pd.DataFrame, statements: pd.DataFrame):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.index = index
+        self.statements = statements
+        self.rate = int(manifest["rate"])
+        self.root = Path(manifest["source_root"])
+        self._signals: np.memmap | None = None
+        self._labels: dict[str, tuple[np.ndarray, list[str]]] = {}
+        self._row_of = pd.Series(index["row"].to_numpy(), index=index["ecg_id"].to_numpy())
+
+    @property
+    def signals(self) -> np.memmap:
+        """Read-only memory map of the signals, (N, 12, T) float32 millivolts, leads in ``LEADS`` order."""
+        if self._signals is None:
+            self._signals = np.load(self.path / SIGNALS_FILE, mmap_mode="r")
+        return self._signals
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(N, 12, T)."""
+        return tuple(self.manifest["shape"])
+
+    @property
+    def leads(self) -> tuple[str, ...]:
+        """Lead names in the order of axis 1."""
+        return tuple(self.manifest["leads"])
+
+    def __len__(self) -> int:
+        return int(self.manifest["shape"][0])
+
+    def __repr__(self) -> str:
+        return f"ECGCache({str(self.path)!r}, n={len(self)}, rate={self.rate}, root={str(self.root)!r})"
+
+    def labels(self, task: str) -> tuple[np.ndarray, list[str]]:
+        """Multi-hot labels (N, C) uint8 aligned to cache rows, and the class names, for a benchmark task."""
+        check_task(task)
+        if task not in self._labels:
+            y, classes = task_labels(self.index["scp_codes"], self.statements, task, ids=self.index["ecg_id"].tolist())
+            y.setflags(write=False)
+            self._labels[task] = (y, classes)
+        y, classes = self._labels[task]
+        return y, list(classes)
+
+    def rows_of(self, ecg_ids: np.ndarray | list[int]) -> np.ndarray:
+        """Cache rows of the given ecg_ids (DataError naming any id the cache lacks)."""
+        ids = np.asarray(ecg_ids, dtype=np.int64)
+        missing = ids[~np.isin(ids, self._row_of.index.to_numpy())]
+        if len(missing):
+            raise DataError(f"ecg_id(s) {missing[:5].tolist()} are not in cache {self.path}")
+        return self._row_of.loc[ids].to_numpy(dtype=np.int64)
+
+    def __getstate__(self) -> dict:
+        # Pickled into DataLoader workers: never ship the memory map's contents, reopen it there.
+        state = self.__dict__.copy()
+        state["_signals"] = None
+        state["_labels"] = {}
+        return state
+
+
+def open_cache(path: str | os.PathLike) -> ECGCache:
+    """Open a complete cache folder written by :func:`prepare_cache` (DataError with the fix otherwise)."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DataError(f"cache folder {path} not found; run `ecgadapt prepare ptbxl --root <PTB-XL folder> --rate <100|500>`")
+    manifest = _read_manifest(path)
+    hint = _rebuild_hint(path, manifest)
+    try:
+        signals = np.load(path / SIGNALS_FILE, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path / SIGNALS_FILE} is missing or unreadable ({err}); {hint}") from err
+    if list(signals.shape) != list(manifest["shape"]) or str(signals.dtype) != manifest["dtype"]:
+        raise DataError(
+            f"{path / SIGNALS_FILE} holds {signals.dtype}{list(signals.shape)}, the manifest says "
+            f"{manifest['dtype']}{manifest['shape']}; {hint}"
+        )
+    try:
+        index = pd.read_csv(path / INDEX_FILE)
+        statements = pd.read_csv(path / STATEMENTS_CSV, index_col=0)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{path} has an unreadable index or statements file ({err}); {hint}") from err
+    if list(index.columns) != list(INDEX_COLUMNS) or not np.array_equal(index["row"].to_numpy(), np.arange(len(signals))):
+        raise DataError(f"{path / INDEX_FILE} does not match {SIGNALS_FILE} row for row; {hint}")
+    index["scp_codes"] = [json.loads(s) for s in index["scp_codes"]]
+    index["patient_id"] = index["patient_id"].astype("Int64")
+    statements.index = statements.index.astype(str)
+    for col in ("diagnostic", "form", "rhythm"):
+        statements[col] = pd.to_numeric(statements[col], errors="coerce").fillna(0).astype(np.int64)
+    cache = ECGCache(path, manifest, index, statements)
+    cache._signals = signals
+    return cache
+
+
+def cache_problem(path: str | os.PathLike, root: str | os.PathLike, rate: int) -> str | None:
+    """Why the cache at ``path`` cannot stand for ``root`` at ``rate``; None when it is valid and current."""
+    path = Path(path)
+    if not path.exists():
+        return "no cache yet"
+    try:
+        manifest = open_cache(path).manifest
+    except DataError as err:
+        return str(err)
+    if manifest["rate"] != rate:
+        return f"cache holds {manifest['rate']} Hz, {rate} Hz requested"
+    try:
+        current = source_fingerprint(root, manifest["fingerprint"]["n_records"])
+    except OSError as err:
+        return f"source unreadable ({err})"
+    if current != manifest["fingerprint"]:
+        return "the source CSVs changed since the cache was built"
+    return None
+
+
+def _say(progress: bool, msg: str) -> None:
+    log.info(msg)
+    if progress:
+        print(f"ecgadapt: {msg}", file=sys.stderr)
+
+
+def prepare_cache(
+    root: str | os.PathLike,
+    rate: int,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Read every record of the PTB-XL folder ``root`` at ``rate`` Hz into a cache; return the cache folder.
+
+    A valid cache that matches the source is reused as is. ``workers`` processes read records in parallel
+    (default: all available cores; 1 reads in this process).
+    """
+    rate = check_rate(rate)
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"PTB-XL folder {root} not found; pass --root the folder that holds {DATABASE_CSV}")
+    target = default_cache_path(root, rate, cache_dir)
+    database = read_database(root)
+    statements = read_statements(root)
+    task_labels(database["scp_codes"], statements, "all", ids=database["ecg_id"].tolist())  # every code defined
+    if len(database) == 0:
+        raise DataError(f"{root / DATABASE_CSV} lists no records; nothing to prepare")
+    fingerprint = source_fingerprint(root, len(database))
+
+    problem = cache_problem(target, root, rate)
+    if problem is None:
+        _say(progress, f"reusing valid cache {target}")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
+
+    column = FILENAME_COLUMN[rate]
+    bases = [str(root / f) for f in database[column]]
+    n_samples = read_header(bases[0]).sig_len
+    shape = (len(database), len(LEADS), n_samples)
+    workers = _default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ConfigError(f"workers={workers} must be at least 1")
+
+    start = time.perf_counter()
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        signals_path = tmp / SIGNALS_FILE
+        np.lib.format.open_memmap(signals_path, mode="w+", dtype=np.float32, shape=shape).flush()
+        items = list(enumerate(bases))
+        n_chunks = max(1, min(len(items), workers * 8, math.ceil(len(items) / 4)))
+        size = math.ceil(len(items) / n_chunks)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        _read_all(str(signals_path), chunks, rate, workers, progress, f"prepare {root.name} @ {rate} Hz")
+        _write_index(tmp / INDEX_FILE, database, column)
+        shutil.copyfile(root / STATEMENTS_CSV, tmp / STATEMENTS_CSV)
+        manifest = {
+            "format_version": CACHE_FORMAT_VERSION,
+            "complete": True,
+            "rate": rate,
+            "shape": list(shape),
+            "dtype": "float32",
+            "leads": list(LEADS),
+            "units": "mV",
+            "source_root": str(root),
+            "fingerprint": fingerprint,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        _swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _say(progress, f"prepared {len(database)} records at {rate} Hz into {target} ({manifest['seconds']:.1f} s)")
+    return target
+
+
+def _read_all(signals_path: str, chunks: list, rate: int, workers: int, progress: bool, desc: str) -> None:
+    from tqdm.auto import tqdm
+
+    total = sum(len(c) for c in chunks)
+    with tqdm(total=total, desc=desc, unit="rec", disable=not progress, file=sys.stderr) as bar:
+        if workers == 1 or len(chunks) == 1:
+            for chunk in chunks:
+                bar.update(_fill(signals_path, chunk, rate))
+            return
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
+        try:
+            pending = {pool.submit(_fill, signals_path, chunk, rate) for chunk in chunks}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for fut in done:
+                    bar.update(fut.result())  # re-raises a worker's DataError here
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_index(path: Path, database: pd.DataFrame, column: str) -> None:
+    index = pd.DataFrame(
+        {
+            "ecg_id": database["ecg_id"].to_numpy(dtype=np.int64),
+            "patient_id": database["patient_id"].to_numpy(),
+            "strat_fold": database["strat_fold"].to_numpy(dtype=np.int64),
+            "row": np.arange(len(database), dtype=np.int64),
+            "filename": database[column].astype(str).to_numpy(),
+            "scp_codes": [json.dumps(c) for c in database["scp_codes"]],
+        }
+    )
+    index.to_csv(path, index=False)
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Rename the finished ``tmp`` folder to ``target``, replacing an old (invalid or stale) cache there."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_or_prepare(
+    root: str | os.PathLike,
+    rate: int,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ECGCache:
+    """Open the cache of ``root`` at ``rate``, preparing it first when it is missing or stale."""
+    return open_cache(prepare_cache(root, rate, cache_dir=cache_dir, workers=workers, progress=progress))

@@ -1,0 +1,88 @@
+"""A torch Dataset over one task and split of a prepared cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ecgadapt.data.cache import ECGCache, open_cache
+from ecgadapt.data.splits import check_fraction, split_folds, split_mask, subsample
+from ecgadapt.data.tasks import check_task
+from ecgadapt.errors import ConfigError, DataError
+
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+class ECGDataset(Dataset):
+    """Records of ``split`` that carry a label in ``task``; items are ``(x float32 tensor, y float32 (C,))``.
+
+    ``fraction`` keeps a nested, stratified, seeded subset of the training split. ``transform`` maps the
+    (12, T) float32 array to (12, L) or (W, 12, L); random transforms should draw from torch's RNG.
+    """
+
+    def __init__(
+        self,
+        cache: ECGCache | str | os.PathLike,
+        task: str,
+        split: str,
+        *,
+        fraction: float = 1.0,
+        seed: int = 0,
+        transform: Transform | None = None,
+        test_fold: int = 10,
+        val_fold: int = 9,
+    ):
+        self.cache = cache if isinstance(cache, ECGCache) else open_cache(cache)
+        self.task = check_task(task)
+        self.split = split
+        self.fraction = check_fraction(fraction)
+        if self.fraction != 1.0 and split != "train":
+            raise ConfigError(f"fraction={fraction} applies to the training split only, not to {split!r}")
+        self.seed = int(seed)
+        self.transform = transform
+        self.folds = split_folds(split, test_fold, val_fold)
+        self.test_fold, self.val_fold = test_fold, val_fold
+
+        y_all, self.class_names = self.cache.labels(task)
+        folds = self.cache.index["strat_fold"].to_numpy()
+        rows = np.flatnonzero(split_mask(folds, split, test_fold, val_fold) & y_all.any(axis=1))
+        if fraction != 1.0:
+            rows = rows[subsample(y_all[rows], fraction, seed)]
+        if len(rows) == 0:
+            raise DataError(
+                f"no record of cache {self.cache.path} has a {task!r} label in split {split!r} "
+                f"(strat_fold {list(self.folds)}); use a larger dataset or other folds"
+            )
+        self.rows = rows
+        self.labels = np.ascontiguousarray(y_all[rows])
+        self.ecg_ids = self.cache.index["ecg_id"].to_numpy(dtype=np.int64)[rows]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes C."""
+        return len(self.class_names)
+
+    @property
+    def rate(self) -> int:
+        """Sampling rate (Hz) of the signals."""
+        return self.cache.rate
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.array(self.cache.signals[self.rows[i]], dtype=np.float32)
+        if self.transform is not None:
+            x = self.transform(x)
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return x, torch.from_numpy(self.labels[i].astype(np.float32))
+
+    def __repr__(self) -> str:
+        return (
+            f"ECGDataset(task={self.task!r}, split={self.split!r}, n={len(self)}, classes={self.num_classes}, "
+            f"fraction={self.fraction}, seed={self.seed}, rate={self.rate})"
+        )
