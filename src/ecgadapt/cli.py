@@ -27,7 +27,48 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo]
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="read a dataset once into a memory-mapped cache")
+    sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    q = sources.add_parser("ptbxl", help="cache a PTB-XL folder at one sampling rate")
+    q.add_argument("--root", required=True, help="PTB-XL folder (holds ptbxl_database.csv, records100/, records500/)")
+    q.add_argument("--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz (default 500)")
+    q.add_argument("--cache", default=None, help="cache base folder (default $ECGADAPT_CACHE or ~/.cache/ecgadapt)")
+    q.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.data.cache import prepare_cache
+
+        print(prepare_cache(args.root, args.rate, cache_dir=args.cache, workers=args.workers))
+        return 0
+
+    q.set_defaults(func=run)
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect datasets")
+    cmds = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    q = cmds.add_parser("stats", help="records and class positives per split of a task (reads only the CSVs)")
+    q.add_argument("--root", required=True, help="PTB-XL folder (holds ptbxl_database.csv and scp_statements.csv)")
+    q.add_argument("--task", required=True, help="all, diagnostic, subdiagnostic, superdiagnostic, form or rhythm")
+    q.add_argument("--rate", type=int, choices=(100, 500), default=None, help="sampling rate (recorded only)")
+    q.add_argument("--test-fold", type=int, default=10, help="strat_fold of the test split (default 10)")
+    q.add_argument("--val-fold", type=int, default=9, help="strat_fold of the validation split (default 9)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    def run(args: argparse.Namespace) -> int:
+        import json
+
+        from ecgadapt.data.stats import format_stats, split_stats
+
+        stats = split_stats(args.root, args.task, rate=args.rate, test_fold=args.test_fold, val_fold=args.val_fold)
+        print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+        return 0
+
+    q.set_defaults(func=run)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_prepare, _add_data]
 
 
 def build_parser() -> argparse.ArgumentParser:

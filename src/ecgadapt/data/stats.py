@@ -5,14 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ecgadapt.data.ptbxl import read_database, read_statements
+from ecgadapt.data.ptbxl import check_rate, read_database, read_statements
 from ecgadapt.data.splits import SPLITS, split_folds, split_mask
 from ecgadapt.data.tasks import check_task, database_labels
 
 
-def split_stats(root: str | os.PathLike, task: str, *, test_fold: int = 10, val_fold: int = 9) -> dict:
-    """Counts per split: records with a label in ``task``, records dropped for having none, positives per class."""
+def split_stats(
+    root: str | os.PathLike, task: str, *, rate: int | None = None, test_fold: int = 10, val_fold: int = 9
+) -> dict:
+    """Counts per split: records with a label in ``task``, records dropped for having none, positives per class.
+
+    Only the CSVs are read; ``rate`` (optional) is checked and recorded, since labels do not depend on it.
+    """
     check_task(task)
+    if rate is not None:
+        rate = check_rate(rate)
     database = read_database(root)
     statements = read_statements(root)
     y, classes = database_labels(database, statements, task)
@@ -31,6 +38,7 @@ def split_stats(root: str | os.PathLike, task: str, *, test_fold: int = 10, val_
     return {
         "root": str(Path(root)),
         "task": task,
+        "rate": rate,
         "num_classes": len(classes),
         "classes": classes,
         "test_fold": test_fold,
