@@ -337,3 +337,51 @@ def apply_overrides(cfg: FinetuneConfig, items: list[str] | None) -> FinetuneCon
             continue
         set_in(d, path, value)
     return FinetuneConfig.from_dict(d)
+
+
+def build_config(
+    config: str | Path | None = None,
+    set_items: list[str] | None = None,
+    resume_dir: str | Path | None = None,
+    epochs: int | None = None,
+    **flags: Any,
+) -> FinetuneConfig:
+    """The config of a CLI call: a YAML file (or, to resume, the run's own), then explicit flags, then ``--set``.
+
+    ``flags`` are dotted config keys given as keyword names with ``__`` for the dot (``data__root``,
+    ``training__batch_size``, ``seed``, ``out``); None values are ignored. ``recipe`` names a preset (its
+    stages replace the file's unless the file names the same recipe). ``epochs`` sets every stage's epochs.
+    """
+    if config is not None:
+        d = load_yaml(Path(config))
+    elif resume_dir is not None and (Path(resume_dir) / "config.yaml").is_file():
+        d = load_yaml(Path(resume_dir) / "config.yaml")
+    else:
+        d = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key == "recipe":
+            current = d.get("recipe")
+            current_name = current.get("name") if isinstance(current, dict) else current
+            if current_name != value:
+                d["recipe"] = {"name": value}
+            continue
+        if key == "model__weights" and str(value).lower() in ("none", "null"):
+            value = None
+        node = d
+        *parents, leaf = key.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config section {p!r} must be a mapping")
+        node[leaf] = value
+    d.pop("notes", None)
+    cfg = FinetuneConfig.from_dict(d)
+    if epochs is not None:
+        from ecgadapt.train.recipes import override_stages
+
+        cfg.recipe = override_stages(cfg.recipe, epochs=int(epochs))
+    cfg = apply_overrides(cfg, set_items)
+    cfg.validate()
+    return cfg

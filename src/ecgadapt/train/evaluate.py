@@ -1,0 +1,111 @@
+"""Scoring a finished run's best checkpoint on a split: shared by the final step of a run and ``evaluate``.
+
+Because :func:`ecgadapt.train.finetune.run_finetune` scores the test fold with :func:`score_split` too,
+``evaluate_run(run_dir)`` reproduces ``final.json``'s test metrics exactly (same weights, same
+deterministic evaluation transform, same metric code).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ecgadapt.data.cache import ECGCache, load_or_prepare
+from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.data.transforms import build_transforms
+from ecgadapt.errors import CheckpointError, ConfigError
+from ecgadapt.models.base import ECGModel, InputSpec
+from ecgadapt.models.registry import create_model
+from ecgadapt.train.config import FinetuneConfig
+from ecgadapt.train.loop import make_loader, predict_loader, resolve_device, score
+from ecgadapt.train.rundir import CHECKPOINTS, CONFIG, load_checkpoint
+
+SPLITS = ("train", "val", "test")
+
+
+def load_run_config(run_dir: str | Path) -> FinetuneConfig:
+    """The resolved config of a run directory."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not an ecgadapt run directory: {CONFIG} is missing")
+    return FinetuneConfig.from_yaml(path)
+
+
+def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ECGModel, dict]:
+    """The best model of a finished run (eval mode, on ``device``) and its checkpoint metadata."""
+    path = Path(run_dir) / CHECKPOINTS / "best.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} does not exist: the run in {run_dir} has not finished training; resume it with --resume"
+        )
+    ckpt = load_checkpoint(path)
+    for key in ("model_name", "num_classes", "class_names", "model_kwargs"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path} lacks {key!r}: it was not written by ecgadapt finetune")
+    model = create_model(ckpt["model_name"], num_classes=int(ckpt["num_classes"]), **dict(ckpt["model_kwargs"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path} does not fit model {ckpt['model_name']!r}: {err}") from err
+    meta = {k: v for k, v in ckpt.items() if k != "model"}
+    return model.to(device).eval(), meta
+
+
+def eval_dataset(
+    cache: ECGCache, cfg: FinetuneConfig, input_spec: InputSpec, split: str, eval_windows: int
+) -> ECGDataset:
+    """The dataset of ``split`` with the deterministic evaluation transform (``eval_windows`` crops per record)."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    transform = build_transforms(input_spec, cache.rate, train=False, n_eval_windows=eval_windows)
+    d = cfg.data
+    return ECGDataset(
+        cache,
+        d.task,
+        split,
+        fraction=d.fraction if split == "train" else 1.0,
+        seed=d.seed if d.seed is not None else cfg.seed,
+        transform=transform,
+        test_fold=d.test_fold,
+        val_fold=d.val_fold,
+    )
+
+
+def score_split(
+    model: ECGModel,
+    dataset: ECGDataset,
+    cfg: FinetuneConfig,
+    device: torch.device,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``(metrics, y_true, y_prob)`` of ``model`` on ``dataset``; metrics include per-class AUROC/AUPRC."""
+    t = cfg.training
+    loader = make_loader(dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda")
+    y_true, y_prob = predict_loader(model, loader, device, amp=t.amp and device.type == "cuda")
+    return score(y_true, y_prob, dataset.class_names), y_true, y_prob
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    eval_windows: int | None = None,
+    device: str = "auto",
+    cache: ECGCache | None = None,
+) -> dict:
+    """Re-score a finished run's best checkpoint on ``split`` (default: the run's ``eval_windows``)."""
+    cfg = load_run_config(run_dir)
+    dev = resolve_device(device)
+    model, meta = load_run_model(run_dir, dev)
+    windows = int(eval_windows or cfg.training.eval_windows)
+    if cache is None:
+        if cfg.data.root is None:
+            raise ConfigError(f"{run_dir}/{CONFIG} has no data.root; cannot find the data to evaluate on")
+        cache = load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False)
+    dataset = eval_dataset(cache, cfg, model.input_spec, split, windows)
+    if list(dataset.class_names) != list(meta["class_names"]):
+        raise CheckpointError(
+            f"the classes of task {cfg.data.task!r} in {cfg.data.root} differ from those the run was trained on"
+        )
+    metrics, _, _ = score_split(model, dataset, cfg, dev)
+    return {"split": split, "eval_windows": windows, "n_records": len(dataset), **metrics}

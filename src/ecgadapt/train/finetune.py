@@ -1,0 +1,244 @@
+"""``run_finetune``: one fine-tuning run from a config to a run directory.
+
+The order is fixed: resolve the config, prepare the run directory, build data and model, :func:`fit` on the
+training and validation folds, and only then, in :func:`_final_step`, build the test dataset and score the
+best checkpoint on it. Nothing before the final step can reach the test fold: :func:`fit` is given the
+training and validation datasets only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ecgadapt.data.cache import ECGCache, load_or_prepare
+from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.data.transforms import build_transforms
+from ecgadapt.errors import ConfigError
+from ecgadapt.models.base import ECGModel
+from ecgadapt.models.registry import create_model, model_info
+from ecgadapt.train.config import FinetuneConfig
+from ecgadapt.train.evaluate import eval_dataset, score_split
+from ecgadapt.train.loop import Callback, FitResult, fit, pos_weight_from_labels, resolve_device
+from ecgadapt.train.recipes import Stage, reference_model
+from ecgadapt.train.rundir import (
+    CONFIG,
+    FINAL,
+    load_checkpoint,
+    prepare_run_dir,
+    save_predictions,
+    write_env,
+    write_json,
+)
+from ecgadapt.train.seeding import seed_everything
+
+# Fields that may differ between a run and its resumption (they do not change the result on a given device).
+_RESUME_FREE = {"out", "notes", "training.device", "training.num_workers", "training.progress", "training.eval_batch_size"}
+
+
+def bundled_weights(model_name: str) -> Path:
+    """Path of the checkpoint bundled with ecgadapt for ``model_name``; a clear error when there is none."""
+    try:
+        from ecgadapt.weights import bundled_path  # type: ignore[attr-defined]
+    except ImportError:
+        bundled_path = None
+    if bundled_path is not None:
+        path = bundled_path(model_name)
+        if path is not None and Path(path).is_file():
+            return Path(path)
+    try:
+        folder = resources.files("ecgadapt") / "weights"
+        for suffix in (".safetensors", ".pt"):
+            candidate = folder / f"{model_name}{suffix}"
+            if candidate.is_file():
+                return Path(str(candidate))
+    except (ModuleNotFoundError, FileNotFoundError):
+        pass
+    raise ConfigError(
+        f"no bundled weights for model {model_name!r}: ecgadapt ships no pretrained checkpoint for it "
+        "(src/ecgadapt/weights/); pass --weights PATH to a checkpoint, or use --recipe scratch"
+    )
+
+
+def resolve_config(cfg: FinetuneConfig) -> FinetuneConfig:
+    """A validated copy with resolution notes (which weights are loaded) filled in."""
+    cfg = dataclasses.replace(cfg, notes=[])
+    cfg.validate()
+    if cfg.data.root is None:
+        raise ConfigError("data.root is not set: pass --data DIR (a PTB-XL-layout folder)")
+    if cfg.out is None:
+        raise ConfigError("out is not set: pass --out DIR for the run directory")
+    model_info(cfg.model.name)  # validates the model name
+    weights = cfg.model.weights
+    if not cfg.recipe.pretrained:
+        if weights is not None:
+            cfg.notes.append(
+                f"recipe {cfg.recipe.name!r} trains from random initialisation: model.weights={weights!r} was NOT loaded"
+            )
+    elif weights is None:
+        cfg.notes.append("model.weights is null: the backbone starts from random initialisation")
+    elif weights == "bundled":
+        cfg.notes.append(f"model.weights 'bundled' resolved to {bundled_weights(cfg.model.name)}")
+    elif not Path(weights).expanduser().exists():
+        raise ConfigError(f"model.weights {weights!r} does not exist; pass --weights PATH to a checkpoint or 'bundled'")
+    return cfg
+
+
+def weights_to_load(cfg: FinetuneConfig) -> Path | None:
+    """The checkpoint to initialise the backbone from, or None (random init)."""
+    if not cfg.recipe.pretrained or cfg.model.weights is None:
+        return None
+    if cfg.model.weights == "bundled":
+        return bundled_weights(cfg.model.name)
+    return Path(cfg.model.weights).expanduser()
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "kwargs":
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _check_resume_config(saved: FinetuneConfig, cfg: FinetuneConfig, run_dir: Path) -> None:
+    a, b = _flat(saved.to_dict()), _flat(cfg.to_dict())
+    diff = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
+    if diff:
+        details = "; ".join(f"{k}: {a.get(k)!r} in the run, {b.get(k)!r} now" for k in diff[:5])
+        raise ConfigError(
+            f"cannot resume {run_dir}: the config differs from the run's {CONFIG} ({details}); "
+            "resume with the same settings, or start a new run with another --out"
+        )
+
+
+def build_model(cfg: FinetuneConfig, num_classes: int) -> ECGModel:
+    """The model of ``cfg`` with a fresh, seeded head (seeded by ``cfg.seed``) and, if the recipe says so, weights."""
+    seed_everything(cfg.seed)
+    return create_model(
+        cfg.model.name, num_classes=num_classes, pretrained=weights_to_load(cfg), **dict(cfg.model.kwargs)
+    )
+
+
+def _drop_reference_factory(cfg: FinetuneConfig, num_classes: int):
+    cache: dict[tuple[float, float], object] = {}
+
+    def reference(stage: Stage):
+        key = (stage.drop_rate, stage.drop_path_rate)
+        if key not in cache:
+            cache[key] = reference_model(cfg.model.name, num_classes, *key, overrides=dict(cfg.model.kwargs))
+        return cache[key]
+
+    return reference
+
+
+def run_finetune(
+    cfg: FinetuneConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: Sequence[Callback] = (),
+    cache: ECGCache | None = None,
+) -> Path:
+    """Fine-tune ``cfg.model`` with ``cfg.recipe`` on ``cfg.data``; return the run directory.
+
+    ``resume`` continues a killed run from its last completed epoch (the config must match the run's);
+    ``overwrite`` replaces an existing run directory. ``callbacks`` receive ``(event, info)`` per batch/epoch.
+    """
+    t_start = time.perf_counter()
+    cfg = resolve_config(cfg)
+    run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
+    if resume:
+        saved = FinetuneConfig.from_yaml(run_dir / CONFIG)
+        _check_resume_config(saved, cfg, run_dir)
+    cfg.to_yaml(run_dir / CONFIG)
+    device = resolve_device(cfg.training.device)
+    write_env(run_dir, device, resumed=resume)
+
+    d = cfg.data
+    if cache is None:
+        cache = load_or_prepare(d.root, d.rate, cache_dir=d.cache_dir, progress=cfg.training.progress)
+    _, class_names = cache.labels(d.task)
+    model = build_model(cfg, len(class_names))
+    spec = model.input_spec
+    train_set = ECGDataset(
+        cache, d.task, "train", fraction=d.fraction, seed=d.seed if d.seed is not None else cfg.seed,
+        transform=build_transforms(spec, cache.rate, train=True), test_fold=d.test_fold, val_fold=d.val_fold,
+    )  # fmt: skip
+    val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
+    pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
+    meta = {
+        "model_name": cfg.model.name,
+        "model_kwargs": dict(cfg.model.kwargs),
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "input_spec": spec.to_dict(),
+        "task": d.task,
+        "recipe": cfg.recipe.name,
+        "seed": cfg.seed,
+    }
+    result = fit(
+        model, cfg.recipe, train_set, val_set, run_dir=run_dir, settings=cfg.training, seed=cfg.seed,
+        device=device, resume=resume, drop_reference=_drop_reference_factory(cfg, len(class_names)),
+        pos_weight=pos_weight, checkpoint_meta=meta, callbacks=callbacks,
+    )  # fmt: skip
+    _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start)
+    return run_dir
+
+
+def _final_step(
+    cfg: FinetuneConfig,
+    run_dir: Path,
+    cache: ECGCache,
+    model: ECGModel,
+    val_set: ECGDataset,
+    train_set: ECGDataset,
+    result: FitResult,
+    device: torch.device,
+    t_start: float,
+) -> dict:
+    """After training: score the best checkpoint on val and (for the first time) on the test fold."""
+    t0 = time.perf_counter()
+    model.load_state_dict(load_checkpoint(result.best_path)["model"])
+    val_metrics, y_val, p_val = score_split(model, val_set, cfg, device)
+    save_predictions(run_dir / "predictions_val.npz", val_set.ecg_ids, val_set.class_names, y_val, p_val)
+    test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
+    test_metrics, y_test, p_test = score_split(model, test_set, cfg, device)
+    save_predictions(run_dir / "predictions_test.npz", test_set.ecg_ids, test_set.class_names, y_test, p_test)
+    final = {
+        "recipe": cfg.recipe.name,
+        "stages": [dataclasses.asdict(s) for s in cfg.recipe.stages],
+        "seed": cfg.seed,
+        "fraction": cfg.data.fraction,
+        "task": cfg.data.task,
+        "model": cfg.model.name,
+        "weights": str(weights_to_load(cfg)) if weights_to_load(cfg) is not None else None,
+        "notes": list(cfg.notes),
+        "class_names": list(test_set.class_names),
+        "n_records": {"train": len(train_set), "val": len(val_set), "test": len(test_set)},
+        "eval_windows": cfg.training.eval_windows,
+        "best": result.best,
+        "val": val_metrics,
+        "test": test_metrics,
+        "device": str(device),
+        "timings": {
+            "train_s": result.train_time_s,
+            "stages_s": result.stage_times_s,
+            "final_eval_s": time.perf_counter() - t0,
+            "this_invocation_s": time.perf_counter() - t_start,
+        },
+    }
+    write_json(run_dir / FINAL, final)
+    print(
+        f"{cfg.recipe.name} seed {cfg.seed}: test macro AUROC {test_metrics['macro_auroc']:.4f}  "
+        f"AUPRC {test_metrics['macro_auprc']:.4f}  (best: stage {result.best['stage_name']!r}, "
+        f"epoch {result.best['epoch'] + 1}) -> {run_dir}"
+    )
+    return final

@@ -1,0 +1,449 @@
+"""The fit loop: stages in order, one epoch at a time, validation, best checkpoints, early stopping, resume.
+
+:func:`fit` sees the training and validation datasets only; the test split is scored afterwards by
+:mod:`ecgadapt.train.finetune`. Each epoch reseeds every RNG from ``(seed, stage, epoch)`` and draws its
+shuffling from a generator seeded the same way, and ``last.pt`` is written after every epoch, so a run
+killed at any point and resumed repeats the uninterrupted run exactly (on CPU). Each stage starts from the
+previous stage's best checkpoint file (``best_stage{i}.pt``), in an uninterrupted run and a resumed one alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.eval.metrics import MetricInputError, classification_metrics
+from ecgadapt.models.base import ECGModel
+from ecgadapt.train.config import TrainingConfig
+from ecgadapt.train.optim import cosine_schedule_with_warmup, create_optimizer
+from ecgadapt.train.recipes import Recipe, Stage, set_drop_rates, set_train_mode, set_trainable
+from ecgadapt.train.rundir import CHECKPOINTS, METRICS, MetricsLog, load_checkpoint, save_checkpoint
+from ecgadapt.train.seeding import epoch_generator, get_rng_state, seed_epoch, seed_worker, set_rng_state
+
+Callback = Callable[[str, dict], None]
+"""``callback(event, info)``; events: ``"batch_end"`` (stage, epoch, batch, loss) and ``"epoch_end"`` (row)."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA if available, else CPU; asking for CUDA without one is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; a no-op on CPU (CPU runs stay in float32 and repeat exactly)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class ModelEMA:
+    """Exponential moving average of a model's weights (buffers are copied); evaluated instead of the model."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = float(decay)
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """``ema = decay * ema + (1 - decay) * model`` for float tensors; other tensors are copied."""
+        for ema_t, t in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if ema_t.dtype.is_floating_point:
+                ema_t.lerp_(t.detach(), 1.0 - self.decay)
+            else:
+                ema_t.copy_(t)
+
+    def state_dict(self) -> dict:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state)
+
+
+def pos_weight_from_labels(labels: np.ndarray, max_weight: float = 100.0) -> torch.Tensor:
+    """Class-balanced BCE weights ``negatives / positives`` per class, clipped to [1/max, max]."""
+    labels = np.asarray(labels, dtype=np.float64)
+    pos = labels.sum(axis=0)
+    neg = labels.shape[0] - pos
+    w = np.where(pos > 0, neg / np.maximum(pos, 1.0), 1.0)
+    return torch.as_tensor(np.clip(w, 1.0 / max_weight, max_weight), dtype=torch.float32)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader with seeded workers (``seed_worker``) and an optional seeded shuffling generator."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        generator=generator,
+        worker_init_fn=seed_worker if num_workers > 0 else None,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+    )
+
+
+@torch.no_grad()
+def predict_loader(
+    model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = True, desc: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_prob)`` over ``loader``; items of shape (W, leads, L) are averaged over their W windows."""
+    model.eval()
+    ys, probs = [], []
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=desc is None):
+        x = x.to(device, non_blocking=True)
+        windows = x.shape[1] if x.ndim == 4 else 0
+        if windows:
+            x = x.flatten(0, 1)
+        with autocast(device, amp):
+            logits = model(x)
+        p = torch.sigmoid(logits.float())
+        if windows:
+            p = p.view(-1, windows, p.shape[-1]).mean(dim=1)
+        probs.append(p.cpu())
+        ys.append(y)
+    if not probs:
+        raise DataError("nothing to predict: the evaluation split is empty")
+    return torch.cat(ys).numpy(), torch.cat(probs).numpy()
+
+
+def score(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str] | None = None) -> dict:
+    """Classification metrics plus mean BCE ``loss``; macro metrics are NaN when no class can be scored."""
+    p = np.clip(y_prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    loss = float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
+    try:
+        metrics = classification_metrics(y_true, y_prob, class_names)
+    except MetricInputError:
+        metrics = {"macro_auroc": math.nan, "macro_auprc": math.nan, "per_class": [], "excluded_classes": []}
+    metrics["loss"] = loss
+    return metrics
+
+
+def _better(value: float, best: float | None, metric: str) -> bool:
+    """Whether ``value`` improves on ``best`` (higher is better, except for ``loss``).
+
+    The first epoch of a stage always counts as an improvement (``best`` is None), so every stage has a best
+    checkpoint even when its metric cannot be computed; a NaN never improves on a number.
+    """
+    if best is None:
+        return True
+    if value is None or math.isnan(value):
+        return False
+    if math.isnan(best):
+        return True
+    return value < best if metric == "loss" else value > best
+
+
+@dataclass
+class FitState:
+    """Progress of a fit, saved in ``last.pt``: where it stands and the current stage's best so far."""
+
+    stage: int = 0
+    epoch: int = -1  # last completed epoch of ``stage``
+    stage_done: bool = False
+    best_score: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0  # epochs since the last improvement (early-stopping counter)
+    n_metric_rows: int = 0
+    train_time_s: float = 0.0
+    stage_times_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves: the best checkpoint of every stage and of the run."""
+
+    best_path: Path
+    stage_best_paths: list[Path]
+    best: dict  # stage, epoch, val metrics of the final best checkpoint
+    train_time_s: float
+    stage_times_s: list[float]
+
+
+class Trainer:
+    """Runs a recipe's stages on one model; see :func:`fit`."""
+
+    def __init__(
+        self,
+        model: ECGModel,
+        recipe: Recipe,
+        train_set: Dataset,
+        val_set: Dataset,
+        *,
+        run_dir: Path,
+        settings: TrainingConfig,
+        seed: int,
+        device: torch.device,
+        drop_reference: Callable[[Stage], nn.Module | None] | None = None,
+        pos_weight: torch.Tensor | None = None,
+        checkpoint_meta: dict | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        self.model = model.to(device)
+        self.recipe = recipe
+        self.train_set, self.val_set = train_set, val_set
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / CHECKPOINTS
+        self.settings = settings
+        self.seed = int(seed)
+        self.device = device
+        self.drop_reference = drop_reference
+        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=None if pos_weight is None else pos_weight.to(device))
+        self.meta = dict(checkpoint_meta or {})
+        self.callbacks = list(callbacks)
+        self.metrics = MetricsLog(self.run_dir / METRICS)
+        self.class_names = list(getattr(val_set, "class_names", []) or [])
+        eval_bs = settings.eval_batch_size or settings.batch_size
+        self.val_loader = make_loader(val_set, eval_bs, settings.num_workers, pin_memory=device.type == "cuda")
+        self.amp = settings.amp and device.type == "cuda"
+
+    # --- paths ---
+    def stage_best_path(self, i: int) -> Path:
+        return self.ckpt_dir / f"best_stage{i}.pt"
+
+    @property
+    def last_path(self) -> Path:
+        return self.ckpt_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.ckpt_dir / "best.pt"
+
+    # --- the stages ---
+    def steps_per_epoch(self) -> int:
+        n = len(self.train_set)
+        bs = self.settings.batch_size
+        steps = n // bs if n > bs else 1  # drop_last when there is more than one batch (BatchNorm needs > 1)
+        if self.settings.max_train_batches:
+            steps = min(steps, self.settings.max_train_batches)
+        return max(1, steps)
+
+    def configure_stage(self, stage: Stage) -> None:
+        """Trainable parameters and drop rates of ``stage``."""
+        set_trainable(self.model, stage.trainable)
+        reference = self.drop_reference(stage) if self.drop_reference is not None else None
+        set_drop_rates(self.model, stage.drop_rate, stage.drop_path_rate, reference=reference)
+
+    def build_optimizer(self, stage: Stage):
+        """AdamW (no decay on norms/biases/embeddings) and its per-step warmup-cosine schedule."""
+        optimizer = create_optimizer(self.model, lr=stage.lr, weight_decay=stage.weight_decay, layer_decay=stage.layer_decay)
+        steps = self.steps_per_epoch()
+        total = stage.epochs * steps
+        warmup = min(total, int(round(stage.warmup_epochs * steps)))
+        scheduler = cosine_schedule_with_warmup(optimizer, warmup, total, min_lr_ratio=stage.min_lr_ratio)
+        return optimizer, scheduler
+
+    def run(self, resume: bool = False) -> FitResult:
+        """Run every stage (continuing from ``last.pt`` when ``resume``) and return the best checkpoints."""
+        state, ckpt = FitState(), None
+        if resume and self.last_path.is_file():
+            ckpt = load_checkpoint(self.last_path)
+            state = FitState(**ckpt["state"])
+            self.metrics.truncate(state.n_metric_rows)
+        elif self.metrics.path.is_file():
+            self.metrics.truncate(0)
+        for i, stage in enumerate(self.recipe.stages):
+            if i < state.stage or (i == state.stage and state.stage_done):
+                continue
+            mid_stage = ckpt is not None and i == state.stage and state.epoch >= 0
+            if mid_stage:
+                self.model.load_state_dict(ckpt["model"])
+            elif i > 0:
+                self.model.load_state_dict(load_checkpoint(self.stage_best_path(i - 1))["model"])
+            if not mid_stage:
+                state = FitState(
+                    stage=i, n_metric_rows=state.n_metric_rows, train_time_s=state.train_time_s,
+                    stage_times_s=state.stage_times_s,
+                )  # fmt: skip
+            state = self._run_stage(i, stage, state, ckpt if mid_stage else None)
+            ckpt = None
+        last = len(self.recipe.stages) - 1
+        best = load_checkpoint(self.stage_best_path(last))
+        self.model.load_state_dict(best["model"])
+        save_checkpoint(self.best_path, {**best, **self.meta, "kind": "best"})
+        return FitResult(
+            best_path=self.best_path,
+            stage_best_paths=[self.stage_best_path(i) for i in range(last + 1)],
+            best={"stage": best["stage"], "stage_name": best["stage_name"], "epoch": best["epoch"], "val": best["val"]},
+            train_time_s=state.train_time_s,
+            stage_times_s=list(state.stage_times_s),
+        )
+
+    def _run_stage(self, i: int, stage: Stage, state: FitState, ckpt: dict | None) -> FitState:
+        self.configure_stage(stage)
+        optimizer, scheduler = self.build_optimizer(stage)
+        ema = ModelEMA(self.model, self.settings.ema) if self.settings.ema else None
+        if ckpt is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            if ema is not None and ckpt.get("ema") is not None:
+                ema.load_state_dict(ckpt["ema"])
+            set_rng_state(ckpt["rng"])
+        if len(state.stage_times_s) <= i:
+            state.stage_times_s.append(0.0)
+        for epoch in range(state.epoch + 1, stage.epochs):
+            t0 = time.perf_counter()
+            seed_epoch(self.seed, i, epoch)
+            train_loss = self._train_epoch(i, stage, epoch, optimizer, scheduler, ema)
+            eval_model = ema.module if ema is not None else self.model
+            y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device, self.amp)
+            val = score(y_true, y_prob, self.class_names)
+            metric = self.settings.select_metric
+            improved = _better(val[metric], state.best_score, metric)
+            if improved:
+                state.best_score, state.best_epoch, state.bad_epochs = float(val[metric]), epoch, 0
+                save_checkpoint(
+                    self.stage_best_path(i),
+                    {
+                        "model": eval_model.state_dict(),
+                        "stage": i,
+                        "stage_name": stage.name,
+                        "epoch": epoch,
+                        "val": {k: val[k] for k in ("macro_auroc", "macro_auprc", "loss")},
+                    },
+                )
+            else:
+                state.bad_epochs += 1
+            elapsed = time.perf_counter() - t0
+            state.epoch = epoch
+            state.train_time_s += elapsed
+            state.stage_times_s[i] += elapsed
+            stop = stage.patience is not None and state.bad_epochs >= stage.patience
+            state.stage_done = stop or epoch == stage.epochs - 1
+            row = {
+                "stage": i,
+                "stage_name": stage.name,
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val["loss"],
+                "val_macro_auroc": val["macro_auroc"],
+                "val_macro_auprc": val["macro_auprc"],
+                "lr": max(g["lr"] for g in optimizer.param_groups),
+                "time_s": elapsed,
+                "best": int(improved),
+            }
+            self.metrics.append(row)
+            state.n_metric_rows += 1
+            save_checkpoint(
+                self.last_path,
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "rng": get_rng_state(),
+                    "state": vars(state).copy(),
+                },
+            )
+            self._emit("epoch_end", row)
+            tqdm.write(
+                f"[{stage.name} {epoch + 1}/{stage.epochs}] loss {train_loss:.4f}  val AUROC "
+                f"{val['macro_auroc']:.4f}  AUPRC {val['macro_auprc']:.4f}  lr {row['lr']:.2e}  "
+                f"{elapsed:.1f}s{'  *best' if improved else ''}"
+                + ("  (early stop)" if stop and epoch < stage.epochs - 1 else "")
+            )
+            if state.stage_done:
+                break
+        return state
+
+    def _train_epoch(self, i: int, stage: Stage, epoch: int, optimizer, scheduler, ema: ModelEMA | None) -> float:
+        s = self.settings
+        n = len(self.train_set)
+        loader = make_loader(
+            self.train_set, s.batch_size, s.num_workers, shuffle=True, generator=epoch_generator(self.seed, i, epoch),
+            drop_last=n > s.batch_size, pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        steps = self.steps_per_epoch()
+        set_train_mode(self.model, stage.trainable)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        head_only = stage.trainable == "head"
+        total, count = 0.0, 0
+        bar = tqdm(total=steps, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False, disable=not s.progress)
+        for b, (x, y) in enumerate(loader):
+            if b >= steps:
+                break
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            with autocast(self.device, self.amp):
+                if head_only:
+                    with torch.no_grad():
+                        features = self.model.forward_features(x)
+                    logits = self.model.forward_head(features)
+                else:
+                    logits = self.model(x)
+            loss = self.loss_fn(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} at stage {stage.name!r}, epoch {epoch + 1}, batch {b + 1}; "
+                    "lower the learning rate or enable gradient clipping (training.grad_clip)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if s.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(self.model)
+            total += loss.item()
+            count += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / count:.4f}")
+            self._emit("batch_end", {"stage": i, "epoch": epoch, "batch": b, "loss": loss.item()})
+        bar.close()
+        return total / max(count, 1)
+
+    def _emit(self, event: str, info: dict) -> None:
+        for cb in self.callbacks:
+            cb(event, info)
+
+
+def fit(
+    model: ECGModel,
+    recipe: Recipe,
+    train_set: Dataset,
+    val_set: Dataset,
+    *,
+    run_dir: Path,
+    settings: TrainingConfig,
+    seed: int,
+    device: torch.device,
+    resume: bool = False,
+    drop_reference: Callable[[Stage], nn.Module | None] | None = None,
+    pos_weight: torch.Tensor | None = None,
+    checkpoint_meta: dict | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> FitResult:
+    """Train ``model`` through ``recipe``'s stages on ``train_set``, selecting on ``val_set``; see the module doc."""
+    trainer = Trainer(
+        model, recipe, train_set, val_set, run_dir=run_dir, settings=settings, seed=seed, device=device,
+        drop_reference=drop_reference, pos_weight=pos_weight, checkpoint_meta=checkpoint_meta, callbacks=callbacks,
+    )  # fmt: skip
+    return trainer.run(resume=resume)
