@@ -85,8 +85,7 @@ def _fill(signals_path: str, items: list[tuple[int, str]], rate: int) -> int:
                     f"(every record must last as long as the first); exclude it from {DATABASE_CSV}"
                 )
             out[row] = x
-        out.flush()
-    finally:
+    finally:  # no msync: the pages reach the file through the OS page cache, which other processes share
         del out
     return len(items)
 
@@ -271,6 +270,9 @@ def prepare_cache(
     (default: all available cores; 1 reads in this process).
     """
     rate = check_rate(rate)
+    workers = _default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ConfigError(f"workers={workers} must be at least 1")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"PTB-XL folder {root} not found; pass --root the folder that holds {DATABASE_CSV}")
@@ -293,10 +295,6 @@ def prepare_cache(
     bases = [str(root / f) for f in database[column]]
     n_samples = read_header(bases[0]).sig_len
     shape = (len(database), len(LEADS), n_samples)
-    workers = _default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise ConfigError(f"workers={workers} must be at least 1")
-
     start = time.perf_counter()
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()

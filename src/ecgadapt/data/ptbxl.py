@@ -150,7 +150,7 @@ def lead_order(header: Header) -> np.ndarray:
     if header.n_sig != len(LEADS):
         raise DataError(
             f"record {name}: header {header.path} has {header.n_sig} leads {list(header.sig_names)}, "
-            f"expected the 12 standard leads {list(LEADS)}; exclude the record or {_FIX_DOWNLOAD}"
+            f"expected the 12 standard leads {list(LEADS)}; drop its row from {DATABASE_CSV} or {_FIX_DOWNLOAD}"
         )
     upper = [s.upper() for s in header.sig_names]
     missing = [lead for lead in LEADS if upper.count(lead.upper()) != 1]
