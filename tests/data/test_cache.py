@@ -198,3 +198,23 @@ def test_all_500_real_records_read_back_bitwise(ptbxl500: Path, tmp_path: Path) 
     prepared = time.perf_counter() - start
     _assert_bitwise_wfdb(c, ptbxl500, 500)
     assert prepared < 30, f"prepare of 500 records at 500 Hz took {prepared:.1f} s"
+
+
+def test_prepare_that_loses_a_race_keeps_the_winners_cache(
+    mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = cache_mod.read_record
+    state = {"nested": False, "inode": None}
+
+    def racing(base, rate=None):
+        if not state["nested"]:  # another prepare of the same target completes while this one reads
+            state["nested"] = True
+            path = prepare_cache(mini, 100, cache_dir=tmp_path, workers=1, progress=False)
+            state["inode"] = (path / SIGNALS_FILE).stat().st_ino
+        return real(base, rate)
+
+    monkeypatch.setattr(cache_mod, "read_record", racing)
+    path = prepare_cache(mini, 100, cache_dir=tmp_path, workers=1, progress=False)
+    assert (path / SIGNALS_FILE).stat().st_ino == state["inode"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["rate100"]
+    assert cache_problem(path, mini, 100) is None

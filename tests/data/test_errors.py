@@ -157,3 +157,11 @@ def test_signals_file_swapped_under_the_manifest(root: Path, tmp_path: Path) -> 
 def test_bad_worker_count(root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="workers=0 must be at least 1"):
         prepare_cache(root, 100, cache_dir=tmp_path, workers=0, progress=False)
+
+
+def test_empty_filename(root: Path, tmp_path: Path) -> None:
+    with open(root / "ptbxl_database.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[1]["filename_hr"] = ""
+    write_database(root, rows)
+    assert_prepare_fails(root, tmp_path, r"filename_hr is empty for ecg_id\(s\) \[2\]")

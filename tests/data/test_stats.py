@@ -87,3 +87,17 @@ def test_cli_prepare_ptbxl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_cli_prepare_missing_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prepare", "ptbxl", "--root", str(tmp_path / "nope"), "--cache", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_end_to_end_on_synthetic(synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ecgadapt.data.dataset import ECGDataset
+
+    assert main(["prepare", "ptbxl", "--root", str(synthetic_root), "--rate", "100", "--cache", str(tmp_path)]) == 0
+    cache = open_cache(Path(capsys.readouterr().out.strip()))
+    assert cache.signals.shape == (120, 12, 1000)
+    assert main(["data", "stats", "--root", str(synthetic_root), "--task", "superdiagnostic", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    for split in ("train", "val", "test"):
+        ds = ECGDataset(cache, "superdiagnostic", split)
+        assert len(ds) == stats["splits"][split]["records"]
+        assert ds.labels.sum(axis=0).tolist() == list(stats["splits"][split]["positives"].values())

@@ -292,6 +292,9 @@ def prepare_cache(
     _remove_stale(target)
 
     column = FILENAME_COLUMN[rate]
+    if database[column].isna().any():
+        ids = database.loc[database[column].isna(), "ecg_id"].tolist()
+        raise DataError(f"{root / DATABASE_CSV}: {column} is empty for ecg_id(s) {ids[:5]}; fill it or drop those rows")
     bases = [str(root / f) for f in database[column]]
     n_samples = read_header(bases[0]).sig_len
     shape = (len(database), len(LEADS), n_samples)
@@ -322,6 +325,10 @@ def prepare_cache(
             "seconds": round(time.perf_counter() - start, 3),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if cache_problem(target, root, rate) is None:  # a concurrent prepare finished first: keep its cache
+            shutil.rmtree(tmp, ignore_errors=True)
+            _say(progress, f"reusing valid cache {target} (another prepare finished first)")
+            return target
         _swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
