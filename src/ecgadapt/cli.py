@@ -68,7 +68,106 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_prepare, _add_data]
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a model on a PTB-XL task with a recipe (writes a run directory)",
+        description="Precedence: defaults < recipe preset < --config YAML < explicit flags < --set.",
+    )
+    p.add_argument("--data", dest="data__root", help="PTB-XL-layout folder (ptbxl_database.csv, records100/...)")
+    p.add_argument("--task", dest="data__task", help="all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm")
+    p.add_argument("--model", dest="model__name", help="registered model name, e.g. ecg_vit_tiny, st_mem_vit_b75")
+    p.add_argument("--weights", dest="model__weights", help="pretrained checkpoint PATH, 'bundled', or 'none'")
+    p.add_argument("--recipe", help="scratch, linear_probe, baseline_ft, lp_ft, post_training, post_training_no_lp, "
+                   "post_training_no_sd, post_training_no_dropout")  # fmt: skip
+    p.add_argument("--fraction", dest="data__fraction", type=float, help="fraction of the training split (0, 1]")
+    p.add_argument("--seed", type=int, help="run seed (model head init, shuffling, crops, fraction subsample)")
+    p.add_argument("--rate", dest="data__rate", type=int, help="sampling rate of the records read (100 or 500)")
+    p.add_argument("--cache-dir", dest="data__cache_dir", help="cache base folder (default $ECGADAPT_CACHE)")
+    p.add_argument("--epochs", type=int, help="maximum epochs of every stage")
+    p.add_argument("--batch-size", dest="training__batch_size", type=int)
+    p.add_argument("--num-workers", dest="training__num_workers", type=int)
+    p.add_argument("--device", dest="training__device", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--eval-windows", dest="training__eval_windows", type=int, help="crops averaged at val/test")
+    p.add_argument("--max-train-batches", dest="training__max_train_batches", type=int, help="cap batches/epoch")
+    p.add_argument("--config", help="YAML file with config sections (data, model, recipe, training, seed, out)")
+    p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any field, e.g. --set recipe.stages.1.drop_path_rate=0.2 (repeatable)")  # fmt: skip
+    p.add_argument("--out", help="run directory to create")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the killed run in --out")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.train.config import build_config
+        from ecgadapt.train.finetune import run_finetune
+
+        flags = {k: v for k, v in vars(args).items() if "__" in k or k in ("recipe", "seed", "out")}
+        if args.no_progress:
+            flags["training__progress"] = False
+        cfg = build_config(
+            args.config, args.set_items, resume_dir=args.out if args.resume else None, epochs=args.epochs, **flags
+        )
+        run_finetune(cfg, resume=args.resume, overwrite=args.overwrite)
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="re-score a finished run's best checkpoint on a split")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        import json
+
+        from ecgadapt.train.evaluate import evaluate_run
+
+        m = evaluate_run(args.run_dir, split=args.split, eval_windows=args.eval_windows, device=args.device)
+        if args.json:
+            print(json.dumps(m, indent=2))
+            return 0
+        print(f"{args.run_dir} [{m['split']}, {m['n_records']} records, {m['eval_windows']} window(s)]: "
+              f"macro AUROC {m['macro_auroc']:.4f}  macro AUPRC {m['macro_auprc']:.4f}")  # fmt: skip
+        for c in m["per_class"]:
+            auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
+            auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
+            print(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="class probabilities of WFDB records or .npy arrays from a finished run")
+    p.add_argument("--run", required=True, help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="WFDB record (.hea or base name) or .npy (12,T)/(N,12,T)")
+    p.add_argument("--rate", type=float, default=None, help="sampling rate of .npy inputs (default: the model's)")
+    p.add_argument("--eval-windows", type=int, default=None, help="minimum windows per record (default: the run's)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--out", default=None, help="output file (default: print)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.train.predict import predict, write_predictions
+
+        df = predict(args.run, args.inputs, rate=args.rate, eval_windows=args.eval_windows, device=args.device)
+        text = write_predictions(df, args.out, args.format)
+        if args.out is None:
+            print(text, end="")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_demo, _add_prepare, _add_data, _add_finetune, _add_evaluate, _add_predict,
+]  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

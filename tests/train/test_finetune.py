@@ -1,0 +1,284 @@
+"""End-to-end fine-tuning on the synthetic dataset: what each recipe trains, where stages start, resume,
+the test fold's isolation, and the run directory's contents."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from ecgadapt.cli import main
+from ecgadapt.errors import ConfigError
+from ecgadapt.models.layers import DropPath
+from ecgadapt.train import loop
+from ecgadapt.train.evaluate import evaluate_run
+from ecgadapt.train.finetune import build_model, run_finetune
+from ecgadapt.train.rundir import load_checkpoint, load_predictions
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _num_classes(cfg) -> int:
+    from ecgadapt.data.cache import load_or_prepare
+
+    return len(load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False).labels(
+        cfg.data.task)[1])  # fmt: skip
+
+
+def test_linear_probe_leaves_backbone_params_and_buffers_bit_identical(make_cfg):
+    # xresnet has BatchNorm buffers: a backbone left in train mode would update their running statistics.
+    cfg = make_cfg("linear_probe", "lp", model="xresnet1d50")
+    initial = _state(build_model(cfg, _num_classes(cfg)))
+    run = run_finetune(cfg)
+    final = load_checkpoint(run / "checkpoints" / "best.pt")["model"]
+    backbone = [k for k in initial if not k.startswith("head.")]
+    assert any("running_mean" in k for k in backbone)
+    changed = [k for k in backbone if not torch.equal(initial[k], final[k])]
+    assert changed == [], f"linear probing changed backbone tensors {changed}"
+    assert not torch.equal(initial["head.weight"], final["head.weight"]), "the head did not train"
+
+
+def _scripted_auroc(monkeypatch, values: list[float]) -> None:
+    """Make validation macro AUROC follow ``values`` epoch by epoch (so the best epoch is known)."""
+    real = loop.score
+    it = iter(values)
+
+    def fake(y_true, y_prob, class_names=None):
+        out = real(y_true, y_prob, class_names)
+        out["macro_auroc"] = next(it, 0.0)
+        return out
+
+    monkeypatch.setattr(loop, "score", fake)
+
+
+def test_post_training_stage2_starts_from_best_stage1_head_with_regularisation_on(make_cfg, monkeypatch):
+    cfg = make_cfg("post_training", "pt")
+    _scripted_auroc(monkeypatch, [0.9, 0.5, 0.6, 0.7])  # stage 1 best = epoch 0, not the last epoch
+    seen: dict = {}
+    real_run_stage, real_train = loop.Trainer._run_stage, loop.Trainer._train_epoch
+
+    def run_stage(self, i, stage, state, ckpt):
+        seen[f"start{i}"] = _state(self.model.get_classifier())
+        self.configure_stage(stage)
+        seen[f"drops{i}"] = {
+            "drop_path": [m.drop_prob for m in self.model.modules() if isinstance(m, DropPath)],
+            "dropout": [m.p for m in self.model.modules() if isinstance(m, torch.nn.Dropout)],
+        }
+        return real_run_stage(self, i, stage, state, ckpt)
+
+    def train_epoch(self, i, stage, epoch, *args):
+        out = real_train(self, i, stage, epoch, *args)
+        seen[f"head{i}.{epoch}"] = _state(self.model.get_classifier())
+        return out
+
+    monkeypatch.setattr(loop.Trainer, "_run_stage", run_stage)
+    monkeypatch.setattr(loop.Trainer, "_train_epoch", train_epoch)
+    run = run_finetune(cfg)
+
+    best0 = load_checkpoint(run / "checkpoints" / "best_stage0.pt")
+    assert best0["epoch"] == 0
+    best0_head = {k.removeprefix("head."): v for k, v in best0["model"].items() if k.startswith("head.")}
+    assert _equal(seen["start1"], best0_head), "stage 2 did not start from the best stage-1 head"
+    assert _equal(seen["head0.0"], best0_head)
+    assert not _equal(seen["start1"], seen["head0.1"]), "stage 2 started from the last, not the best, stage-1 head"
+    # stage 1: no regularisation; stage 2: dropout 0.1 everywhere, DropPath linear 0 -> 0.2 over the blocks
+    assert set(seen["drops0"]["drop_path"]) == {0.0} and set(seen["drops0"]["dropout"]) == {0.0}
+    assert seen["drops1"]["drop_path"] == pytest.approx([0.0, 0.0, 0.2, 0.2])  # 2 blocks x 2 DropPaths
+    assert seen["drops1"]["dropout"] and all(p == pytest.approx(0.1) for p in seen["drops1"]["dropout"])
+    rows = pd.read_csv(run / "metrics.csv")
+    assert list(rows["stage"]) == [0, 0, 1, 1] and list(rows["best"]) == [1, 0, 1, 1]
+
+
+def test_baseline_ft_starts_from_a_seeded_random_head_not_an_lp_head(make_cfg, monkeypatch):
+    starts = []
+    real_run_stage = loop.Trainer._run_stage
+
+    def run_stage(self, i, stage, state, ckpt):
+        starts.append(_state(self.model))
+        return real_run_stage(self, i, stage, state, ckpt)
+
+    monkeypatch.setattr(loop.Trainer, "_run_stage", run_stage)
+    base = make_cfg("baseline_ft", "ft", epochs=1)
+    run_finetune(base)
+    lp = make_cfg("post_training", "pt", epochs=1)
+    run_finetune(lp)
+    fresh = _state(build_model(base, _num_classes(base)))
+    other_seed = base.__class__.from_dict({**base.to_dict(), "seed": 1, "notes": []})
+    assert _equal(starts[0], fresh), "baseline_ft must start from the model as built with the run's seed"
+    assert _equal(starts[1], fresh), "post_training stage 1 starts from the same seeded model"
+    assert not torch.equal(starts[0]["head.weight"], starts[2]["head.weight"]), "baseline head equals the LP head"
+    assert not torch.equal(fresh["head.weight"], _state(build_model(other_seed, _num_classes(base)))["head.weight"])
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_after(n: int):
+    count = {"batches": 0}
+
+    def callback(event: str, info: dict) -> None:
+        if event == "batch_end":
+            count["batches"] += 1
+            if count["batches"] == n:
+                raise Killed(f"killed after {n} batches")
+
+    return callback
+
+
+def _metrics_without_time(run) -> pd.DataFrame:
+    return pd.read_csv(run / "metrics.csv").drop(columns=["time_s"])
+
+
+def test_killed_and_resumed_run_matches_uninterrupted_run_exactly(make_cfg):
+    extra = ("training.ema=0.9", "training.pos_weight=true")  # EMA state and dropout RNG must survive a resume too
+    full = run_finetune(make_cfg("post_training", "full", *extra))
+    cfg = make_cfg("post_training", "killed", *extra)
+    with pytest.raises(Killed):  # mid-epoch in stage 1 (epoch 2, first batch)
+        run_finetune(cfg, callbacks=[_kill_after(3)])
+    with pytest.raises(Killed):  # mid-epoch in stage 2 (epoch 1, second batch), after one resume
+        run_finetune(cfg, resume=True, callbacks=[_kill_after(4)])
+    resumed = run_finetune(cfg, resume=True)
+
+    a = json.loads((full / "final.json").read_text())
+    b = json.loads((resumed / "final.json").read_text())
+    assert a["test"] == b["test"] and a["val"] == b["val"] and a["best"] == b["best"]
+    assert _equal(load_checkpoint(full / "checkpoints/best.pt")["model"], load_checkpoint(resumed / "checkpoints/best.pt")["model"])
+    pd.testing.assert_frame_equal(_metrics_without_time(full), _metrics_without_time(resumed))
+    env = json.loads((resumed / "env.json").read_text())
+    assert len(env["resumes"]) == 2
+
+
+def test_test_fold_is_scored_only_after_training_ends(make_cfg, monkeypatch):
+    from ecgadapt.data import dataset as dataset_module
+    from ecgadapt.train import evaluate as evaluate_module
+    from ecgadapt.train import finetune as finetune_module
+
+    events: list[str] = []
+
+    class SpyDataset(dataset_module.ECGDataset):
+        def __init__(self, cache, task, split, **kw):
+            events.append(f"dataset:{split}:fold{kw.get('test_fold', 10)}")
+            super().__init__(cache, task, split, **kw)
+
+    monkeypatch.setattr(finetune_module, "ECGDataset", SpyDataset)
+    monkeypatch.setattr(evaluate_module, "ECGDataset", SpyDataset)
+    real_predict = loop.predict_loader
+
+    def spy_predict(model, loader, *a, **kw):
+        events.append(f"predict:{loader.dataset.split}")
+        return real_predict(model, loader, *a, **kw)
+
+    monkeypatch.setattr(loop, "predict_loader", spy_predict)
+    monkeypatch.setattr(evaluate_module, "predict_loader", spy_predict)
+    run_finetune(make_cfg("lp_ft", "iso"), callbacks=[lambda e, i: events.append(e) if e == "epoch_end" else None])
+
+    last_epoch = max(i for i, e in enumerate(events) if e == "epoch_end")
+    test_events = [i for i, e in enumerate(events) if "test" in e]
+    assert test_events and min(test_events) > last_epoch, events
+    assert events.count("dataset:test:fold10") == 1
+    assert [e for e in events if e.startswith("dataset")][:2] == ["dataset:train:fold10", "dataset:val:fold10"]
+
+
+@pytest.fixture
+def finished_run(make_cfg):
+    return run_finetune(make_cfg("lp_ft", "done", epochs=1))
+
+
+def test_run_dir_holds_every_artifact(finished_run):
+    run = finished_run
+    for name in ("config.yaml", "env.json", "metrics.csv", "final.json", "predictions_val.npz", "predictions_test.npz"):
+        assert (run / name).is_file(), name
+    for name in ("best.pt", "last.pt", "best_stage0.pt", "best_stage1.pt"):
+        assert (run / "checkpoints" / name).is_file(), name
+    env = json.loads((run / "env.json").read_text())
+    assert {"python", "torch", "numpy", "device", "git_commit", "hostname", "start_time", "command_line"} <= set(env)
+    rows = pd.read_csv(run / "metrics.csv")
+    assert {"stage", "epoch", "train_loss", "val_macro_auroc", "val_macro_auprc", "lr", "time_s"} <= set(rows.columns)
+    final = json.loads((run / "final.json").read_text())
+    for key in ("test", "val", "best", "recipe", "seed", "fraction", "task", "model", "timings"):
+        assert key in final, key
+    assert final["test"]["per_class"] and "macro_auroc" in final["test"]
+    pred = load_predictions(run / "predictions_test.npz")
+    assert pred["y_score"].shape == pred["y_true"].shape == (len(pred["ecg_ids"]), len(pred["class_names"]))
+    assert ((pred["y_score"] >= 0) & (pred["y_score"] <= 1)).all()
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["recipe"]["name"] == "lp_ft" and len(saved["recipe"]["stages"]) == 2
+
+
+def test_evaluate_reproduces_final_json(finished_run):
+    final = json.loads((finished_run / "final.json").read_text())
+    test = evaluate_run(finished_run, device="cpu")
+    assert test["macro_auroc"] == final["test"]["macro_auroc"]
+    assert test["macro_auprc"] == final["test"]["macro_auprc"]
+    assert test["per_class"] == final["test"]["per_class"]
+    val = evaluate_run(finished_run, split="val", device="cpu")
+    assert val["macro_auroc"] == final["val"]["macro_auroc"]
+
+
+def test_existing_run_dir_needs_resume_or_overwrite(finished_run, make_cfg):
+    cfg = make_cfg("lp_ft", "done", epochs=1)
+    with pytest.raises(ConfigError, match="already exists"):
+        run_finetune(cfg)
+    with pytest.raises(ConfigError, match="differs"):
+        run_finetune(make_cfg("lp_ft", "done", "training.batch_size=8", epochs=1), resume=True)
+    before = json.loads((finished_run / "final.json").read_text())
+    run_finetune(cfg, overwrite=True)
+    assert json.loads((finished_run / "final.json").read_text())["test"] == before["test"]  # same seed, same result
+
+
+def test_scratch_ignores_given_weights_and_says_so(make_cfg, tmp_path):
+    bogus = tmp_path / "not_a_checkpoint.pt"
+    bogus.write_text("if this were loaded, loading would fail")
+    run = run_finetune(make_cfg("scratch", "scr", f"model.weights={bogus}", epochs=1))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert any("NOT loaded" in note for note in saved["notes"])
+    assert json.loads((run / "final.json").read_text())["weights"] is None
+
+
+def test_bundled_weights_missing_is_a_clear_error(make_cfg):
+    with pytest.raises(ConfigError, match="no bundled weights"):
+        run_finetune(make_cfg("baseline_ft", "b", "model.weights=bundled"))
+
+
+def test_options_multicrop_layer_decay_select_metric(make_cfg):
+    cfg = make_cfg(
+        "baseline_ft", "opts", "training.eval_windows=3", "recipe.stages.0.layer_decay=0.7",
+        "training.select_metric=macro_auprc", "training.grad_clip=null",
+        model="xresnet1d50", epochs=1,
+    )  # fmt: skip
+    run = run_finetune(cfg)
+    final = json.loads((run / "final.json").read_text())
+    assert final["eval_windows"] == 3
+    one = evaluate_run(run, eval_windows=1, device="cpu")
+    assert one["eval_windows"] == 1 and one["macro_auroc"] != final["test"]["macro_auroc"]  # 3 x 2.5 s crops differ
+
+
+def test_cli_finetune_then_evaluate(make_cfg, tmp_path, capsys):
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "cli_run"
+    rc = main(["finetune", "--config", str(cfg_file), "--recipe", "linear_probe", "--seed", "3", "--epochs", "1",
+               "--set", "recipe.stages.0.lr=0.01", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert rc == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["seed"] == 3 and saved["recipe"]["stages"][0]["lr"] == 0.01 and saved["model"]["kwargs"]["width"] == 16
+    assert main(["finetune", "--config", str(cfg_file), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["finetune", "--out", str(out), "--resume", "--no-progress"]) == 0  # resumes from the run's config
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["macro_auroc"] == json.loads((out / "final.json").read_text())["test"]["macro_auroc"]
+    assert np.isfinite(m["macro_auprc"])
