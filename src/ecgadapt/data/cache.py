@@ -288,6 +288,8 @@ def prepare_cache(
     if problem is None:
         _say(progress, f"reusing valid cache {target}")
         return target
+    if target.exists():
+        _say(progress, f"rebuilding cache {target}: {problem}")
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target)
 
