@@ -148,7 +148,7 @@ def _sample_labels(rng: np.random.Generator) -> dict:
     sttc = rng.random() < 0.14 + 0.25 * mi + 0.3 * hyp
 
     def sev() -> float:
-        return float(rng.uniform(0.12, 1.0))
+        return float(rng.uniform(0.03, 1.0))
 
     if mi:
         sub = str(rng.choice(["IMI", "ILMI", "ASMI", "AMI"], p=[0.42, 0.13, 0.32, 0.13]))
@@ -279,12 +279,17 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
     # normal morphology parameters
     theta = float(np.clip(rng.normal(50, 25), -25, 95))
     psi = rng.uniform(8, 32)
-    amp_r = float(np.exp(rng.normal(np.log(1.25), 0.25)))
-    qrs_d = float(np.clip(rng.normal(0.09, 0.009), 0.072, 0.11))
-    pr = rng.uniform(0.12, 0.20)
+    amp_r = float(np.exp(rng.normal(np.log(1.25), 0.3)))
+    qrs_d = float(np.clip(rng.normal(0.092, 0.01), 0.07, 0.118))
+    pr = rng.uniform(0.12, 0.21)
     qtc = rng.uniform(0.38, 0.44)
     sept_dir = _unit(np.array([-0.4, 0.15, 0.9]) + rng.normal(0, 0.15, 3))
     sept_amp = rng.uniform(0.1, 0.28)
+    if rng.random() < 0.25:  # normal variant: small inferior q
+        sept_dir = _unit(sept_dir - np.array([0.0, rng.uniform(0.4, 1.2), 0.0]))
+    if rng.random() < 0.12:  # normal variant: poor R-wave progression
+        sept_amp *= 0.25
+        psi += 10
     term_dir = _unit(np.array([-0.5, -0.5, -0.7]) + rng.normal(0, 0.2, 3))
     term_amp = rng.uniform(0.12, 0.35)
     t_amp = rng.uniform(0.2, 0.42)
@@ -298,7 +303,7 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
 
     # axis and voltage changes
     if "LAFB" in codes:
-        theta = rng.uniform(-80, -45) if sev["LAFB"] > 0.35 else rng.uniform(-55, -35)
+        theta = float(np.clip(-28 - 52 * sev["LAFB"] + rng.normal(0, 5), -85, -20))
         qrs_d += 0.008 + 0.012 * sev["LAFB"]
     if "RVH" in codes:
         s = sev["RVH"]
@@ -307,7 +312,7 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
         amp_r *= 1.0 + 0.3 * s
     if "LVH" in codes:
         s = sev["LVH"]
-        amp_r *= 1.35 + 0.9 * s
+        amp_r *= 1.15 + 1.0 * s
         psi += 8 * s
         qrs_d += 0.01 * s
         theta = min(theta, 60.0)
@@ -318,13 +323,13 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
 
     # conduction
     if "1AVB" in codes:
-        pr = 0.205 + 0.11 * sev["1AVB"]
+        pr = 0.2 + 0.12 * sev["1AVB"]
     main_dir = _main_direction(theta, psi)
     t_dir = _unit(main_dir * np.array([1.0, 1.0, 0.0]) + np.array([0.0, 0.0, 0.35]) + rng.normal(0, 0.12, 3))
     mains = [(0.0, main_width, 1.0, main_dir)]  # (centre in units of qrs_d, sigma in qrs_d, weight, dir)
     if "CLBBB" in codes:
         s = sev["CLBBB"]
-        qrs_d = 0.122 + 0.05 * s + rng.uniform(0, 0.01)
+        qrs_d = 0.115 + 0.055 * s + rng.uniform(0, 0.01)
         sept_dir = _unit([0.8, 0.1, -0.3])  # septum activated from the left: no q in I, V5, V6
         sept_amp *= 0.6
         lb_dir = _unit(main_dir + np.array([0.35, -0.1, -0.35]))
@@ -335,14 +340,14 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
         abqrs = True
     if "CRBBB" in codes:
         s = sev["CRBBB"]
-        qrs_d = max(qrs_d, 0.118 + 0.04 * s + rng.uniform(0, 0.01))
+        qrs_d = max(qrs_d, 0.1 + 0.055 * s + rng.uniform(0, 0.01))
         rprime = _unit(np.array([-0.6, 0.05, 0.8]) + rng.normal(0, 0.1, 3))
         mains = [(c, w * 0.8, a, d) for c, w, a, d in mains]
-        extra.append((0.32 * qrs_d + 0.012, 0.13 * qrs_d, 0.13 * qrs_d, rprime * rng.uniform(0.35, 0.8) * (0.6 + 0.4 * s)))
+        extra.append((0.32 * qrs_d + 0.012, 0.13 * qrs_d, 0.13 * qrs_d, rprime * rng.uniform(0.35, 0.8) * (0.2 + 0.8 * s)))
         t_dir = _unit(t_dir - np.array([0.0, 0.0, 0.5 * s]))  # T inverted in V1-V3
     if "IVCD" in codes:
         s = sev["IVCD"]
-        qrs_d = max(qrs_d, 0.112 + 0.045 * s + rng.uniform(0, 0.01))
+        qrs_d = max(qrs_d, 0.1 + 0.055 * s + rng.uniform(0, 0.01))
         mains = [(c, w * (1.1 + 0.3 * s), a, d) for c, w, a, d in mains]
         abqrs = abqrs or rng.random() < 0.6
         if abqrs:  # notch
@@ -354,8 +359,8 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
     mi_code = next((c for c in ("IMI", "ILMI", "ASMI", "AMI") if c in codes), None)
     if mi_code is not None:
         s = sev[mi_code]
-        q_amp = (0.15 + 0.45 * s) * min(amp_r, 1.6)
-        q_sig = (0.012 + 0.008 * s)
+        q_amp = (0.04 + 0.5 * s) * min(amp_r, 1.6)
+        q_sig = 0.008 + 0.012 * s
         away = {
             "IMI": [0.05, -1.0, 0.0],
             "ILMI": [-0.6, -0.8, 0.0],
