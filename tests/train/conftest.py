@@ -25,32 +25,55 @@ def syn_cache_dir(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory
     return cache_dir
 
 
+def tiny_config(
+    root: Path,
+    cache_dir: Path,
+    out: Path,
+    recipe: str = "post_training",
+    *overrides: str,
+    model: str = "ecg_vit_tiny",
+    kwargs: dict | None = None,
+    epochs: int = 2,
+) -> FinetuneConfig:
+    """A test-sized config: tiny model, batches of 16, at most 2 batches per epoch, ``epochs`` per stage."""
+    cfg = FinetuneConfig.from_dict(
+        {
+            "data": {"root": str(root), "rate": 100, "cache_dir": str(cache_dir)},
+            "model": {"name": model, "kwargs": dict(TINY.get(model, {}) if kwargs is None else kwargs)},
+            "recipe": {"name": recipe},
+            "training": {"batch_size": 16, "num_workers": 0, "progress": False, "max_train_batches": 2},
+            "seed": 0,
+            "out": str(out),
+        }
+    )
+    cfg = apply_overrides(cfg, [f"recipe.stages.{i}.epochs={epochs}" for i in range(len(cfg.recipe.stages))])
+    return apply_overrides(cfg, list(overrides))
+
+
 @pytest.fixture
 def make_cfg(synthetic_root: Path, syn_cache_dir: Path, tmp_path: Path) -> Callable[..., FinetuneConfig]:
     """``make_cfg(recipe, out_name, *overrides, model=..., kwargs=..., epochs=...)``: a test-sized config."""
 
-    def make(
-        recipe: str = "post_training",
-        out: str = "run",
-        *overrides: str,
-        model: str = "ecg_vit_tiny",
-        kwargs: dict | None = None,
-        epochs: int = 2,
-    ) -> FinetuneConfig:
-        cfg = FinetuneConfig.from_dict(
-            {
-                "data": {"root": str(synthetic_root), "rate": 100, "cache_dir": str(syn_cache_dir)},
-                "model": {"name": model, "kwargs": dict(TINY.get(model, {}) if kwargs is None else kwargs)},
-                "recipe": {"name": recipe},
-                "training": {"batch_size": 16, "num_workers": 0, "progress": False, "max_train_batches": 2},
-                "seed": 0,
-                "out": str(tmp_path / out),
-            }
-        )
-        cfg = apply_overrides(cfg, [f"recipe.stages.{i}.epochs={epochs}" for i in range(len(cfg.recipe.stages))])
-        return apply_overrides(cfg, list(overrides))
+    def make(recipe: str = "post_training", out: str = "run", *overrides: str, **kw) -> FinetuneConfig:
+        return tiny_config(synthetic_root, syn_cache_dir, tmp_path / out, recipe, *overrides, **kw)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_root: Path, syn_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished lp_ft run (one epoch per stage) on the synthetic dataset; treat as read-only."""
+    import torch
+
+    from ecgadapt.train.finetune import run_finetune
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("trained") / "run"
+        return run_finetune(tiny_config(synthetic_root, syn_cache_dir, out, "lp_ft", epochs=1))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -282,3 +282,23 @@ def test_cli_finetune_then_evaluate(make_cfg, tmp_path, capsys):
     m = json.loads(capsys.readouterr().out)
     assert m["macro_auroc"] == json.loads((out / "final.json").read_text())["test"]["macro_auroc"]
     assert np.isfinite(m["macro_auprc"])
+
+
+def test_pretrained_weights_load_the_backbone_and_never_the_file_head(make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg("baseline_ft", "pre", epochs=1)
+    donor = build_model(make_cfg("baseline_ft", "x", "seed=7"), _num_classes(cfg))  # same shapes, head included
+    torch.save({"model": donor.state_dict()}, tmp_path / "pretrained.pt")
+    starts = []
+    real_run_stage = loop.Trainer._run_stage
+
+    def run_stage(self, i, stage, state, ckpt):
+        starts.append(_state(self.model))
+        return real_run_stage(self, i, stage, state, ckpt)
+
+    monkeypatch.setattr(loop.Trainer, "_run_stage", run_stage)
+    run_finetune(make_cfg("baseline_ft", "pre", f"model.weights={tmp_path / 'pretrained.pt'}", epochs=1))
+    fresh = _state(build_model(cfg, _num_classes(cfg)))  # no weights: the seeded fresh model
+    donor_state = _state(donor)
+    for key, value in starts[0].items():
+        expected = fresh[key] if key.startswith("head.") else donor_state[key]
+        assert torch.equal(value, expected), key

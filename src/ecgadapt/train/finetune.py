@@ -121,11 +121,17 @@ def _check_resume_config(saved: FinetuneConfig, cfg: FinetuneConfig, run_dir: Pa
 
 
 def build_model(cfg: FinetuneConfig, num_classes: int) -> ECGModel:
-    """The model of ``cfg`` with a fresh, seeded head (seeded by ``cfg.seed``) and, if the recipe says so, weights."""
+    """The model of ``cfg``: built under ``cfg.seed`` (so its fresh head is the same for every recipe and
+    whether or not weights are loaded), then, if the recipe uses them, the pretrained weights without any
+    classifier head the file may hold (the head always starts fresh)."""
     seed_everything(cfg.seed)
-    return create_model(
-        cfg.model.name, num_classes=num_classes, pretrained=weights_to_load(cfg), **dict(cfg.model.kwargs)
-    )
+    model = create_model(cfg.model.name, num_classes=num_classes, **dict(cfg.model.kwargs))
+    weights = weights_to_load(cfg)
+    if weights is not None:
+        from ecgadapt.models.checkpoint import load_pretrained
+
+        load_pretrained(model, cfg.model.name, weights, load_head=False)
+    return model
 
 
 def _drop_reference_factory(cfg: FinetuneConfig, num_classes: int):

@@ -1,0 +1,84 @@
+"""predict: WFDB records and .npy arrays (any rate and length) through a finished run's model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.signal import resample_poly
+
+from ecgadapt.cli import main
+from ecgadapt.data.ptbxl import read_record
+from ecgadapt.errors import DataError
+from ecgadapt.train.predict import predict
+from ecgadapt.train.rundir import load_predictions
+
+
+@pytest.fixture(scope="module")
+def test_record(trained_run, synthetic_root):
+    """(ecg_id, WFDB base path, the run's stored test probabilities) of the first test-fold record."""
+    pred = load_predictions(trained_run / "predictions_test.npz")
+    db = pd.read_csv(synthetic_root / "ptbxl_database.csv", index_col="ecg_id")
+    ecg_id = int(pred["ecg_ids"][0])
+    return ecg_id, synthetic_root / db.loc[ecg_id, "filename_lr"], pred["y_score"][0], list(pred["class_names"])
+
+
+def test_wfdb_record_matches_the_runs_test_predictions(trained_run, test_record):
+    _, base, expected, classes = test_record
+    df = predict(trained_run, [f"{base}.hea", base], device="cpu")
+    assert list(df.columns) == ["record", "input", "windows", *classes]
+    assert df["record"].tolist() == [base.name, base.name] and df["windows"].tolist() == [1, 1]
+    np.testing.assert_allclose(df[classes].to_numpy(), np.stack([expected, expected]), atol=1e-6)
+
+
+def test_npy_at_another_rate_and_length_is_resampled_and_windowed(trained_run, test_record, tmp_path):
+    _, base, expected, classes = test_record
+    x100 = read_record(base)
+    x250 = resample_poly(x100.astype(np.float64), 5, 2, axis=-1).astype(np.float32)  # (12, 2500) at 250 Hz
+    np.save(tmp_path / "rec250.npy", x250)
+    df = predict(trained_run, [tmp_path / "rec250.npy"], rate=250, device="cpu")
+    assert df["windows"].tolist() == [1]
+    np.testing.assert_allclose(df[classes].to_numpy()[0], expected, atol=0.02)
+    longer = np.concatenate([x100, x100], axis=1)  # 20 s at 100 Hz: two 10 s windows, averaged
+    np.save(tmp_path / "long.npy", np.stack([longer, longer, longer]))
+    df = predict(trained_run, [tmp_path / "long.npy"], device="cpu")
+    assert df["record"].tolist() == ["long[0]", "long[1]", "long[2]"] and set(df["windows"]) == {2}
+    np.testing.assert_allclose(df[classes].to_numpy()[0], expected, atol=0.01)  # each window is the record
+
+
+@pytest.mark.parametrize(
+    "array, rate, match",
+    [
+        (np.zeros((6, 1000), np.float32), None, "12 standard leads"),
+        (np.full((12, 1000), np.nan, np.float32), None, "NaN"),
+        (np.zeros((12, 400), np.float32), None, "shorter than the model's window"),
+        (np.zeros((12, 3000), np.float32), 500, "need at least 5000 samples at 500 Hz"),
+        (np.zeros((2, 2, 12, 1000), np.float32), None, "expected \\(12, samples\\)"),
+    ],
+)
+def test_bad_inputs_are_refused_with_a_clear_error(trained_run, tmp_path, array, rate, match):
+    np.save(tmp_path / "bad.npy", array)
+    with pytest.raises(DataError, match=match):
+        predict(trained_run, [tmp_path / "bad.npy"], rate=rate, device="cpu")
+
+
+def test_unknown_input_and_wfdb_rate_conflict(trained_run, test_record, tmp_path):
+    _, base, _, _ = test_record
+    with pytest.raises(DataError, match="neither a .npy array nor a WFDB record"):
+        predict(trained_run, [tmp_path / "nothing"], device="cpu")
+    with pytest.raises(DataError, match="contradicts the record's header"):
+        predict(trained_run, [base], rate=500, device="cpu")
+
+
+def test_cli_predict_json_to_file(trained_run, test_record, tmp_path, capsys):
+    _, base, expected, classes = test_record
+    out = tmp_path / "p.json"
+    assert main(["predict", "--run", str(trained_run), str(base), "--format", "json", "--out", str(out),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert rows[0]["record"] == base.name
+    assert [rows[0][c] for c in classes] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert main(["predict", "--run", str(trained_run), str(base), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("record,input,windows,")

@@ -1,0 +1,79 @@
+"""Run directories: creation rules, metrics log, atomic files, predictions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ecgadapt.errors import CheckpointError, ConfigError
+from ecgadapt.train.rundir import (
+    MetricsLog,
+    load_checkpoint,
+    load_predictions,
+    prepare_run_dir,
+    save_checkpoint,
+    save_predictions,
+    write_env,
+    write_json,
+)
+
+
+def test_prepare_run_dir_never_silently_overwrites(tmp_path):
+    run = prepare_run_dir(tmp_path / "r")
+    (run / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(ConfigError, match="--resume"):
+        prepare_run_dir(run)
+    assert prepare_run_dir(run, resume=True) == run and (run / "config.yaml").exists()
+    prepare_run_dir(run, overwrite=True)
+    assert not (run / "config.yaml").exists()
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    with pytest.raises(ConfigError, match="not an ecgadapt run directory"):
+        prepare_run_dir(other, overwrite=True)
+    assert (other / "thesis.tex").exists()
+    with pytest.raises(ConfigError, match="cannot resume"):
+        prepare_run_dir(tmp_path / "new", resume=True)
+
+
+def test_metrics_log_appends_and_truncates(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.csv")
+    for e in range(3):
+        log.append({"stage": 0, "epoch": e, "train_loss": 0.5, "val_macro_auroc": math.nan})
+    assert [r["epoch"] for r in log.rows()] == ["0", "1", "2"] and log.rows()[0]["val_macro_auroc"] == ""
+    log.truncate(1)
+    log.append({"stage": 1, "epoch": 0})
+    assert [(r["stage"], r["epoch"]) for r in log.rows()] == [("0", "0"), ("1", "0")]
+
+
+def test_json_nan_becomes_null_and_env_records_resumes(tmp_path):
+    write_json(tmp_path / "f.json", {"a": math.nan, "b": np.float32(1.5)})
+    assert json.loads((tmp_path / "f.json").read_text()) == {"a": None, "b": 1.5}
+    write_env(tmp_path, "cpu")
+    env = write_env(tmp_path, "cpu", resumed=True)
+    assert env["device"] == "cpu" and len(env["resumes"]) == 1 and "torch" in env
+
+
+def test_checkpoints_are_weights_only_and_errors_name_the_file(tmp_path):
+    import torch
+
+    save_checkpoint(tmp_path / "c" / "x.pt", {"w": torch.ones(2), "epoch": 3})
+    assert load_checkpoint(tmp_path / "c" / "x.pt")["epoch"] == 3
+    assert not list((tmp_path / "c").glob("*.tmp"))
+    (tmp_path / "bad.pt").write_text("garbage")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+def test_predictions_round_trip(tmp_path):
+    y = np.array([[1, 0], [0, 1]])
+    p = np.array([[0.9, 0.2], [0.1, 0.7]])
+    save_predictions(tmp_path / "p.npz", [5, 7], ["A", "B"], y, p)
+    d = load_predictions(tmp_path / "p.npz")
+    assert d["ecg_ids"].tolist() == [5, 7] and d["class_names"].tolist() == ["A", "B"]
+    assert np.array_equal(d["y_true"], y) and np.allclose(d["y_score"], p)
