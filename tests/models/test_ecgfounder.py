@@ -11,7 +11,7 @@ import torch
 
 from ecgadapt.errors import CheckpointError, DataError
 from ecgadapt.models import create_model
-from ecgadapt.models.checkpoint import keymap_for, load_pretrained, plan_load
+from ecgadapt.models.checkpoint import describe_problems, keymap_for, load_pretrained, plan_load
 from ecgadapt.models.ecgfounder import same_pad
 
 ARCH = (
@@ -107,6 +107,9 @@ def test_one_lead_release_loads_into_one_channel_model(folder: Path) -> None:
     assert one.input_spec.leads == ("I",)
     plan = plan_load(twelve, released, keymap_for("ecgfounder"))
     assert [m[0] for m in plan.mismatched] == ["first_conv.conv.weight"]
+    (problem,) = describe_problems(plan, keymap_for("ecgfounder"))
+    assert problem.endswith("file [64, 1, 16] vs model [64, 12, 16] (the file takes 1 input lead(s): build the "
+                            "model with in_channels=1)")  # fmt: skip
 
 
 def test_missing_block_names_the_offending_keys(folder: Path, tiny_sd: dict, tmp_path: Path) -> None:

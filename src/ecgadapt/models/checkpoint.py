@@ -37,6 +37,9 @@ WRAPPERS: tuple[str, ...] = ("model", "state_dict", "model_state_dict")
 """Top-level keys under which known checkpoint files keep their weights, tried in this order."""
 
 Remap = Callable[[Iterable[str], Collection[str]], dict[str, str]]
+Hint = Callable[
+    [tuple[int, ...], tuple[int, ...]], "str | None"
+]  # (file shape, model shape) -> advice or None
 
 
 def identity_remap(file_keys: Iterable[str], model_keys: Collection[str]) -> dict[str, str]:
@@ -54,7 +57,7 @@ class KeyMap:
         default_factory=dict
     )  # fnmatch pattern of an unmapped file key -> reason
     markers: tuple[str, ...] = ()  # any of these file keys identifies the family
-    hints: Mapping[str, str] = field(default_factory=dict)  # model key -> advice on a shape mismatch
+    hints: Mapping[str, str | Hint] = field(default_factory=dict)  # model key -> advice on a shape mismatch
     description: str = ""
 
     def ignore_reason(self, file_key: str) -> str | None:
@@ -79,6 +82,7 @@ def register_keymap(keymap: KeyMap) -> KeyMap:
 
 def keymap_for(family: str) -> KeyMap:
     """The family's registered key map, or the identity map for families without one."""
+    _ensure_registered()
     return FAMILY_KEYMAPS.get(family) or KeyMap(
         family=family, description="ecgadapt checkpoint (model.state_dict(); the head may be absent)"
     )
@@ -360,6 +364,12 @@ def _looks_like(state_dict: Mapping[str, torch.Tensor]) -> str:
     )
 
 
+def _hint(keymap: KeyMap, model_key: str, got: tuple[int, ...], want: tuple[int, ...]) -> str | None:
+    """The key map's advice on a shape mismatch of ``model_key``, if any."""
+    hint = keymap.hints.get(model_key)
+    return hint(got, want) if callable(hint) else hint
+
+
 def describe_problems(plan: LoadPlan, keymap: KeyMap, limit: int = 8) -> list[str]:
     """Human-readable lines for the unexpected, missing and shape-mismatched keys of ``plan``."""
     lines = []
@@ -367,14 +377,16 @@ def describe_problems(plan: LoadPlan, keymap: KeyMap, limit: int = 8) -> list[st
         lines.append(f"unexpected keys ({len(plan.unexpected)}): {_clip(plan.unexpected, limit)}")
     if plan.missing:
         lines.append(f"missing keys ({len(plan.missing)}): {_clip(plan.missing, limit)}")
-    for file_key, model_key, got, want in plan.mismatched[:limit]:
+    # mismatches the key map has advice for come first; at most ``limit // 2`` are spelled out
+    mismatched = sorted(plan.mismatched, key=lambda m: _hint(keymap, *m[1:]) is None)
+    for file_key, model_key, got, want in mismatched[: max(1, limit // 2)]:
         name = file_key if file_key == model_key else f"{file_key} -> {model_key}"
-        hint = keymap.hints.get(model_key)
+        hint = _hint(keymap, model_key, got, want)
         lines.append(
             f"shape mismatch {name}: file {list(got)} vs model {list(want)}" + (f" ({hint})" if hint else "")
         )
-    if len(plan.mismatched) > limit:
-        lines.append(f"... (+{len(plan.mismatched) - limit} more shape mismatches)")
+    if len(mismatched) > max(1, limit // 2):
+        lines.append(f"... (+{len(mismatched) - max(1, limit // 2)} more shape mismatches)")
     return lines
 
 
@@ -441,13 +453,19 @@ class CheckpointInfo:
 
 
 def detect_checkpoint(path: str | Path) -> CheckpointInfo:
-    """Read ``path`` and say what it is: format, wrapper, number of numbers, family and fitting models."""
-    from ecgadapt.models.registry import list_models
+    """Read ``path`` and say what it is: format, wrapper, number of numbers, family and fitting models.
+
+    Candidates are the models of the families whose marker keys the file has, or, without any, the models of
+    families that have no markers (our own models).
+    """
+    from ecgadapt.models.registry import list_models, model_info
 
     raw = read_checkpoint(path)
     families = guess_families(set(raw.state_dict))
-    candidates = models_of(families) if families else list_models()
-    plans = fit_models(raw.state_dict, candidates)
+    unmarked = {model_info(n).family for n in list_models()} - {
+        f for f, km in FAMILY_KEYMAPS.items() if km.markers
+    }
+    plans = fit_models(raw.state_dict, models_of(families or unmarked))
     return CheckpointInfo(
         path=raw.path,
         format=raw.format,

@@ -232,6 +232,13 @@ def _is_bn_key(key: str) -> bool:
     return _BN_KEY.match(key) is not None
 
 
+def _first_conv_hint(got: tuple[int, ...], want: tuple[int, ...]) -> str | None:
+    """Advice when only the number of input leads differs (e.g. the 1-lead release)."""
+    if len(got) == 3 and got[1] != want[1] and (got[0], got[2]) == (want[0], want[2]):
+        return f"the file takes {got[1]} input lead(s): build the model with in_channels={got[1]}"
+    return None
+
+
 ECGFOUNDER_KEYMAP = register_keymap(
     KeyMap(
         family="ecgfounder",
@@ -241,9 +248,7 @@ ECGFOUNDER_KEYMAP = register_keymap(
             "stage_list.*.block_list.*.bn[123].*": "BatchNorm registered but never applied (use_bn=False)",
         },
         markers=("first_conv.conv.weight",),
-        hints={
-            "first_conv.conv.weight": "input leads differ: build with in_channels=1 for the 1-lead release",
-        },
+        hints={"first_conv.conv.weight": _first_conv_hint},
         description="ECGFounder Net1D checkpoint (torch dict with 'state_dict'; classifier 'dense')",
     )
 )

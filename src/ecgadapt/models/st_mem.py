@@ -284,6 +284,16 @@ def _st_mem_remap(file_keys: Iterable[str], model_keys: Collection[str]) -> dict
     return mapping
 
 
+def _pos_embedding_hint(got: tuple[int, ...], want: tuple[int, ...]) -> str | None:
+    """Advice when only the position table's length differs (the model was built with another seq_len)."""
+    if len(got) != 3 or got[2] != want[2]:
+        return None
+    return (
+        f"the file's table has {got[1]} rows, i.e. seq_len = {got[1] - 2} * patch_size; build the model with that "
+        "seq_len (2250 for the release): shorter inputs need no rebuild, any multiple of 75 up to seq_len works"
+    )
+
+
 ST_MEM_KEYMAP = register_keymap(
     KeyMap(
         family="st_mem",
@@ -300,13 +310,7 @@ ST_MEM_KEYMAP = register_keymap(
             "encoder.lead_embeddings.*": "lead embedding of a lead the model was not built with (num_leads)",
         },
         markers=("sep_embedding", "encoder.sep_embedding"),
-        hints={
-            "pos_embedding": (
-                "the position table's length is seq_len / patch_size + 2; build the model with the file's "
-                "seq_len (2250 for the release): shorter inputs need no rebuild, any multiple of 75 up to "
-                "seq_len is accepted"
-            ),
-        },
+        hints={"pos_embedding": _pos_embedding_hint},
         description="ST-MEM checkpoint (torch dict with 'model': encoder, or encoder + decoder under encoder.*)",
     )
 )
