@@ -174,3 +174,23 @@ def test_stochastic_depth_on_a_model_without_droppath_is_a_clear_error():
     with pytest.raises(ConfigError, match="no DropPath"):
         set_drop_rates(model, 0.0, 0.1)
     assert not any(isinstance(m, DropPath) for m in model.modules())
+
+
+def _registered() -> list[str]:
+    from ecgadapt.models import list_models
+
+    return list_models()
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_every_registered_model_takes_stage_drop_rates_in_place(name):
+    """Reference copy reproduces the factory's rates exactly; the generic per-block DropPath schedule too."""
+    with torch.device("meta"):
+        live = create_model(name, num_classes=5)
+        generic = create_model(name, num_classes=5)
+        built = create_model(name, num_classes=5, drop_rate=0.1, drop_path_rate=0.2)
+    set_drop_rates(live, 0.1, 0.2, reference=reference_model(name, 5, 0.1, 0.2))
+    assert drop_rates(live) == drop_rates(built)
+    set_drop_rates(generic, 0.1, 0.2)
+    paths = [[m.drop_prob for m in model.modules() if isinstance(m, DropPath)] for model in (generic, built)]
+    assert paths[0] == pytest.approx(paths[1]) and max(paths[0]) == pytest.approx(0.2)

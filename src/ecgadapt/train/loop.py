@@ -311,7 +311,7 @@ class Trainer:
         for epoch in range(state.epoch + 1, stage.epochs):
             t0 = time.perf_counter()
             seed_epoch(self.seed, i, epoch)
-            train_loss = self._train_epoch(i, stage, epoch, optimizer, scheduler, ema)
+            train_loss, last_lr = self._train_epoch(i, stage, epoch, optimizer, scheduler, ema)
             eval_model = ema.module if ema is not None else self.model
             y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device, self.amp)
             val = score(y_true, y_prob, self.class_names)
@@ -345,7 +345,7 @@ class Trainer:
                 "val_loss": val["loss"],
                 "val_macro_auroc": val["macro_auroc"],
                 "val_macro_auprc": val["macro_auprc"],
-                "lr": max(g["lr"] for g in optimizer.param_groups),
+                "lr": last_lr,
                 "time_s": elapsed,
                 "best": int(improved),
             }
@@ -373,7 +373,10 @@ class Trainer:
                 break
         return state
 
-    def _train_epoch(self, i: int, stage: Stage, epoch: int, optimizer, scheduler, ema: ModelEMA | None) -> float:
+    def _train_epoch(
+        self, i: int, stage: Stage, epoch: int, optimizer, scheduler, ema: ModelEMA | None
+    ) -> tuple[float, float]:
+        """One epoch over the training set; returns (mean loss, peak learning rate of its last step)."""
         s = self.settings
         n = len(self.train_set)
         loader = make_loader(
@@ -384,7 +387,7 @@ class Trainer:
         set_train_mode(self.model, stage.trainable)
         params = [p for p in self.model.parameters() if p.requires_grad]
         head_only = stage.trainable == "head"
-        total, count = 0.0, 0
+        total, count, last_lr = 0.0, 0, 0.0
         bar = tqdm(total=steps, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False, disable=not s.progress)
         for b, (x, y) in enumerate(loader):
             if b >= steps:
@@ -400,7 +403,7 @@ class Trainer:
                     logits = self.model(x)
             loss = self.loss_fn(logits.float(), y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise ConfigError(
                     f"training loss became {loss.item()} at stage {stage.name!r}, epoch {epoch + 1}, batch {b + 1}; "
                     "lower the learning rate or enable gradient clipping (training.grad_clip)"
                 )
@@ -408,6 +411,7 @@ class Trainer:
             loss.backward()
             if s.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+            last_lr = max(g["lr"] for g in optimizer.param_groups)
             optimizer.step()
             scheduler.step()
             if ema is not None:
@@ -418,7 +422,7 @@ class Trainer:
             bar.set_postfix(loss=f"{total / count:.4f}")
             self._emit("batch_end", {"stage": i, "epoch": epoch, "batch": b, "loss": loss.item()})
         bar.close()
-        return total / max(count, 1)
+        return total / max(count, 1), last_lr
 
     def _emit(self, event: str, info: dict) -> None:
         for cb in self.callbacks:
