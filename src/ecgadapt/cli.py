@@ -189,8 +189,8 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_inspect)
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [, _add_models]
-    _add_demo, _add_prepare, _add_data, _add_finetune, _add_evaluate, _add_predict,
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_demo, _add_prepare, _add_data, _add_finetune, _add_evaluate, _add_predict, _add_models,
 ]  # fmt: skip
 
 
