@@ -1,0 +1,196 @@
+"""Benchmark figures as matplotlib ``Figure`` objects (Agg canvas, never pyplot: no global figure state).
+
+Every function takes a tidy ``DataFrame`` (built in :mod:`ecgadapt.eval.report`) and returns a Figure;
+:func:`figure_png` renders one to PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ecgadapt.eval.calibration import plot_reliability
+
+__all__ = [
+    "METRIC_LABELS",
+    "ablation_figure",
+    "data_efficiency_figure",
+    "figure_png",
+    "new_figure",
+    "recipe_colors",
+    "reliability_figure",
+    "training_dynamics_figure",
+]
+
+METRIC_LABELS = {
+    "macro_auroc": "macro AUROC",
+    "macro_auprc": "macro AUPRC",
+    "val_macro_auroc": "validation macro AUROC",
+    "val_macro_auprc": "validation macro AUPRC",
+    "val_loss": "validation loss",
+}
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A Figure with an Agg canvas attached (no pyplot)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig: Figure, path: str | Path | None = None, dpi: int = 110) -> bytes:
+    """PNG bytes of ``fig`` (also written to ``path`` if given)."""
+    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    data = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def recipe_colors(recipes: Sequence[str]) -> dict[str, str]:
+    """A fixed colour per recipe (in the order given)."""
+    return {r: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(recipes)}
+
+
+def _grid(n_rows: int, n_cols: int, width: float = 3.4, height: float = 2.8) -> tuple[Figure, np.ndarray]:
+    fig = new_figure(max(4.5, width * n_cols), height * n_rows)
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    return fig, axes
+
+
+def data_efficiency_figure(
+    summary: pd.DataFrame,
+    metrics: Sequence[str] = ("macro_auroc", "macro_auprc"),
+    colors: Mapping[str, str] | None = None,
+    title: str = "",
+) -> Figure:
+    """Metric against training fraction: one panel per (metric, task), one line per recipe, band = interval.
+
+    ``summary`` columns: task, recipe, fraction, metric, mean, low, high (low/high may be NaN: no band).
+    """
+    tasks = list(dict.fromkeys(summary["task"]))
+    recipes = list(dict.fromkeys(summary["recipe"]))
+    colors = dict(colors or recipe_colors(recipes))
+    fig, axes = _grid(len(metrics), len(tasks))
+    for i, metric in enumerate(metrics):
+        for j, task in enumerate(tasks):
+            ax = axes[i, j]
+            part = summary[(summary["task"] == task) & (summary["metric"] == metric)]
+            for recipe in recipes:
+                r = part[part["recipe"] == recipe].sort_values("fraction")
+                if r.empty:
+                    continue
+                x = r["fraction"].to_numpy(float)
+                ax.plot(x, r["mean"], marker="o", color=colors.get(recipe), label=recipe)
+                low, high = r["low"].to_numpy(float), r["high"].to_numpy(float)
+                if np.isfinite(low).any():
+                    ax.fill_between(x, low, high, color=colors.get(recipe), alpha=0.18, linewidth=0)
+            fractions = sorted(set(part["fraction"]))
+            ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+            ax.set_title(task, fontsize="medium")
+            ax.set_xlabel("training fraction")
+            if j == 0:
+                ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def training_dynamics_figure(
+    curves: pd.DataFrame,
+    boundaries: pd.DataFrame,
+    metric: str = "val_macro_auroc",
+    colors: Mapping[str, str] | None = None,
+    title: str = "",
+) -> Figure:
+    """Validation metric per epoch (mean over runs, band = min-max) per recipe; dashed lines = stage starts.
+
+    ``curves`` columns: task, recipe, x, mean, low, high; ``boundaries``: task, recipe, x, stage_name.
+    """
+    tasks = list(dict.fromkeys(curves["task"]))
+    recipes = list(dict.fromkeys(curves["recipe"]))
+    colors = dict(colors or recipe_colors(recipes))
+    fig, axes = _grid(1, len(tasks), width=4.0, height=3.0)
+    for j, task in enumerate(tasks):
+        ax = axes[0, j]
+        for recipe in recipes:
+            c = curves[(curves["task"] == task) & (curves["recipe"] == recipe)].sort_values("x")
+            if c.empty:
+                continue
+            x = c["x"].to_numpy(float) + 1
+            ax.plot(x, c["mean"], marker=".", color=colors.get(recipe), label=recipe)
+            if (c["high"] > c["low"]).any():
+                ax.fill_between(x, c["low"], c["high"], color=colors.get(recipe), alpha=0.15, linewidth=0)
+            b = boundaries[(boundaries["task"] == task) & (boundaries["recipe"] == recipe)]
+            for _, row in b.iterrows():
+                ax.axvline(row["x"] + 0.5, color=colors.get(recipe), linestyle="--", linewidth=1, alpha=0.8)
+                ax.annotate(
+                    f"{row['stage_name']} →", (row["x"] + 0.5, 0.02), xycoords=("data", "axes fraction"),
+                    fontsize="x-small", color=colors.get(recipe), ha="left",
+                )  # fmt: skip
+        ax.set_title(task, fontsize="medium")
+        ax.set_xlabel("epoch (over all stages)")
+        if j == 0:
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def ablation_figure(
+    summary: pd.DataFrame,
+    metric_label: str = "test macro AUROC",
+    colors: Mapping[str, str] | None = None,
+    title: str = "",
+) -> Figure:
+    """Grouped bars per task, one bar per recipe (mean over seeds), error bars from ``err`` (seed std).
+
+    ``summary`` columns: task, recipe, mean, err.
+    """
+    tasks = list(dict.fromkeys(summary["task"]))
+    recipes = list(dict.fromkeys(summary["recipe"]))
+    colors = dict(colors or recipe_colors(recipes))
+    fig = new_figure(max(5.0, 1.1 * len(tasks) * max(2, len(recipes)) * 0.45 + 2), 3.6)
+    ax = fig.add_subplot()
+    width = 0.8 / len(recipes)
+    lows = []
+    for k, recipe in enumerate(recipes):
+        part = summary[summary["recipe"] == recipe].set_index("task").reindex(tasks)
+        x = np.arange(len(tasks)) + (k - (len(recipes) - 1) / 2) * width
+        err = part["err"].to_numpy(float)
+        ax.bar(
+            x, part["mean"].to_numpy(float), width, yerr=np.where(np.isfinite(err), err, 0.0), capsize=3,
+            color=colors.get(recipe), label=recipe,
+        )  # fmt: skip
+        lows.append(np.nanmin(part["mean"].to_numpy(float) - np.nan_to_num(err)))
+    low = float(np.nanmin(lows)) if lows else 0.0
+    ax.set_ylim(max(0.0, low - 0.05), None)
+    ax.set_xticks(np.arange(len(tasks)), tasks)
+    ax.set_ylabel(metric_label)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", ncols=min(3, len(recipes)))
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def reliability_figure(tables: Mapping[str, pd.DataFrame], title: str = "Reliability diagram") -> Figure:
+    """Reliability curves (one per recipe, legend with ECE) on an Agg figure."""
+    fig = new_figure(4.6, 4.6)
+    ax = fig.add_subplot()
+    plot_reliability(dict(tables), ax=ax, title=title)
+    return fig

@@ -1,0 +1,432 @@
+"""Benchmark results: one tidy table from run directories, prediction and metrics loaders, pooled folds.
+
+A *run directory* holds ``config.yaml``, ``metrics.csv``, ``predictions_{val,test}.npz`` and ``final.json``
+(see :mod:`ecgadapt.train.rundir`). A *rotate-folds cell* holds ten such runs (``fold01`` ... ``fold10``),
+plus ``cell.yaml`` and the pooled ``final.json`` / ``predictions_{val,test}.npz`` written by
+:func:`write_pooled_cell`: every record of the data set is scored exactly once, by the run whose test fold
+holds it. :func:`collect_results` gives one row per run or cell, with every config field flattened
+(``data.task``, ``recipe.stages.1.drop_path_rate`` ...) and every metric.
+
+This module reads files only (numpy, pandas, yaml): it never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.eval.calibration import expected_calibration_error
+from ecgadapt.eval.metrics import MetricInputError, classification_metrics
+
+__all__ = [
+    "KEY_COLUMNS",
+    "METRIC_COLUMNS",
+    "collect_per_class",
+    "collect_results",
+    "find_runs",
+    "flatten",
+    "load_metrics",
+    "load_predictions",
+    "pool_predictions",
+    "pooled_out_of_fold",
+    "read_final",
+    "write_pooled_cell",
+    "write_results",
+]
+
+FINAL = "final.json"
+CONFIG = "config.yaml"
+CELL = "cell.yaml"
+METRICS = "metrics.csv"
+SPLITS = ("val", "test")
+ROTATE = "rotate-folds"
+OFFICIAL = "official"
+
+#: Leading columns of the results table (what a run *is*).
+KEY_COLUMNS = ("cell_id", "task", "model", "recipe", "fraction", "seed", "protocol")
+#: Metric columns of the results table.
+METRIC_COLUMNS = (
+    "test_macro_auroc", "test_macro_auprc", "test_ece", "test_loss", "test_n_classes_scored",
+    "val_macro_auroc", "val_macro_auprc", "val_ece", "val_loss",
+    "best_stage", "best_stage_name", "best_epoch", "best_val_macro_auroc", "best_val_macro_auprc",
+    "epochs_run", "train_s", "final_eval_s", "n_train", "n_val", "n_test", "n_folds",
+)  # fmt: skip
+
+
+# --- small readers -----------------------------------------------------------------------------------------
+
+
+def read_final(run_dir: str | Path) -> dict:
+    """``final.json`` of a finished run or pooled cell (a clear error when missing or unreadable)."""
+    path = Path(run_dir) / FINAL
+    if not path.is_file():
+        raise DataError(f"{run_dir} holds no {FINAL}: the run has not finished (resume it, or leave it out)")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"cannot read {path}: {err}; rerun the cell to rewrite it") from err
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """The run's config as plain data: ``config.yaml``, or a rotate-folds cell's ``cell.yaml`` config."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG, CELL):
+        path = run_dir / name
+        if path.is_file():
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as err:
+                raise DataError(f"cannot parse {path}: {err}") from err
+            return dict(data.get("config", {})) if name == CELL else dict(data)
+    raise DataError(f"{run_dir} holds neither {CONFIG} nor {CELL}: it is not an ecgadapt run directory")
+
+
+def read_cell(run_dir: str | Path) -> dict | None:
+    """A rotate-folds cell's ``cell.yaml`` (protocol, folds, config), or None for a plain run."""
+    path = Path(run_dir) / CELL
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def load_predictions(run_dir: str | Path, split: str = "test") -> dict[str, np.ndarray]:
+    """``predictions_{split}.npz`` of a run or pooled cell: ecg_ids, class_names, y_true, y_score."""
+    if split not in SPLITS:
+        raise ConfigError(f"predictions exist for the splits {SPLITS}, not {split!r}")
+    path = Path(run_dir) / f"predictions_{split}.npz"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist: the run in {run_dir} has not finished")
+    with np.load(path, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    missing = {"ecg_ids", "class_names", "y_true", "y_score"} - set(out)
+    if missing:
+        raise DataError(f"{path} lacks {sorted(missing)}: it was not written by ecgadapt")
+    return out
+
+
+def load_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """Per-epoch ``metrics.csv`` as numbers; a rotate-folds cell gives its folds' rows with a ``fold`` column.
+
+    Adds ``step``: the epoch's position counted over the whole recipe (stage after stage).
+    """
+    run_dir = Path(run_dir)
+    cell = read_cell(run_dir)
+    if cell is not None and cell.get("protocol") == ROTATE:
+        frames = []
+        for fold in cell.get("folds", []):
+            part = load_metrics(run_dir / fold["run"])
+            part.insert(0, "fold", int(fold["test_fold"]))
+            frames.append(part)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    path = run_dir / METRICS
+    if not path.is_file():
+        raise DataError(f"{path} does not exist: the run in {run_dir} has not trained an epoch yet")
+    table = pd.read_csv(path)
+    for col in table.columns:
+        if col != "stage_name":
+            table[col] = pd.to_numeric(table[col], errors="coerce")
+    table["step"] = np.arange(len(table))
+    return table
+
+
+# --- pooled out-of-fold scoring ----------------------------------------------------------------------------
+
+
+def pool_predictions(run_dirs: Sequence[str | Path], split: str = "test") -> dict[str, np.ndarray]:
+    """Concatenate the ``split`` predictions of several runs; each record must appear exactly once."""
+    if not run_dirs:
+        raise DataError("pool_predictions needs at least one run directory")
+    parts = [load_predictions(d, split) for d in run_dirs]
+    classes = [str(c) for c in parts[0]["class_names"]]
+    for d, p in zip(run_dirs, parts):
+        if [str(c) for c in p["class_names"]] != classes:
+            raise DataError(f"{d}: its classes differ from {run_dirs[0]}'s; pooled runs must score the same task")
+    ids = np.concatenate([p["ecg_ids"] for p in parts])
+    uniq, counts = np.unique(ids, return_counts=True)
+    if np.any(counts > 1):
+        dup = uniq[counts > 1][:5].tolist()
+        raise DataError(
+            f"records {dup} appear in the {split} predictions of more than one run: pooled out-of-fold scoring "
+            "needs disjoint test folds (one run per fold)"
+        )
+    return {
+        "ecg_ids": ids,
+        "class_names": np.asarray(classes, dtype=str),
+        "y_true": np.concatenate([p["y_true"] for p in parts]),
+        "y_score": np.concatenate([p["y_score"] for p in parts]),
+        "run_index": np.concatenate([np.full(len(p["ecg_ids"]), i) for i, p in enumerate(parts)]),
+    }
+
+
+def _score(pred: dict[str, np.ndarray]) -> dict:
+    """Classification metrics (macro + per class) and mean BCE loss of pooled predictions."""
+    y, p = pred["y_true"].astype(np.float64), np.clip(pred["y_score"].astype(np.float64), 1e-7, 1 - 1e-7)
+    try:
+        metrics = classification_metrics(pred["y_true"], pred["y_score"], list(pred["class_names"]))
+    except MetricInputError:
+        metrics = {"macro_auroc": math.nan, "macro_auprc": math.nan, "per_class": [], "excluded_classes": []}
+    metrics["loss"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return metrics
+
+
+def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
+    """``final.json``-like summary of rotate-folds runs, scored on their pooled test (and val) predictions."""
+    finals = [read_final(d) for d in fold_dirs]
+    first = finals[0]
+    out: dict[str, Any] = {
+        key: first.get(key) for key in ("recipe", "stages", "seed", "fraction", "task", "model", "weights", "class_names")
+    }
+    out["protocol"] = ROTATE
+    for split in SPLITS:
+        pred = pool_predictions(fold_dirs, split)
+        out[split] = _score(pred)
+        out[split]["n_records"] = len(pred["ecg_ids"])
+    out["folds"] = [
+        {
+            "run": Path(d).name,
+            "test_fold": f.get("test_fold"),
+            "best": f.get("best"),
+            "test_macro_auroc": (f.get("test") or {}).get("macro_auroc"),
+            "test_macro_auprc": (f.get("test") or {}).get("macro_auprc"),
+        }
+        for d, f in zip(fold_dirs, finals)
+    ]
+    n = {s: sum(int((f.get("n_records") or {}).get(s, 0)) for f in finals) for s in ("train", "val", "test")}
+    n["train_per_fold"] = float(np.mean([(f.get("n_records") or {}).get("train", 0) for f in finals]))
+    out["n_records"] = n
+    timings = [f.get("timings") or {} for f in finals]
+    out["timings"] = {k: float(sum(t.get(k) or 0.0 for t in timings)) for k in ("train_s", "final_eval_s")}
+    best = [f.get("best") or {} for f in finals]
+    out["best"] = {
+        "stage": _mode([b.get("stage") for b in best]),
+        "stage_name": _mode([b.get("stage_name") for b in best]),
+        "epoch": float(np.mean([b["epoch"] for b in best if b.get("epoch") is not None])) if best else None,
+        "val": {
+            k: float(np.mean([(b.get("val") or {}).get(k, math.nan) for b in best]))
+            for k in ("macro_auroc", "macro_auprc")
+        },
+    }
+    out["notes"] = sorted({n for f in finals for n in f.get("notes") or []})
+    return out
+
+
+def _mode(values: list) -> Any:
+    values = [v for v in values if v is not None]
+    return max(set(values), key=values.count) if values else None
+
+
+def _save_npz(path: Path, pred: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        ecg_ids=pred["ecg_ids"],
+        class_names=pred["class_names"],
+        y_true=pred["y_true"].astype(np.int8),
+        y_score=pred["y_score"].astype(np.float32),
+    )
+    os.replace(tmp, path)
+
+
+def write_pooled_cell(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> dict:
+    """Write the pooled ``predictions_{val,test}.npz`` and ``final.json`` of a rotate-folds cell; return final."""
+    cell_dir = Path(cell_dir)
+    final = pooled_out_of_fold(fold_dirs)
+    for split in SPLITS:
+        _save_npz(cell_dir / f"predictions_{split}.npz", pool_predictions(fold_dirs, split))
+    tmp = cell_dir / (FINAL + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(final), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, cell_dir / FINAL)
+    return final
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --- the tidy table ----------------------------------------------------------------------------------------
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists to dotted keys (``recipe.stages.0.lr``); ``model.kwargs`` and lists of scalars
+    become JSON strings so that every value is a scalar."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if name == "model.kwargs" or (isinstance(value, list) and not any(isinstance(v, dict) for v in value)):
+            out[name] = json.dumps(value, sort_keys=True)
+        elif isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                out.update(flatten(item, f"{name}.{i}.") if isinstance(item, dict) else {f"{name}.{i}": item})
+        else:
+            out[name] = value
+    return out
+
+
+def find_runs(source: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Run or cell directories: those listed, or every ``<results>/runs/*`` (or ``<dir>/*``) with a final.json."""
+    if isinstance(source, (str, Path)):
+        root = Path(source)
+        if (root / FINAL).is_file():
+            return [root]
+        if not root.is_dir():
+            raise DataError(f"results folder {root} does not exist; pass the --out folder of `ecgadapt benchmark`")
+        base = root / "runs" if (root / "runs").is_dir() else root
+        return sorted(p for p in base.iterdir() if (p / FINAL).is_file())
+    dirs = [Path(p) for p in source]
+    for d in dirs:
+        if not (d / FINAL).is_file():
+            raise DataError(f"{d} holds no {FINAL}: not a finished run")
+    return dirs
+
+
+def _ece(run_dir: Path, split: str, n_bins: int) -> float:
+    try:
+        pred = load_predictions(run_dir, split)
+        return expected_calibration_error(pred["y_true"], pred["y_score"], n_bins=n_bins)
+    except (DataError, MetricInputError, ValueError):
+        return math.nan
+
+
+def _identity(run_dir: Path, final: dict, cell: dict | None) -> dict[str, Any]:
+    """cell_id, task, model and recipe labels (from the grid's ``cell.yaml`` when present), fraction, seed."""
+    cell = cell or {}
+    return {
+        "cell_id": cell.get("cell_id") or Path(run_dir).name,
+        "task": final.get("task"),
+        "model": cell.get("model_label") or final.get("model"),
+        "recipe": cell.get("recipe_label") or final.get("recipe"),
+        "fraction": float(final.get("fraction", 1.0)),
+        "seed": int(final.get("seed", 0)),
+    }
+
+
+def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
+    final = read_final(run_dir)
+    config = read_config(run_dir)
+    cell = read_cell(run_dir)
+    protocol = final.get("protocol") or (cell or {}).get("protocol") or OFFICIAL
+    cfg_flat = flatten(config)
+    if protocol == ROTATE:  # the pooled cell has no single test/val fold
+        cfg_flat["data.test_fold"] = None
+        cfg_flat["data.val_fold"] = None
+    test, val = final.get("test") or {}, final.get("val") or {}
+    best = final.get("best") or {}
+    n = final.get("n_records") or {}
+    timings = final.get("timings") or {}
+    try:
+        epochs_run = len(load_metrics(run_dir))
+    except DataError:
+        epochs_run = None
+    row: dict[str, Any] = {
+        **_identity(run_dir, final, cell),
+        "protocol": protocol,
+        "test_macro_auroc": test.get("macro_auroc"),
+        "test_macro_auprc": test.get("macro_auprc"),
+        "test_ece": _ece(run_dir, "test", ece_bins),
+        "test_loss": test.get("loss"),
+        "test_n_classes_scored": test.get("n_classes_scored"),
+        "val_macro_auroc": val.get("macro_auroc"),
+        "val_macro_auprc": val.get("macro_auprc"),
+        "val_ece": _ece(run_dir, "val", ece_bins),
+        "val_loss": val.get("loss"),
+        "best_stage": best.get("stage"),
+        "best_stage_name": best.get("stage_name"),
+        "best_epoch": best.get("epoch"),
+        "best_val_macro_auroc": (best.get("val") or {}).get("macro_auroc"),
+        "best_val_macro_auprc": (best.get("val") or {}).get("macro_auprc"),
+        "epochs_run": epochs_run,
+        "train_s": timings.get("train_s"),
+        "final_eval_s": timings.get("final_eval_s"),
+        "n_train": n.get("train"),
+        "n_val": n.get("val"),
+        "n_test": n.get("test"),
+        "n_folds": len(final.get("folds") or []) or 1,
+        "run_dir": str(run_dir),
+    }
+    row.update({k: v for k, v in cfg_flat.items() if k not in row})
+    return row
+
+
+def collect_results(source: str | Path | Iterable[str | Path], ece_bins: int = 15) -> pd.DataFrame:
+    """One row per finished run (or pooled rotate-folds cell): key columns, metrics, then every config field.
+
+    ``source``: a results folder (its ``runs/*`` are read), one run directory, or a list of run directories.
+    Unfinished runs (no ``final.json``) in a results folder are skipped.
+    """
+    rows = [_row(d, ece_bins) for d in find_runs(source)]
+    if not rows:
+        return pd.DataFrame(columns=[*KEY_COLUMNS, *METRIC_COLUMNS, "run_dir"])
+    table = pd.DataFrame(rows)
+    first = [c for c in (*KEY_COLUMNS, *METRIC_COLUMNS, "run_dir") if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
+    for col in ("test_macro_auroc", "test_macro_auprc", "val_macro_auroc", "val_macro_auprc", "test_ece", "val_ece"):
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    return table.sort_values(["task", "model", "recipe", "fraction", "seed"], kind="stable").reset_index(drop=True)
+
+
+def collect_per_class(source: str | Path | Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
+    """Long per-class test table: one row per run and class (auroc, auprc, prevalence, n_pos, n_neg)."""
+    dirs = list(source["run_dir"]) if isinstance(source, pd.DataFrame) else find_runs(source)
+    rows = []
+    for d in dirs:
+        final = read_final(d)
+        keys = {**_identity(Path(d), final, read_cell(d)), "run_dir": str(d)}
+        keys.pop("cell_id")
+        for entry in (final.get("test") or {}).get("per_class") or []:
+            rows.append({**keys, **entry})
+    cols = ["task", "model", "recipe", "fraction", "seed", "run_dir", "class", "auroc", "auprc", "prevalence", "n_pos", "n_neg"]
+    table = pd.DataFrame(rows, columns=cols)
+    table[["auroc", "auprc"]] = table[["auroc", "auprc"]].astype(float)
+    return table
+
+
+def _has_pyarrow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def write_results(table: pd.DataFrame, results_dir: str | Path) -> list[Path]:
+    """Write ``results.csv`` and (with pyarrow) ``results.parquet``; return the paths written."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    csv_path = results_dir / "results.csv"
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, csv_path)
+    written.append(csv_path)
+    if not _has_pyarrow():
+        warnings.warn(
+            "pyarrow is not installed: results.parquet was not written (pip install 'ecgadapt[parquet]')",
+            stacklevel=2,
+        )
+        return written
+    pq_path = results_dir / "results.parquet"
+    frame = table.copy()
+    for col in frame.columns:  # mixed-type object columns (e.g. None and numbers) become strings
+        if frame[col].dtype == object and frame[col].map(type).nunique() > 1:
+            frame[col] = frame[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+    frame.to_parquet(pq_path, index=False)
+    written.append(pq_path)
+    return written
