@@ -180,6 +180,14 @@ def run_finetune(
     )  # fmt: skip
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
+    n_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"{'resuming' if resume else 'starting'} {run_dir}: {cfg.model.name} ({n_params / 1e6:.2f} M params), "
+        f"recipe {cfg.recipe.name} ({' -> '.join(s.name for s in cfg.recipe.stages)}), task {d.task} "
+        f"({len(class_names)} classes), train {len(train_set)} / val {len(val_set)} records, seed {cfg.seed}, {device}"
+    )
+    for note in cfg.notes:
+        print(f"  note: {note}")
     meta = {
         "model_name": cfg.model.name,
         "model_kwargs": dict(cfg.model.kwargs),
