@@ -189,8 +189,63 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_inspect)
 
 
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="run a grid of fine-tuning cells (models x tasks x recipes x fractions x seeds) from a spec",
+        description="Finished cells are skipped, partial ones resume; a cell whose saved config differs is an error. "
+        "--set edits the spec (seeds=[0,1], models.0.weights=PATH, stage_overrides.epochs=1) or, for config paths "
+        "(training.batch_size=8), adds a shared override.",
+    )
+    p.add_argument("--spec", required=True, help="built-in spec (paper-main, paper-data-efficiency, paper-ablation, "
+                   "paper-vs-task-specific) or a YAML file")  # fmt: skip
+    p.add_argument("--data", required=True, help="PTB-XL-layout folder")
+    p.add_argument("--out", required=True, help="results folder (runs/, spec.yaml, results.csv)")
+    p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
+                   help="spec or config override (repeatable)")  # fmt: skip
+    p.add_argument("--weights", default=None, help="checkpoint for every model whose spec says 'weights: required'")
+    p.add_argument("--protocol", choices=("official", "rotate-folds"), default=None, help="override the spec's protocol")
+    p.add_argument("--jobs", type=int, default=1, help="parallel runs of the local executor (default 1)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument("--gpus-per-cell", type=float, default=None, help="Ray GPUs per run (default: 1 if the cluster has GPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.train.grid import run_benchmark
+
+        run_benchmark(
+            args.spec, args.data, args.out, args.set_items, weights=args.weights, protocol=args.protocol,
+            jobs=args.jobs, executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell,
+            progress=not args.no_progress,
+        )  # fmt: skip
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="report.md + self-contained report.html (tables, figures) of a benchmark")
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="the --out folder of 'ecgadapt benchmark'")
+    p.add_argument("--out", default=None, help="report folder (default RESULTS_DIR/report)")
+    p.add_argument("--n-bootstrap", type=int, default=1000, help="record-bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.eval.report import build_report
+
+        rep = build_report(args.results_dir, args.out, n_resamples=args.n_bootstrap, seed=args.seed)
+        print(f"report: {rep.html} and {rep.markdown} ({len(rep.figures)} figures)")
+        for title, why in rep.absent.items():
+            print(f"  section '{title}' not shown: {why}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo, _add_prepare, _add_data, _add_finetune, _add_evaluate, _add_predict, _add_models,
+    _add_benchmark, _add_report,
 ]  # fmt: skip
 
 
