@@ -1,0 +1,341 @@
+"""Pretraining corpora: unlabelled 12-lead ECGs as one memory-mapped (N, 12, T) float32 array in millivolts.
+
+:func:`open_corpus` accepts
+
+- a PTB-XL-layout folder (``ptbxl_database.csv``): prepared once through :func:`ecgadapt.data.cache.load_or_prepare`;
+- a prepared PTB-XL cache or a corpus folder written here (``manifest.json`` + ``signals.npy``);
+- any folder of WFDB records (``**/*.hea`` with the 12 standard leads; labels ignored): read once into a corpus
+  folder under the cache directory by :func:`prepare_wfdb_corpus`;
+- ``deepfake:N`` or ``deepfake:N:SEED``: N ECGs generated with the MIT-licensed ``deepfake-ecg`` package
+  (optional extra ``ecgadapt[deepfake]``) by :func:`generate_deepfake_corpus`, cached the same way.
+
+Every corpus folder is built in a temporary folder beside its target and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ecgadapt import LEADS
+from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.paths import default_cache_dir
+
+CORPUS_FORMAT = "ecgadapt-corpus"
+CORPUS_FORMAT_VERSION = 1
+SIGNALS_FILE = "signals.npy"
+MANIFEST_FILE = "manifest.json"
+
+DEEPFAKE_RATE = 500
+DEEPFAKE_LENGTH = 5000
+DEEPFAKE_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+DEEPFAKE_SCALE_MV = 6.0
+"""Generator output x 6000 is in microvolts (checked against PTB-XL by benchmarks/deepfake_amplitudes.py): x 6 mV."""
+
+
+@dataclass
+class Corpus:
+    """An opened corpus: ``signals`` (N, 12, T) float32 memmap in mV at ``rate`` Hz, leads in LEADS order."""
+
+    name: str
+    path: Path
+    rate: int
+    kind: str  # "ptbxl", "wfdb", "deepfake" or "corpus"
+    _signals: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def signals(self) -> np.ndarray:
+        """Read-only memory map of the signals (opened lazily, also inside DataLoader workers)."""
+        if self._signals is None:
+            self._signals = np.load(self.path / SIGNALS_FILE, mmap_mode="r")
+        return self._signals
+
+    def __len__(self) -> int:
+        return int(self.signals.shape[0])
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_signals"] = None  # never pickle the memory map's contents into workers
+        return state
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"ecgadapt: {msg}", file=sys.stderr)
+
+
+def _read_corpus_manifest(path: Path) -> dict | None:
+    """The manifest of a complete corpus folder written here, None if ``path`` is not one."""
+    file = path / MANIFEST_FILE
+    if not file.is_file():
+        return None
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != CORPUS_FORMAT:
+        return None
+    if manifest.get("complete") is not True or manifest.get("format_version") != CORPUS_FORMAT_VERSION:
+        raise DataError(f"{path} is an incomplete or outdated corpus folder; delete it and build it again")
+    return manifest
+
+
+def _open_folder(path: Path, manifest: dict) -> Corpus:
+    corpus = Corpus(name=manifest.get("name", path.name), path=path, rate=int(manifest["rate"]), kind=manifest["kind"])
+    if list(corpus.signals.shape) != list(manifest["shape"]):
+        raise DataError(
+            f"{path / SIGNALS_FILE} has shape {list(corpus.signals.shape)}, the manifest says {manifest['shape']}; "
+            "delete the folder and build it again"
+        )
+    return corpus
+
+
+def _build_corpus(target: Path, shape: tuple[int, int, int], manifest: dict, fill, progress: bool) -> Path:
+    """Create ``signals.npy`` of ``shape``, let ``fill(memmap)`` write it, add the manifest, rename into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    start = time.perf_counter()
+    try:
+        signals = np.lib.format.open_memmap(tmp / SIGNALS_FILE, mode="w+", dtype=np.float32, shape=shape)
+        fill(signals)
+        signals.flush()
+        del signals
+        manifest = {
+            "format": CORPUS_FORMAT,
+            "format_version": CORPUS_FORMAT_VERSION,
+            "complete": True,
+            "shape": list(shape),
+            "dtype": "float32",
+            "leads": list(LEADS),
+            "units": "mV",
+            **manifest,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if target.exists():  # a stale or concurrent build: replace it only if it is not a complete corpus
+            if _read_corpus_manifest(target) is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return target
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _say(progress, f"wrote corpus {target} ({shape[0]} ECGs, {manifest['seconds']:.1f} s)")
+    return target
+
+
+def _corpus_dir(kind: str, key: str, cache_dir: str | os.PathLike | None) -> Path:
+    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return base / "corpora" / f"{kind}-{key}"
+
+
+# -- WFDB folders ------------------------------------------------------------------------------------------
+
+
+def _wfdb_fingerprint(headers: list[Path]) -> dict:
+    digest = hashlib.sha256()
+    for h in headers:
+        st = h.stat()
+        digest.update(f"{h}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return {"n_records": len(headers), "sha256": digest.hexdigest()}
+
+
+def prepare_wfdb_corpus(
+    root: str | os.PathLike, cache_dir: str | os.PathLike | None = None, progress: bool = True
+) -> Path:
+    """Read every WFDB record under ``root`` (12 standard leads, one sampling rate) into a corpus folder.
+
+    Records are cut to the shortest record's length. A folder matching the records on disk is reused.
+    """
+    from tqdm.auto import tqdm
+
+    from ecgadapt.data.ptbxl import read_header, read_record
+
+    root = Path(root).expanduser().resolve()
+    headers = sorted(root.rglob("*.hea"))
+    if not headers:
+        raise DataError(f"{root} holds no WFDB records (*.hea); pass a PTB-XL folder, a corpus folder or WFDB records")
+    fingerprint = _wfdb_fingerprint(headers)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name).strip("._") or "root"
+    target = _corpus_dir("wfdb", f"{name}-{hashlib.sha256(str(root).encode()).hexdigest()[:10]}", cache_dir)
+    manifest = _read_corpus_manifest(target) if target.is_dir() else None
+    if manifest is not None and manifest.get("fingerprint") == fingerprint:
+        _say(progress, f"reusing corpus {target}")
+        return target
+    infos = [read_header(h.with_suffix("")) for h in headers]
+    rates = sorted({round(i.fs) for i in infos})
+    if len(rates) != 1:
+        by_rate = {r: next(h for h, i in zip(headers, infos) if round(i.fs) == r).name for r in rates}
+        raise DataError(
+            f"WFDB records under {root} mix sampling rates {rates} Hz (e.g. {by_rate}); "
+            "pass one folder per rate as separate --corpus arguments"
+        )
+    length = min(i.sig_len for i in infos)
+
+    def fill(signals: np.ndarray) -> None:
+        for i, h in enumerate(tqdm(headers, desc=f"read {root.name}", disable=not progress, leave=False)):
+            signals[i] = read_record(h.with_suffix(""))[:, :length]
+
+    shape = (len(headers), len(LEADS), length)
+    meta = {"name": root.name, "kind": "wfdb", "rate": rates[0], "source": str(root), "fingerprint": fingerprint}
+    return _build_corpus(target, shape, meta, fill, progress)
+
+
+# -- deepfake-ecg ------------------------------------------------------------------------------------------
+
+
+def twelve_from_eight(eight: np.ndarray) -> np.ndarray:
+    """(..., 8, T) leads I, II, V1-V6 -> (..., 12, T) in LEADS order (III, aVR, aVL, aVF from Einthoven/Goldberger)."""
+    lead_i, lead_ii = eight[..., 0, :], eight[..., 1, :]
+    limb = np.stack(
+        [lead_i, lead_ii, lead_ii - lead_i, -(lead_i + lead_ii) / 2, lead_i - lead_ii / 2, lead_ii - lead_i / 2],
+        axis=-2,
+    )
+    return np.concatenate([limb, eight[..., 2:, :]], axis=-2).astype(np.float32)
+
+
+def _deepfake_generator(device: str):
+    """The deepfake-ecg Pulse2Pulse generator with its packaged weights (no download)."""
+    try:
+        import deepfakeecg
+        from deepfakeecg import Generator
+    except ImportError as err:
+        raise ConfigError(
+            f"generating ECGs needs the optional deepfake-ecg package ({err}); install it with "
+            "pip install 'ecgadapt[deepfake]' (or pip install deepfake-ecg)"
+        ) from None
+    import warnings
+
+    import torch
+
+    weights = Path(deepfakeecg.__file__).parent / "checkpoints" / "g_stat.pt"
+    if not weights.is_file():
+        raise ConfigError(f"deepfake-ecg is installed but its packaged weights {weights} are missing; reinstall it")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the package calls a deprecated init function
+        net = Generator()
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    net.load_state_dict(state["stat_dict"] if "stat_dict" in state else state)
+    return net.to(device).eval()
+
+
+def generate_deepfake_corpus(
+    out_dir: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    rate: int = DEEPFAKE_RATE,
+    chunk_size: int = 32,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Generate ``n`` 10-s 12-lead ECGs with deepfake-ecg into corpus folder ``out_dir`` (mV, ``rate`` Hz).
+
+    The generator makes leads I, II, V1-V6 at 500 Hz from seeded uniform noise, chunk by chunk; the four
+    other limb leads are derived, and ``rate`` < 500 resamples with :class:`ecgadapt.data.transforms.Resample`.
+    An existing complete folder with the same ``n``, ``seed`` and ``rate`` is reused; any other is an error.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from ecgadapt.data.transforms import Resample
+
+    if n < 1 or chunk_size < 1:
+        raise ConfigError(f"need n >= 1 and chunk_size >= 1 to generate ECGs, got n={n}, chunk_size={chunk_size}")
+    out_dir = Path(out_dir).expanduser()
+    wanted = {"n": int(n), "seed": int(seed), "rate": int(rate)}
+    if out_dir.exists():
+        manifest = _read_corpus_manifest(out_dir)
+        made = {k: manifest.get("generator", {}).get(k) for k in wanted} if manifest else None
+        if manifest is not None and manifest.get("kind") == "deepfake" and made == wanted:
+            _say(progress, f"reusing generated corpus {out_dir}")
+            return out_dir
+        raise ConfigError(
+            f"{out_dir} already exists and is not a deepfake corpus with n={n}, seed={seed}, rate={rate}; "
+            "choose another folder or delete it"
+        )
+    net = _deepfake_generator(device)
+    resample = Resample(DEEPFAKE_RATE, rate)
+    length = len(resample(np.zeros((1, DEEPFAKE_LENGTH), dtype=np.float32))[0])
+    noise_rng = torch.Generator().manual_seed(int(seed))
+
+    def fill(signals: np.ndarray) -> None:
+        with tqdm(total=n, desc="generate deepfake ECGs", unit="ECG", disable=not progress, leave=False) as bar:
+            for start in range(0, n, chunk_size):
+                b = min(chunk_size, n - start)
+                noise = torch.rand(b, len(DEEPFAKE_LEADS), DEEPFAKE_LENGTH, generator=noise_rng) * 2 - 1
+                with torch.no_grad():
+                    out = net(noise.to(device)).float().cpu().numpy() * DEEPFAKE_SCALE_MV
+                signals[start : start + b] = resample(twelve_from_eight(out))
+                bar.update(b)
+
+    meta = {
+        "name": out_dir.name,
+        "kind": "deepfake",
+        "rate": int(rate),
+        "source": "deepfake-ecg (Pulse2Pulse generator, MIT licence)",
+        "generator": {**wanted, "chunk_size": int(chunk_size), "scale_mv": DEEPFAKE_SCALE_MV},
+    }
+    return _build_corpus(out_dir, (int(n), len(LEADS), length), meta, fill, progress)
+
+
+# -- dispatch ----------------------------------------------------------------------------------------------
+
+
+def _ptbxl_rate(rate: int | None) -> int:
+    """PTB-XL's stored rate closest above the wanted one (100 or 500 Hz)."""
+    return 100 if rate is not None and rate <= 100 else 500
+
+
+def open_corpus(
+    source: str | os.PathLike,
+    rate: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Corpus:
+    """Open (preparing or generating once if needed) the corpus ``source``; ``rate`` is the model's rate.
+
+    ``rate`` picks PTB-XL's 100 Hz records for models at <= 100 Hz and its 500 Hz records otherwise, and the
+    stored rate of generated ECGs.
+    """
+    text = str(source)
+    match = re.fullmatch(r"deepfake:(\d+)(?::(\d+))?", text)
+    if match:
+        n, seed = int(match.group(1)), int(match.group(2) or 0)
+        store = _ptbxl_rate(rate)
+        path = _corpus_dir("deepfake", f"n{n}-seed{seed}-rate{store}", cache_dir)
+        generate_deepfake_corpus(path, n, seed=seed, rate=store, progress=progress)
+        return _open_folder(path, _read_corpus_manifest(path))
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise DataError(
+            f"corpus {path} not found; pass a PTB-XL folder, a prepared cache, a folder of WFDB records "
+            "or deepfake:N"
+        )
+    manifest = _read_corpus_manifest(path)
+    if manifest is not None:
+        return _open_folder(path, manifest)
+    from ecgadapt.data.cache import MANIFEST_FILE as CACHE_MANIFEST
+    from ecgadapt.data.cache import load_or_prepare, open_cache
+    from ecgadapt.data.ptbxl import DATABASE_CSV
+
+    if (path / CACHE_MANIFEST).is_file():
+        cache = open_cache(path)
+        return Corpus(name=cache.root.name, path=cache.path, rate=cache.rate, kind="ptbxl")
+    if (path / DATABASE_CSV).is_file():
+        cache = load_or_prepare(path, _ptbxl_rate(rate), cache_dir=cache_dir, progress=progress)
+        return Corpus(name=path.name, path=cache.path, rate=cache.rate, kind="ptbxl")
+    target = prepare_wfdb_corpus(path, cache_dir=cache_dir, progress=progress)
+    return _open_folder(target, _read_corpus_manifest(target))
