@@ -78,3 +78,14 @@ def test_inspect_command_on_a_fitting_file(tmp_path, capsys: pytest.CaptureFixtu
 def test_inspect_command_on_a_missing_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "inspect", str(tmp_path / "nope.pt")]) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
+
+
+def test_models_list_without_transformers_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    rows = {r.name: r for r in model_rows()}
+    assert rows["hubert_ecg_small"].num_params is None
+    assert 'pip install "ecgadapt[hubert]"' in rows["hubert_ecg_small"].note
+    assert rows["st_mem_vit_b75"].num_params == 85_150_614
+    assert "hubert_ecg_base: HuBERT-ECG models need" in describe_models()
