@@ -1,14 +1,17 @@
 """Training and inference throughput of every registered model at its native input spec (CPU, and CUDA if present).
 
 Usage: python benchmarks/bench_models.py [--models NAME ...] [--batch-size 32] [--large-batch-size 4]
-       [--iters 5] [--warmup 2] [--repeats 2] [--threads 2] [--devices cpu cuda] [--out results.json]
+       [--iters 5] [--warmup 2] [--large-iters 2] [--large-warmup 1] [--repeats 2] [--threads 2]
+       [--devices cpu cuda] [--out results.json]
 
 Training = forward + backward + AdamW step (ecgadapt.train.optim.create_optimizer: fused on CUDA) with
 BCE-with-logits on random multi-label targets, drop_rate / drop_path_rate as in fine-tuning; inference =
 eval mode under torch.inference_mode. CUDA runs use bf16 autocast. Models with more than --large-params
-parameters get --large-batch-size and --large-iters on CPU so the whole run takes minutes. Each number is the
-best of --repeats timed runs (best, because the CPU may be shared). Models that fail to build or run (e.g. a
-missing optional dependency) are listed with the reason instead of numbers.
+parameters get --large-batch-size, --large-iters and --large-warmup on CPU so the whole run takes minutes.
+Each number is the best of --repeats timed runs (best, because the CPU may be shared). Models that fail to
+build or run (e.g. a missing optional dependency) are listed with the reason instead of numbers. Inputs are
+random tensors of the native shape; models with ``flatten_leads`` are probed for the layout their forward takes
+((B, leads*length), (B, 1, leads*length) or (B, leads, length)), or give one via an ``example_input`` method.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ def bench_one(name: str, device: torch.device, args: argparse.Namespace) -> dict
     large = device.type == "cpu" and n_params > args.large_params
     batch = args.large_batch_size if large else args.batch_size
     iters = args.large_iters if large else args.iters
+    warmup = args.large_warmup if large else args.warmup
     row.update(params=n_params, batch_size=batch, iters=iters)
     try:
         x = example_input(model, batch, device)
@@ -124,9 +128,9 @@ def bench_one(name: str, device: torch.device, args: argparse.Namespace) -> dict
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         model.train()
-        row["train_samples_s"] = best_rate(train_step, batch, iters, args.warmup, args.repeats, device)
+        row["train_samples_s"] = best_rate(train_step, batch, iters, warmup, args.repeats, device)
         model.eval()
-        row["infer_samples_s"] = best_rate(infer_step, batch, iters, args.warmup, args.repeats, device)
+        row["infer_samples_s"] = best_rate(infer_step, batch, iters, warmup, args.repeats, device)
         if device.type == "cuda":
             row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     except Exception as exc:
@@ -177,6 +181,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=5, help="timed steps per repeat")
     p.add_argument("--large-iters", type=int, default=2, help="timed steps per repeat for large models on CPU")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--large-warmup", type=int, default=1, help="untimed steps for large models on CPU")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on CPU")
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], choices=["cpu", "cuda"])
