@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ecgadapt.eval.calibration import plot_reliability
 
@@ -141,6 +142,7 @@ def training_dynamics_figure(
                     fontsize="x-small", color=colors.get(recipe), ha="left",
                 )  # fmt: skip
         ax.set_title(task, fontsize="medium")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (over all stages)")
         if j == 0:
             ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -182,15 +184,19 @@ def ablation_figure(
     ax.set_xticks(np.arange(len(tasks)), tasks)
     ax.set_ylabel(metric_label)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", ncols=min(3, len(recipes)))
+    ax.legend(fontsize="small", ncols=min(4, len(recipes)), loc="upper center", bbox_to_anchor=(0.5, -0.1))
     if title:
         ax.set_title(title)
     return fig
 
 
-def reliability_figure(tables: Mapping[str, pd.DataFrame], title: str = "Reliability diagram") -> Figure:
+def reliability_figure(
+    tables: Mapping[str, pd.DataFrame], title: str = "Reliability diagram", colors: Mapping[str, str] | None = None
+) -> Figure:
     """Reliability curves (one per recipe, legend with ECE) on an Agg figure."""
     fig = new_figure(4.6, 4.6)
     ax = fig.add_subplot()
+    colors = dict(colors or recipe_colors(list(tables)))
+    ax.set_prop_cycle(color=[colors.get(name, "#333333") for name in tables])
     plot_reliability(dict(tables), ax=ax, title=title)
     return fig

@@ -618,7 +618,7 @@ class _Builder:
                         }
                     )  # fmt: skip
                 if tables:
-                    fig = reliability_figure(tables, title=f"{task} ({setting})")
+                    fig = reliability_figure(tables, title=f"{task} ({setting})", colors=self.colors)
                     blocks.append(self.figure(f"reliability_{_slug(setting)}_{task}", fig, f"Reliability, {task}, {setting}."))
         if not ece_rows:
             return Section("calibration", title, absent="no run holds test predictions that can be binned")

@@ -1,0 +1,139 @@
+"""Report statistics (relative improvement, seed-averaged bootstrap, recipe comparison) and the rendered report."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+from run_fixtures import fabricate_results, labels, scores
+
+from ecgadapt.errors import DataError
+from ecgadapt.eval.bootstrap import bootstrap_ci, paired_seed_difference, pooled_paired_bootstrap
+from ecgadapt.eval.report import build_report, compare_recipes, relative_improvement, seed_averaged_bootstrap
+from ecgadapt.eval.results import collect_results, load_predictions
+
+
+def test_relative_improvement_is_the_papers_formula():
+    assert relative_improvement(0.9, 0.8) == pytest.approx(12.5)
+    assert relative_improvement(0.76, 0.8) == pytest.approx(-5.0)
+    assert math.isnan(relative_improvement(0.5, 0.0))
+    assert math.isnan(relative_improvement(float("nan"), 0.8))
+
+
+def test_seed_averaged_bootstrap_with_one_run_equals_bootstrap_ci():
+    y = labels(60, seed=3)
+    s = scores(y, 1.0, seed=4)
+    one = seed_averaged_bootstrap(y, [s], "macro_auprc", n_resamples=200, seed=7)
+    ref = bootstrap_ci(y, s, "macro_auprc", n_resamples=200, seed=7)
+    assert (one["point"], one["low"], one["high"]) == pytest.approx((ref["point"], ref["low"], ref["high"]))
+
+
+def test_seed_averaged_bootstrap_averages_the_runs():
+    y = labels(60, seed=3)
+    runs = [scores(y, q, seed=i) for i, q in enumerate((0.5, 1.0, 2.0))]
+    out = seed_averaged_bootstrap(y, runs, "macro_auroc", n_resamples=200, seed=0)
+    points = [bootstrap_ci(y, s, "macro_auroc", n_resamples=10)["point"] for s in runs]
+    assert out["point"] == pytest.approx(np.mean(points))
+    assert out["low"] < out["point"] < out["high"] and out["n_runs"] == 3
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    return fabricate_results(tmp_path / "res", seeds=(0, 1, 2))
+
+
+def test_compare_recipes_matches_the_statistics_it_names(results_dir):
+    table = collect_results(results_dir).assign(setting="m")
+    comp = compare_recipes(table, "post_training", "baseline_ft", ("setting", "task", "fraction"), n_resamples=200)
+    assert len(comp) == 2 * 2  # tasks x metrics
+    row = comp[(comp["task"] == "rhythm") & (comp["metric"] == "macro_auroc")].iloc[0]
+    t = table[table["task"] == "rhythm"]
+    post = t[t["recipe"] == "post_training"].set_index("seed")["test_macro_auroc"]
+    base = t[t["recipe"] == "baseline_ft"].set_index("seed")["test_macro_auroc"]
+    assert row["rel_improvement_pct"] == pytest.approx((post.mean() - base.mean()) / base.mean() * 100)
+    d = paired_seed_difference(post.to_dict(), base.to_dict())
+    assert row["seed_diff"] == pytest.approx(d["mean_diff"]) and row["seed_p"] == pytest.approx(d["p_value"])
+    runs = t.sort_values("seed")
+    y = load_predictions(runs["run_dir"].iloc[0])["y_true"]
+    sa = [load_predictions(r)["y_score"] for r in runs[runs["recipe"] == "post_training"]["run_dir"]]
+    sb = [load_predictions(r)["y_score"] for r in runs[runs["recipe"] == "baseline_ft"]["run_dir"]]
+    boot = pooled_paired_bootstrap(y, sa, sb, "macro_auroc", n_resamples=200)
+    assert row["boot_diff"] == pytest.approx(boot["diff"]) and row["boot_p"] == pytest.approx(boot["p_value"])
+    assert row["rel_improvement_pct"] > 0  # the fabricated post_training is the better recipe
+
+
+def test_compare_recipes_pairs_only_common_seeds(results_dir):
+    table = collect_results(results_dir).assign(setting="m")
+    table = table[~((table["recipe"] == "baseline_ft") & (table["seed"] == 2))]
+    comp = compare_recipes(table, "post_training", "baseline_ft", n_resamples=50)
+    assert (comp["n_seeds"] == 2).all()
+    assert comp["note"].str.contains("2 seeds").all()
+
+
+def _section(html: str, sid: str) -> str:
+    m = re.search(rf'<section id="{sid}">(.*?)</section>', html, re.S)
+    assert m, f"section {sid} missing"
+    return m.group(1)
+
+
+def test_report_renders_every_section_self_contained(tmp_path):
+    root = fabricate_results(
+        tmp_path / "res", recipes=("baseline_ft", "post_training", "post_training_no_sd"), fractions=(0.5, 1.0), seeds=(0, 1)
+    )
+    before = _pyplot_figures()
+    rep = build_report(root, n_resamples=100)
+    assert _pyplot_figures() == before  # no pyplot state
+    assert not rep.absent, rep.absent
+    page = rep.html.read_text()
+    for sid, title in [
+        ("overview", "Overview"), ("main-results", "Main results"),
+        ("improvement", "Relative improvement of post_training over baseline_ft"), ("data-efficiency", "Data efficiency"),
+        ("training-dynamics", "Training dynamics"), ("ablation", "Ablation of post_training"),
+        ("per-class", "Per-class results"), ("calibration", "Calibration"),
+    ]:  # fmt: skip
+        assert f"<h2>{title}</h2>" in _section(page, sid)
+    images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)
+    assert len(images) == len(rep.figures) >= 5  # efficiency, dynamics, ablation, 2 reliability
+    assert all(img.startswith("iVBORw0KGgo") for img in images)  # PNG signature
+    assert not re.search(r'(src|href)="(?!data:|#)', page)  # no external asset
+    main = _section(page, "main-results")
+    for task in ("superdiagnostic", "rhythm"):
+        for recipe in ("baseline_ft", "post_training", "post_training_no_sd"):
+            assert re.search(rf"<tr><td>ecg_vit_tiny</td><td>{task}</td><td>{recipe}</td><td>2</td>", main)
+    assert "Only the official PTB-XL split" in _section(page, "overview")
+    improvement = _section(page, "improvement")
+    assert improvement.count("<tr><td>ecg_vit_tiny</td>") == 2 * 2 * 2  # tasks x fractions x metrics
+    assert "%" in improvement
+    md = rep.markdown.read_text()
+    for f in rep.figures:
+        assert f.is_file() and f"figures/{f.name}" in md
+    assert "| Model | Task | Recipe | Seeds |" in md
+
+
+def test_report_says_why_sections_are_absent(tmp_path):
+    root = fabricate_results(tmp_path / "res", recipes=("post_training",), seeds=(0, 1))
+    rep = build_report(root, tmp_path / "rep", n_resamples=50)
+    assert rep.html.parent == tmp_path / "rep"
+    assert set(rep.absent) == {
+        "Relative improvement of post_training over baseline_ft", "Data efficiency", "Ablation of post_training",
+    }  # fmt: skip
+    assert "baseline_ft" in rep.absent["Relative improvement of post_training over baseline_ft"]
+    assert "same training fraction" in rep.absent["Data efficiency"]
+    page = rep.html.read_text()
+    assert 'class="absent">Not shown: every run used the same training fraction' in page
+    assert "*Not shown:" in rep.markdown.read_text()
+
+
+def test_report_on_empty_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(DataError, match="no finished run"):
+        build_report(tmp_path)
+
+
+def _pyplot_figures():
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    return None if plt is None else list(plt.get_fignums())
