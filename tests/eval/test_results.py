@@ -122,6 +122,7 @@ def test_write_pooled_cell_is_scored_on_the_concatenation(tmp_path):
     expected = classification_metrics(pooled["y_true"], pooled["y_score"], CLASSES)
     assert final["test"]["macro_auroc"] == pytest.approx(expected["macro_auroc"])
     assert final["test"]["n_records"] == len(ids_all) == final["n_records"]["test"]
+    assert final["n_records"]["train"] == 300 and final["n_records"]["train_all_folds"] == 3000  # per model, all
     table = collect_results([cell])
     row = table.iloc[0]
     assert row["protocol"] == "rotate-folds" and row["n_folds"] == 10 and row["n_test"] == len(ids_all)

@@ -94,6 +94,7 @@ def test_spec_file_and_unknown_names(tmp_path):
     path.write_text(yaml.safe_dump({"models": ["ecg_vit_tiny"], "tasks": ["rhythm"], "recipes": ["baseline_ft"], "seeds": [3]}))
     spec = load_spec(path)
     assert spec.name == "mine" and spec.seeds == [3] and spec.fractions == [1.0]
+    assert load_spec(path, ["models.0.weights=bundled"]).models[0].weights == "bundled"
     with pytest.raises(ConfigError, match="unknown spec 'nope'; built-in specs: paper-ablation"):
         load_spec("nope")
     with pytest.raises(ConfigError, match="does not exist"):

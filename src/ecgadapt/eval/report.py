@@ -335,7 +335,8 @@ class _Builder:
         name = (spec.get("spec") or {}).get("name", "(no spec.yaml)")
         protocols = sorted(set(t["protocol"]))
         lines = [
-            f"Spec **{name}**; results folder `{self.results_dir}`; {len(t)} finished runs; "
+            f"Spec **{name}**; results folder `{self.results_dir}`; {len(t)} finished cells "
+            f"({int(t['n_folds'].sum())} fine-tuning runs); "
             f"generated {_dt.datetime.now().isoformat(timespec='seconds')}.",
             f"Models: {', '.join(self.settings)}. Tasks: {', '.join(self.tasks)}. Recipes: {', '.join(self.recipes)}. "
             f"Training fractions: {', '.join(f'{f:g}' for f in self.fractions)}. "

@@ -201,8 +201,10 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
         }
         for d, f in zip(fold_dirs, finals)
     ]
-    n = {s: sum(int((f.get("n_records") or {}).get(s, 0)) for f in finals) for s in ("train", "val", "test")}
-    n["train_per_fold"] = float(np.mean([(f.get("n_records") or {}).get("train", 0) for f in finals]))
+    n = {s: sum(int((f.get("n_records") or {}).get(s, 0)) for f in finals) for s in ("val", "test")}
+    train = [int((f.get("n_records") or {}).get("train", 0)) for f in finals]
+    n["train"] = int(round(float(np.mean(train))))  # what one model trained on (mean over the folds)
+    n["train_all_folds"] = int(sum(train))
     out["n_records"] = n
     timings = [f.get("timings") or {} for f in finals]
     out["timings"] = {k: float(sum(t.get(k) or 0.0 for t in timings)) for k in ("train_s", "final_eval_s")}

@@ -273,6 +273,8 @@ def apply_spec_overrides(d: dict, sets: Sequence[str]) -> dict:
     """Apply ``--set key=value`` items to a spec dict: spec keys (``seeds=[0,1]``, ``models.0.weights=P``,
     ``stage_overrides.epochs=1``) edit the spec; config paths (``training.batch_size=8``) become overrides."""
     d = json.loads(json.dumps(d))  # deep copy of plain data
+    if isinstance(d.get("models"), list):  # "name" shorthand -> mapping, so models.N.field can be set
+        d["models"] = [{"name": m} if isinstance(m, str) else m for m in d["models"]]
     for item in sets:
         path, value = parse_override(item)
         head = path[0]
