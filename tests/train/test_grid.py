@@ -112,6 +112,12 @@ def test_expand_cells_product_rotation_and_configs(tmp_path):
     assert [s.epochs for s in cfg.recipe.stages] == [1, 1] and cfg.training.max_train_batches == 2
     assert cfg.data.root == str((tmp_path / "data").resolve()) and cfg.out == str(c.dir)
     assert c.dir == (tmp_path / "out" / "runs" / c.cell_id).resolve() and len(c.runs) == 1
+    custom = "recipes=[baseline_ft, {name: post_training, label: pt_dp3, stages: [{}, {drop_path_rate: 0.3}]}]"
+    labelled = expand_cells(load_spec("paper-main", small(custom)), tmp_path, tmp_path / "out")
+    pt = next(c for c in labelled if c.recipe_label == "pt_dp3")
+    assert "__pt_dp3__" in pt.cell_id and pt.config.recipe.name == "post_training"
+    assert [s.drop_path_rate for s in pt.config.recipe.stages] == [0.0, 0.3]
+    assert [s.epochs for s in pt.config.recipe.stages] == [1, 1] and pt.config.recipe.stages[1].drop_rate == 0.1
     rot = expand_cells(load_spec("paper-main", small("protocol=rotate-folds")), tmp_path, tmp_path / "out")
     folds = [(r.config.data.test_fold, r.config.data.val_fold) for r in rot[0].runs]
     assert folds == [(k, k % 10 + 1) for k in range(1, 11)]

@@ -158,8 +158,10 @@ def ablation_figure(
     metric_label: str = "test macro AUROC",
     colors: Mapping[str, str] | None = None,
     title: str = "",
+    reference: str | None = "post_training",
 ) -> Figure:
-    """Grouped bars per task, one bar per recipe (mean over seeds), error bars from ``err`` (seed std).
+    """Grouped bars per task, one bar per recipe (mean over seeds), error bars from ``err`` (seed std);
+    each bar other than ``reference`` is labelled with its difference from the reference recipe's mean.
 
     ``summary`` columns: task, recipe, mean, err.
     """
@@ -179,6 +181,12 @@ def ablation_figure(
             color=colors.get(recipe), label=recipe,
         )  # fmt: skip
         lows.append(np.nanmin(part["mean"].to_numpy(float) - np.nan_to_num(err)))
+        ref = summary[summary["recipe"] == reference].set_index("task").reindex(tasks)["mean"].to_numpy(float)
+        if reference in recipes and recipe != reference:
+            for xi, m, e, r in zip(x, part["mean"].to_numpy(float), np.nan_to_num(err), ref):
+                if np.isfinite(m) and np.isfinite(r):
+                    ax.annotate(f"{m - r:+.3f}", (xi, m + e), textcoords="offset points", xytext=(0, 2),
+                                ha="center", fontsize="x-small")  # fmt: skip
     low = float(np.nanmin(lows)) if lows else 0.0
     ax.set_ylim(max(0.0, low - 0.05), None)
     ax.set_xticks(np.arange(len(tasks)), tasks)

@@ -515,7 +515,8 @@ class _Builder:
             return Section("ablation", title, absent=why)
         shown = [r for r in self.recipes if r in ("post_training", "baseline_ft", *present)]
         blocks: list[Any] = [
-            f"Test metrics at fraction {self.main_fraction:g}; bars = mean over seeds, error bars = seed std. Deltas "
+            f"Test metrics at fraction {self.main_fraction:g}; bars = mean over seeds, error bars = seed std, labels = "
+            "difference from post_training's mean. Deltas "
             "are ablation − post_training, paired over seeds (t-test) and over records (bootstrap of the seed-averaged "
             "difference)."
         ]
