@@ -243,9 +243,56 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="masked-ECG pretraining of an ecg_vit encoder on unlabelled corpora (writes a run directory)",
+        description="Writes config.yaml, env.json, metrics.csv, checkpoints/last.pt and, when finished, "
+        "encoder.safetensors (load it with finetune --weights PATH).",
+    )
+    p.add_argument("--model", metavar="NAME", help="ecg_vit model to pretrain (default ecg_vit_tiny)")
+    p.add_argument("--corpus", dest="corpora", action="append", metavar="SRC",
+                   help="PTB-XL folder, prepared cache, folder of WFDB records, or deepfake:N[:SEED] (repeatable)")  # fmt: skip
+    p.add_argument("--real-val", metavar="DIR", help="real held-out set (e.g. PTB-XL) for the domain-gap loss")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="cap on optimiser steps per epoch")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--mask-ratio", type=float)
+    p.add_argument("--decoder-width", type=int)
+    p.add_argument("--decoder-depth", type=int)
+    p.add_argument("--val-fraction", type=float, help="share of each corpus held out (default 0.05)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-workers", type=int, metavar="N")
+    p.add_argument("--device", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--cache-dir", metavar="DIR", help="where prepared and generated corpora go")
+    p.add_argument("--model-arg", dest="model_args", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture override, e.g. --model-arg depth=6 (repeatable)")  # fmt: skip
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    g.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.pretrain.pretrain import build_pretrain_config, run_pretrain
+
+        skip = {"command", "func", "out", "resume", "force", "no_progress", "model_args"}
+        flags = {k: v for k, v in vars(args).items() if k not in skip}
+        cfg = build_pretrain_config(
+            args.out, args.resume, args.model_args, progress=False if args.no_progress else None, **flags
+        )
+        run_pretrain(cfg, args.out, resume=args.resume, force=args.force)
+        return 0
+
+    p.set_defaults(func=run)
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo, _add_prepare, _add_data, _add_finetune, _add_evaluate, _add_predict, _add_models,
-    _add_benchmark, _add_report,
+    _add_benchmark, _add_report, _add_pretrain,
 ]  # fmt: skip
 
 

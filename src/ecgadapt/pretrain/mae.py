@@ -68,6 +68,10 @@ class MaskedECGModel(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def no_weight_decay(self) -> set[str]:
+        """Embeddings and the mask token are not weight-decayed."""
+        return {f"encoder.{n}" for n in self.encoder.no_weight_decay()} | {"mask_token", "decoder_lead_embed"}
+
     def num_masked(self, num_tokens: int) -> int:
         """Tokens hidden per sample: ``round(num_tokens * mask_ratio)``, leaving at least one of each kind."""
         return min(num_tokens - 1, max(1, round(num_tokens * self.mask_ratio)))

@@ -1,0 +1,383 @@
+"""``run_pretrain``: masked-ECG pretraining of an ``ecg_vit`` encoder on unlabelled corpora, to a run directory.
+
+Layout: ``config.yaml`` (resolved), ``env.json``, ``metrics.csv`` (per epoch: train loss, held-out masked-patch
+loss on the corpora and, with ``real_val``, on a real held-out set, throughput), ``checkpoints/last.pt`` (after
+every epoch), and when finished ``encoder.safetensors`` (the encoder's ``state_dict()`` without head, loadable
+by ``create_model(name, pretrained=path)``) and ``final.json``. Each epoch reseeds every RNG from
+``(seed, epoch)``, so a killed run resumed with ``resume=True`` ends exactly where the uninterrupted one would
+(on CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import ConcatDataset, Dataset
+from tqdm.auto import tqdm
+
+from ecgadapt.data.transforms import build_transforms
+from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.models.base import ECGModel
+from ecgadapt.models.registry import create_model, model_info
+from ecgadapt.pretrain.corpus import Corpus, open_corpus
+from ecgadapt.pretrain.mae import MaskedECGModel
+from ecgadapt.train.loop import Callback, autocast, make_loader, resolve_device
+from ecgadapt.train.optim import cosine_schedule_with_warmup, create_optimizer
+from ecgadapt.train.rundir import (
+    CHECKPOINTS,
+    CONFIG,
+    FINAL,
+    METRICS,
+    atomic_write_text,
+    load_checkpoint,
+    prepare_run_dir,
+    save_checkpoint,
+    write_env,
+    write_json,
+)
+from ecgadapt.train.seeding import derive_seed, epoch_generator, seed_epoch, seed_everything
+
+ENCODER_FILE = "encoder.safetensors"
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "real_val_loss", "lr", "samples_per_s", "time_s")
+_RESUME_FREE = {"num_workers", "device", "progress", "cache_dir"}  # may change between a run and its resume
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run needs; written resolved to ``config.yaml``."""
+
+    model: str = "ecg_vit_tiny"
+    model_kwargs: dict = field(default_factory=dict)  # architecture overrides passed to create_model
+    corpora: list[str] = field(default_factory=list)  # folders or "deepfake:N[:SEED]" (see open_corpus)
+    real_val: str | None = None  # a real held-out set (e.g. PTB-XL) to measure the domain gap on
+    cache_dir: str | None = None  # where prepared/generated corpora go (default: the user cache)
+    input_spec: dict | None = None  # resolved from the model: rate, length, normalisation, band-pass
+    mask_ratio: float = 0.75
+    decoder_width: int = 128
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    norm_target: bool = True  # per-patch normalised reconstruction targets
+    drop_path_rate: float = 0.0
+    epochs: int = 10
+    steps_per_epoch: int | None = None  # cap on optimiser steps per epoch (None: one pass over the corpora)
+    batch_size: int = 64
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.01
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.05
+    grad_clip: float | None = 1.0
+    val_fraction: float = 0.05  # share of each corpus held out for the validation loss
+    max_val_samples: int = 1000  # cap on held-out samples per corpus and on the real set
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (CPU stays float32)
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        """Plain-data form (YAML-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PretrainConfig:
+        """Build from plain data, naming any unknown key."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown pretraining config key(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on a value that cannot work, naming the field."""
+        if not self.corpora:
+            raise ConfigError("no pretraining corpus: pass --corpus DIR (or deepfake:N) at least once")
+        if model_info(self.model).family != "ecg_vit":
+            raise ConfigError(f"masked pretraining supports the ecg_vit models only, not {self.model!r}")
+        for key in ("epochs", "batch_size", "max_val_samples"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)!r}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ConfigError(f"need lr > 0, weight_decay >= 0, warmup_epochs >= 0; got {self.lr}, "
+                              f"{self.weight_decay}, {self.warmup_epochs}")
+
+
+def build_pretrain_config(
+    out: str | Path, resume: bool = False, model_args: Sequence[str] = (), **flags: object
+) -> PretrainConfig:
+    """A config from command-line ``flags`` (None = not given) over the defaults, or over the run's own
+    ``config.yaml`` when resuming; ``model_args`` are ``KEY=VALUE`` architecture overrides."""
+    from ecgadapt.train.config import parse_override
+
+    saved = Path(out) / CONFIG
+    base = yaml.safe_load(saved.read_text()) if resume and saved.is_file() else {}
+    d = {**base, **{k: v for k, v in flags.items() if v is not None}}
+    if model_args:
+        kwargs = dict(d.get("model_kwargs") or {})
+        for item in model_args:
+            path, value = parse_override(item)
+            kwargs[".".join(path)] = value
+        d["model_kwargs"] = kwargs
+    return PretrainConfig.from_dict(d)
+
+
+class CorpusDataset(Dataset):
+    """Rows of one corpus through a transform: items are float32 tensors (leads, length)."""
+
+    def __init__(self, corpus: Corpus, rows: np.ndarray, transform) -> None:
+        self.corpus, self.rows, self.transform = corpus, np.asarray(rows, dtype=np.int64), transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.transform(np.asarray(self.corpus.signals[self.rows[i]])))
+
+
+def split_rows(n: int, val_fraction: float, max_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_rows, val_rows)``: a seeded random ``val_fraction`` of ``n`` rows (at most ``max_val``) held out."""
+    n_val = min(max_val, round(n * val_fraction)) if val_fraction > 0 and n > 1 else 0
+    n_val = max(n_val, 1) if val_fraction > 0 and n > 1 else n_val
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def save_encoder(encoder: ECGModel, path: str | Path, model_name: str, extra: dict | None = None) -> Path:
+    """Write ``encoder.state_dict()`` minus the head as safetensors, with model name and input spec metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    head = set(encoder.head_parameter_names())
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items() if k not in head}
+    metadata = {"format": "ecgadapt", "model": model_name, "input_spec": json.dumps(encoder.input_spec.to_dict())}
+    metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def build_encoder(cfg: PretrainConfig) -> ECGModel:
+    """The encoder to pretrain: ``create_model(cfg.model, num_classes=0, ...)`` under ``cfg.seed``."""
+    seed_everything(cfg.seed)
+    return create_model(cfg.model, num_classes=0, drop_path_rate=cfg.drop_path_rate, **dict(cfg.model_kwargs))
+
+
+def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel:
+    """The masked-ECG model of ``cfg`` around ``encoder``."""
+    return MaskedECGModel(
+        encoder, decoder_width=cfg.decoder_width, decoder_depth=cfg.decoder_depth,
+        decoder_heads=cfg.decoder_heads, mask_ratio=cfg.mask_ratio, norm_target=cfg.norm_target,
+    )  # fmt: skip
+
+
+def _check_resume(saved: dict, cfg: PretrainConfig, run_dir: Path) -> None:
+    now = cfg.to_dict()
+    diff = sorted(k for k in set(saved) | set(now) if k not in _RESUME_FREE and saved.get(k) != now.get(k))
+    if diff:
+        details = "; ".join(f"{k}: {saved.get(k)!r} in the run, {now.get(k)!r} now" for k in diff[:5])
+        raise ConfigError(
+            f"cannot resume {run_dir}: the config differs from the run's {CONFIG} ({details}); "
+            "resume with the same settings, or start a new run with another --out"
+        )
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in METRIC_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@torch.no_grad()
+def masked_loss(
+    model: MaskedECGModel, dataset: Dataset, batch_size: int, device: torch.device, seed: int, amp: bool
+) -> float | None:
+    """Mean masked-patch loss over ``dataset`` with masks fixed by ``seed`` (the same every epoch)."""
+    if len(dataset) == 0:
+        return None
+    model.eval()
+    generator = torch.Generator(device=device).manual_seed(seed)
+    total, count = 0.0, 0
+    for x in make_loader(dataset, batch_size, num_workers=0):
+        with autocast(device, amp):
+            loss, _, _ = model(x.to(device), generator=generator)
+        total += float(loss) * len(x)
+        count += len(x)
+    return total / count
+
+
+def run_pretrain(
+    cfg: PretrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    force: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> Path:
+    """Pretrain ``cfg.model`` by masked ECG modelling on ``cfg.corpora``; return the run directory.
+
+    An existing non-empty ``out_dir`` is an error unless ``resume`` (continue it; the config must match) or
+    ``force`` (replace it). ``callbacks`` receive ``("epoch_end", row)`` after every epoch.
+    """
+    t_start = time.perf_counter()
+    cfg = dataclasses.replace(cfg, corpora=[str(c) for c in cfg.corpora])
+    cfg.validate()
+    run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=force)
+    encoder = build_encoder(cfg)
+    spec = encoder.input_spec
+    cfg.input_spec = json.loads(json.dumps(spec.to_dict()))  # plain lists, as read back from YAML
+    if resume:
+        _check_resume(yaml.safe_load((run_dir / CONFIG).read_text()), cfg, run_dir)
+    atomic_write_text(run_dir / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    device = resolve_device(cfg.device)
+    write_env(run_dir, device, resumed=resume)
+
+    corpora = [open_corpus(c, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress) for c in cfg.corpora]
+    train_parts, val_parts = [], []
+    for k, corpus in enumerate(corpora):
+        train_rows, val_rows = split_rows(len(corpus), cfg.val_fraction, cfg.max_val_samples, derive_seed(cfg.seed, k))
+        train_parts.append(CorpusDataset(corpus, train_rows, build_transforms(spec, corpus.rate, train=True)))
+        val_parts.append(CorpusDataset(corpus, val_rows, build_transforms(spec, corpus.rate, train=False)))
+    train_set, val_set = ConcatDataset(train_parts), ConcatDataset(val_parts)
+    if len(train_set) == 0:
+        raise DataError(f"the pretraining corpora {cfg.corpora} hold no training ECGs after the held-out split")
+    real_set = None
+    if cfg.real_val is not None:
+        real = open_corpus(cfg.real_val, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress)
+        rows = np.random.default_rng(derive_seed(cfg.seed, 1000)).permutation(len(real))[: cfg.max_val_samples]
+        real_set = CorpusDataset(real, np.sort(rows), build_transforms(spec, real.rate, train=False))
+
+    model = build_masked_model(cfg, encoder).to(device)
+    drop_last = len(train_set) >= cfg.batch_size
+    n_batches = len(train_set) // cfg.batch_size if drop_last else 1
+    steps = min(n_batches, cfg.steps_per_epoch or n_batches)
+    total_steps = steps * cfg.epochs
+    optimizer = create_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    warmup = min(total_steps, round(cfg.warmup_epochs * steps))
+    scheduler = cosine_schedule_with_warmup(optimizer, warmup, total_steps, cfg.min_lr_ratio)
+
+    last = run_dir / CHECKPOINTS / "last.pt"
+    start_epoch, rows = 0, []
+    if resume and last.is_file():
+        state = load_checkpoint(last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"])
+        rows = _read_metrics(run_dir / METRICS)[:start_epoch]
+    if start_epoch >= cfg.epochs and (run_dir / ENCODER_FILE).is_file():
+        print(f"{run_dir} is already finished ({cfg.epochs} epochs); nothing to do")
+        return run_dir
+    n_params = sum(p.numel() for p in encoder.parameters())
+    print(
+        f"{'resuming' if start_epoch else 'starting'} {run_dir}: masked pretraining of {cfg.model} "
+        f"({n_params / 1e6:.2f} M params), {len(train_set)} train / {len(val_set)} held-out ECGs from "
+        f"{len(corpora)} corpus(es){f', real held-out {len(real_set)}' if real_set is not None else ''}, "
+        f"{steps} steps x {cfg.epochs} epochs, batch {cfg.batch_size}, mask {cfg.mask_ratio}, {device}"
+    )
+
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_epoch(cfg.seed, 0, epoch)
+        loader = make_loader(
+            train_set, cfg.batch_size, cfg.num_workers, shuffle=True,
+            generator=epoch_generator(cfg.seed, 0, epoch), drop_last=drop_last, pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, n_seen = 0.0, 0
+        bar = tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        for step, x in enumerate(loader):
+            if step >= steps:
+                break
+            x = x.to(device, non_blocking=True)
+            with autocast(device, cfg.amp):
+                loss, _, _ = model(x)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise DataError(f"pretraining loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
+                                "lower --lr or check the corpus for flat or corrupt records")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss_value * len(x)
+            n_seen += len(x)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", sps=f"{n_seen / (time.perf_counter() - t0):.0f}")
+        bar.close()
+        train_time = time.perf_counter() - t0
+        val_seed = derive_seed(cfg.seed, 7)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(n_seen, 1),
+            "val_loss": masked_loss(model, val_set, cfg.batch_size, device, val_seed, cfg.amp),
+            "real_val_loss": (
+                masked_loss(model, real_set, cfg.batch_size, device, val_seed, cfg.amp) if real_set is not None else None
+            ),
+            "lr": optimizer.param_groups[0]["lr"],
+            "samples_per_s": n_seen / train_time,
+            "time_s": time.perf_counter() - t0,
+        }
+        rows.append(row)
+        save_checkpoint(last, {
+            "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        })  # fmt: skip
+        _write_metrics(run_dir / METRICS, rows)
+        fmt = {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
+        print(
+            f"epoch {epoch + 1}/{cfg.epochs}: train {fmt['train_loss']}  held-out {fmt['val_loss']}  "
+            f"real {fmt['real_val_loss']}  {row['samples_per_s']:.0f} samples/s"
+        )
+        for callback in callbacks:
+            callback("epoch_end", row)
+
+    save_encoder(encoder, run_dir / ENCODER_FILE, cfg.model, extra={
+        "model_kwargs": dict(cfg.model_kwargs), "pretrain": "masked-ecg", "epochs": cfg.epochs,
+        "mask_ratio": cfg.mask_ratio,
+    })  # fmt: skip
+    final = {
+        "model": cfg.model,
+        "model_kwargs": dict(cfg.model_kwargs),
+        "encoder": ENCODER_FILE,
+        "input_spec": spec.to_dict(),
+        "epochs": cfg.epochs,
+        "steps_per_epoch": steps,
+        "n_train": len(train_set),
+        "n_val": len(val_set),
+        "n_real_val": len(real_set) if real_set is not None else None,
+        "corpora": [{"source": s, "path": str(c.path), "kind": c.kind, "rate": c.rate, "n": len(c)}
+                    for s, c in zip(cfg.corpora, corpora)],
+        "last": {k: rows[-1].get(k) for k in METRIC_COLUMNS} if rows else None,
+        "device": str(device),
+        "this_invocation_s": time.perf_counter() - t_start,
+    }
+    write_json(run_dir / FINAL, final)
+    print(f"pretrained encoder -> {run_dir / ENCODER_FILE}")
+    return run_dir

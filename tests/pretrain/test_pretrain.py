@@ -1,0 +1,143 @@
+"""run_pretrain end to end on tiny configs: run directory, encoder checkpoint, refusal to overwrite, resume."""
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from ecgadapt.cli import main
+from ecgadapt.errors import ConfigError
+from ecgadapt.models import create_model
+from ecgadapt.pretrain.pretrain import (
+    PretrainConfig,
+    build_encoder,
+    build_masked_model,
+    run_pretrain,
+    split_rows,
+)
+
+TINY = dict(seq_len=200, patch_size=25, width=32, depth=2, heads=2)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("corpora")
+
+
+def _cfg(root: Path, cache_dir: Path, **kw) -> PretrainConfig:
+    base = dict(
+        model="ecg_vit_tiny", model_kwargs=dict(TINY), corpora=[str(root)], cache_dir=str(cache_dir),
+        decoder_width=32, decoder_depth=1, decoder_heads=2, epochs=3, steps_per_epoch=3, batch_size=8,
+        lr=2e-3, warmup_epochs=0.5, max_val_samples=16, progress=False,
+    )  # fmt: skip
+    return PretrainConfig(**{**base, **kw})
+
+
+def _metrics(run: Path) -> list[dict]:
+    with (run / "metrics.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_split_rows_holds_out_a_seeded_fraction() -> None:
+    train, val = split_rows(100, 0.1, 1000, seed=3)
+    assert len(val) == 10 and len(train) == 90 and not set(train) & set(val)
+    assert (val == split_rows(100, 0.1, 1000, seed=3)[1]).all()
+    assert len(split_rows(100, 0.5, 7, seed=3)[1]) == 7
+    assert len(split_rows(100, 0.0, 7, seed=3)[1]) == 0
+    assert len(split_rows(10, 0.01, 7, seed=3)[1]) == 1
+
+
+def test_run_writes_config_metrics_and_a_loadable_encoder(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(synthetic_root, cache_dir, epochs=2, real_val=str(synthetic_root / "records100"))
+    run = run_pretrain(cfg, tmp_path / "run")
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "env.json", "metrics.csv", "final.json", "encoder.safetensors"}
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["input_spec"]["sampling_rate"] == 100 and saved["input_spec"]["length"] == 200
+    rows = _metrics(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for r in rows:
+        assert float(r["train_loss"]) > 0 and float(r["val_loss"]) > 0 and float(r["real_val_loss"]) > 0
+        assert float(r["samples_per_s"]) > 0
+
+    # the saved encoder is the trained encoder: same features through create_model(pretrained=...)
+    mae = build_masked_model(cfg, build_encoder(cfg))
+    mae.load_state_dict(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"])
+    trained = mae.encoder.eval()
+    loaded = create_model("ecg_vit_tiny", num_classes=5, pretrained=run / "encoder.safetensors", **TINY).eval()
+    x = torch.randn(3, 12, 200)
+    with torch.no_grad():
+        assert torch.equal(loaded.forward_features(x), trained.forward_features(x))
+    assert not any(k.startswith("head.") for k in load_file(run / "encoder.safetensors"))
+    with safe_open(run / "encoder.safetensors", "pt") as f:
+        meta = f.metadata()
+    assert meta["model"] == "ecg_vit_tiny" and '"sampling_rate": 100' in meta["input_spec"]
+
+
+def test_existing_run_is_never_overwritten_silently(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(synthetic_root, cache_dir, epochs=1, steps_per_epoch=1)
+    run = run_pretrain(cfg, tmp_path / "run")
+    stamp = (run / "encoder.safetensors").stat().st_mtime_ns
+    with pytest.raises(ConfigError, match="already exists"):
+        run_pretrain(cfg, run)
+    assert (run / "encoder.safetensors").stat().st_mtime_ns == stamp
+    run_pretrain(cfg, run, resume=True)  # finished: nothing to do
+    assert (run / "encoder.safetensors").stat().st_mtime_ns == stamp
+    run_pretrain(cfg, run, force=True)
+    assert (run / "encoder.safetensors").stat().st_mtime_ns != stamp
+    with pytest.raises(ConfigError, match="config differs"):
+        run_pretrain(dataclasses.replace(cfg, lr=1e-4), run, resume=True)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_repeats_the_uninterrupted_run(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(synthetic_root, cache_dir)
+    full = run_pretrain(cfg, tmp_path / "full")
+
+    def stop_after_first(event: str, row: dict) -> None:
+        if event == "epoch_end" and row["epoch"] == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run_pretrain(cfg, tmp_path / "cut", callbacks=[stop_after_first])
+    assert not (tmp_path / "cut" / "encoder.safetensors").exists()
+    cut = run_pretrain(cfg, tmp_path / "cut", resume=True)
+    a, b = load_file(full / "encoder.safetensors"), load_file(cut / "encoder.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    losses = lambda run: [(r["train_loss"], r["val_loss"]) for r in _metrics(run)]  # noqa: E731
+    assert losses(full) == losses(cut) and len(losses(cut)) == 3
+
+
+def test_bad_configs_are_config_errors(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no pretraining corpus"):
+        run_pretrain(_cfg(synthetic_root, cache_dir, corpora=[]), tmp_path / "a")
+    with pytest.raises(ConfigError, match="ecg_vit models only"):
+        run_pretrain(_cfg(synthetic_root, cache_dir, model="xresnet1d50", model_kwargs={}), tmp_path / "b")
+    with pytest.raises(ConfigError, match="unknown pretraining config key"):
+        PretrainConfig.from_dict({"modle": "ecg_vit_tiny"})
+
+
+def test_cli_pretrain_runs_and_refuses_to_overwrite(
+    synthetic_root: Path, cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    args = [
+        "pretrain", "--model", "ecg_vit_tiny", "--corpus", str(synthetic_root), "--out", str(out),
+        "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "1", "--cache-dir", str(cache_dir),
+        "--decoder-width", "32", "--decoder-depth", "1", "--no-progress",
+        "--model-arg", "width=32", "--model-arg", "depth=1", "--model-arg", "heads=2",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert (out / "encoder.safetensors").is_file()
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["model_kwargs"] == {"width": 32, "depth": 1, "heads": 2} and saved["batch_size"] == 8
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
