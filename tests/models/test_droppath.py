@@ -1,12 +1,22 @@
 """DropPath (stochastic depth) and its per-block schedule."""
 
 import copy
+from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
 
 from ecgadapt.models import DropPath, create_model, drop_path_schedule
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run faster single-threaded, and the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_identity_in_eval_mode() -> None:

@@ -1,5 +1,6 @@
 """The compact ECG ViTs: registry entries, shapes, timm-style API, token hook and checkpoints."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,16 @@ from torch import nn
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.models import create_model, list_models, model_info
 from ecgadapt.models.ecg_vit import ECGViT, sincos_position_table
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run faster single-threaded, and the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 TINY = dict(seq_len=200, patch_size=50, width=32, depth=2, heads=2)  # 12 leads x 4 patches = 48 tokens
 

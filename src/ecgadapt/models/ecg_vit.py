@@ -21,7 +21,7 @@ ECG_VIT_INPUT_SPEC = InputSpec(sampling_rate=100, length=1000, leads=LEADS, norm
 def sincos_position_table(num_positions: int, width: int, temperature: float = 10000.0) -> torch.Tensor:
     """A 1-D sine-cosine table of shape (num_positions, width): sines in the first half, cosines in the second."""
     if width % 2:
-        raise ValueError(f"sin-cos position embeddings need an even width, got {width}")
+        raise ConfigError(f"sin-cos position embeddings need an even width, got {width}")
     freqs = temperature ** (-torch.arange(width // 2, dtype=torch.float64) / (width // 2))
     angles = torch.arange(num_positions, dtype=torch.float64)[:, None] * freqs[None, :]
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
@@ -219,7 +219,8 @@ def _build(defaults: dict, num_classes: int, drop_rate: float, drop_path_rate: f
     return ECGViT(num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate, **{**defaults, **overrides})
 
 
-# tiny is sized for CPU fine-tuning (see benchmarks/ecg_vit_throughput.py): 12 leads x 8 patches of 1.25 s.
+# tiny is sized for CPU fine-tuning (>= 250 samples/s at batch 32 on 2 threads; benchmarks/bench_models.py):
+# 12 leads x 8 patches of 1.25 s = 96 tokens, MLP ratio 2. small has 120 tokens of 1 s and a 4x MLP.
 _TINY = dict(seq_len=1000, patch_size=125, width=96, depth=4, heads=2, mlp_ratio=2.0)
 _SMALL = dict(seq_len=1000, patch_size=100, width=192, depth=6, heads=3, mlp_ratio=4.0)
 
