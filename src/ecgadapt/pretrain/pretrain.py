@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,8 +151,7 @@ class CorpusDataset(Dataset):
 
 def split_rows(n: int, val_fraction: float, max_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(train_rows, val_rows)``: a seeded random ``val_fraction`` of ``n`` rows (at most ``max_val``) held out."""
-    n_val = min(max_val, round(n * val_fraction)) if val_fraction > 0 and n > 1 else 0
-    n_val = max(n_val, 1) if val_fraction > 0 and n > 1 else n_val
+    n_val = max(1, min(max_val, round(n * val_fraction))) if val_fraction > 0 and n > 1 else 0
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
@@ -231,6 +230,45 @@ def masked_loss(
     return total / count
 
 
+def _train_epoch(
+    model: MaskedECGModel,
+    loader: Iterable[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    steps: int,
+    cfg: PretrainConfig,
+    device: torch.device,
+    epoch: int,
+) -> tuple[float, int]:
+    """``steps`` optimiser steps over ``loader``; returns the mean training loss and the samples seen."""
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum, n_seen = 0.0, 0
+    bar = tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+    for step, x in enumerate(loader):
+        if step >= steps:
+            break
+        x = x.to(device, non_blocking=True)
+        with autocast(device, cfg.amp):
+            loss, _, _ = model(x)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise DataError(f"pretraining loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
+                            "lower --lr or check the corpus for flat or corrupt records")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss_value * len(x)
+        n_seen += len(x)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", sps=f"{n_seen / (time.perf_counter() - t0):.0f}")
+    bar.close()
+    return loss_sum / max(n_seen, 1), n_seen
+
+
 def run_pretrain(
     cfg: PretrainConfig,
     out_dir: str | Path,
@@ -306,36 +344,13 @@ def run_pretrain(
             train_set, cfg.batch_size, cfg.num_workers, shuffle=True,
             generator=epoch_generator(cfg.seed, 0, epoch), drop_last=drop_last, pin_memory=device.type == "cuda",
         )  # fmt: skip
-        model.train()
         t0 = time.perf_counter()
-        loss_sum, n_seen = 0.0, 0
-        bar = tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
-        for step, x in enumerate(loader):
-            if step >= steps:
-                break
-            x = x.to(device, non_blocking=True)
-            with autocast(device, cfg.amp):
-                loss, _, _ = model(x)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise DataError(f"pretraining loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
-                                "lower --lr or check the corpus for flat or corrupt records")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss_value * len(x)
-            n_seen += len(x)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", sps=f"{n_seen / (time.perf_counter() - t0):.0f}")
-        bar.close()
+        train_loss, n_seen = _train_epoch(model, loader, optimizer, scheduler, steps, cfg, device, epoch)
         train_time = time.perf_counter() - t0
         val_seed = derive_seed(cfg.seed, 7)
         row = {
             "epoch": epoch + 1,
-            "train_loss": loss_sum / max(n_seen, 1),
+            "train_loss": train_loss,
             "val_loss": masked_loss(model, val_set, cfg.batch_size, device, val_seed, cfg.amp),
             "real_val_loss": (
                 masked_loss(model, real_set, cfg.batch_size, device, val_seed, cfg.amp) if real_set is not None else None
