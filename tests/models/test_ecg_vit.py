@@ -191,6 +191,18 @@ def test_encoder_checkpoint_loads_through_create_model(tmp_path: Path) -> None:
     assert loaded(x).shape == (2, 2)
 
 
+def test_checkpoint_is_recognised_and_mismatches_are_explained(tmp_path: Path) -> None:
+    from ecgadapt.errors import CheckpointError
+    from ecgadapt.models.checkpoint import detect_checkpoint
+
+    state = {k: v for k, v in _tiny().state_dict().items() if not k.startswith("head.")}
+    path = tmp_path / "encoder.safetensors"
+    save_file(state, str(path))
+    assert "ecg_vit" in detect_checkpoint(path).families
+    with pytest.raises(CheckpointError, match="pass the same model overrides"):
+        create_model("ecg_vit_tiny", num_classes=2, pretrained=path, **{**TINY, "width": 64})
+
+
 @pytest.mark.slow
 def test_tiny_fine_tunes_fast_on_two_cpu_threads() -> None:
     """The CPU requirement: >= 250 samples/s fine-tuning ecg_vit_tiny (batch 32, 2 threads, dropout on)."""

@@ -11,6 +11,7 @@ from torch import nn
 from ecgadapt import LEADS
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo
+from ecgadapt.models.checkpoint import KeyMap, register_keymap
 from ecgadapt.models.layers import DropPath, drop_path_schedule
 from ecgadapt.models.registry import register_model
 
@@ -198,6 +199,18 @@ class ECGViT(ECGModel):
         if param_name.startswith("blocks."):
             return int(param_name.split(".")[1]) + 1
         return self.num_layers()
+
+
+_ARCH_HINT = "the file was saved from an ecg_vit with other seq_len/patch_size/width: pass the same model overrides"
+ECG_VIT_KEYMAP = register_keymap(
+    KeyMap(
+        family="ecg_vit",
+        markers=("lead_embed",),
+        hints={"pos_embed": _ARCH_HINT, "patch_embed.weight": _ARCH_HINT, "lead_embed": _ARCH_HINT},
+        description="ecgadapt ecg_vit checkpoint: model.state_dict() as saved (the head may be absent)",
+    )
+)
+"""Identity key map: files are ``model.state_dict()`` (e.g. ``encoder.safetensors`` from pretraining)."""
 
 
 def _ecg_vit_info(name: str, description: str) -> ModelInfo:
