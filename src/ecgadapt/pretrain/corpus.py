@@ -40,7 +40,11 @@ DEEPFAKE_RATE = 500
 DEEPFAKE_LENGTH = 5000
 DEEPFAKE_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 DEEPFAKE_SCALE_MV = 6.0
-"""Generator output x 6000 is in microvolts (checked against PTB-XL by benchmarks/deepfake_amplitudes.py): x 6 mV."""
+"""mV per generator unit: the package's output x 6000 is in microvolts. ``python benchmarks/deepfake_amplitudes.py``
+(200 generated ECGs, seed 0, against the 500 records of ../shared/data/ptbxl-500 at 500 Hz) gives a median over
+leads of the per-lead median robust peak-to-peak ratio (generated / real) of 0.84 raw and 0.88 after the
+0.67-40 Hz band-pass (lead II 0.93 / 0.99; the derived leads III and aVL 0.62-0.73): microvolt scale confirmed,
+generated ECGs slightly smaller than real ones."""
 
 
 @dataclass
