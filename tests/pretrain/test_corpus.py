@@ -51,6 +51,21 @@ def test_wfdb_folder_is_read_once_into_a_corpus(synthetic_root: Path, tmp_path: 
     assert open_corpus(corpus.path, progress=False).kind == "wfdb"  # the corpus folder opens directly
 
 
+def test_wfdb_corpus_is_rebuilt_when_the_records_change(synthetic_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "few"
+    for hea in sorted((synthetic_root / "records100").rglob("*.hea"))[:3]:
+        for f in hea.parent.glob(hea.stem + ".*"):
+            folder.mkdir(exist_ok=True)
+            shutil.copy(f, folder / f.name)
+    corpus = open_corpus(folder, cache_dir=tmp_path / "cache", progress=False)
+    assert corpus.signals.shape[0] == 3
+    hea = sorted(folder.glob("*.hea"))[0]
+    for f in hea.parent.glob(hea.stem + ".*"):
+        f.unlink()
+    rebuilt = open_corpus(folder, cache_dir=tmp_path / "cache", progress=False)
+    assert rebuilt.path == corpus.path and rebuilt.signals.shape[0] == 2
+
+
 def test_wfdb_folder_with_mixed_rates_is_an_error(synthetic_root: Path, tmp_path: Path) -> None:
     mixed = tmp_path / "mixed"
     for sub in ("records100", "records500"):

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgadapt import LEADS
+from ecgadapt.data.cache import _swap_into_place  # the same atomic rename as the PTB-XL cache
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.paths import default_cache_dir
 
@@ -128,12 +129,7 @@ def _build_corpus(target: Path, shape: tuple[int, int, int], manifest: dict, fil
             "seconds": round(time.perf_counter() - start, 3),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if target.exists():  # a stale or concurrent build: replace it only if it is not a complete corpus
-            if _read_corpus_manifest(target) is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-                return target
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        _swap_into_place(tmp, target)  # replaces a stale corpus there, if any
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -175,7 +171,10 @@ def prepare_wfdb_corpus(
     fingerprint = _wfdb_fingerprint(headers)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name).strip("._") or "root"
     target = _corpus_dir("wfdb", f"{name}-{hashlib.sha256(str(root).encode()).hexdigest()[:10]}", cache_dir)
-    manifest = _read_corpus_manifest(target) if target.is_dir() else None
+    try:
+        manifest = _read_corpus_manifest(target)
+    except DataError:  # outdated format: rebuild
+        manifest = None
     if manifest is not None and manifest.get("fingerprint") == fingerprint:
         _say(progress, f"reusing corpus {target}")
         return target
