@@ -120,6 +120,9 @@ def test_bad_configs_are_config_errors(synthetic_root: Path, cache_dir: Path, tm
         run_pretrain(_cfg(synthetic_root, cache_dir, corpora=[]), tmp_path / "a")
     with pytest.raises(ConfigError, match="ecg_vit models only"):
         run_pretrain(_cfg(synthetic_root, cache_dir, model="xresnet1d50", model_kwargs={}), tmp_path / "b")
+    with pytest.raises(ConfigError, match="device must be"):
+        run_pretrain(_cfg(synthetic_root, cache_dir, device="gpu"), tmp_path / "c")
+    assert not (tmp_path / "c").exists()
     with pytest.raises(ConfigError, match="unknown pretraining config key"):
         PretrainConfig.from_dict({"modle": "ecg_vit_tiny"})
 

@@ -110,6 +110,8 @@ class PretrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"steps_per_epoch must be >= 1 or null, got {self.steps_per_epoch!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
