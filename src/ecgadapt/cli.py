@@ -68,6 +68,30 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run)
 
 
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list registered models or inspect a checkpoint file")
+    cmds = p.add_subparsers(dest="models_command", required=True, metavar="MODELS_COMMAND")
+    q = cmds.add_parser("list", help="registered models: family, input spec, parameter count")
+
+    def run_list(args: argparse.Namespace) -> int:
+        from ecgadapt.models.inspect import describe_models
+
+        print(describe_models())
+        return 0
+
+    q.set_defaults(func=run_list)
+    q = cmds.add_parser("inspect", help="a checkpoint's format, wrapper, size, and the model it fits")
+    q.add_argument("path", help="checkpoint file (.pt/.pth or .safetensors)")
+
+    def run_inspect(args: argparse.Namespace) -> int:
+        from ecgadapt.models.inspect import describe_checkpoint
+
+        print(describe_checkpoint(args.path))
+        return 0
+
+    q.set_defaults(func=run_inspect)
+
+
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "finetune",
@@ -163,30 +187,6 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(func=run)
-
-
-def _add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list registered models or inspect a checkpoint file")
-    cmds = p.add_subparsers(dest="models_command", required=True, metavar="MODELS_COMMAND")
-    q = cmds.add_parser("list", help="registered models: family, input spec, parameter count")
-
-    def run_list(args: argparse.Namespace) -> int:
-        from ecgadapt.models.inspect import describe_models
-
-        print(describe_models())
-        return 0
-
-    q.set_defaults(func=run_list)
-    q = cmds.add_parser("inspect", help="a checkpoint's format, wrapper, size, and the model it fits")
-    q.add_argument("path", help="checkpoint file (.pt/.pth or .safetensors)")
-
-    def run_inspect(args: argparse.Namespace) -> int:
-        from ecgadapt.models.inspect import describe_checkpoint
-
-        print(describe_checkpoint(args.path))
-        return 0
-
-    q.set_defaults(func=run_inspect)
 
 
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
@@ -291,7 +291,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_prepare, _add_data, _add_finetune, _add_evaluate, _add_predict, _add_models,
+    _add_demo, _add_prepare, _add_data, _add_models, _add_finetune, _add_evaluate, _add_predict,
     _add_benchmark, _add_report, _add_pretrain,
 ]  # fmt: skip
 
