@@ -27,6 +27,7 @@ import yaml
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import MetricInputError, classification_metrics
+from ecgadapt.fileio import save_predictions, write_json
 
 __all__ = [
     "KEY_COLUMNS",
@@ -227,40 +228,17 @@ def _mode(values: list) -> Any:
     return max(set(values), key=values.count) if values else None
 
 
-def _save_npz(path: Path, pred: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        ecg_ids=pred["ecg_ids"],
-        class_names=pred["class_names"],
-        y_true=pred["y_true"].astype(np.int8),
-        y_score=pred["y_score"].astype(np.float32),
-    )
-    os.replace(tmp, path)
-
-
 def write_pooled_cell(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> dict:
     """Write the pooled ``predictions_{val,test}.npz`` and ``final.json`` of a rotate-folds cell; return final."""
     cell_dir = Path(cell_dir)
     final = pooled_out_of_fold(fold_dirs)
     for split in SPLITS:
-        _save_npz(cell_dir / f"predictions_{split}.npz", pool_predictions(fold_dirs, split))
-    tmp = cell_dir / (FINAL + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(final), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, cell_dir / FINAL)
+        pred = pool_predictions(fold_dirs, split)
+        save_predictions(
+            cell_dir / f"predictions_{split}.npz", pred["ecg_ids"], pred["class_names"], pred["y_true"], pred["y_score"]
+        )
+    write_json(cell_dir / FINAL, final)
     return final
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 # --- the tidy table ----------------------------------------------------------------------------------------

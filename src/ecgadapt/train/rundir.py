@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,9 @@ import numpy as np
 import torch
 
 from ecgadapt.errors import CheckpointError, ConfigError
+from ecgadapt.fileio import atomic_write_text as atomic_write_text
+from ecgadapt.fileio import save_predictions as save_predictions
+from ecgadapt.fileio import write_json
 
 CONFIG = "config.yaml"
 ENV = "env.json"
@@ -63,37 +65,12 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
     return path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically write ``data`` as indented JSON (NaN written as null)."""
-    atomic_write_text(Path(path), json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
-
-
 def read_json(path: Path) -> Any:
     """Read a JSON file, naming it on failure."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from err
-
-
-def _jsonable(obj: Any) -> Any:
-    """Replace NaN/inf by None and numpy scalars by Python ones, recursively."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def git_commit(start: Path | None = None) -> str | None:
@@ -205,22 +182,6 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
         raise CheckpointError(f"cannot load checkpoint {path}: {err}") from err
-
-
-def save_predictions(
-    path: Path, ecg_ids: Sequence, class_names: Sequence[str], y_true: np.ndarray, y_score: np.ndarray
-) -> None:
-    """Write ``predictions_*.npz``: ecg_ids, class_names, y_true (0/1) and y_score (probabilities)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        ecg_ids=np.asarray(ecg_ids),
-        class_names=np.asarray(list(class_names), dtype=str),
-        y_true=np.asarray(y_true, dtype=np.int8),
-        y_score=np.asarray(y_score, dtype=np.float32),
-    )
-    os.replace(tmp, path)
 
 
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
