@@ -286,6 +286,12 @@ def _ci(low: float, high: float) -> str:
     return f"[{_fmt(low)}, {_fmt(high)}]"
 
 
+def _deltas(comp: pd.DataFrame, prefix: str) -> list[str]:
+    """``Δ [low, high]`` cells from the ``{prefix}_diff/_low/_high`` columns of a comparison table."""
+    cols = (comp[f"{prefix}_diff"], comp[f"{prefix}_low"], comp[f"{prefix}_high"])
+    return [f"{_fmt(d, 4)} {_ci(lo, hi)}" if np.isfinite(d) else "–" for d, lo, hi in zip(*cols)]
+
+
 def _p(p: float) -> str:
     if p is None or not np.isfinite(p):
         return "–"
@@ -415,15 +421,9 @@ class _Builder:
                 "post_training": comp["mean_a"].map(_fmt),
                 "Rel. improvement": comp["rel_improvement_pct"].map(lambda v: "–" if not np.isfinite(v) else f"{v:+.2f}%"),
                 "Seeds": comp["n_seeds"],
-                "Paired Δ over seeds [t CI]": [
-                    f"{_fmt(d, 4)} {_ci(lo, hi)}" if np.isfinite(d) else "–"
-                    for d, lo, hi in zip(comp["seed_diff"], comp["seed_low"], comp["seed_high"])
-                ],
+                "Paired Δ over seeds [t CI]": _deltas(comp, "seed"),
                 "p (paired t)": comp["seed_p"].map(_p),
-                "Bootstrap Δ [CI]": [
-                    f"{_fmt(d, 4)} {_ci(lo, hi)}" if np.isfinite(d) else "–"
-                    for d, lo, hi in zip(comp["boot_diff"], comp["boot_low"], comp["boot_high"])
-                ],
+                "Bootstrap Δ [CI]": _deltas(comp, "boot"),
                 "p (paired bootstrap)": comp["boot_p"].map(_p),
                 "Note": comp["note"],
             }
@@ -546,15 +546,9 @@ class _Builder:
                         "Metric": comp["metric"].map(METRIC_NAMES),
                         "Recipe mean": comp["mean_a"].map(_fmt),
                         "post_training mean": comp["mean_b"].map(_fmt),
-                        "Δ over seeds [t CI]": [
-                            f"{_fmt(d, 4)} {_ci(lo, hi)}" if np.isfinite(d) else "–"
-                            for d, lo, hi in zip(comp["seed_diff"], comp["seed_low"], comp["seed_high"])
-                        ],
+                        "Δ over seeds [t CI]": _deltas(comp, "seed"),
                         "p (paired t)": comp["seed_p"].map(_p),
-                        "Bootstrap Δ [CI]": [
-                            f"{_fmt(d, 4)} {_ci(lo, hi)}" if np.isfinite(d) else "–"
-                            for d, lo, hi in zip(comp["boot_diff"], comp["boot_low"], comp["boot_high"])
-                        ],
+                        "Bootstrap Δ [CI]": _deltas(comp, "boot"),
                         "p (paired bootstrap)": comp["boot_p"].map(_p),
                     }
                 )
