@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -69,6 +70,23 @@ def _grid(n_rows: int, n_cols: int, width: float = 3.4, height: float = 2.8) -> 
     return fig, axes
 
 
+def _label_panel(ax: Axes, task: str, xlabel: str, ylabel: str | None) -> None:
+    """Title a per-task panel, label its axes (y only when given) and draw the grid."""
+    ax.set_title(task, fontsize="medium")
+    ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def _finish_grid(fig: Figure, axes: np.ndarray, title: str) -> Figure:
+    """Legend in the first panel and the optional figure title."""
+    axes[0, 0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def data_efficiency_figure(
     summary: pd.DataFrame,
     metrics: Sequence[str] = ("macro_auroc", "macro_auprc"),
@@ -98,15 +116,8 @@ def data_efficiency_figure(
                     ax.fill_between(x, low, high, color=colors.get(recipe), alpha=0.18, linewidth=0)
             fractions = sorted(set(part["fraction"]))
             ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
-            ax.set_title(task, fontsize="medium")
-            ax.set_xlabel("training fraction")
-            if j == 0:
-                ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-            ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return fig
+            _label_panel(ax, task, "training fraction", METRIC_LABELS.get(metric, metric) if j == 0 else None)
+    return _finish_grid(fig, axes, title)
 
 
 def training_dynamics_figure(
@@ -141,16 +152,9 @@ def training_dynamics_figure(
                     f"{row['stage_name']} →", (row["x"] + 0.5, 0.02), xycoords=("data", "axes fraction"),
                     fontsize="x-small", color=colors.get(recipe), ha="left",
                 )  # fmt: skip
-        ax.set_title(task, fontsize="medium")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch (over all stages)")
-        if j == 0:
-            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return fig
+        _label_panel(ax, task, "epoch (over all stages)", METRIC_LABELS.get(metric, metric) if j == 0 else None)
+    return _finish_grid(fig, axes, title)
 
 
 def ablation_figure(
