@@ -140,6 +140,34 @@ def _metric_name(metric: Metric) -> str:
     return metric if isinstance(metric, str) else getattr(metric, "__name__", repr(metric))
 
 
+def _result(
+    head: dict[str, Any],
+    samples: np.ndarray,
+    extra: dict[str, Any],
+    alpha: float,
+    n_resamples: int,
+    n_redrawn: int,
+    seed: int,
+    return_samples: bool,
+) -> dict[str, Any]:
+    """``{**head, low, high, std, **extra, alpha, n_resamples, n_redrawn, seed[, samples]}`` of bootstrap ``samples``."""
+    low, high = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
+    out: dict[str, Any] = {
+        **head,
+        "low": float(low),
+        "high": float(high),
+        "std": float(np.std(samples, ddof=1)) if len(samples) > 1 else float("nan"),
+        **extra,
+        "alpha": alpha,
+        "n_resamples": int(n_resamples),
+        "n_redrawn": int(n_redrawn),
+        "seed": seed,
+    }
+    if return_samples:
+        out["samples"] = samples
+    return out
+
+
 def bootstrap_ci(
     y_true: np.ndarray,
     y_score: np.ndarray,
@@ -153,22 +181,8 @@ def bootstrap_ci(
     _check_alpha(alpha, n_resamples)
     scorer = _Scorer(y_true, y_score, metric, "y_score")
     idx, n_redrawn = resample_indices(scorer.y_true, n_resamples, seed)
-    samples = scorer.resampled(idx)
-    low, high = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
-    out: dict[str, Any] = {
-        "metric": _metric_name(metric),
-        "point": scorer.point(),
-        "low": float(low),
-        "high": float(high),
-        "std": float(np.std(samples, ddof=1)) if len(samples) > 1 else float("nan"),
-        "alpha": alpha,
-        "n_resamples": int(n_resamples),
-        "n_redrawn": int(n_redrawn),
-        "seed": seed,
-    }
-    if return_samples:
-        out["samples"] = samples
-    return out
+    head = {"metric": _metric_name(metric), "point": scorer.point()}
+    return _result(head, scorer.resampled(idx), {}, alpha, n_resamples, n_redrawn, seed, return_samples)
 
 
 def pooled_paired_bootstrap(
@@ -199,29 +213,17 @@ def pooled_paired_bootstrap(
     samples_a = np.mean([s.resampled(idx) for s in scorers_a], axis=0)
     samples_b = np.mean([s.resampled(idx) for s in scorers_b], axis=0)
     diffs = samples_a - samples_b
-    b = len(diffs)
     n_le, n_ge = int(np.sum(diffs <= 0)), int(np.sum(diffs >= 0))
-    p_value = min(1.0, 2.0 * min(1 + n_le, 1 + n_ge) / (b + 1))
-    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    out: dict[str, Any] = {
-        "metric": _metric_name(metric),
-        "diff": point_a - point_b,
-        "low": float(low),
-        "high": float(high),
-        "std": float(np.std(diffs, ddof=1)) if b > 1 else float("nan"),
+    p_value = min(1.0, 2.0 * min(1 + n_le, 1 + n_ge) / (len(diffs) + 1))
+    head = {"metric": _metric_name(metric), "diff": point_a - point_b}
+    extra = {
         "p_value": float(p_value),
         "point_a": point_a,
         "point_b": point_b,
         "n_runs_a": len(scorers_a),
         "n_runs_b": len(scorers_b),
-        "alpha": alpha,
-        "n_resamples": int(n_resamples),
-        "n_redrawn": int(n_redrawn),
-        "seed": seed,
     }
-    if return_samples:
-        out["samples"] = diffs
-    return out
+    return _result(head, diffs, extra, alpha, n_resamples, n_redrawn, seed, return_samples)
 
 
 def paired_bootstrap(
