@@ -182,38 +182,38 @@ def _pad_right(x: np.ndarray, length: int) -> np.ndarray:
     return np.pad(x, pad)
 
 
-class RandomCrop:
+class _Crop:
+    """Window of ``length`` samples starting at ``self._start(n)``; shorter records are zero-padded right."""
+
+    def __init__(self, length: int):
+        self.length = int(length)
+
+    def _start(self, n: int) -> int:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[-1]
+        if n <= self.length:
+            return _f32(_pad_right(x, self.length))
+        start = self._start(n)
+        return _f32(x[..., start : start + self.length])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.length})"
+
+
+class RandomCrop(_Crop):
     """Random window of ``length`` samples (offset from ``torch.randint``); shorter records are zero-padded right."""
 
-    def __init__(self, length: int):
-        self.length = int(length)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[-1]
-        if n <= self.length:
-            return _f32(_pad_right(x, self.length))
-        start = int(torch.randint(0, n - self.length + 1, (1,)).item())
-        return _f32(x[..., start : start + self.length])
-
-    def __repr__(self) -> str:
-        return f"RandomCrop({self.length})"
+    def _start(self, n: int) -> int:
+        return int(torch.randint(0, n - self.length + 1, (1,)).item())
 
 
-class CenterCrop:
+class CenterCrop(_Crop):
     """Central window of ``length`` samples; shorter records are zero-padded right."""
 
-    def __init__(self, length: int):
-        self.length = int(length)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[-1]
-        if n <= self.length:
-            return _f32(_pad_right(x, self.length))
-        start = (n - self.length) // 2
-        return _f32(x[..., start : start + self.length])
-
-    def __repr__(self) -> str:
-        return f"CenterCrop({self.length})"
+    def _start(self, n: int) -> int:
+        return (n - self.length) // 2
 
 
 class FixedWindows:
