@@ -11,6 +11,9 @@ import pytest
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.train.rundir import (
     MetricsLog,
+    changed_keys,
+    check_resume_config,
+    flat_config,
     load_checkpoint,
     load_predictions,
     prepare_run_dir,
@@ -77,3 +80,14 @@ def test_predictions_round_trip(tmp_path):
     d = load_predictions(tmp_path / "p.npz")
     assert d["ecg_ids"].tolist() == [5, 7] and d["class_names"].tolist() == ["A", "B"]
     assert np.array_equal(d["y_true"], y) and np.allclose(d["y_score"], p)
+
+
+def test_flat_config_and_resume_check_name_the_changed_stage_field(tmp_path):
+    saved = {"out": "a", "model": {"kwargs": {"x": 1}}, "recipe": {"stages": [{"lr": 1e-3}, {"lr": 1e-4}]}}
+    now = {"out": "b", "model": {"kwargs": {"x": 1}}, "recipe": {"stages": [{"lr": 1e-3}, {"lr": 5e-4}]}}
+    flat_saved, flat_now = flat_config(saved), flat_config(now)
+    assert flat_saved == {"out": "a", "model.kwargs": {"x": 1}, "recipe.stages.0.lr": 1e-3, "recipe.stages.1.lr": 1e-4}
+    assert changed_keys(flat_saved, flat_now, free={"out"}) == ["recipe.stages.1.lr"]
+    check_resume_config(flat_saved, {**flat_now, "recipe.stages.1.lr": 1e-4}, {"out"}, tmp_path)
+    with pytest.raises(ConfigError, match=r"recipe\.stages\.1\.lr: 0\.0001 in the run, 0\.0005 now"):
+        check_resume_config(flat_saved, flat_now, {"out"}, tmp_path)

@@ -41,6 +41,7 @@ from ecgadapt.train.rundir import (
     FINAL,
     METRICS,
     atomic_write_text,
+    check_resume_config,
     load_checkpoint,
     prepare_run_dir,
     save_checkpoint,
@@ -187,17 +188,6 @@ def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel
     )  # fmt: skip
 
 
-def _check_resume(saved: dict, cfg: PretrainConfig, run_dir: Path) -> None:
-    now = cfg.to_dict()
-    diff = sorted(k for k in set(saved) | set(now) if k not in _RESUME_FREE and saved.get(k) != now.get(k))
-    if diff:
-        details = "; ".join(f"{k}: {saved.get(k)!r} in the run, {now.get(k)!r} now" for k in diff[:5])
-        raise ConfigError(
-            f"cannot resume {run_dir}: the config differs from the run's {CONFIG} ({details}); "
-            "resume with the same settings, or start a new run with another --out"
-        )
-
-
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -291,7 +281,8 @@ def run_pretrain(
     spec = encoder.input_spec
     cfg.input_spec = json.loads(json.dumps(spec.to_dict()))  # plain lists, as read back from YAML
     if resume:
-        _check_resume(yaml.safe_load((run_dir / CONFIG).read_text()), cfg, run_dir)
+        saved = yaml.safe_load((run_dir / CONFIG).read_text())
+        check_resume_config(saved, cfg.to_dict(), _RESUME_FREE, run_dir)
     atomic_write_text(run_dir / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     device = resolve_device(cfg.device)
     write_env(run_dir, device, resumed=resume)

@@ -29,6 +29,8 @@ from ecgadapt.train.recipes import Stage, reference_model
 from ecgadapt.train.rundir import (
     CONFIG,
     FINAL,
+    check_resume_config,
+    flat_config,
     load_checkpoint,
     prepare_run_dir,
     save_predictions,
@@ -98,26 +100,6 @@ def weights_to_load(cfg: FinetuneConfig) -> Path | None:
     return Path(cfg.model.weights).expanduser()
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and k != "kwargs":
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _check_resume_config(saved: FinetuneConfig, cfg: FinetuneConfig, run_dir: Path) -> None:
-    a, b = _flat(saved.to_dict()), _flat(cfg.to_dict())
-    diff = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
-    if diff:
-        details = "; ".join(f"{k}: {a.get(k)!r} in the run, {b.get(k)!r} now" for k in diff[:5])
-        raise ConfigError(
-            f"cannot resume {run_dir}: the config differs from the run's {CONFIG} ({details}); "
-            "resume with the same settings, or start a new run with another --out"
-        )
 
 
 def build_model(cfg: FinetuneConfig, num_classes: int) -> ECGModel:
@@ -163,7 +145,8 @@ def run_finetune(
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
     if resume:
         saved = FinetuneConfig.from_yaml(run_dir / CONFIG)
-        _check_resume_config(saved, cfg, run_dir)
+        saved_flat, now_flat = flat_config(saved.to_dict()), flat_config(cfg.to_dict())
+        check_resume_config(saved_flat, now_flat, _RESUME_FREE, run_dir)
     cfg.to_yaml(run_dir / CONFIG)
     device = resolve_device(cfg.training.device)
     write_env(run_dir, device, resumed=resume)

@@ -42,7 +42,7 @@ from ecgadapt.eval.results import CELL, ROTATE, collect_results, read_cell, writ
 from ecgadapt.train.config import TASKS, FinetuneConfig, load_yaml, parse_override, set_in
 from ecgadapt.train.finetune import resolve_config, run_finetune
 from ecgadapt.train.recipes import Stage, override_stages
-from ecgadapt.train.rundir import CONFIG, FINAL
+from ecgadapt.train.rundir import CONFIG, FINAL, changed_keys, flat_config
 
 __all__ = [
     "PROTOCOLS",
@@ -458,24 +458,10 @@ def expand_cells(spec: GridSpec, data_root: str | Path, results_dir: str | Path)
     return cells
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and k != "kwargs":
-            out.update(_flat(v, key + "."))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            for i, x in enumerate(v):
-                out.update(_flat(x, f"{key}.{i}."))
-        else:
-            out[key] = v
-    return out
-
-
 def config_differences(saved: FinetuneConfig, wanted: FinetuneConfig) -> list[str]:
     """The fields (beyond those that cannot change a result) in which two configs differ, as messages."""
-    a, b = _flat(saved.to_dict()), _flat(wanted.to_dict())
-    keys = sorted(k for k in set(a) | set(b) if k not in _FREE_FIELDS and a.get(k) != b.get(k))
+    a, b = flat_config(saved.to_dict()), flat_config(wanted.to_dict())
+    keys = changed_keys(a, b, _FREE_FIELDS)
     return [f"{k}: {a.get(k, '(absent)')!r} saved, {b.get(k, '(absent)')!r} in the spec" for k in keys]
 
 

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,37 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def flat_config(d: dict, prefix: str = "") -> dict:
+    """Nested config dict to dotted keys (lists of dicts by index, ``kwargs`` dicts kept whole)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "kwargs":
+            out.update(flat_config(v, key + "."))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for i, x in enumerate(v):
+                out.update(flat_config(x, f"{key}.{i}."))
+        else:
+            out[key] = v
+    return out
+
+
+def changed_keys(saved: dict, now: dict, free: Collection[str] = ()) -> list[str]:
+    """Sorted keys, other than ``free`` ones, whose values differ between two (flat) config dicts."""
+    return sorted(k for k in set(saved) | set(now) if k not in free and saved.get(k) != now.get(k))
+
+
+def check_resume_config(saved: dict, now: dict, free: Collection[str], run_dir: Path) -> None:
+    """Raise a ConfigError naming the first differing keys unless ``saved`` and ``now`` agree outside ``free``."""
+    diff = changed_keys(saved, now, free)
+    if diff:
+        details = "; ".join(f"{k}: {saved.get(k)!r} in the run, {now.get(k)!r} now" for k in diff[:5])
+        raise ConfigError(
+            f"cannot resume {run_dir}: the config differs from the run's {CONFIG} ({details}); "
+            "resume with the same settings, or start a new run with another --out"
+        )
 
 
 def read_json(path: Path) -> Any:
