@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from compat_helpers import assert_reference_outputs, meta_state_dict, read_tiny_config
 
 from ecgadapt.errors import CheckpointError, DataError
 from ecgadapt.models import create_model
@@ -24,21 +23,13 @@ ARCH = (
     "stride",
     "groups_width",
 )
-ATOL = 1e-4
 NAME = "ecgfounder_net1d"
 
 
 def tiny_overrides(folder: Path) -> dict:
-    cfg = json.loads((folder / "tiny_config.json").read_text())
+    cfg = read_tiny_config(folder)
     assert cfg["use_bn"] is False and cfg["use_do"] is False
     return {k: cfg[k] for k in ARCH}
-
-
-def meta_state_dict(json_path: Path) -> dict[str, torch.Tensor]:
-    dtypes = {"float32": torch.float32, "int64": torch.int64}
-    return {
-        n: torch.empty(s, dtype=dtypes[d], device="meta") for n, s, d in json.loads(json_path.read_text())
-    }
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +52,7 @@ def released_file(tiny_sd: dict, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_tiny_released_format_reproduces_features_and_logits(folder: Path, released_file: Path) -> None:
     model = create_model(NAME, num_classes=4, pretrained=released_file, **tiny_overrides(folder)).eval()
-    x = torch.from_numpy(np.load(folder / "input.npy"))
-    with torch.no_grad():
-        feats = model.forward_features(x)
-        logits = model.forward_head(feats)
-    np.testing.assert_allclose(feats.numpy(), np.load(folder / "features.npy"), atol=ATOL, rtol=0)
-    np.testing.assert_allclose(logits.numpy(), np.load(folder / "logits.npy"), atol=ATOL, rtol=0)
+    assert_reference_outputs(model, folder)
 
 
 def test_other_class_count_keeps_new_head_and_ignores_batchnorm(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import types
 from pathlib import Path
@@ -10,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from compat_helpers import assert_reference, meta_state_dict, read_tiny_config
 
 from ecgadapt.errors import CheckpointError, ECGAdaptError
 from ecgadapt.models import create_model
 from ecgadapt.models.checkpoint import keymap_for, load_pretrained, plan_load, read_checkpoint
 
-ATOL = 1e-4
 NAME = "hubert_ecg_small"
 PRETRAINING_KEYS = {
     "masked_spec_embed",
@@ -36,16 +35,9 @@ needs_transformers = pytest.mark.skipif(
 
 
 def tiny_overrides(folder: Path) -> dict:
-    cfg = json.loads((folder / "tiny_config.json").read_text())
+    cfg = read_tiny_config(folder)
     cfg.pop("head")
     return cfg
-
-
-def meta_state_dict(json_path: Path) -> dict[str, torch.Tensor]:
-    dtypes = {"float32": torch.float32, "int64": torch.int64}
-    return {
-        n: torch.empty(s, dtype=dtypes[d], device="meta") for n, s, d in json.loads(json_path.read_text())
-    }
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +81,8 @@ def test_flat_safetensors_reproduces_features(
     with torch.no_grad():
         frames = model.forward_frames(x)
         feats = model.forward_features(x)
-    np.testing.assert_allclose(frames.numpy(), np.load(folder / "last_hidden_state.npy"), atol=ATOL, rtol=0)
-    np.testing.assert_allclose(feats.numpy(), np.load(folder / "features.npy"), atol=ATOL, rtol=0)
+    assert_reference(frames, folder, "last_hidden_state.npy")
+    assert_reference(feats, folder, "features.npy")
 
 
 @needs_transformers
@@ -106,7 +98,7 @@ def test_fine_tuned_format_loads_head_and_reproduces_logits(
                                  "hubert_ecg.label_embedding.0.weight"}  # fmt: skip
     with torch.no_grad():
         logits = model.eval()(x)
-    np.testing.assert_allclose(logits.numpy(), np.load(folder / "logits.npy"), atol=ATOL, rtol=0)
+    assert_reference(logits, folder, "logits.npy")
 
 
 @needs_transformers
@@ -121,7 +113,7 @@ def test_old_weight_norm_spelling_is_accepted(
     path = tmp_path / "old.pt"
     torch.save(renamed, path)
     model = create_model(NAME, num_classes=5, pretrained=path, **tiny_overrides(folder))
-    np.testing.assert_allclose(_features(model, x), np.load(folder / "features.npy"), atol=ATOL, rtol=0)
+    assert_reference(_features(model, x), folder, "features.npy")
 
 
 @needs_transformers
@@ -148,7 +140,7 @@ def test_pt_release_with_pickled_config_object_loads(
     assert raw.wrapper == "model_state_dict" and raw.placeholders == ("fake_hubert_ecg_code.HuBERTECGConfig",)
     assert set(raw.other_entries) == {"model_config", "global_step"}
     model = create_model(NAME, num_classes=5, pretrained=path, **tiny_overrides(folder))
-    np.testing.assert_allclose(_features(model, x), np.load(folder / "features.npy"), atol=ATOL, rtol=0)
+    assert_reference(_features(model, x), folder, "features.npy")
 
 
 @needs_transformers

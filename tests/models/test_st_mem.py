@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from compat_helpers import assert_reference, assert_reference_outputs, meta_state_dict, read_tiny_config
 
 from ecgadapt.errors import CheckpointError, ConfigError, DataError
 from ecgadapt.models import create_model
 from ecgadapt.models.checkpoint import keymap_for, load_pretrained, plan_load
 
 ARCH = ("seq_len", "patch_size", "num_leads", "width", "depth", "mlp_dim", "heads", "dim_head", "qkv_bias")
-ATOL = 1e-4
 
 
 def tiny_overrides(folder: Path) -> dict:
-    cfg = json.loads((folder / "tiny_config.json").read_text())
+    cfg = read_tiny_config(folder)
     return {k: cfg[k] for k in ARCH}
-
-
-def meta_state_dict(json_path: Path) -> dict[str, torch.Tensor]:
-    """Shape-only tensors with the names and shapes of a keys_full*.json list."""
-    dtypes = {"float32": torch.float32, "int64": torch.int64}
-    return {
-        n: torch.empty(s, dtype=dtypes[d], device="meta") for n, s, d in json.loads(json_path.read_text())
-    }
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +47,14 @@ def tiny_model(folder: Path, released_file: Path):
 
 
 def test_tiny_released_format_reproduces_features_and_logits(tiny_model, folder: Path) -> None:
-    x = torch.from_numpy(np.load(folder / "input.npy"))
-    with torch.no_grad():
-        feats = tiny_model.forward_features(x)
-        logits = tiny_model.forward_head(feats)
-    np.testing.assert_allclose(feats.numpy(), np.load(folder / "features.npy"), atol=ATOL, rtol=0)
-    np.testing.assert_allclose(logits.numpy(), np.load(folder / "logits.npy"), atol=ATOL, rtol=0)
+    assert_reference_outputs(tiny_model, folder)
 
 
 def test_short_input_uses_last_position_row_for_right_sep(tiny_model, folder: Path) -> None:
     x = torch.from_numpy(np.load(folder / "input.npy"))[:, :, :1500]
     with torch.no_grad():
         feats = tiny_model.forward_features(x)
-    np.testing.assert_allclose(feats.numpy(), np.load(folder / "features_short1500.npy"), atol=ATOL, rtol=0)
+    assert_reference(feats, folder, "features_short1500.npy")
 
 
 def test_pretraining_file_loads_encoder_and_ignores_decoder(
@@ -87,7 +73,7 @@ def test_pretraining_file_loads_encoder_and_ignores_decoder(
     model = create_model("st_mem_vit_b75", num_classes=3, pretrained=path, **tiny_overrides(folder)).eval()
     with torch.no_grad():
         feats = model.forward_features(torch.from_numpy(np.load(folder / "input.npy")))
-    np.testing.assert_allclose(feats.numpy(), np.load(folder / "features.npy"), atol=ATOL, rtol=0)
+    assert_reference(feats, folder, "features.npy")
 
 
 def test_full_encoder_layout_matches_release(folder: Path) -> None:
