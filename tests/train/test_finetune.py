@@ -100,14 +100,7 @@ def test_post_training_stage2_starts_from_best_stage1_head_with_regularisation_o
 
 
 def test_baseline_ft_starts_from_a_seeded_random_head_not_an_lp_head(make_cfg, monkeypatch):
-    starts = []
-    real_run_stage = loop.Trainer._run_stage
-
-    def run_stage(self, i, stage, state, ckpt):
-        starts.append(_state(self.model))
-        return real_run_stage(self, i, stage, state, ckpt)
-
-    monkeypatch.setattr(loop.Trainer, "_run_stage", run_stage)
+    starts = _record_stage_starts(monkeypatch)
     base = make_cfg("baseline_ft", "ft", epochs=1)
     run_finetune(base)
     lp = make_cfg("post_training", "pt", epochs=1)
@@ -122,6 +115,19 @@ def test_baseline_ft_starts_from_a_seeded_random_head_not_an_lp_head(make_cfg, m
 
 class Killed(Exception):
     pass
+
+
+def _record_stage_starts(monkeypatch) -> list[dict[str, torch.Tensor]]:
+    """Make every stage append the model's state at its start to the returned list."""
+    starts = []
+    real_run_stage = loop.Trainer._run_stage
+
+    def run_stage(self, i, stage, state, ckpt):
+        starts.append(_state(self.model))
+        return real_run_stage(self, i, stage, state, ckpt)
+
+    monkeypatch.setattr(loop.Trainer, "_run_stage", run_stage)
+    return starts
 
 
 def _kill_after(n: int):
@@ -288,14 +294,7 @@ def test_pretrained_weights_load_the_backbone_and_never_the_file_head(make_cfg, 
     cfg = make_cfg("baseline_ft", "pre", epochs=1)
     donor = build_model(make_cfg("baseline_ft", "x", "seed=7"), _num_classes(cfg))  # same shapes, head included
     torch.save({"model": donor.state_dict()}, tmp_path / "pretrained.pt")
-    starts = []
-    real_run_stage = loop.Trainer._run_stage
-
-    def run_stage(self, i, stage, state, ckpt):
-        starts.append(_state(self.model))
-        return real_run_stage(self, i, stage, state, ckpt)
-
-    monkeypatch.setattr(loop.Trainer, "_run_stage", run_stage)
+    starts = _record_stage_starts(monkeypatch)
     run_finetune(make_cfg("baseline_ft", "pre", f"model.weights={tmp_path / 'pretrained.pt'}", epochs=1))
     fresh = _state(build_model(cfg, _num_classes(cfg)))  # no weights: the seeded fresh model
     donor_state = _state(donor)
