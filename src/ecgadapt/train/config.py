@@ -377,7 +377,13 @@ def build_config(
                 raise ConfigError(f"config section {p!r} must be a mapping")
         node[leaf] = value
     d.pop("notes", None)
+    weights_given = "weights" in (d.get("model") or {})
     cfg = FinetuneConfig.from_dict(d)
+    if not weights_given and not cfg.model.kwargs:
+        from ecgadapt.weights import bundled_path
+
+        if bundled_path(cfg.model.name) is not None:
+            cfg.model.weights = "bundled"  # the default fine-tuning starts from the bundled encoder
     if epochs is not None:
         from ecgadapt.train.recipes import override_stages
 
