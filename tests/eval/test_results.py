@@ -133,6 +133,7 @@ def test_write_pooled_cell_is_scored_on_the_concatenation(tmp_path):
 
 
 def test_write_results_csv_and_parquet(results_dir):
+    pytest.importorskip("pyarrow", reason="parquet needs the optional pyarrow (pip install 'ecgadapt[parquet]')")
     table = collect_results(results_dir)
     paths = write_results(table, results_dir)
     assert [p.name for p in paths] == ["results.csv", "results.parquet"]

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from ecgadapt.cli import main
-from ecgadapt.errors import ConfigError
+from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.models.layers import DropPath
 from ecgadapt.train import loop
 from ecgadapt.train.evaluate import evaluate_run
@@ -254,7 +254,13 @@ def test_scratch_ignores_given_weights_and_says_so(make_cfg, tmp_path):
 
 def test_bundled_weights_missing_is_a_clear_error(make_cfg):
     with pytest.raises(ConfigError, match="no bundled weights"):
-        run_finetune(make_cfg("baseline_ft", "b", "model.weights=bundled"))
+        run_finetune(make_cfg("baseline_ft", "b", "model.weights=bundled", model="xresnet1d50"))
+
+
+def test_bundled_weights_into_another_architecture_name_the_keys(make_cfg):
+    # make_cfg's tiny ecg_vit_tiny overrides do not fit the bundled full-size encoder
+    with pytest.raises(CheckpointError, match="does not fit model 'ecg_vit_tiny'"):
+        run_finetune(make_cfg("baseline_ft", "b2", "model.weights=bundled"))
 
 
 def test_options_multicrop_layer_decay_select_metric(make_cfg):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -173,7 +174,8 @@ def test_grid_skips_finished_resumes_partial_and_refuses_conflicts(tmp_path, fak
     table = run_benchmark("paper-main", tmp_path, out, sets, progress=False)
     assert len(trainer.calls) == 8 and not any(resume for _, resume in trainer.calls)
     assert len(table) == 7  # the partial cell has no final.json yet
-    assert (out / "results.csv").is_file() and (out / "results.parquet").is_file()
+    assert (out / "results.csv").is_file()
+    assert (out / "results.parquet").is_file() == (importlib.util.find_spec("pyarrow") is not None)
     spec = yaml.safe_load((out / "spec.yaml").read_text())
     assert spec["spec"]["seeds"] == [0, 1] and spec["resolved"]["n_cells"] == 8 and cell in spec["resolved"]["cells"]
     assert spec["resolved"]["base_configs"]["post_training"]["recipe"]["stages"][1]["epochs"] == 1
