@@ -14,12 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.stats import split_stats
 from ecgadapt.data.synthetic import write_synthetic_ptbxl
 from ecgadapt.data.tasks import TASKS
 from ecgadapt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ecgadapt.train.config import FinetuneConfig
 
 DEMO_MODEL = "ecg_vit_tiny"
 DEMO_TASK = "superdiagnostic"
@@ -72,7 +76,9 @@ def pretrained_encoder(out: Path, cache_dir: Path, *, n_corpus: int, epochs: int
     return encoder, f"short masked-ECG pretraining on {n_corpus} other synthetic ECGs (seed 1)"
 
 
-def finetune_config(root: Path, cache_dir: Path, weights: Path, recipe: str, seed: int, out: Path, epochs: int):
+def finetune_config(
+    root: Path, cache_dir: Path, weights: Path, recipe: str, seed: int, out: Path, epochs: int
+) -> FinetuneConfig:
     """The demo's fine-tuning config: the preset recipe with demo-sized epochs and patience."""
     from ecgadapt.train.config import FinetuneConfig
     from ecgadapt.train.recipes import get_recipe, override_stages
