@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ from ecgadapt.train.rundir import (
     write_json,
 )
 from ecgadapt.train.seeding import seed_everything
+from ecgadapt.weights import bundled_path
 
 # Fields that may differ between a run and its resumption (they do not change the result on a given device).
 _RESUME_FREE = {"out", "notes", "training.device", "training.num_workers", "training.progress", "training.eval_batch_size"}
@@ -45,22 +45,9 @@ _RESUME_FREE = {"out", "notes", "training.device", "training.num_workers", "trai
 
 def bundled_weights(model_name: str) -> Path:
     """Path of the checkpoint bundled with ecgadapt for ``model_name``; a clear error when there is none."""
-    try:
-        from ecgadapt.weights import bundled_path  # type: ignore[attr-defined]
-    except ImportError:
-        bundled_path = None
-    if bundled_path is not None:
-        path = bundled_path(model_name)
-        if path is not None and Path(path).is_file():
-            return Path(path)
-    try:
-        folder = resources.files("ecgadapt") / "weights"
-        for suffix in (".safetensors", ".pt"):
-            candidate = folder / f"{model_name}{suffix}"
-            if candidate.is_file():
-                return Path(str(candidate))
-    except (ModuleNotFoundError, FileNotFoundError):
-        pass
+    path = bundled_path(model_name)
+    if path is not None:
+        return path
     raise ConfigError(
         f"no bundled weights for model {model_name!r}: ecgadapt ships no pretrained checkpoint for it "
         "(src/ecgadapt/weights/); pass --weights PATH to a checkpoint, or use --recipe scratch"
