@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import ecgadapt.train.executors as executors
 import ecgadapt.train.grid as grid
 from ecgadapt.errors import ConfigError, ECGAdaptError
 from ecgadapt.train.config import FinetuneConfig
@@ -155,7 +156,7 @@ class FakeTrainer:
 def fake(monkeypatch):
     def install(**kw) -> FakeTrainer:
         trainer = FakeTrainer(**kw)
-        monkeypatch.setattr(grid, "run_finetune", trainer)
+        monkeypatch.setattr(executors, "run_finetune", trainer)
         return trainer
 
     return install
@@ -287,7 +288,7 @@ def test_benchmark_and_report_end_to_end_on_ptbxl500(ptbxl500, tmp_path, monkeyp
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(grid, "run_finetune", forbidden)
+    monkeypatch.setattr(executors, "run_finetune", forbidden)
     capsys.readouterr()
     assert main(argv) == 0
     assert "0 runs trained, 16 already done" in capsys.readouterr().out
@@ -311,7 +312,7 @@ def test_process_pool_runs_cells_in_spawned_workers(synthetic_root, tmp_path, on
     table = run_benchmark("paper-main", synthetic_root, tmp_path / "res", sets, jobs=2, progress=False)
     assert len(table) == 2 and table["test_macro_auroc"].notna().all()
     env = [yaml.safe_load((Path(d) / "env.json").read_text()) for d in table["run_dir"]]
-    assert all(e["torch_threads"] == max(1, grid._cpu_count() // 2) for e in env)
+    assert all(e["torch_threads"] == max(1, executors._cpu_count() // 2) for e in env)
 
 
 @pytest.mark.slow  # starts a local Ray instance: about 15 s

@@ -1,0 +1,117 @@
+"""Executors of grid jobs: in this process, a local process pool, or Ray. A job is plain data (a config dict).
+
+A job never raises: a failed run comes back as ``{"ok": False, "error": ...}`` so one bad cell cannot stop
+the grid.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from ecgadapt.errors import ConfigError
+from ecgadapt.train.cells import Run
+from ecgadapt.train.config import FinetuneConfig
+from ecgadapt.train.finetune import run_finetune
+
+EXECUTORS = ("local", "ray")
+
+
+def _job(run: Run, resume: bool, cell_id: str) -> dict:
+    return {"cell_id": cell_id, "run_dir": str(run.run_dir), "config": run.config.to_dict(), "resume": resume}
+
+
+def _run_job(job: dict, cache: Any = None) -> dict:
+    """Run one job in this process; never raises (errors come back in the result)."""
+    try:
+        cfg = FinetuneConfig.from_dict(job["config"])
+        kwargs = {"cache": cache} if cache is not None else {}
+        run_finetune(cfg, resume=job["resume"], **kwargs)
+        return {**_small(job), "ok": True}
+    except Exception as err:  # noqa: BLE001 - one failed cell must not stop the grid
+        return {**_small(job), "ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+
+
+def _small(job: dict) -> dict:
+    return {"cell_id": job["cell_id"], "run_dir": job["run_dir"]}
+
+
+def _set_worker_threads(threads: int) -> None:
+    """Process-pool initializer: torch threads per worker."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _run_local(jobs: list[dict], n_workers: int, progress: Callable[[dict], None], cache: Any) -> list[dict]:
+    if n_workers <= 1:
+        results = []
+        for job in jobs:
+            results.append(_run_job(job, cache))
+            progress(results[-1])
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, _cpu_count() // n_workers)
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_set_worker_threads, initargs=(threads,)) as pool:
+        futures = [pool.submit(_run_job, job) for job in jobs]
+        for fut in as_completed(futures):
+            results.append(fut.result())
+            progress(results[-1])
+    return results
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "the ray executor needs Ray, which is not installed: pip install \"ecgadapt[ray]\" (or use --executor local)"
+        ) from None
+    return ray
+
+
+def _run_ray(
+    jobs: list[dict],
+    address: str | None,
+    gpus_per_cell: float | None,
+    cpus_per_cell: float,
+    progress: Callable[[dict], None],
+) -> list[dict]:
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        started = True
+    try:
+        if gpus_per_cell is None:
+            gpus_per_cell = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        remote = ray.remote(num_gpus=gpus_per_cell, num_cpus=cpus_per_cell, max_retries=0)(_run_job)
+        pending = {remote.remote(job): job for job in jobs}
+        results = []
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    results.append(ray.get(ref))
+                except Exception as err:  # noqa: BLE001 - a worker that died
+                    results.append({**_small(job), "ok": False, "error": f"{type(err).__name__}: {err}"})
+                progress(results[-1])
+        return results
+    finally:
+        if started:
+            ray.shutdown()
+
