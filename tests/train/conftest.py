@@ -35,13 +35,13 @@ def tiny_config(
     kwargs: dict | None = None,
     epochs: int = 2,
 ) -> FinetuneConfig:
-    """A test-sized config: tiny model, batches of 16, at most 2 batches per epoch, ``epochs`` per stage."""
+    """A test-sized config: tiny model, batches of 16, at most 2 batches per epoch, ``epochs`` per stage, no step floor."""
     cfg = FinetuneConfig.from_dict(
         {
             "data": {"root": str(root), "rate": 100, "cache_dir": str(cache_dir)},
             "model": {"name": model, "kwargs": dict(TINY.get(model, {}) if kwargs is None else kwargs)},
             "recipe": {"name": recipe},
-            "training": {"batch_size": 16, "num_workers": 0, "progress": False, "max_train_batches": 2},
+            "training": {"batch_size": 16, "num_workers": 0, "progress": False, "max_train_batches": 2, "min_steps": 0},
             "seed": 0,
             "out": str(out),
         }

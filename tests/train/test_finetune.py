@@ -67,17 +67,17 @@ def test_post_training_stage2_starts_from_best_stage1_head_with_regularisation_o
     seen: dict = {}
     real_run_stage, real_train = loop.Trainer._run_stage, loop.Trainer._train_epoch
 
-    def run_stage(self, i, stage, state, ckpt):
+    def run_stage(self, i, stage, plan, state, ckpt):
         seen[f"start{i}"] = _state(self.model.get_classifier())
         self.configure_stage(stage)
         seen[f"drops{i}"] = {
             "drop_path": [m.drop_prob for m in self.model.modules() if isinstance(m, DropPath)],
             "dropout": [m.p for m in self.model.modules() if isinstance(m, torch.nn.Dropout)],
         }
-        return real_run_stage(self, i, stage, state, ckpt)
+        return real_run_stage(self, i, stage, plan, state, ckpt)
 
-    def train_epoch(self, i, stage, epoch, *args):
-        out = real_train(self, i, stage, epoch, *args)
+    def train_epoch(self, i, stage, plan, epoch, *args):
+        out = real_train(self, i, stage, plan, epoch, *args)
         seen[f"head{i}.{epoch}"] = _state(self.model.get_classifier())
         return out
 
@@ -122,9 +122,9 @@ def _record_stage_starts(monkeypatch) -> list[dict[str, torch.Tensor]]:
     starts = []
     real_run_stage = loop.Trainer._run_stage
 
-    def run_stage(self, i, stage, state, ckpt):
+    def run_stage(self, i, stage, plan, state, ckpt):
         starts.append(_state(self.model))
-        return real_run_stage(self, i, stage, state, ckpt)
+        return real_run_stage(self, i, stage, plan, state, ckpt)
 
     monkeypatch.setattr(loop.Trainer, "_run_stage", run_stage)
     return starts

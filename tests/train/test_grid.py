@@ -27,7 +27,7 @@ TINY = ["models=[{name: ecg_vit_tiny, kwargs: {width: 16, depth: 1, heads: 1, pa
 
 def small(*extra: str) -> list[str]:
     """Test-sized --set items: two tasks, two seeds, one fraction, one epoch per stage."""
-    return [*TINY, "tasks=[superdiagnostic,rhythm]", "seeds=[0,1]", "stage_overrides.epochs=1", *extra]
+    return [*TINY, "tasks=[superdiagnostic,rhythm]", "seeds=[0,1]", "stage_overrides.epochs=1", "training.min_steps=0", *extra]
 
 
 # --- specs ---------------------------------------------------------------------------------------------------
@@ -67,7 +67,9 @@ def test_set_routes_spec_keys_and_config_overrides():
     )  # fmt: skip
     assert spec.tasks == ["superdiagnostic", "rhythm"] and spec.seeds == [0, 1] and spec.fractions == [0.5, 1.0]
     assert spec.stage_overrides == {"epochs": 1}
-    assert spec.overrides == {"data.rate": 100, "training.max_train_batches": 2, "training.batch_size": 8}
+    assert spec.overrides == {
+        "data.rate": 100, "training.max_train_batches": 2, "training.batch_size": 8, "training.min_steps": 0,
+    }  # fmt: skip
     assert spec.models[0].name == "ecg_vit_tiny" and spec.models[0].kwargs["width"] == 16
 
 

@@ -121,6 +121,21 @@ def test_layer_decay_scales_are_monotone(make):
     assert all(g["lr"] == pytest.approx(1e-3 * g["lr_scale"]) for g in groups)
 
 
+@pytest.mark.parametrize("layer_decay", [None, 0.75])
+def test_head_lr_scale_multiplies_the_head_groups_only(layer_decay):
+    model = TinyViT()
+    plain = {n: g["lr"] for g in param_groups(model, 0.05, 1e-3, layer_decay) for n in g["param_names"]}
+    scaled_groups = param_groups(model, 0.05, 1e-3, layer_decay, head_lr_scale=10.0)
+    scaled = {n: g["lr"] for g in scaled_groups for n in g["param_names"]}
+    head = {f"head.{n}" for n, _ in model.head.named_parameters()}
+    assert head and set(scaled) == set(plain)
+    for name, lr in scaled.items():
+        assert lr == pytest.approx(plain[name] * (10.0 if name in head else 1.0)), name
+    assert {n for g in scaled_groups if g["name"].startswith("head_") for n in g["param_names"]} == head
+    with pytest.raises(ConfigError, match="head_lr_scale"):
+        param_groups(model, 0.05, 1e-3, head_lr_scale=0.0)
+
+
 def test_bad_layer_decay_raises():
     with pytest.raises(ConfigError, match="layer_decay"):
         param_groups(TinyViT(), 0.05, 1e-3, layer_decay=1.5)
@@ -152,12 +167,12 @@ def test_schedule_values_warmup_and_cosine():
         opt.step()
         sched.step()
         lrs[step] = (head["lr"], stem["lr"])
-    assert lrs[0] == (0.0, 0.0)
-    assert lrs[5][0] == pytest.approx(0.5e-2)
-    assert lrs[10][0] == pytest.approx(1e-2)  # warmup end: the peak
+    assert lrs[0][0] == pytest.approx(1e-3) and lrs[0][1] > 0  # the first warm-up step already learns: 1/10 of lr
+    assert lrs[5][0] == pytest.approx(0.6e-2)
+    assert lrs[9][0] == pytest.approx(1e-2) and lrs[10][0] == pytest.approx(1e-2)  # warm-up end: the peak
     assert lrs[60][0] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5))  # half-way down the cosine
     assert lrs[110][0] == pytest.approx(1e-3)  # end: min_lr_ratio * lr
-    for step in (5, 10, 60, 110):  # every group honours its lr_scale
+    for step in (0, 5, 10, 60, 110):  # every group honours its lr_scale
         assert lrs[step][1] == pytest.approx(lrs[step][0] * stem["lr_scale"])
 
 

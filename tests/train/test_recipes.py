@@ -11,6 +11,7 @@ from ecgadapt.errors import ConfigError
 from ecgadapt.models import DropPath, create_model
 from ecgadapt.models.base import ECGModel, InputSpec
 from ecgadapt.train.recipes import (
+    BUDGET_EPOCHS,
     Stage,
     drop_path_blocks,
     drop_rates,
@@ -42,7 +43,7 @@ def test_presets_have_the_documented_shape():
     assert ft.trainable == "all" and 0.1 <= ft.drop_path_rate <= 0.2 and 0.1 <= ft.drop_rate <= 0.2
     (base,) = get_recipe("baseline_ft").stages
     assert base.trainable == "all" and base.drop_rate == 0 and base.drop_path_rate == 0
-    assert _diff(base, ft) == {"drop_rate", "drop_path_rate"}
+    assert _diff(base, ft) == {"drop_rate", "drop_path_rate", "epochs"}  # baseline_ft's one stage has the whole budget
     (scratch,) = get_recipe("scratch").stages
     assert get_recipe("scratch").pretrained is False and scratch.trainable == "all"
     assert all(get_recipe(n).pretrained for n in list_recipes() if n != "scratch")
@@ -62,7 +63,15 @@ def test_two_stage_ablations_differ_from_post_training_in_named_fields_only(name
 
 def test_no_lp_ablation_is_the_regularised_stage_alone():
     (only,) = get_recipe("post_training_no_lp").stages
-    assert _diff(only, get_recipe("post_training").stages[1]) == set()
+    assert _diff(only, get_recipe("post_training").stages[1]) == {"epochs"}  # with the probe's share of the budget
+
+
+def test_every_preset_has_the_same_maximum_budget():
+    """Built-in comparisons are fair by construction: the stages of every preset add up to the same epochs."""
+    totals = {name: sum(s.epochs for s in get_recipe(name).stages) for name in list_recipes()}
+    assert set(totals.values()) == {BUDGET_EPOCHS}, totals
+    assert all(s.max_steps is None and s.warmup_epochs < s.epochs for n in list_recipes() for s in get_recipe(n).stages)
+    assert all(s.min_delta > 0 for n in list_recipes() for s in get_recipe(n).stages)
 
 
 def test_get_recipe_returns_independent_copies_and_rejects_unknown_names():
@@ -176,6 +185,10 @@ def test_stochastic_depth_on_a_model_without_droppath_is_a_clear_error():
     assert not any(isinstance(m, DropPath) for m in model.modules())
 
 
+def _float_attributes(model: torch.nn.Module) -> dict[str, float]:
+    return {f"{n}.{k}": v for n, m in model.named_modules() for k, v in vars(m).items() if isinstance(v, float)}
+
+
 def _registered() -> list[str]:
     from ecgadapt.models import list_models
 
@@ -191,6 +204,23 @@ def test_every_registered_model_takes_stage_drop_rates_in_place(name):
         built = create_model(name, num_classes=5, drop_rate=0.1, drop_path_rate=0.2)
     set_drop_rates(live, 0.1, 0.2, reference=reference_model(name, 5, 0.1, 0.2))
     assert drop_rates(live) == drop_rates(built)
+    # every float attribute of every module, whatever its name (HuBERT's attention keeps its rate in `dropout`)
+    assert _float_attributes(live) == _float_attributes(built)
     set_drop_rates(generic, 0.1, 0.2)
     paths = [[m.drop_prob for m in model.modules() if isinstance(m, DropPath)] for model in (generic, built)]
     assert paths[0] == pytest.approx(paths[1]) and max(paths[0]) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_parameters_frozen_by_design_stay_frozen_in_every_stage(name):
+    with torch.device("meta"):
+        model = create_model(name, num_classes=5)
+    fixed = {n for n, p in model.named_parameters() if not p.requires_grad}
+    if name.startswith("st_mem"):
+        assert fixed == {"pos_embedding"}  # ST-MEM's sine-cosine position table is fixed by design
+    for kind in ("head", "all", "head", "all"):
+        trainable = {id(p) for p in set_trainable(model, kind)}
+        on = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert not on & fixed, f"{kind}: {sorted(on & fixed)} turned on"
+        assert on == {n for n, p in model.named_parameters() if id(p) in trainable}
+    assert on == {n for n, _ in model.named_parameters()} - fixed

@@ -12,6 +12,7 @@ This module reads files only (numpy, pandas, yaml): it never imports torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -228,10 +229,32 @@ def _mode(values: list) -> Any:
     return max(set(values), key=values.count) if values else None
 
 
+def fold_fingerprints(fold_dirs: Sequence[str | Path]) -> dict[str, str | None]:
+    """``{fold run name: SHA-256 of its final.json}`` (None for a fold that has not finished)."""
+    out: dict[str, str | None] = {}
+    for d in fold_dirs:
+        path = Path(d) / FINAL
+        out[Path(d).name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return out
+
+
+def pooled_is_current(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> bool:
+    """Whether the pooled ``final.json`` of a rotate-folds cell was built from the folds' current results."""
+    path = Path(cell_dir) / FINAL
+    if not path.is_file():
+        return False
+    try:
+        recorded = json.loads(path.read_text()).get("fold_fingerprints")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return recorded == fold_fingerprints(fold_dirs)
+
+
 def write_pooled_cell(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> dict:
     """Write the pooled ``predictions_{val,test}.npz`` and ``final.json`` of a rotate-folds cell; return final."""
     cell_dir = Path(cell_dir)
     final = pooled_out_of_fold(fold_dirs)
+    final["fold_fingerprints"] = fold_fingerprints(fold_dirs)
     for split in SPLITS:
         pred = pool_predictions(fold_dirs, split)
         save_predictions(
@@ -262,8 +285,24 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def is_finished(run_dir: str | Path) -> bool:
+    """A run with a ``final.json`` holding test metrics; a rotate-folds cell only when all its folds have
+    finished and its pooled score was built from their current results."""
+    run_dir = Path(run_dir)
+    if not (run_dir / FINAL).is_file():
+        return False
+    cell = read_cell(run_dir)
+    if cell is not None and cell.get("protocol") == ROTATE:
+        folds = [run_dir / f["run"] for f in cell.get("folds") or []]
+        return bool(folds) and pooled_is_current(run_dir, folds)
+    try:
+        return json.loads((run_dir / FINAL).read_text()).get("test") is not None
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
 def find_runs(source: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Run or cell directories: those listed, or every ``<results>/runs/*`` (or ``<dir>/*``) with a final.json."""
+    """Run or cell directories: those listed, or every finished ``<results>/runs/*`` (or ``<dir>/*``)."""
     if isinstance(source, (str, Path)):
         root = Path(source)
         if (root / FINAL).is_file():
@@ -271,7 +310,7 @@ def find_runs(source: str | Path | Iterable[str | Path]) -> list[Path]:
         if not root.is_dir():
             raise DataError(f"results folder {root} does not exist; pass the --out folder of `ecgadapt benchmark`")
         base = root / "runs" if (root / "runs").is_dir() else root
-        return sorted(p for p in base.iterdir() if (p / FINAL).is_file())
+        return sorted(p for p in base.iterdir() if is_finished(p))
     dirs = [Path(p) for p in source]
     for d in dirs:
         if not (d / FINAL).is_file():

@@ -11,32 +11,69 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
 from ecgadapt.train.config import FinetuneConfig, set_in
-from ecgadapt.train.finetune import resolve_config
+from ecgadapt.train.finetune import resolve_config, weights_to_load
 from ecgadapt.train.recipes import override_stages
-from ecgadapt.train.rundir import CONFIG, FINAL, changed_keys, flat_config
+from ecgadapt.train.rundir import (
+    CONFIG,
+    FINAL,
+    INPUTS,
+    RESULT_FREE_FIELDS,
+    changed_keys,
+    config_sha256,
+    flat_config,
+    read_json,
+    run_inputs,
+    write_json,
+)
 from ecgadapt.train.spec import REQUIRED, GridSpec, recipe_label
+from ecgadapt.train.tune import candidate_configs
 
 # Fields that may differ between a saved run and the spec: they do not change the result.
-_FREE_FIELDS = frozenset(
-    {"out", "notes", "data.cache_dir", "training.device", "training.num_workers", "training.progress",
-     "training.eval_batch_size"}
-)  # fmt: skip
+_FREE_FIELDS = RESULT_FREE_FIELDS
 
 
 @dataclass
 class Run:
-    """One fine-tuning run of a cell (the cell itself, or one fold of a rotate-folds cell)."""
+    """One fine-tuning run of a cell (the cell itself, or one fold of a rotate-folds cell).
+
+    A run whose config has ``tune`` is trained as its ``candidates`` (ordinary runs in ``candidates/<id>``,
+    validation only); the run itself is finished by selecting one of them (:mod:`~ecgadapt.train.tune`).
+    """
 
     run_dir: Path
     config: FinetuneConfig
     test_fold: int
     val_fold: int
+    candidates: list[Run] = field(default_factory=list)
+
+    @property
+    def tuned(self) -> bool:
+        return bool(self.config.tune)
+
+    def inputs(self) -> dict:
+        """The config hash and the initial weights (path, SHA-256) this run starts from."""
+        return run_inputs(self.config.to_dict(), weights_to_load(self.config))
+
+
+def make_run(run_dir: Path, config: FinetuneConfig) -> Run:
+    """A :class:`Run` of ``config`` in ``run_dir``, with its tune candidates when the config has ``tune``."""
+    candidates = [
+        Run(Path(c.out), c, c.data.test_fold, c.data.val_fold) for c in candidate_configs(config).values()
+    ] if config.tune else []  # fmt: skip
+    return Run(Path(run_dir), config, config.data.test_fold, config.data.val_fold, candidates)
+
+
+def start_tuned_run(run: Run) -> None:
+    """Write a tuned run's ``config.yaml`` and ``inputs.json`` (its candidates write their own when they start)."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    run.config.to_yaml(run.run_dir / CONFIG)
+    write_json(run.run_dir / INPUTS, run.inputs())
 
 
 @dataclass
@@ -91,9 +128,11 @@ def cell_id(task: str, model: str, recipe: str, fraction: float, seed: int, prot
 def _base_dict(spec: GridSpec, recipe: str | dict) -> dict:
     """Default config with the recipe resolved and the spec's stage_overrides and overrides applied."""
     entry = dict(recipe) if isinstance(recipe, dict) else recipe
+    tune = {}
     if isinstance(entry, dict):
         entry.pop("label", None)
-    cfg = FinetuneConfig.from_dict({"recipe": entry, "training": {"progress": False}})
+        tune = entry.pop("tune", None) or {}
+    cfg = FinetuneConfig.from_dict({"recipe": entry, "training": {"progress": False}, "tune": tune})
     if spec.stage_overrides:
         cfg.recipe = override_stages(cfg.recipe, **spec.stage_overrides)
     d = cfg.to_dict()
@@ -142,12 +181,13 @@ def expand_cells(spec: GridSpec, data_root: str | Path, results_dir: str | Path)
                 fd = json.loads(json.dumps(d))
                 fd["data"].update(test_fold=test_fold, val_fold=val_fold)
                 fd["out"] = str(cdir / f"fold{k:02d}")
-                runs.append(Run(cdir / f"fold{k:02d}", FinetuneConfig.from_dict(fd), test_fold, val_fold))
+                runs.append(make_run(cdir / f"fold{k:02d}", FinetuneConfig.from_dict(fd)))
         else:
-            runs = [Run(cdir, base, base.data.test_fold, base.data.val_fold)]
+            runs = [make_run(cdir, base)]
         for run in runs:
             try:
-                resolve_config(run.config)
+                for r in [run, *run.candidates]:
+                    resolve_config(r.config)
             except ConfigError as err:
                 raise ConfigError(f"spec {spec.source}, cell {cid}: {err}") from None
         cells.append(Cell(cid, cdir, task, m.display, rlabel, fraction, seed, spec.protocol, base, runs))
@@ -181,5 +221,31 @@ def run_status(run: Run) -> str:
             f"{'; ...' if len(diff) > 4 else ''}); the grid never overwrites a run: use another --out, or delete "
             f"{d} to rerun it with the spec's settings"
         )
+    _check_inputs(run)
     return "done" if (d / FINAL).is_file() else "partial"
+
+
+def _check_inputs(run: Run) -> None:
+    """A run whose recorded config hash or initial weights file differs from what it would start from now is a
+    conflict (the weights file may have been replaced under the same name)."""
+    d = run.run_dir
+    wanted = run.inputs()
+    recorded = [read_json(p) for p in (d / INPUTS, d / FINAL) if p.is_file()]
+    for rec in recorded:
+        if rec.get("config_sha256") not in (None, wanted["config_sha256"]):
+            raise ConfigError(
+                f"{d} was run with a config whose hash ({str(rec['config_sha256'])[:12]}) differs from the spec's "
+                f"({wanted['config_sha256'][:12]}); the grid never reuses it silently: delete {d} or use another --out"
+            )
+        if "weights_sha256" in rec and rec["weights_sha256"] != wanted["weights_sha256"]:
+            raise ConfigError(
+                f"{d} started from weights {rec.get('weights')!r} (SHA-256 {str(rec['weights_sha256'])[:12]}), but "
+                f"{wanted['weights']!r} now has SHA-256 {str(wanted['weights_sha256'])[:12]}: the weights file changed; "
+                f"the grid never reuses the run silently: delete {d} to rerun it, or use another --out"
+            )
+
+
+def spec_config_hashes(cells: list[Cell]) -> dict[str, str]:
+    """``{cell id: config hash}`` of every official-protocol cell (what the report checks finished runs against)."""
+    return {c.cell_id: config_sha256(c.runs[0].config.to_dict()) for c in cells if c.protocol != ROTATE}
 

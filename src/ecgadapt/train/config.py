@@ -62,6 +62,8 @@ class TrainingConfig:
     ema: float | None = None  # EMA decay of the weights (e.g. 0.999); None: off
     pos_weight: bool = False  # class-balanced BCE: pos_weight = negatives / positives per class
     max_train_batches: int | None = None  # cap on batches per epoch (test-sized runs)
+    min_steps: int = 200  # floor on a recipe's optimiser steps, shared by its stages (see loop.plan_budget)
+    score_test: bool = True  # False: a tuning candidate, scored on the validation fold only (see train.tune)
     progress: bool = True  # tqdm progress bars
 
 
@@ -73,6 +75,7 @@ class FinetuneConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     recipe: Recipe = field(default_factory=lambda: get_recipe("post_training"))
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    tune: dict = field(default_factory=dict)  # {stage field: [values]}: search on the validation fold (train.tune)
     seed: int = 0
     out: str | None = None
     notes: list[str] = field(default_factory=list)  # resolution notes (e.g. weights ignored by "scratch")
@@ -127,11 +130,17 @@ class FinetuneConfig:
             raise ConfigError(f"training.eval_batch_size must be >= 1 or null, got {t.eval_batch_size!r}")
         if t.num_workers < 0:
             raise ConfigError(f"training.num_workers must be >= 0, got {t.num_workers!r}")
+        if t.min_steps < 0:
+            raise ConfigError(f"training.min_steps must be >= 0, got {t.min_steps!r}")
         if t.max_train_batches is not None and t.max_train_batches < 1:
             raise ConfigError(f"training.max_train_batches must be >= 1 or null, got {t.max_train_batches!r}")
         if t.ema is not None and not 0.0 < t.ema < 1.0:
             raise ConfigError(f"training.ema must lie in (0, 1) or be null, got {t.ema!r}")
         self.recipe.validate()
+        if self.tune:
+            from ecgadapt.train.tune import validate_tune
+
+            validate_tune(self)
 
 
 def load_yaml(source: str | Path) -> dict:

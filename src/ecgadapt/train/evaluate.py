@@ -82,7 +82,7 @@ def score_split(
     """``(metrics, y_true, y_prob)`` of ``model`` on ``dataset``; metrics include per-class AUROC/AUPRC."""
     t = cfg.training
     loader = make_loader(dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda")
-    y_true, y_prob = predict_loader(model, loader, device, amp=t.amp and device.type == "cuda")
+    y_true, y_prob = predict_loader(model, loader, device)
     return score(y_true, y_prob, dataset.class_names), y_true, y_prob
 
 

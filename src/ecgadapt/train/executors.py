@@ -24,11 +24,16 @@ def _job(run: Run, resume: bool, cell_id: str) -> dict:
 
 
 def _run_job(job: dict, cache: Any = None) -> dict:
-    """Run one job in this process; never raises (errors come back in the result)."""
+    """Run one job in this process (a training run, or the selection of a tuned run's best candidate); never
+    raises (errors come back in the result)."""
     try:
-        cfg = FinetuneConfig.from_dict(job["config"])
         kwargs = {"cache": cache} if cache is not None else {}
-        run_finetune(cfg, resume=job["resume"], **kwargs)
+        if job.get("kind") == "select":
+            from ecgadapt.train.tune import finish_tuned_run
+
+            finish_tuned_run(job["run_dir"], device=job["config"]["training"]["device"], **kwargs)
+        else:
+            run_finetune(FinetuneConfig.from_dict(job["config"]), resume=job["resume"], **kwargs)
         return {**_small(job), "ok": True}
     except Exception as err:  # noqa: BLE001 - one failed cell must not stop the grid
         return {**_small(job), "ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}

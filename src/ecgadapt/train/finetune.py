@@ -23,15 +23,19 @@ from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, score_split
-from ecgadapt.train.loop import Callback, FitResult, fit, pos_weight_from_labels, resolve_device
+from ecgadapt.train.loop import Callback, FitResult, Trainer, pos_weight_from_labels, resolve_device
 from ecgadapt.train.recipes import Stage, reference_model
 from ecgadapt.train.rundir import (
     CONFIG,
     FINAL,
+    INPUTS,
+    RESULT_FREE_FIELDS,
     check_resume_config,
     flat_config,
     load_checkpoint,
     prepare_run_dir,
+    read_json,
+    run_inputs,
     save_predictions,
     write_env,
     write_json,
@@ -40,7 +44,7 @@ from ecgadapt.train.seeding import seed_everything
 from ecgadapt.weights import bundled_path
 
 # Fields that may differ between a run and its resumption (they do not change the result on a given device).
-_RESUME_FREE = {"out", "notes", "training.device", "training.num_workers", "training.progress", "training.eval_batch_size"}
+_RESUME_FREE = RESULT_FREE_FIELDS - {"data.cache_dir"}
 
 
 def bundled_weights(model_name: str) -> Path:
@@ -126,7 +130,12 @@ def run_finetune(
 
     ``resume`` continues a killed run from its last completed epoch (the config must match the run's);
     ``overwrite`` replaces an existing run directory. ``callbacks`` receive ``(event, info)`` per batch/epoch.
+    A config with ``tune`` runs its candidates and keeps the best on the validation fold (:mod:`~ecgadapt.train.tune`).
     """
+    if cfg.tune:
+        from ecgadapt.train.grid import run_tuned
+
+        return run_tuned(cfg, resume=resume, overwrite=overwrite, cache=cache)
     t_start = time.perf_counter()
     cfg = resolve_config(cfg)
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
@@ -134,7 +143,11 @@ def run_finetune(
         saved = FinetuneConfig.from_yaml(run_dir / CONFIG)
         saved_flat, now_flat = flat_config(saved.to_dict()), flat_config(cfg.to_dict())
         check_resume_config(saved_flat, now_flat, _RESUME_FREE, run_dir)
+    inputs = run_inputs(cfg.to_dict(), weights_to_load(cfg))
+    if resume and (run_dir / INPUTS).is_file():
+        check_same_weights(read_json(run_dir / INPUTS), inputs, run_dir)
     cfg.to_yaml(run_dir / CONFIG)
+    write_json(run_dir / INPUTS, inputs)
     device = resolve_device(cfg.training.device)
     write_env(run_dir, device, resumed=resume)
 
@@ -168,13 +181,34 @@ def run_finetune(
         "recipe": cfg.recipe.name,
         "seed": cfg.seed,
     }
-    result = fit(
+    trainer = Trainer(
         model, cfg.recipe, train_set, val_set, run_dir=run_dir, settings=cfg.training, seed=cfg.seed,
-        device=device, resume=resume, drop_reference=_drop_reference_factory(cfg, len(class_names)),
+        device=device, drop_reference=_drop_reference_factory(cfg, len(class_names)),
         pos_weight=pos_weight, checkpoint_meta=meta, callbacks=callbacks,
     )  # fmt: skip
-    _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start)
+    print(f"  {trainer.describe_budget()}")
+    result = trainer.run(resume=resume)
+    _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs)
     return run_dir
+
+
+def check_same_weights(saved: dict, now: dict, run_dir: Path) -> None:
+    """Raise a ConfigError when the initial weights file's content differs from the one the run started from."""
+    if saved.get("weights_sha256") != now.get("weights_sha256"):
+        raise ConfigError(
+            f"{run_dir} started from weights {saved.get('weights')!r} (SHA-256 {str(saved.get('weights_sha256'))[:12]}), "
+            f"but {now.get('weights')!r} now has SHA-256 {str(now.get('weights_sha256'))[:12]}: the weights file "
+            "changed; start a new run with another --out"
+        )
+
+
+def prevalence_loss(labels) -> float:
+    """Mean BCE of predicting each class's training prevalence for every record: the loss a model must beat."""
+    import numpy as np
+
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.clip(y.mean(axis=0), 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def _final_step(
@@ -187,15 +221,13 @@ def _final_step(
     result: FitResult,
     device: torch.device,
     t_start: float,
+    inputs: dict,
 ) -> dict:
-    """After training: score the best checkpoint on val and (for the first time) on the test fold."""
+    """After training: score the best checkpoint on val and, unless it is a tuning candidate, on the test fold."""
     t0 = time.perf_counter()
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
     val_metrics, y_val, p_val = score_split(model, val_set, cfg, device)
     save_predictions(run_dir / "predictions_val.npz", val_set.ecg_ids, val_set.class_names, y_val, p_val)
-    test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
-    test_metrics, y_test, p_test = score_split(model, test_set, cfg, device)
-    save_predictions(run_dir / "predictions_test.npz", test_set.ecg_ids, test_set.class_names, y_test, p_test)
     final = {
         "recipe": cfg.recipe.name,
         "stages": [dataclasses.asdict(s) for s in cfg.recipe.stages],
@@ -203,14 +235,18 @@ def _final_step(
         "fraction": cfg.data.fraction,
         "task": cfg.data.task,
         "model": cfg.model.name,
-        "weights": str(weights_to_load(cfg)) if weights_to_load(cfg) is not None else None,
+        "weights": inputs["weights"],
+        "weights_sha256": inputs["weights_sha256"],
+        "config_sha256": inputs["config_sha256"],
         "notes": list(cfg.notes),
-        "class_names": list(test_set.class_names),
-        "n_records": {"train": len(train_set), "val": len(val_set), "test": len(test_set)},
+        "class_names": list(val_set.class_names),
+        "n_records": {"train": len(train_set), "val": len(val_set), "test": None},
         "eval_windows": cfg.training.eval_windows,
+        "budget": result.budget,
+        "prevalence_loss": {"train": prevalence_loss(train_set.labels)},
         "best": result.best,
         "val": val_metrics,
-        "test": test_metrics,
+        "test": None,
         "device": str(device),
         "timings": {
             "train_s": result.train_time_s,
@@ -219,10 +255,49 @@ def _final_step(
             "this_invocation_s": time.perf_counter() - t_start,
         },
     }
+    if cfg.training.score_test:
+        final = _score_test(cfg, run_dir, cache, model, device, final)
+    else:
+        write_json(run_dir / FINAL, final)
+        print(
+            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val macro AUROC {val_metrics['macro_auroc']:.4f}  "
+            f"AUPRC {val_metrics['macro_auprc']:.4f}; the test fold is scored only if it is chosen -> {run_dir}"
+        )
+    return final
+
+
+def _score_test(
+    cfg: FinetuneConfig, run_dir: Path, cache: ECGCache, model: ECGModel, device: torch.device, final: dict
+) -> dict:
+    """Score ``model`` on the test fold (once, at the end), save its predictions and write ``final.json``."""
+    t0 = time.perf_counter()
+    test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
+    test_metrics, y_test, p_test = score_split(model, test_set, cfg, device)
+    save_predictions(run_dir / "predictions_test.npz", test_set.ecg_ids, test_set.class_names, y_test, p_test)
+    final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
+    final["n_records"] = {**final["n_records"], "test": len(test_set)}
+    final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}
     write_json(run_dir / FINAL, final)
+    best = final["best"]
     print(
         f"{cfg.recipe.name} seed {cfg.seed}: test macro AUROC {test_metrics['macro_auroc']:.4f}  "
-        f"AUPRC {test_metrics['macro_auprc']:.4f}  (best: stage {result.best['stage_name']!r}, "
-        f"epoch {result.best['epoch'] + 1}) -> {run_dir}"
+        f"AUPRC {test_metrics['macro_auprc']:.4f}  (best: stage {best['stage_name']!r}, "
+        f"epoch {best['epoch'] + 1}) -> {run_dir}"
     )
     return final
+
+
+def score_test_fold(run_dir: str | Path, cache: ECGCache | None = None, device: str = "auto") -> dict:
+    """Score a finished tuning candidate (validated, not yet tested) on the test fold; return its final.json."""
+    from ecgadapt.train.evaluate import load_run_config, load_run_model
+
+    run_dir = Path(run_dir)
+    final = read_json(run_dir / FINAL)
+    if final.get("test") is not None:
+        return final
+    cfg = load_run_config(run_dir)
+    dev = resolve_device(device)
+    model, _ = load_run_model(run_dir, dev)
+    if cache is None:
+        cache = load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False)
+    return _score_test(cfg, run_dir, cache, model, dev, final)

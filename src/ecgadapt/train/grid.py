@@ -19,10 +19,30 @@ from typing import Any
 import yaml
 
 from ecgadapt.errors import ConfigError, ECGAdaptError
-from ecgadapt.eval.results import CELL, ROTATE, collect_results, read_cell, write_pooled_cell, write_results
-from ecgadapt.train.cells import Cell, Run, _base_dict, cell_id, expand_cells, run_status
+from ecgadapt.eval.results import (
+    CELL,
+    ROTATE,
+    collect_results,
+    pooled_is_current,
+    read_cell,
+    write_pooled_cell,
+    write_results,
+)
+from ecgadapt.train.cells import (
+    Cell,
+    Run,
+    _base_dict,
+    cell_id,
+    expand_cells,
+    make_run,
+    run_status,
+    spec_config_hashes,
+    start_tuned_run,
+)
+from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.executors import EXECUTORS, _job, _run_local, _run_ray
-from ecgadapt.train.rundir import FINAL
+from ecgadapt.train.finetune import resolve_config
+from ecgadapt.train.rundir import CONFIG, FINAL, prepare_run_dir
 from ecgadapt.train.spec import PROTOCOLS, GridSpec, ModelEntry, list_specs, load_spec, recipe_label
 
 __all__ = [
@@ -36,8 +56,10 @@ __all__ = [
     "list_specs",
     "load_spec",
     "run_benchmark",
+    "execute_runs",
     "run_grid",
     "run_status",
+    "run_tuned",
 ]
 
 
@@ -48,14 +70,18 @@ def _write_yaml(path: Path, data: Any) -> None:
 
 
 def _finish_cell(cell: Cell) -> bool:
-    """Write ``cell.yaml`` (and pool the folds of a rotate-folds cell) once every run is done; True if done."""
+    """Write ``cell.yaml`` (and pool the folds of a rotate-folds cell) once every run is done; True if done.
+
+    A rotate-folds cell counts as done only when all its folds are, and its pooled score is rebuilt whenever
+    a fold's ``final.json`` changed since it was pooled.
+    """
     if not all((r.run_dir / FINAL).is_file() for r in cell.runs):
         return False
     cell.dir.mkdir(parents=True, exist_ok=True)
     meta = cell.meta()
     if read_cell(cell.dir) != meta:
         _write_yaml(cell.dir / CELL, meta)
-    if cell.protocol == ROTATE and not (cell.dir / FINAL).is_file():
+    if cell.protocol == ROTATE and not pooled_is_current(cell.dir, [r.run_dir for r in cell.runs]):
         write_pooled_cell(cell.dir, [r.run_dir for r in cell.runs])
     return True
 
@@ -65,9 +91,100 @@ class GridReport:
     """What :func:`run_grid` did."""
 
     cells: list[Cell]
-    ran: list[str]  # run dirs trained (fresh or resumed)
+    ran: list[str]  # run dirs trained (fresh or resumed), and tuned runs finished by selection
     skipped: list[str]  # run dirs already finished
     failed: dict[str, str]  # run dir -> error
+
+
+def _pending_jobs(cell_id: str, run: Run) -> tuple[list[dict], list[str], bool]:
+    """``(training jobs, finished run dirs, needs selection)`` of one run; a conflict raises.
+
+    A tuned run trains as its candidates; once they are all finished it needs one selection job.
+    """
+    status = run_status(run)
+    if status == "done":
+        return [], [str(run.run_dir)], False
+    if not run.tuned:
+        return [_job(run, status == "partial", cell_id)], [], False
+    jobs, finished = [], []
+    for cand in run.candidates:
+        cand_status = run_status(cand)
+        if cand_status == "done":
+            finished.append(str(cand.run_dir))
+        else:
+            jobs.append(_job(cand, cand_status == "partial", cell_id))
+    return jobs, finished, True
+
+
+def execute_runs(
+    runs: Sequence[tuple[str, Run]],
+    *,
+    jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    gpus_per_cell: float | None = None,
+    cpus_per_cell: float = 1.0,
+    progress: bool = True,
+    desc: str = "runs",
+    cache: Any = None,
+    on_done: Any = None,
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """Train every unfinished ``(cell id, run)``: first all training jobs (plain runs and tune candidates), then
+    one selection job per tuned run whose candidates have all finished. Every run is checked before anything
+    runs, so a conflict stops the whole batch up front. Returns ``(ran, skipped, failed)``."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if int(jobs) < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    train: list[dict] = []
+    skipped: list[str] = []
+    tuned: list[tuple[str, Run]] = []
+    for cid, run in runs:
+        pending, finished, needs_selection = _pending_jobs(cid, run)
+        train += pending
+        skipped += finished
+        if needs_selection:
+            tuned.append((cid, run))
+    for _, run in tuned:
+        start_tuned_run(run)
+
+    from tqdm.auto import tqdm
+
+    total = len(train) + len(tuned)
+    bar = tqdm(total=total, desc=desc, unit="run", disable=not progress or not total)
+
+    def on_result(result: dict) -> None:
+        bar.update(1)
+        if not result["ok"]:
+            bar.write(f"FAILED {result['run_dir']}: {result['error']}")
+        elif on_done is not None:
+            on_done(result)
+
+    first = (train or [_select_job(cid, run) for cid, run in tuned[:1]] or [None])[0]
+    if first is not None and cache is None and executor == "local":
+        cache = _prepare_cache(first["config"], open_it=int(jobs) <= 1)
+
+    def run_batch(batch: list[dict]) -> list[dict]:
+        if not batch:
+            return []
+        if executor == "ray":
+            return _run_ray(batch, address, gpus_per_cell, cpus_per_cell, on_result)
+        return _run_local(batch, int(jobs), on_result, cache)
+
+    try:
+        results = run_batch(train)
+        ready = [(cid, run) for cid, run in tuned if all((c.run_dir / FINAL).is_file() for c in run.candidates)]
+        bar.total = len(train) + len(ready)
+        bar.refresh()
+        results += run_batch([_select_job(cid, run) for cid, run in ready])
+    finally:
+        bar.close()
+    failed = {r["run_dir"]: r["error"] for r in results if not r["ok"]}
+    return [r["run_dir"] for r in results if r["ok"]], skipped, failed
+
+
+def _select_job(cell_id: str, run: Run) -> dict:
+    return {**_job(run, False, cell_id), "kind": "select"}
 
 
 def run_grid(
@@ -83,55 +200,51 @@ def run_grid(
     progress: bool = True,
 ) -> GridReport:
     """Run every unfinished cell of ``spec`` on the data folder ``data``; results go to ``out``."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if int(jobs) < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out).expanduser().resolve()
     cells = expand_cells(spec, data, out)
-    todo: list[dict] = []
-    skipped: list[str] = []
     for cell in cells:  # check every cell before running anything: a conflict stops the grid up front
-        if cell.protocol == ROTATE and (cell.dir / FINAL).is_file():
-            for r in cell.runs:
-                run_status(r)
-            skipped += [str(r.run_dir) for r in cell.runs]
-            continue
         for r in cell.runs:
-            status = run_status(r)
-            if status == "done":
-                skipped.append(str(r.run_dir))
-            else:
-                todo.append(_job(r, status == "partial", cell.cell_id))
+            run_status(r)
     out.mkdir(parents=True, exist_ok=True)
     _write_yaml(out / "spec.yaml", _spec_record(spec, data, out, cells, executor, jobs))
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(todo), desc=f"benchmark {spec.name}", unit="run", disable=not progress or not todo)
     by_cell = {c.cell_id: c for c in cells}
-
-    def on_result(result: dict) -> None:
-        bar.update(1)
-        if result["ok"]:
-            _finish_cell(by_cell[result["cell_id"]])
-        else:
-            bar.write(f"FAILED {result['run_dir']}: {result['error']}")
-
-    cache = None
-    if todo and executor == "local":
-        cache = _prepare_cache(todo[0]["config"], open_it=int(jobs) <= 1)
-    try:
-        if executor == "ray":
-            results = _run_ray(todo, address, gpus_per_cell, cpus_per_cell, on_result) if todo else []
-        else:
-            results = _run_local(todo, int(jobs), on_result, cache)
-    finally:
-        bar.close()
+    ran, skipped, failed = execute_runs(
+        [(c.cell_id, r) for c in cells for r in c.runs], jobs=jobs, executor=executor, address=address,
+        gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell, progress=progress, desc=f"benchmark {spec.name}",
+        on_done=lambda result: _finish_cell(by_cell[result["cell_id"]]),
+    )  # fmt: skip
     for cell in cells:
         _finish_cell(cell)
-    failed = {r["run_dir"]: r["error"] for r in results if not r["ok"]}
-    return GridReport(cells, [r["run_dir"] for r in results if r["ok"]], skipped, failed)
+    return GridReport(cells, ran, skipped, failed)
+
+
+def run_tuned(
+    cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False, cache: Any = None, jobs: int = 1
+) -> Path:
+    """``finetune`` with a ``tune`` search: its candidates run as grid jobs, then the best is selected and
+    scored on the test fold (see :mod:`~ecgadapt.train.tune`); return the run directory."""
+    cfg = resolve_config(cfg)
+    run_dir = Path(cfg.out)
+    if resume:
+        if not (run_dir / CONFIG).is_file():
+            raise ConfigError(f"cannot resume: {run_dir} holds no {CONFIG}; start the run without --resume")
+    else:
+        prepare_run_dir(run_dir, overwrite=overwrite)
+    run = make_run(run_dir, cfg)
+    print(f"tuning {run_dir}: {len(run.candidates)} candidates of {cfg.recipe.name} ({', '.join(cfg.tune)}), "
+          f"chosen by validation {cfg.training.select_metric} on fold {cfg.data.val_fold}")  # fmt: skip
+    _, _, failed = execute_runs(
+        [(run_dir.name, run)], jobs=jobs, progress=cfg.training.progress, desc="candidates", cache=cache
+    )
+    if failed:
+        first = next(iter(failed.items()))
+        raise ECGAdaptError(
+            f"{len(failed)} tune candidate(s) failed ({Path(first[0]).name}: {first[1].splitlines()[0]}); fix the "
+            f"cause and rerun with --resume"
+        )
+    if not (run_dir / FINAL).is_file():
+        raise ECGAdaptError(f"{run_dir}: the tuned run did not finish; rerun with --resume")
+    return run_dir
 
 
 def _prepare_cache(config: dict, open_it: bool) -> Any:
@@ -162,6 +275,7 @@ def _spec_record(spec: GridSpec, data: str | Path, out: Path, cells: list[Cell],
             "n_cells": len(cells),
             "n_runs": sum(len(c.runs) for c in cells),
             "cells": [c.cell_id for c in cells],
+            "cell_config_sha256": spec_config_hashes(cells),
             "base_configs": {recipe_label(r): _base_dict(spec, r) for r in spec.recipes},
         },
     }

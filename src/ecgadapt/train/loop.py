@@ -112,9 +112,12 @@ def make_loader(
 
 @torch.no_grad()
 def predict_loader(
-    model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = True, desc: str | None = None
+    model: nn.Module, loader: DataLoader, device: torch.device, desc: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_prob)`` over ``loader``; items of shape (W, leads, L) are averaged over their W windows."""
+    """``(y_true, y_prob)`` over ``loader``; items of shape (W, leads, L) are averaged over their W windows.
+
+    Always in float32, never under autocast: validation and test scores must not depend on bf16 rounding.
+    """
     model.eval()
     ys, probs = [], []
     for x, y in tqdm(loader, desc=desc, leave=False, disable=desc is None):
@@ -122,8 +125,7 @@ def predict_loader(
         windows = x.shape[1] if x.ndim == 4 else 0
         if windows:
             x = x.flatten(0, 1)
-        with autocast(device, amp):
-            logits = model(x)
+        logits = model(x)
         p = torch.sigmoid(logits.float())
         if windows:
             p = p.view(-1, windows, p.shape[-1]).mean(dim=1)
@@ -161,6 +163,79 @@ def _better(value: float, best: float | None, metric: str) -> bool:
     return value < best if metric == "loss" else value > best
 
 
+def _significant(value: float, reference: float | None, metric: str, min_delta: float) -> bool:
+    """Whether ``value`` improves on ``reference`` by more than ``min_delta`` (the early-stopping rule)."""
+    if reference is None:
+        return True
+    if value is None or math.isnan(value):
+        return False
+    if math.isnan(reference):
+        return True
+    return value < reference - min_delta if metric == "loss" else value > reference + min_delta
+
+
+KEEP_PARTIAL_SHARE = 0.01
+"""The last partial batch of an epoch is kept when it holds at least this share of the records (and >= 2)."""
+
+
+def batches_per_epoch(n_records: int, batch_size: int, cap: int | None = None) -> tuple[int, bool]:
+    """``(optimiser steps per epoch, drop_last)``: the last partial batch is dropped only when it is negligible
+    (fewer than 2 records, which BatchNorm cannot train on, or under ``KEEP_PARTIAL_SHARE`` of the epoch)."""
+    if n_records <= batch_size:
+        steps, drop_last = 1, False
+    else:
+        full, rest = divmod(n_records, batch_size)
+        keep = rest >= 2 and rest >= KEEP_PARTIAL_SHARE * n_records
+        steps, drop_last = full + int(keep), not keep
+    if cap:
+        steps = min(steps, cap)
+    return max(1, steps), drop_last
+
+
+@dataclass
+class StagePlan:
+    """The optimiser-step budget of one stage: its maximum, its floor (no early stop before it), its warm-up."""
+
+    name: str
+    max_steps: int
+    min_steps: int
+    warmup_steps: int
+    steps_per_epoch: int
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the stage runs at most (the last one may be partial)."""
+        return -(-self.max_steps // self.steps_per_epoch)
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Optimiser steps of ``epoch`` (the last epoch runs what is left of ``max_steps``)."""
+        return max(0, min(self.steps_per_epoch, self.max_steps - epoch * self.steps_per_epoch))
+
+    def steps_through(self, epoch: int) -> int:
+        """Optimiser steps of the stage once ``epoch`` is complete."""
+        return min(self.max_steps, (epoch + 1) * self.steps_per_epoch)
+
+
+def plan_budget(stages: Sequence[Stage], steps_per_epoch: int, min_steps: int = 0) -> list[StagePlan]:
+    """Each stage's budget in optimiser steps.
+
+    A stage's length is its ``max_steps``, else ``epochs * steps_per_epoch``. ``min_steps`` is a floor on the
+    recipe's total: a recipe planned shorter is stretched to it, every stage by the same factor, and no stage
+    may stop early before its share of the floor (in proportion to its length). So a tiny training subset still
+    trains, and recipes with equal planned budgets keep equal budgets whatever their number of stages.
+    """
+    natural = [s.max_steps if s.max_steps is not None else s.epochs * steps_per_epoch for s in stages]
+    total = sum(natural)
+    stretch = max(1.0, min_steps / total) if min_steps and total else 1.0
+    plans = []
+    for stage, n in zip(stages, natural):
+        planned = max(1, math.ceil(n * stretch - 1e-9))
+        floor = min(planned, math.ceil(min_steps * n / total - 1e-9)) if min_steps else 0
+        warmup = min(planned, int(round(stage.warmup_epochs * steps_per_epoch * stretch)))
+        plans.append(StagePlan(stage.name, planned, floor, warmup, steps_per_epoch))
+    return plans
+
+
 @dataclass
 class FitState:
     """Progress of a fit, saved in ``last.pt``: where it stands and the current stage's best so far."""
@@ -170,10 +245,14 @@ class FitState:
     stage_done: bool = False
     best_score: float | None = None
     best_epoch: int = -1
-    bad_epochs: int = 0  # epochs since the last improvement (early-stopping counter)
+    ref_score: float | None = None  # early-stopping reference: the last score that improved by > min_delta
+    bad_epochs: int = 0  # epochs since the last significant improvement (early-stopping counter)
     n_metric_rows: int = 0
     train_time_s: float = 0.0
     stage_times_s: list[float] = field(default_factory=list)
+    stage_steps: list[int] = field(default_factory=list)  # optimiser steps run per stage
+    stage_epochs: list[int] = field(default_factory=list)  # epochs run per stage
+    stopped_early: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -185,6 +264,7 @@ class FitResult:
     best: dict  # stage, epoch, val metrics of the final best checkpoint
     train_time_s: float
     stage_times_s: list[float]
+    budget: dict = field(default_factory=dict)  # planned and used optimiser steps (see Trainer.budget)
 
 
 class Trainer:
@@ -238,12 +318,43 @@ class Trainer:
 
     # --- the stages ---
     def steps_per_epoch(self) -> int:
-        n = len(self.train_set)
-        bs = self.settings.batch_size
-        steps = n // bs if n > bs else 1  # drop_last when there is more than one batch (BatchNorm needs > 1)
-        if self.settings.max_train_batches:
-            steps = min(steps, self.settings.max_train_batches)
-        return max(1, steps)
+        """Optimiser steps per epoch (see :func:`batches_per_epoch`)."""
+        return batches_per_epoch(len(self.train_set), self.settings.batch_size, self.settings.max_train_batches)[0]
+
+    @property
+    def plans(self) -> list[StagePlan]:
+        """The optimiser-step budget of every stage (:func:`plan_budget`)."""
+        return plan_budget(self.recipe.stages, self.steps_per_epoch(), self.settings.min_steps)
+
+    def budget(self, state: FitState | None = None) -> dict:
+        """The run's budget (planned maximum and floor per stage) and, given ``state``, the steps it used."""
+        plans = self.plans
+        out = {
+            "steps_per_epoch": self.steps_per_epoch(),
+            "min_steps": int(self.settings.min_steps),
+            "max_total_steps": sum(p.max_steps for p in plans),
+            "stages": [
+                {"name": p.name, "max_steps": p.max_steps, "min_steps": p.min_steps, "warmup_steps": p.warmup_steps,
+                 "max_epochs": p.epochs}
+                for p in plans
+            ],
+        }  # fmt: skip
+        if state is not None:
+            for i, entry in enumerate(out["stages"]):
+                entry["steps_run"] = state.stage_steps[i] if i < len(state.stage_steps) else 0
+                entry["epochs_run"] = state.stage_epochs[i] if i < len(state.stage_epochs) else 0
+                entry["stopped_early"] = bool(state.stopped_early[i]) if i < len(state.stopped_early) else False
+            out["total_steps_run"] = sum(e["steps_run"] for e in out["stages"])
+        return out
+
+    def describe_budget(self) -> str:
+        """One line for the run header: each stage's maximum (and floor) in optimiser steps."""
+        plans = self.plans
+        parts = [f"{p.name} <= {p.max_steps}" + (f" (>= {p.min_steps})" if p.min_steps else "") for p in plans]
+        return (
+            f"budget: {' + '.join(parts)} = <= {sum(p.max_steps for p in plans)} optimiser steps "
+            f"({self.steps_per_epoch()} per epoch of {len(self.train_set)} records)"
+        )
 
     def configure_stage(self, stage: Stage) -> None:
         """Trainable parameters and drop rates of ``stage``."""
@@ -251,13 +362,15 @@ class Trainer:
         reference = self.drop_reference(stage) if self.drop_reference is not None else None
         set_drop_rates(self.model, stage.drop_rate, stage.drop_path_rate, reference=reference)
 
-    def build_optimizer(self, stage: Stage):
-        """AdamW (no decay on norms/biases/embeddings) and its per-step warmup-cosine schedule."""
-        optimizer = create_optimizer(self.model, lr=stage.lr, weight_decay=stage.weight_decay, layer_decay=stage.layer_decay)
-        steps = self.steps_per_epoch()
-        total = stage.epochs * steps
-        warmup = min(total, int(round(stage.warmup_epochs * steps)))
-        scheduler = cosine_schedule_with_warmup(optimizer, warmup, total, min_lr_ratio=stage.min_lr_ratio)
+    def build_optimizer(self, stage: Stage, plan: StagePlan):
+        """AdamW (no decay on norms/biases/embeddings) and its per-step warmup-cosine schedule over the plan."""
+        optimizer = create_optimizer(
+            self.model, lr=stage.lr, weight_decay=stage.weight_decay, layer_decay=stage.layer_decay,
+            head_lr_scale=stage.head_lr_scale,
+        )  # fmt: skip
+        scheduler = cosine_schedule_with_warmup(
+            optimizer, plan.warmup_steps, plan.max_steps, min_lr_ratio=stage.min_lr_ratio
+        )
         return optimizer, scheduler
 
     def run(self, resume: bool = False) -> FitResult:
@@ -280,9 +393,10 @@ class Trainer:
             if not mid_stage:
                 state = FitState(
                     stage=i, n_metric_rows=state.n_metric_rows, train_time_s=state.train_time_s,
-                    stage_times_s=state.stage_times_s,
+                    stage_times_s=state.stage_times_s, stage_steps=state.stage_steps, stage_epochs=state.stage_epochs,
+                    stopped_early=state.stopped_early,
                 )  # fmt: skip
-            state = self._run_stage(i, stage, state, ckpt if mid_stage else None)
+            state = self._run_stage(i, stage, self.plans[i], state, ckpt if mid_stage else None)
             ckpt = None
         last = len(self.recipe.stages) - 1
         best = load_checkpoint(self.stage_best_path(last))
@@ -294,11 +408,12 @@ class Trainer:
             best={"stage": best["stage"], "stage_name": best["stage_name"], "epoch": best["epoch"], "val": best["val"]},
             train_time_s=state.train_time_s,
             stage_times_s=list(state.stage_times_s),
+            budget=self.budget(state),
         )
 
-    def _run_stage(self, i: int, stage: Stage, state: FitState, ckpt: dict | None) -> FitState:
+    def _run_stage(self, i: int, stage: Stage, plan: StagePlan, state: FitState, ckpt: dict | None) -> FitState:
         self.configure_stage(stage)
-        optimizer, scheduler = self.build_optimizer(stage)
+        optimizer, scheduler = self.build_optimizer(stage, plan)
         ema = ModelEMA(self.model, self.settings.ema) if self.settings.ema else None
         if ckpt is not None:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -306,19 +421,25 @@ class Trainer:
             if ema is not None and ckpt.get("ema") is not None:
                 ema.load_state_dict(ckpt["ema"])
             set_rng_state(ckpt["rng"])
-        if len(state.stage_times_s) <= i:
-            state.stage_times_s.append(0.0)
-        for epoch in range(state.epoch + 1, stage.epochs):
+        for per_stage, empty in ((state.stage_times_s, 0.0), (state.stage_steps, 0), (state.stage_epochs, 0),
+                                 (state.stopped_early, False)):  # fmt: skip
+            if len(per_stage) <= i:
+                per_stage.append(empty)
+        for epoch in range(state.epoch + 1, plan.epochs):
             t0 = time.perf_counter()
             seed_epoch(self.seed, i, epoch)
-            train_loss, last_lr = self._train_epoch(i, stage, epoch, optimizer, scheduler, ema)
+            train_loss, last_lr = self._train_epoch(i, stage, plan, epoch, optimizer, scheduler, ema)
             eval_model = ema.module if ema is not None else self.model
-            y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device, self.amp)
+            y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device)
             val = score(y_true, y_prob, self.class_names)
             metric = self.settings.select_metric
             improved = _better(val[metric], state.best_score, metric)
+            if _significant(val[metric], state.ref_score, metric, stage.min_delta):
+                state.ref_score, state.bad_epochs = float(val[metric]), 0
+            else:
+                state.bad_epochs += 1
             if improved:
-                state.best_score, state.best_epoch, state.bad_epochs = float(val[metric]), epoch, 0
+                state.best_score, state.best_epoch = float(val[metric]), epoch
                 save_checkpoint(
                     self.stage_best_path(i),
                     {
@@ -329,14 +450,19 @@ class Trainer:
                         "val": {k: val[k] for k in ("macro_auroc", "macro_auprc", "loss")},
                     },
                 )
-            else:
-                state.bad_epochs += 1
             elapsed = time.perf_counter() - t0
             state.epoch = epoch
             state.train_time_s += elapsed
             state.stage_times_s[i] += elapsed
-            stop = stage.patience is not None and state.bad_epochs >= stage.patience
-            state.stage_done = stop or epoch == stage.epochs - 1
+            state.stage_steps[i] = plan.steps_through(epoch)
+            state.stage_epochs[i] = epoch + 1
+            stop = (
+                stage.patience is not None and state.bad_epochs >= stage.patience
+                and plan.steps_through(epoch) >= plan.min_steps
+            )  # fmt: skip
+            last = epoch == plan.epochs - 1
+            state.stopped_early[i] = stop and not last
+            state.stage_done = stop or last
             row = {
                 "stage": i,
                 "stage_name": stage.name,
@@ -348,6 +474,7 @@ class Trainer:
                 "lr": last_lr,
                 "time_s": elapsed,
                 "best": int(improved),
+                "optimizer_steps": sum(state.stage_steps),
             }
             self.metrics.append(row)
             state.n_metric_rows += 1
@@ -364,31 +491,31 @@ class Trainer:
             )
             self._emit("epoch_end", row)
             tqdm.write(
-                f"[{stage.name} {epoch + 1}/{stage.epochs}] loss {train_loss:.4f}  val AUROC "
+                f"[{stage.name} {epoch + 1}/{plan.epochs}] loss {train_loss:.4f}  val AUROC "
                 f"{val['macro_auroc']:.4f}  AUPRC {val['macro_auprc']:.4f}  lr {row['lr']:.2e}  "
                 f"{elapsed:.1f}s{'  *best' if improved else ''}"
-                + ("  (early stop)" if stop and epoch < stage.epochs - 1 else "")
+                + (f"  (early stop after {state.stage_steps[i]} steps)" if state.stopped_early[i] else "")
             )
             if state.stage_done:
                 break
         return state
 
     def _train_epoch(
-        self, i: int, stage: Stage, epoch: int, optimizer, scheduler, ema: ModelEMA | None
+        self, i: int, stage: Stage, plan: StagePlan, epoch: int, optimizer, scheduler, ema: ModelEMA | None
     ) -> tuple[float, float]:
-        """One epoch over the training set; returns (mean loss, peak learning rate of its last step)."""
+        """One epoch (``plan.steps_in_epoch(epoch)`` steps); returns (mean loss, peak learning rate of its last step)."""
         s = self.settings
-        n = len(self.train_set)
+        _, drop_last = batches_per_epoch(len(self.train_set), s.batch_size)
         loader = make_loader(
             self.train_set, s.batch_size, s.num_workers, shuffle=True, generator=epoch_generator(self.seed, i, epoch),
-            drop_last=n > s.batch_size, pin_memory=self.device.type == "cuda",
+            drop_last=drop_last, pin_memory=self.device.type == "cuda",
         )  # fmt: skip
-        steps = self.steps_per_epoch()
+        steps = plan.steps_in_epoch(epoch)
         set_train_mode(self.model, stage.trainable)
         params = [p for p in self.model.parameters() if p.requires_grad]
         head_only = stage.trainable == "head"
         total, count, last_lr = 0.0, 0, 0.0
-        bar = tqdm(total=steps, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False, disable=not s.progress)
+        bar = tqdm(total=steps, desc=f"{stage.name} {epoch + 1}/{plan.epochs}", leave=False, disable=not s.progress)
         for b, (x, y) in enumerate(loader):
             if b >= steps:
                 break

@@ -27,18 +27,23 @@ def param_groups(
     lr: float,
     layer_decay: float | None = None,
     trainable_only: bool = True,
+    head_lr_scale: float = 1.0,
 ) -> list[dict]:
     """AdamW parameter groups: no decay for ndim <= 1 and ``model.no_weight_decay()``, optional layer decay.
 
     With ``layer_decay`` the scale of a parameter is ``layer_decay ** (num_layers - layer_id)`` (head = 1).
+    The head's parameters (``model.get_classifier()``) are further scaled by ``head_lr_scale``.
     Each group holds ``name``, ``params``, ``param_names``, ``weight_decay``, ``lr`` (= lr * lr_scale), ``lr_scale``.
     """
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
         raise ConfigError(f"layer_decay must lie in (0, 1], got {layer_decay}")
     if weight_decay < 0 or lr <= 0:
         raise ConfigError(f"need weight_decay >= 0 and lr > 0, got weight_decay={weight_decay}, lr={lr}")
+    if not head_lr_scale > 0:
+        raise ConfigError(f"head_lr_scale must be > 0, got {head_lr_scale}")
     skip = set(model.no_weight_decay())
     num_layers = model.num_layers() if layer_decay is not None else 0
+    head_ids = {id(p) for p in model.get_classifier().parameters()} if head_lr_scale != 1.0 else set()
     groups: dict[str, dict] = {}
     for name, param in model.named_parameters():
         if trainable_only and not param.requires_grad:
@@ -50,6 +55,8 @@ def param_groups(
         else:
             lid = model.layer_id(name)
             key, scale = f"layer_{lid}_{kind}", layer_decay ** (num_layers - lid)
+        if id(param) in head_ids:
+            key, scale = f"head_{kind}", scale * head_lr_scale
         if key not in groups:
             groups[key] = {
                 "name": key,
@@ -73,18 +80,22 @@ def create_optimizer(
     layer_decay: float | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     fused: bool | None = None,
+    head_lr_scale: float = 1.0,
 ) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`; fused kernels only when every parameter is on CUDA (None = auto)."""
-    groups = param_groups(model, weight_decay=weight_decay, lr=lr, layer_decay=layer_decay)
+    groups = param_groups(
+        model, weight_decay=weight_decay, lr=lr, layer_decay=layer_decay, head_lr_scale=head_lr_scale
+    )
     on_cuda = torch.cuda.is_available() and all(p.is_cuda for g in groups for p in g["params"])
     use_fused = on_cuda and (fused is None or fused)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay, fused=use_fused or None)
 
 
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
-    """LR multiplier: linear 0 -> 1 over ``warmup_steps``, then cosine 1 -> ``min_lr_ratio`` at ``total_steps``."""
+    """LR multiplier: linear warm-up ``1/w, 2/w, ..., 1`` over the ``w = warmup_steps`` first steps (it starts
+    above 0, so no step is wasted), then cosine 1 -> ``min_lr_ratio`` at ``total_steps``."""
     if step < warmup_steps:
-        return step / warmup_steps
+        return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 

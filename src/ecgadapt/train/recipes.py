@@ -28,13 +28,16 @@ class Stage:
 
     name: str
     trainable: str = "all"  # "head": frozen backbone kept in eval mode; "all": full fine-tuning
-    epochs: int = 30  # maximum epochs (early stopping may end the stage sooner)
+    epochs: int = 30  # maximum epochs (early stopping may end the stage sooner); see max_steps
+    max_steps: int | None = None  # maximum optimiser steps; when set it replaces ``epochs`` as the length
     lr: float = 1e-4  # peak learning rate (after warmup), cosine-decayed to lr * min_lr_ratio
+    head_lr_scale: float = 1.0  # the head's learning rate is lr * head_lr_scale (beside layer_decay)
     weight_decay: float = 0.05  # AdamW decoupled weight decay (never on norms, biases, embeddings)
-    warmup_epochs: float = 0.0  # linear warmup, in (possibly fractional) epochs
+    warmup_epochs: float = 0.0  # linear warmup, in (possibly fractional) epochs; starts above 0
     drop_rate: float = 0.0  # dropout of the model (what create_model(drop_rate=...) sets)
     drop_path_rate: float = 0.0  # stochastic depth of the last block; linear from 0 over the blocks
     patience: int | None = None  # stop after this many epochs without validation improvement; None: never
+    min_delta: float = 0.0  # an epoch improves (for early stopping) only if it beats the reference by more
     layer_decay: float | None = None  # layer-wise LR decay factor (None: off)
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of ``lr``
 
@@ -45,8 +48,14 @@ class Stage:
             raise ConfigError(f"{where}: trainable must be 'head' or 'all', got {self.trainable!r}")
         if int(self.epochs) != self.epochs or self.epochs < 1:
             raise ConfigError(f"{where}: epochs must be a positive integer, got {self.epochs!r}")
+        if self.max_steps is not None and (int(self.max_steps) != self.max_steps or self.max_steps < 1):
+            raise ConfigError(f"{where}: max_steps must be a positive integer or null, got {self.max_steps!r}")
         if not self.lr > 0:
             raise ConfigError(f"{where}: lr must be > 0, got {self.lr!r}")
+        if not self.head_lr_scale > 0:
+            raise ConfigError(f"{where}: head_lr_scale must be > 0, got {self.head_lr_scale!r}")
+        if not self.min_delta >= 0:
+            raise ConfigError(f"{where}: min_delta must be >= 0, got {self.min_delta!r}")
         if self.weight_decay < 0:
             raise ConfigError(f"{where}: weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.warmup_epochs < 0:
@@ -85,25 +94,45 @@ class Recipe:
 
 # --- presets ---------------------------------------------------------------------------------------------
 
-PROBE = Stage(name="probe", trainable="head", epochs=30, lr=1e-3, weight_decay=0.0, warmup_epochs=0.0, patience=5)
+BUDGET_EPOCHS = 40
+"""Every preset's maximum length in epochs, summed over its stages: built-in comparisons get equal budgets."""
+
+PROBE_EPOCHS = 10
+"""The preview probe's share of the budget in the two-stage presets (the fine-tuning stage gets the rest)."""
+
+_EARLY_STOP = {"patience": 5, "min_delta": 1e-3}
+
+PROBE = Stage(name="probe", trainable="head", epochs=PROBE_EPOCHS, lr=1e-3, weight_decay=0.0, **_EARLY_STOP)
 """Linear probing: frozen backbone in eval mode, only the head trains, until validation stops improving."""
 
-FINETUNE = Stage(name="finetune", trainable="all", epochs=30, lr=1e-4, weight_decay=0.05, warmup_epochs=2.0, patience=5)
+FINETUNE = Stage(
+    name="finetune", trainable="all", epochs=BUDGET_EPOCHS - PROBE_EPOCHS, lr=1e-4, weight_decay=0.05,
+    warmup_epochs=2.0, **_EARLY_STOP,
+)  # fmt: skip
 """Plain full fine-tuning: no stochastic depth, no extra dropout."""
 
 REGULARISED = replace(FINETUNE, drop_rate=0.1, drop_path_rate=0.2)
 """Post-training's fine-tuning stage: full fine-tuning with dropout and stochastic depth on."""
 
-SCRATCH = Stage(name="train", trainable="all", epochs=50, lr=1e-3, weight_decay=0.05, warmup_epochs=3.0, patience=10)
+SCRATCH = Stage(
+    name="train", trainable="all", epochs=BUDGET_EPOCHS, lr=1e-3, weight_decay=0.05, warmup_epochs=3.0,
+    patience=10, min_delta=1e-3,
+)  # fmt: skip
 """Training from random initialisation."""
+
+
+def _whole_budget(stage: Stage) -> Stage:
+    """``stage`` stretched to the whole budget (the one-stage presets)."""
+    return replace(stage, epochs=BUDGET_EPOCHS)
+
 
 _PRESETS: dict[str, Recipe] = {
     "scratch": Recipe("scratch", [SCRATCH], pretrained=False),
-    "linear_probe": Recipe("linear_probe", [PROBE]),
-    "baseline_ft": Recipe("baseline_ft", [FINETUNE]),
+    "linear_probe": Recipe("linear_probe", [_whole_budget(PROBE)]),
+    "baseline_ft": Recipe("baseline_ft", [_whole_budget(FINETUNE)]),
     "lp_ft": Recipe("lp_ft", [PROBE, FINETUNE]),
     "post_training": Recipe("post_training", [PROBE, REGULARISED]),
-    "post_training_no_lp": Recipe("post_training_no_lp", [REGULARISED]),
+    "post_training_no_lp": Recipe("post_training_no_lp", [_whole_budget(REGULARISED)]),
     "post_training_no_sd": Recipe("post_training_no_sd", [PROBE, replace(REGULARISED, drop_path_rate=0.0)]),
     "post_training_no_dropout": Recipe("post_training_no_dropout", [PROBE, replace(REGULARISED, drop_rate=0.0)]),
 }
@@ -137,14 +166,31 @@ def head_parameters(model: ECGModel) -> list[nn.Parameter]:
     return list(model.get_classifier().parameters())
 
 
+def frozen_by_design(model: nn.Module) -> frozenset[str]:
+    """Names of the parameters ``model`` keeps frozen by design (e.g. ST-MEM's fixed position table).
+
+    Read once, on the first call, while the model still has the ``requires_grad`` flags its factory gave it,
+    and remembered on the model, so that stages that freeze and unfreeze never turn these on.
+    """
+    names = getattr(model, "_ecgadapt_frozen_by_design", None)
+    if names is None:
+        names = frozenset(n for n, p in model.named_parameters() if not p.requires_grad)
+        model._ecgadapt_frozen_by_design = names
+    return names
+
+
 def set_trainable(model: ECGModel, trainable: str) -> list[nn.Parameter]:
-    """Set ``requires_grad`` for stage kind ``trainable`` ("head" or "all"); return the trainable parameters."""
+    """Set ``requires_grad`` for stage kind ``trainable`` ("head" or "all"); return the trainable parameters.
+
+    Parameters frozen by design (:func:`frozen_by_design`) stay frozen in every stage.
+    """
     if trainable not in TRAINABLE:
         raise ConfigError(f"trainable must be 'head' or 'all', got {trainable!r}")
+    fixed = frozen_by_design(model)
     head_ids = {id(p) for p in head_parameters(model)}
     params = []
-    for p in model.parameters():
-        on = trainable == "all" or id(p) in head_ids
+    for name, p in model.named_parameters():
+        on = (trainable == "all" or id(p) in head_ids) and name not in fixed
         p.requires_grad_(on)
         if on:
             params.append(p)
@@ -181,11 +227,11 @@ def _is_dropout(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.dropout._DropoutNd)
 
 
-_DROP_ATTR = re.compile(r"(^|_)drop(_|$)")  # attn_drop, drop_rate, drop_prob, drop_path_rate
+_DROP_ATTR = re.compile(r"(^|_)drop(out)?(_|$)")  # attn_drop, drop_rate, drop_prob, dropout (HF attention)
 
 
 def _drop_attributes(module: nn.Module) -> dict[str, float]:
-    """Plain float attributes of ``module`` that hold a drop probability (e.g. ``attn_drop``, ``drop_rate``)."""
+    """Plain float attributes of ``module`` that hold a drop probability (``attn_drop``, ``drop_rate``, ``dropout``)."""
     return {
         k: v
         for k, v in vars(module).items()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -35,8 +36,49 @@ FINAL = "final.json"
 CHECKPOINTS = "checkpoints"
 METRIC_COLUMNS = (
     "stage", "stage_name", "epoch", "train_loss", "val_loss", "val_macro_auroc", "val_macro_auprc",
-    "lr", "time_s", "best",
+    "lr", "time_s", "best", "optimizer_steps",
 )  # fmt: skip
+
+
+INPUTS = "inputs.json"
+RESULT_FREE_FIELDS = frozenset(
+    {"out", "notes", "data.cache_dir", "training.device", "training.num_workers", "training.progress",
+     "training.eval_batch_size"}
+)  # fmt: skip
+"""Config fields that cannot change a run's result (where it goes, how fast it runs): left out of its hash."""
+
+
+def config_sha256(config: dict) -> str:
+    """SHA-256 of a config's result-relevant fields (all but :data:`RESULT_FREE_FIELDS`), canonical JSON."""
+    flat = {k: v for k, v in flat_config(config).items() if k not in RESULT_FREE_FIELDS}
+    text = json.dumps(flat, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (remembered per path, size and modification time within this process)."""
+    path = Path(path).expanduser().resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def run_inputs(config: dict, weights: Path | None) -> dict:
+    """What identifies a run's inputs: the config hash and the initial weights file with its SHA-256."""
+    return {
+        "config_sha256": config_sha256(config),
+        "weights": None if weights is None else str(weights),
+        "weights_sha256": None if weights is None else file_sha256(weights),
+    }
 
 
 def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
