@@ -117,6 +117,10 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file with config sections (data, model, recipe, training, seed, out)")
     p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
                    help="override any field, e.g. --set recipe.stages.1.drop_path_rate=0.2 (repeatable)")  # fmt: skip
+    p.add_argument("--tune", dest="tune_items", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="search KEY over the values on validation fold 9, e.g. --tune lr=1e-4,3e-4,1e-3 --tune "
+                   "head_lr_scale=1,10 (repeatable; only the chosen candidate is scored on the test fold)")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=1, help="tune candidates trained in parallel (default 1)")
     p.add_argument("--out", help="run directory to create")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the killed run in --out")
@@ -126,14 +130,16 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.train.config import build_config
         from ecgadapt.train.finetune import run_finetune
+        from ecgadapt.train.tune import tune_override
 
         flags = {k: v for k, v in vars(args).items() if "__" in k or k in ("recipe", "seed", "out")}
         if args.no_progress:
             flags["training__progress"] = False
+        set_items = [*args.set_items, *(tune_override(item) for item in args.tune_items)]
         cfg = build_config(
-            args.config, args.set_items, resume_dir=args.out if args.resume else None, epochs=args.epochs, **flags
+            args.config, set_items, resume_dir=args.out if args.resume else None, epochs=args.epochs, **flags
         )
-        run_finetune(cfg, resume=args.resume, overwrite=args.overwrite)
+        run_finetune(cfg, resume=args.resume, overwrite=args.overwrite, jobs=args.jobs)
         return 0
 
     p.set_defaults(func=run)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from run_fixtures import fabricate_results, labels, scores
 
 from ecgadapt.errors import DataError
 from ecgadapt.eval.bootstrap import bootstrap_ci, paired_seed_difference, pooled_paired_bootstrap
+from ecgadapt.eval.metrics import classification_metrics
 from ecgadapt.eval.report import build_report, compare_recipes, relative_improvement, seed_averaged_bootstrap
 from ecgadapt.eval.results import collect_results, load_predictions
 
@@ -89,9 +93,10 @@ def test_report_renders_every_section_self_contained(tmp_path):
     page = rep.html.read_text()
     for sid, title in [
         ("overview", "Overview"), ("main-results", "Main results"),
-        ("improvement", "Relative improvement of post_training over baseline_ft"), ("data-efficiency", "Data efficiency"),
+        ("improvement", "Relative improvement of post-training over the baselines"), ("data-efficiency", "Data efficiency"),
         ("training-dynamics", "Training dynamics"), ("ablation", "Ablation of post_training"),
-        ("per-class", "Per-class results"), ("calibration", "Calibration"),
+        ("per-class", "Per-class results"), ("exclusions", "Classes left out of the macro metrics"),
+        ("calibration", "Calibration"),
     ]:  # fmt: skip
         assert f"<h2>{title}</h2>" in _section(page, sid)
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)
@@ -117,9 +122,9 @@ def test_report_says_why_sections_are_absent(tmp_path):
     rep = build_report(root, tmp_path / "rep", n_resamples=50)
     assert rep.html.parent == tmp_path / "rep"
     assert set(rep.absent) == {
-        "Relative improvement of post_training over baseline_ft", "Data efficiency", "Ablation of post_training",
+        "Relative improvement of post-training over the baselines", "Data efficiency", "Ablation of post_training",
     }  # fmt: skip
-    assert "baseline_ft" in rep.absent["Relative improvement of post_training over baseline_ft"]
+    assert "baseline_ft" in rep.absent["Relative improvement of post-training over the baselines"]
     assert "same training fraction" in rep.absent["Data efficiency"]
     page = rep.html.read_text()
     assert 'class="absent">Not shown: every run used the same training fraction' in page
@@ -137,3 +142,51 @@ def _pyplot_figures():
 
     plt = sys.modules.get("matplotlib.pyplot")
     return None if plt is None else list(plt.get_fignums())
+
+
+def _write_spec(root: Path, cells: list[str], hashes: dict[str, str] | None = None) -> None:
+    """A minimal spec.yaml as `ecgadapt benchmark` writes it: the spec's cells and their config hashes."""
+    resolved = {"cells": cells, "cell_config_sha256": hashes or {}}
+    (root / "spec.yaml").write_text(yaml.safe_dump({"spec": {"name": "t"}, "resolved": resolved}))
+
+
+def test_report_uses_only_the_spec_cells_and_names_stale_and_foreign_runs(tmp_path):
+    root = fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), seeds=(0, 1))
+    runs = sorted(p.name for p in (root / "runs").iterdir())
+    stale, foreign = runs[0], runs[-1]
+    final = json.loads((root / "runs" / stale / "final.json").read_text())
+    (root / "runs" / stale / "final.json").write_text(json.dumps({**final, "config_sha256": "old"}))
+    _write_spec(root, [r for r in runs if r != foreign], {stale: "new"})
+    rep = build_report(root, n_resamples=20)
+    overview = _section(rep.html.read_text(), "overview")
+    assert "Left out: 2 other finished run(s)" in overview
+    assert stale in overview and "stale" in overview and foreign in overview and "not a cell of the spec" in overview
+    main = _section(rep.html.read_text(), "main-results")
+    assert "<td>1</td>" in main  # each recipe keeps one seed (one run of each was left out)
+
+
+def test_report_lists_classes_left_out_with_their_reason(tmp_path):
+    root = fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), seeds=(0, 1))
+    for run in (root / "runs").iterdir():
+        final = json.loads((run / "final.json").read_text())
+        pred = np.load(run / "predictions_test.npz")
+        final["test"] = classification_metrics(pred["y_true"], pred["y_score"], list(pred["class_names"]),
+                                               exclude={"HYP": "no positive in the training split"})  # fmt: skip
+        (run / "final.json").write_text(json.dumps(final))
+    rep = build_report(root, n_resamples=20)
+    section = _section(rep.html.read_text(), "exclusions")
+    assert "HYP" in section and "no positive in the training split" in section
+
+
+def test_improvement_compares_post_training_with_the_literal_and_the_tuned_baseline(tmp_path):
+    root = fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), recipes=("baseline_ft", "baseline_ft_tuned",
+                             "post_training"), seeds=(0, 1))  # fmt: skip
+    for run in (root / "runs").glob("*baseline_ft_tuned*"):
+        final = json.loads((run / "final.json").read_text())
+        final["tuning"] = {"chosen_values": {"lr": 0.001, "head_lr_scale": 10}, "candidates": [{}, {}]}
+        (run / "final.json").write_text(json.dumps(final))
+    rep = build_report(root, n_resamples=20)
+    section = _section(rep.html.read_text(), "improvement")
+    assert "baseline_ft (literal)" in section and "baseline_ft_tuned (tuned: lr, head_lr_scale)" in section
+    main = _section(rep.html.read_text(), "main-results")
+    assert "lr=0.001, head_lr_scale=10 (2)" in main

@@ -53,8 +53,8 @@ def _scripted_auroc(monkeypatch, values: list[float]) -> None:
     real = loop.score
     it = iter(values)
 
-    def fake(y_true, y_prob, class_names=None):
-        out = real(y_true, y_prob, class_names)
+    def fake(y_true, y_prob, class_names=None, *rules):
+        out = real(y_true, y_prob, class_names, *rules)
         out["macro_auroc"] = next(it, 0.0)
         return out
 

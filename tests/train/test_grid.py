@@ -297,7 +297,7 @@ def test_benchmark_and_report_end_to_end_on_ptbxl500(ptbxl500, tmp_path, monkeyp
 
     assert main(["report", str(out), "--n-bootstrap", "100"]) == 0
     page = (out / "report" / "report.html").read_text()
-    for title in ("Main results", "Relative improvement of post_training over baseline_ft", "Data efficiency",
+    for title in ("Main results", "Relative improvement of post-training over the baselines", "Data efficiency",
                   "Training dynamics", "Per-class results", "Calibration"):  # fmt: skip
         assert f"<h2>{title}</h2>" in page
     assert 'class="absent">Not shown: no ablation recipe' in page

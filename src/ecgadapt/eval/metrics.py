@@ -4,7 +4,8 @@ AUROC is the Mann-Whitney statistic (a tied positive/negative pair counts one ha
 sklearn's ``roc_auc_score``. AUPRC is average precision with sklearn's step-wise definition
 (``average_precision_score``): tied scores form one threshold, no interpolation. Its chance level is
 the class prevalence. A class with no positive or no negative record cannot be scored: it is left out
-of the macro averages and listed in ``excluded_classes``.
+of the macro averages and listed in ``excluded_classes``; so are classes with fewer than ``min_positives``
+positives and classes the caller names (e.g. those without a training positive), each with its reason.
 
 Every metric here is computed from one descending sort per class (:class:`RankedScores`). Because a
 bootstrap resample is the original records with integer multiplicities, the sort is reused for every
@@ -13,7 +14,7 @@ resample: :meth:`RankedScores.per_class` takes those multiplicities as weights (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "RankedScores",
     "check_inputs",
     "classification_metrics",
+    "exclusion_reasons",
     "macro_auprc",
     "macro_auroc",
     "per_class_table",
@@ -216,15 +218,54 @@ def _require_scorable(ranked: RankedScores, what: str) -> None:
         )
 
 
+def exclusion_reasons(
+    n_pos: np.ndarray,
+    n_neg: np.ndarray,
+    class_names: Sequence[str],
+    min_positives: int = 1,
+    exclude: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """``{class: reason}`` of the classes left out of the macro metrics.
+
+    A class is left out when it has no negative, fewer than ``min_positives`` positives (at least one is
+    always needed), or is named in ``exclude`` (e.g. no positive in the training split) with its reason.
+    """
+    k = max(int(min_positives), 1)
+    exclude = exclude or {}
+    reasons = {}
+    for name, pos, neg in zip(class_names, n_pos, n_neg):
+        if name in exclude:
+            reasons[name] = exclude[name]
+        elif pos == 0:
+            reasons[name] = "no positive in the scored split"
+        elif pos < k:
+            reasons[name] = f"{int(pos)} positive(s) in the scored split, fewer than the minimum {k}"
+        elif neg == 0:
+            reasons[name] = "no negative in the scored split"
+    return reasons
+
+
 def classification_metrics(
-    y_true: np.ndarray, y_score: np.ndarray, class_names: Sequence[str] | None = None
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    min_positives: int = 1,
+    exclude: Mapping[str, str] | None = None,
 ) -> dict:
-    """Per-class and macro AUROC / AUPRC; classes without a positive or a negative are excluded."""
+    """Per-class and macro AUROC / AUPRC. The macro averages leave out the classes of :func:`exclusion_reasons`
+    (listed with their reasons in ``exclusions``); per-class values are kept for every scorable class."""
     ranked = RankedScores(y_true, y_score)
     names = _class_names(class_names, ranked.n_classes)
     _require_scorable(ranked, "macro AUROC/AUPRC")
     auroc, auprc = ranked.per_class()
     n = ranked.n_records
+    reasons = exclusion_reasons(ranked.n_pos, ranked.n_neg, names, min_positives, exclude)
+    in_macro = np.array([name not in reasons for name in names])
+    if not in_macro.any():
+        raise MetricInputError(
+            f"cannot compute macro AUROC/AUPRC: every one of the {len(names)} classes is left out "
+            f"({'; '.join(f'{c}: {r}' for c, r in list(reasons.items())[:3])})"
+        )
     per_class = []
     for i, name in enumerate(names):
         ok = bool(ranked.scorable[i])
@@ -238,13 +279,14 @@ def classification_metrics(
                 "n_neg": int(ranked.n_neg[i]),
             }
         )
-    s = ranked.scorable
     return {
-        "macro_auroc": float(np.mean(auroc[s])),
-        "macro_auprc": float(np.mean(auprc[s])),
+        "macro_auroc": float(np.mean(auroc[in_macro])),
+        "macro_auprc": float(np.mean(auprc[in_macro])),
         "n_records": int(n),
-        "n_classes_scored": int(s.sum()),
-        "excluded_classes": [names[i] for i in np.flatnonzero(~s)],
+        "n_classes_scored": int(in_macro.sum()),
+        "excluded_classes": list(reasons),
+        "exclusions": [{"class": c, "reason": r} for c, r in reasons.items()],
+        "min_positives": max(int(min_positives), 1),
         "per_class": per_class,
     }
 

@@ -46,7 +46,14 @@ from ecgadapt.eval.figures import (
     training_dynamics_figure,
 )
 from ecgadapt.eval.metrics import MetricInputError, RankedScores
-from ecgadapt.eval.results import ROTATE, collect_per_class, collect_results, load_metrics, load_predictions
+from ecgadapt.eval.results import (
+    ROTATE,
+    collect_per_class,
+    collect_results,
+    load_metrics,
+    load_predictions,
+    read_final,
+)
 
 __all__ = [
     "Report",
@@ -54,6 +61,7 @@ __all__ = [
     "compare_recipes",
     "relative_improvement",
     "seed_averaged_bootstrap",
+    "select_spec_runs",
     "summarise",
 ]
 
@@ -143,26 +151,37 @@ class _Predictions:
         self._cache: dict[str, dict] = {}
 
     def get(self, run_dir: str) -> dict:
+        """The run's test predictions, with ``excluded``: the classes its macro metrics left out."""
         if run_dir not in self._cache:
-            self._cache[run_dir] = load_predictions(run_dir, "test")
+            pred = dict(load_predictions(run_dir, "test"))
+            pred["excluded"] = set((read_final(run_dir).get("test") or {}).get("excluded_classes") or [])
+            self._cache[run_dir] = pred
         return self._cache[run_dir]
 
     def aligned(self, run_dirs: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]] | None:
-        """``(y_true, [scores per run])`` on common record order, or None when the runs scored different records."""
+        """``(y_true, [scores per run])`` on common record order, or None when the runs scored different records.
+
+        Classes that any of the runs left out of its macro metrics are dropped, so the bootstrap averages the
+        same classes as the reported macro metrics."""
         preds = [self.get(d) for d in run_dirs]
         ref = preds[0]
+        names = list(ref["class_names"])
+        excluded = set().union(*(p["excluded"] for p in preds))
+        keep = np.array([c not in excluded for c in names])
+        if not keep.any():
+            return None
         order_ref = np.argsort(ref["ecg_ids"], kind="stable")
         ids_ref = ref["ecg_ids"][order_ref]
         y = ref["y_true"][order_ref]
         out = []
         for p in preds:
-            if len(p["ecg_ids"]) != len(ids_ref) or list(p["class_names"]) != list(ref["class_names"]):
+            if len(p["ecg_ids"]) != len(ids_ref) or list(p["class_names"]) != names:
                 return None
             order = np.argsort(p["ecg_ids"], kind="stable")
             if not np.array_equal(p["ecg_ids"][order], ids_ref) or not np.array_equal(p["y_true"][order], y):
                 return None
-            out.append(p["y_score"][order])
-        return y, out
+            out.append(p["y_score"][order][:, keep])
+        return y[:, keep], out
 
 
 def compare_recipes(
@@ -262,6 +281,48 @@ class Report:
     absent: dict[str, str]  # title -> why it is absent
 
 
+def _budget_text(part: pd.DataFrame) -> str:
+    """``"240 / 181"``: the runs' maximum optimiser steps and the mean they used (– when unrecorded)."""
+    if "max_total_steps" not in part or part["max_total_steps"].isna().all():
+        return "–"
+    limits = sorted({int(v) for v in part["max_total_steps"].dropna()})
+    used = pd.to_numeric(part["steps_run"], errors="coerce")
+    return f"{'/'.join(str(v) for v in limits)} / {used.mean():.0f}"
+
+
+def _tuned_text(part: pd.DataFrame) -> str:
+    """``"lr=0.001, head_lr_scale=10 (3); lr=0.0003, head_lr_scale=1 (2)"``, or – for an untuned recipe."""
+    if "tuned" not in part:
+        return "–"
+    chosen = [t for t in part["tuned"].fillna("") if t]
+    if not chosen:
+        return "–"
+    counts = pd.Series(chosen).value_counts()
+    return "; ".join(f"{k} ({n})" for k, n in counts.items())
+
+
+def select_spec_runs(table: pd.DataFrame, results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs of the spec in ``results_dir/spec.yaml`` and a table of the other finished runs with the reason
+    each was left out (not a cell of the spec; or stale: run with a config other than the spec's)."""
+    spec_path = results_dir / "spec.yaml"
+    resolved = (yaml.safe_load(spec_path.read_text()) or {}).get("resolved") or {} if spec_path.is_file() else {}
+    cells = resolved.get("cells")
+    if not cells:
+        return table, pd.DataFrame(columns=["Run", "Reason"])
+    wanted = set(cells)
+    hashes = resolved.get("cell_config_sha256") or {}
+    keep, left = [], []
+    for i, r in table.iterrows():
+        cid, sha = r["cell_id"], r.get("config_sha256")
+        if cid not in wanted:
+            left.append({"Run": cid, "Reason": "not a cell of the spec in spec.yaml"})
+        elif cid in hashes and isinstance(sha, str) and sha != hashes[cid]:
+            left.append({"Run": cid, "Reason": "stale: run with a config other than the spec's (config hash differs)"})
+        else:
+            keep.append(i)
+    return table.loc[keep].reset_index(drop=True), pd.DataFrame(left, columns=["Run", "Reason"])
+
+
 def _order(values: Sequence[str], canonical: Sequence[str]) -> list[str]:
     values = list(dict.fromkeys(values))
     known = [v for v in canonical if v in values]
@@ -304,6 +365,15 @@ def _slug(text: str) -> str:
 
 class _Builder:
     def __init__(self, table: pd.DataFrame, results_dir: Path, n_resamples: int, alpha: float, seed: int) -> None:
+        table, self.left_out = select_spec_runs(table, results_dir)
+        if table.empty:
+            raise DataError(
+                f"{results_dir} holds no finished run of the spec in its spec.yaml ({len(self.left_out)} other run(s) "
+                "left out); run `ecgadapt benchmark` with this --out first"
+            )
+        spec_path = results_dir / "spec.yaml"
+        resolved = (yaml.safe_load(spec_path.read_text()) or {}).get("resolved") or {} if spec_path.is_file() else {}
+        self.spec_cells: list[str] = list(resolved.get("cells") or [])
         table = table.copy()
         table["setting"] = [m if p != ROTATE else f"{m} (rotate-folds)" for m, p in zip(table["model"], table["protocol"])]
         self.table = table
@@ -360,13 +430,26 @@ class _Builder:
             f"seed-averaged metric ({self.n_resamples} resamples, classes kept scorable); **CI (seeds, t)** = 95% "
             "t-interval of the seed mean."
         )
+        blocks: list[Any] = []
+        if not self.left_out.empty:
+            blocks = [
+                f"Left out: {len(self.left_out)} other finished run(s) in the folder are not part of this spec's grid "
+                "(or were run with another config) and appear nowhere in this report:",
+                self.left_out,
+            ]
+        missing = sorted(set(self.spec_cells) - set(t["cell_id"]))
+        if missing:
+            lines.append(
+                f"Note: {len(missing)} cell(s) of the spec have not finished (e.g. {', '.join(missing[:3])}); rerun "
+                "`ecgadapt benchmark` with the same --out to finish them."
+            )
         counts = t.groupby(["setting", "task", "recipe", "fraction"]).size()
         if counts.nunique() > 1:
             lines.append(
                 f"Note: groups have unequal numbers of finished seeds ({counts.min()} to {counts.max()}); "
                 "rerun `ecgadapt benchmark` to finish the grid."
             )
-        return Section("overview", "Overview", lines)
+        return Section("overview", "Overview", [*lines, *blocks])
 
     def main_table(self) -> Section:
         rows = []
@@ -389,36 +472,89 @@ class _Builder:
                 row[f"{label} CI (seeds, t)"] = _ci(s["ci_low"], s["ci_high"]) if s else "–"
             ece = part["test_ece"].to_numpy(float)
             row["ECE mean ± std"] = _pm(float(np.mean(ece)), float(np.std(ece, ddof=1)) if len(ece) > 1 else math.nan)
+            if ROTATE in set(part["protocol"]):
+                for metric in METRICS:
+                    fold_mean = pd.to_numeric(part.get(f"fold_mean_test_{metric}"), errors="coerce").to_numpy(float)
+                    row[f"{METRIC_NAMES[metric]} per-fold mean"] = (
+                        _fmt(float(np.nanmean(fold_mean))) if np.isfinite(fold_mean).any() else "–"
+                    )
+            row["Steps: max / used (mean)"] = _budget_text(part)
+            row["Chosen on fold 9 (seeds)"] = _tuned_text(part)
             rows.append(row)
         df = pd.DataFrame(rows)
+        for col in ("Chosen on fold 9 (seeds)", "Steps: max / used (mean)"):
+            if col in df and not (df[col] != "–").any():
+                df = df.drop(columns=[col])
         df = df.assign(setting=df["Model"], task=df["Task"], recipe=df["Recipe"])
         df = self.sort(df).drop(columns=["setting", "task", "recipe"])
         text = (
             f"Test-set results at training fraction {self.main_fraction:g}: mean ± std over seeds, "
-            "95% record-bootstrap CI of the seed-averaged metric, and 95% seed t-interval."
+            "95% record-bootstrap CI of the seed-averaged metric, and 95% seed t-interval. Steps: the recipe's "
+            "maximum optimiser steps (every recipe of a comparison gets the same) and the mean it used before early "
+            "stopping. Chosen on fold 9: a tuned recipe's values picked by validation macro AUROC, with how many seeds "
+            "picked them."
         )
+        if ROTATE in set(self.main["protocol"]):
+            text += (
+                " Rotate-folds rows also give the per-fold mean: the mean of the ten folds' own test metrics, beside "
+                "the pooled out-of-fold score."
+            )
         return Section("main-results", "Main results", [text, df])
 
+    def exclusions(self) -> Section:
+        title = "Classes left out of the macro metrics"
+        rows = []
+        for _, r in self.table.iterrows():
+            test = read_final(r["run_dir"]).get("test") or {}
+            reasons = {e["class"]: e["reason"] for e in test.get("exclusions") or []}
+            for cls in test.get("excluded_classes") or []:
+                rows.append({"Model": r["setting"], "Task": r["task"], "Class": cls,
+                             "Reason": reasons.get(cls, "no positive or no negative in the scored split"),
+                             "run_dir": r["run_dir"]})  # fmt: skip
+        if not rows:
+            return Section(
+                "exclusions", title,
+                ["None: every class of every run was scored (each has a training positive and enough test positives)."],
+            )  # fmt: skip
+        df = pd.DataFrame(rows)
+        df = (
+            df.groupby(["Model", "Task", "Class", "Reason"], sort=False)["run_dir"].nunique().rename("Runs").reset_index()
+        )
+        text = (
+            "Macro AUROC/AUPRC average only the classes that can be scored fairly; these were left out, in the runs "
+            "counted. Rules: a class with no negative or fewer than `training.min_test_positives` positives in the "
+            "scored split, and (with `training.exclude_untrained_classes`) a class with no positive in the training "
+            "split. The record bootstrap drops the same classes."
+        )
+        return Section("exclusions", title, [text, df])
+
     def improvement(self) -> Section:
-        title = "Relative improvement of post_training over baseline_ft"
-        if "post_training" not in self.recipes or "baseline_ft" not in self.recipes:
-            missing = [r for r in ("post_training", "baseline_ft") if r not in self.recipes]
+        title = "Relative improvement of post-training over the baselines"
+        treatment = self.treatment()
+        baselines = [r for r in self.recipes if r.startswith("baseline_ft")]
+        if treatment is None or not baselines:
+            missing = [r for r, ok in (("post_training", treatment), ("baseline_ft", baselines)) if not ok]
             return Section("improvement", title, absent=f"the results hold no run of {', '.join(missing)}")
-        comp = compare_recipes(
-            self.table, "post_training", "baseline_ft", ("setting", "task", "fraction"), self.n_resamples, self.seed,
-            self.alpha, self.predictions,
-        )  # fmt: skip
+        comps = [
+            compare_recipes(
+                self.table, treatment, b, ("setting", "task", "fraction"), self.n_resamples, self.seed, self.alpha,
+                self.predictions,
+            )
+            for b in baselines
+        ]  # fmt: skip
+        comp = pd.concat([c for c in comps if not c.empty], ignore_index=True) if any(not c.empty for c in comps) else pd.DataFrame()
         if comp.empty:
-            return Section("improvement", title, absent="no task has runs of both post_training and baseline_ft")
-        comp = self.sort(comp)
+            return Section("improvement", title, absent=f"no task has runs of both {treatment} and a baseline")
+        comp = self.sort(comp.assign(recipe=comp["b"]))
         df = pd.DataFrame(
             {
                 "Model": comp["setting"],
                 "Task": comp["task"],
                 "Fraction": comp["fraction"].map(lambda f: f"{f:g}"),
                 "Metric": comp["metric"].map(METRIC_NAMES),
-                "baseline_ft": comp["mean_b"].map(_fmt),
-                "post_training": comp["mean_a"].map(_fmt),
+                "Baseline": comp["b"].map(self.describe_recipe),
+                "Baseline mean": comp["mean_b"].map(_fmt),
+                f"{treatment} mean": comp["mean_a"].map(_fmt),
                 "Rel. improvement": comp["rel_improvement_pct"].map(lambda v: "–" if not np.isfinite(v) else f"{v:+.2f}%"),
                 "Seeds": comp["n_seeds"],
                 "Paired Δ over seeds [t CI]": _deltas(comp, "seed"),
@@ -431,12 +567,31 @@ class _Builder:
         if not df["Note"].astype(bool).any():
             df = df.drop(columns=["Note"])
         text = (
-            "Relative improvement = (post_training − baseline_ft) / baseline_ft × 100%, on the seed means. The paired "
-            "Δ over seeds is a paired t-test of per-seed differences (training variation); the bootstrap Δ resamples "
+            f"Relative improvement = ({treatment} − baseline) / baseline × 100%, on the seed means, against every "
+            "baseline in the results: the literal `baseline_ft` (the preset's fixed hyper-parameters, as the paper "
+            "describes it) and any tuned baseline (its learning rates chosen on the validation fold with the same "
+            "search and budget as post-training). A gain over the literal baseline only can come from the baseline's "
+            "hyper-parameters rather than from the method. The paired Δ over seeds is a paired t-test of per-seed "
+            "differences (training variation); the bootstrap Δ resamples "
             f"test records ({self.n_resamples} resamples) and scores every seed of both recipes on the same records "
             "(test-set sampling variation)."
         )
         return Section("improvement", title, [text, df])
+
+    def treatment(self) -> str | None:
+        """The post-training recipe label of the results (``post_training``, else a labelled variant)."""
+        if "post_training" in self.recipes:
+            return "post_training"
+        return next((r for r in self.recipes if r.startswith("post_training") and r not in ABLATIONS), None)
+
+    def describe_recipe(self, label: str) -> str:
+        """A recipe label with what was tuned, e.g. ``baseline_ft_tuned (tuned: lr, head_lr_scale)``."""
+        part = self.table[self.table["recipe"] == label]
+        tuned = [t for t in part.get("tuned", pd.Series(dtype=str)).fillna("") if t]
+        if not tuned:
+            return f"{label} (literal)" if label == "baseline_ft" else label
+        keys = [kv.split("=")[0] for kv in tuned[0].split(", ")]
+        return f"{label} (tuned: {', '.join(keys)})"
 
     def data_efficiency(self) -> Section:
         title = "Data efficiency"
@@ -754,7 +909,7 @@ def build_report(
     b = _Builder(table, results_dir, n_resamples, alpha, seed)
     sections = [
         b.overview(), b.main_table(), b.improvement(), b.data_efficiency(), b.dynamics(), b.ablation(),
-        b.per_class(), b.reliability(),
+        b.per_class(), b.exclusions(), b.reliability(),
     ]  # fmt: skip
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)

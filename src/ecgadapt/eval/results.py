@@ -62,6 +62,7 @@ METRIC_COLUMNS = (
     "val_macro_auroc", "val_macro_auprc", "val_ece", "val_loss",
     "best_stage", "best_stage_name", "best_epoch", "best_val_macro_auroc", "best_val_macro_auprc",
     "epochs_run", "train_s", "final_eval_s", "n_train", "n_val", "n_test", "n_folds",
+    "max_total_steps", "steps_run", "stopped_early", "tuned",
 )  # fmt: skip
 
 
@@ -170,11 +171,13 @@ def pool_predictions(run_dirs: Sequence[str | Path], split: str = "test") -> dic
     }
 
 
-def _score(pred: dict[str, np.ndarray]) -> dict:
+def _score(pred: dict[str, np.ndarray], min_positives: int = 1, exclude: dict[str, str] | None = None) -> dict:
     """Classification metrics (macro + per class) and mean BCE loss of pooled predictions."""
     y, p = pred["y_true"].astype(np.float64), np.clip(pred["y_score"].astype(np.float64), 1e-7, 1 - 1e-7)
     try:
-        metrics = classification_metrics(pred["y_true"], pred["y_score"], list(pred["class_names"]))
+        metrics = classification_metrics(
+            pred["y_true"], pred["y_score"], list(pred["class_names"]), min_positives, exclude
+        )
     except MetricInputError:
         metrics = {"macro_auroc": math.nan, "macro_auprc": math.nan, "per_class": [], "excluded_classes": []}
     metrics["loss"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -189,10 +192,18 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
         key: first.get(key) for key in ("recipe", "stages", "seed", "fraction", "task", "model", "weights", "class_names")
     }
     out["protocol"] = ROTATE
+    # A class untrained in any fold is left out of the pooled macro metrics, with the folds' reason.
+    untrained = {c: r for f in finals for c, r in (f.get("untrained_classes") or {}).items()}
+    out["untrained_classes"] = untrained
+    min_positives = int(((read_config(fold_dirs[0]).get("training") or {}).get("min_test_positives")) or 1)
     for split in SPLITS:
         pred = pool_predictions(fold_dirs, split)
-        out[split] = _score(pred)
+        out[split] = _score(pred, min_positives, untrained)
         out[split]["n_records"] = len(pred["ecg_ids"])
+    out["fold_mean"] = {
+        f"{split}_{m}": float(np.nanmean([float((f.get(split) or {}).get(m, math.nan) or math.nan) for f in finals]))
+        for split in SPLITS for m in ("macro_auroc", "macro_auprc")
+    }  # fmt: skip
     out["folds"] = [
         {
             "run": Path(d).name,
@@ -339,6 +350,30 @@ def _identity(run_dir: Path, final: dict, cell: dict | None) -> dict[str, Any]:
     }
 
 
+def _budget_columns(final: dict) -> dict[str, Any]:
+    """A run's maximum and used optimiser steps, and whether any stage stopped early."""
+    budget = final.get("budget") or {}
+    stages = budget.get("stages") or []
+    return {
+        "max_total_steps": budget.get("max_total_steps"),
+        "steps_run": budget.get("total_steps_run"),
+        "stopped_early": any(bool(s.get("stopped_early")) for s in stages) if stages else None,
+    }
+
+
+def _tuning_columns(final: dict) -> dict[str, Any]:
+    """A tuned run's chosen values (``lr=0.001, head_lr_scale=10``), candidate count and search steps."""
+    tuning = final.get("tuning") or {}
+    if not tuning:
+        return {"tuned": "", "n_candidates": None, "search_steps": None}
+    chosen = tuning.get("chosen_values") or {}
+    return {
+        "tuned": ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items()),
+        "n_candidates": len(tuning.get("candidates") or []),
+        "search_steps": tuning.get("search_steps"),
+    }
+
+
 def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
     final = read_final(run_dir)
     config = read_config(run_dir)
@@ -380,6 +415,12 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
         "n_val": n.get("val"),
         "n_test": n.get("test"),
         "n_folds": len(final.get("folds") or []) or 1,
+        **_budget_columns(final),
+        **_tuning_columns(final),
+        "test_excluded_classes": "; ".join(test.get("excluded_classes") or []),
+        "fold_mean_test_macro_auroc": (final.get("fold_mean") or {}).get("test_macro_auroc"),
+        "fold_mean_test_macro_auprc": (final.get("fold_mean") or {}).get("test_macro_auprc"),
+        "config_sha256": final.get("config_sha256"),
         "run_dir": str(run_dir),
     }
     row.update({k: v for k, v in cfg_flat.items() if k not in row})

@@ -63,6 +63,8 @@ class TrainingConfig:
     pos_weight: bool = False  # class-balanced BCE: pos_weight = negatives / positives per class
     max_train_batches: int | None = None  # cap on batches per epoch (test-sized runs)
     min_steps: int = 200  # floor on a recipe's optimiser steps, shared by its stages (see loop.plan_budget)
+    min_test_positives: int = 1  # macro metrics leave out classes with fewer positives in the scored split
+    exclude_untrained_classes: bool = True  # ... and classes with no positive in the training split
     score_test: bool = True  # False: a tuning candidate, scored on the validation fold only (see train.tune)
     progress: bool = True  # tqdm progress bars
 
@@ -130,6 +132,8 @@ class FinetuneConfig:
             raise ConfigError(f"training.eval_batch_size must be >= 1 or null, got {t.eval_batch_size!r}")
         if t.num_workers < 0:
             raise ConfigError(f"training.num_workers must be >= 0, got {t.num_workers!r}")
+        if t.min_test_positives < 1:
+            raise ConfigError(f"training.min_test_positives must be >= 1, got {t.min_test_positives!r}")
         if t.min_steps < 0:
             raise ConfigError(f"training.min_steps must be >= 0, got {t.min_steps!r}")
         if t.max_train_batches is not None and t.max_train_batches < 1:

@@ -7,6 +7,7 @@ deterministic evaluation transform, same metric code).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,12 +79,15 @@ def score_split(
     dataset: ECGDataset,
     cfg: FinetuneConfig,
     device: torch.device,
+    exclude: dict[str, str] | None = None,
 ) -> tuple[dict, np.ndarray, np.ndarray]:
-    """``(metrics, y_true, y_prob)`` of ``model`` on ``dataset``; metrics include per-class AUROC/AUPRC."""
+    """``(metrics, y_true, y_prob)`` of ``model`` on ``dataset``; metrics include per-class AUROC/AUPRC.
+
+    The macro metrics leave out ``exclude``'s classes and those with fewer than ``training.min_test_positives``."""
     t = cfg.training
     loader = make_loader(dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda")
     y_true, y_prob = predict_loader(model, loader, device)
-    return score(y_true, y_prob, dataset.class_names), y_true, y_prob
+    return score(y_true, y_prob, dataset.class_names, t.min_test_positives, exclude), y_true, y_prob
 
 
 def evaluate_run(
@@ -107,5 +111,7 @@ def evaluate_run(
         raise CheckpointError(
             f"the classes of task {cfg.data.task!r} in {cfg.data.root} differ from those the run was trained on"
         )
-    metrics, _, _ = score_split(model, dataset, cfg, dev)
+    final_path = Path(run_dir) / "final.json"
+    untrained = (json.loads(final_path.read_text()).get("untrained_classes") or {}) if final_path.is_file() else {}
+    metrics, _, _ = score_split(model, dataset, cfg, dev, untrained)
     return {"split": split, "eval_windows": windows, "n_records": len(dataset), **metrics}

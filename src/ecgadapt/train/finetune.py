@@ -23,7 +23,14 @@ from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, score_split
-from ecgadapt.train.loop import Callback, FitResult, Trainer, pos_weight_from_labels, resolve_device
+from ecgadapt.train.loop import (
+    Callback,
+    FitResult,
+    Trainer,
+    class_exclusions,
+    pos_weight_from_labels,
+    resolve_device,
+)
 from ecgadapt.train.recipes import Stage, reference_model
 from ecgadapt.train.rundir import (
     CONFIG,
@@ -125,17 +132,19 @@ def run_finetune(
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     cache: ECGCache | None = None,
+    jobs: int = 1,
 ) -> Path:
     """Fine-tune ``cfg.model`` with ``cfg.recipe`` on ``cfg.data``; return the run directory.
 
     ``resume`` continues a killed run from its last completed epoch (the config must match the run's);
     ``overwrite`` replaces an existing run directory. ``callbacks`` receive ``(event, info)`` per batch/epoch.
-    A config with ``tune`` runs its candidates and keeps the best on the validation fold (:mod:`~ecgadapt.train.tune`).
+    A config with ``tune`` runs its candidates (``jobs`` at a time) and keeps the best on the validation fold
+    (:mod:`~ecgadapt.train.tune`).
     """
     if cfg.tune:
         from ecgadapt.train.grid import run_tuned
 
-        return run_tuned(cfg, resume=resume, overwrite=overwrite, cache=cache)
+        return run_tuned(cfg, resume=resume, overwrite=overwrite, cache=cache, jobs=jobs)
     t_start = time.perf_counter()
     cfg = resolve_config(cfg)
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
@@ -226,7 +235,8 @@ def _final_step(
     """After training: score the best checkpoint on val and, unless it is a tuning candidate, on the test fold."""
     t0 = time.perf_counter()
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
-    val_metrics, y_val, p_val = score_split(model, val_set, cfg, device)
+    untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
+    val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
     save_predictions(run_dir / "predictions_val.npz", val_set.ecg_ids, val_set.class_names, y_val, p_val)
     final = {
         "recipe": cfg.recipe.name,
@@ -244,6 +254,7 @@ def _final_step(
         "eval_windows": cfg.training.eval_windows,
         "budget": result.budget,
         "prevalence_loss": {"train": prevalence_loss(train_set.labels)},
+        "untrained_classes": untrained,  # left out of macro metrics (training.exclude_untrained_classes)
         "best": result.best,
         "val": val_metrics,
         "test": None,
@@ -272,7 +283,7 @@ def _score_test(
     """Score ``model`` on the test fold (once, at the end), save its predictions and write ``final.json``."""
     t0 = time.perf_counter()
     test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
-    test_metrics, y_test, p_test = score_split(model, test_set, cfg, device)
+    test_metrics, y_test, p_test = score_split(model, test_set, cfg, device, final.get("untrained_classes"))
     save_predictions(run_dir / "predictions_test.npz", test_set.ecg_ids, test_set.class_names, y_test, p_test)
     final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
     final["n_records"] = {**final["n_records"], "test": len(test_set)}

@@ -13,9 +13,10 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,12 +137,35 @@ def predict_loader(
     return torch.cat(ys).numpy(), torch.cat(probs).numpy()
 
 
-def score(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str] | None = None) -> dict:
-    """Classification metrics plus mean BCE ``loss``; macro metrics are NaN when no class can be scored."""
+def class_exclusions(train_set: Any, class_names: Sequence[str], settings: Any) -> dict[str, str]:
+    """The classes to leave out of macro metrics by rule of ``settings`` (untrained ones, when asked)."""
+    labels = getattr(train_set, "labels", None)
+    if not getattr(settings, "exclude_untrained_classes", False) or labels is None or not class_names:
+        return {}
+    return untrained_classes(np.asarray(labels), class_names)
+
+
+def untrained_classes(train_labels: np.ndarray, class_names: Sequence[str]) -> dict[str, str]:
+    """``{class: reason}`` of the classes with no positive among the training records (unlearnable)."""
+    n_pos = np.asarray(train_labels).sum(axis=0)
+    return {name: "no positive in the training split" for name, k in zip(class_names, n_pos) if k == 0}
+
+
+def score(
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    min_positives: int = 1,
+    exclude: Mapping[str, str] | None = None,
+) -> dict:
+    """Classification metrics plus mean BCE ``loss``; macro metrics are NaN when no class can be scored.
+
+    ``min_positives`` and ``exclude`` decide which classes the macro averages leave out
+    (:func:`~ecgadapt.eval.metrics.exclusion_reasons`)."""
     p = np.clip(y_prob.astype(np.float64), 1e-7, 1 - 1e-7)
     loss = float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
     try:
-        metrics = classification_metrics(y_true, y_prob, class_names)
+        metrics = classification_metrics(y_true, y_prob, class_names, min_positives, exclude)
     except MetricInputError:
         metrics = {"macro_auroc": math.nan, "macro_auprc": math.nan, "per_class": [], "excluded_classes": []}
     metrics["loss"] = loss
@@ -300,6 +324,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.metrics = MetricsLog(self.run_dir / METRICS)
         self.class_names = list(getattr(val_set, "class_names", []) or [])
+        self.excluded_classes = class_exclusions(train_set, self.class_names, settings)
         eval_bs = settings.eval_batch_size or settings.batch_size
         self.val_loader = make_loader(val_set, eval_bs, settings.num_workers, pin_memory=device.type == "cuda")
         self.amp = settings.amp and device.type == "cuda"
@@ -431,7 +456,7 @@ class Trainer:
             train_loss, last_lr = self._train_epoch(i, stage, plan, epoch, optimizer, scheduler, ema)
             eval_model = ema.module if ema is not None else self.model
             y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device)
-            val = score(y_true, y_prob, self.class_names)
+            val = score(y_true, y_prob, self.class_names, self.settings.min_test_positives, self.excluded_classes)
             metric = self.settings.select_metric
             improved = _better(val[metric], state.best_score, metric)
             if _significant(val[metric], state.ref_score, metric, stage.min_delta):

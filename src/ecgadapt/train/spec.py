@@ -7,7 +7,8 @@ A spec is plain data (see ``src/ecgadapt/specs/*.yaml``)::
     models:                       # name, weights ("required": must be given), kwargs, label, recipes (subset)
       - {name: st_mem_vit_b75, weights: required}
     tasks: [superdiagnostic, rhythm]
-    recipes: [baseline_ft, post_training]   # preset names, or mappings {name, stages, pretrained, label}
+    recipes: [baseline_ft, post_training]   # preset names, or mappings {name, stages, pretrained, label, tune}
+                                            # tune: {lr: [1e-4, 3e-4], head_lr_scale: [1, 10]} searched on fold 9
     fractions: [1.0]
     seeds: [0, 1, 2, 3, 4]
     overrides: {training.batch_size: 64}    # any FinetuneConfig field by dotted path, for every cell
@@ -134,6 +135,8 @@ class GridSpec:
         labels = [recipe_label(r) for r in self.recipes]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"{where}: two recipes share a label in {labels}; give mappings a distinct 'label'")
+        for recipe in self.recipes:
+            _check_recipe_entry(recipe, where)
         models = [m.display for m in self.models]
         if len(set(models)) != len(models):
             raise ConfigError(f"{where}: two models share a label in {models}; give them distinct 'label's")
@@ -162,6 +165,26 @@ class GridSpec:
                 raise ConfigError(f"{where}: {key} differs per cell; set it through {_AXIS_PREFIXES[head]}")
             if self.protocol == ROTATE and key in ("data.test_fold", "data.val_fold"):
                 raise ConfigError(f"{where}: {key} is set per fold by the rotate-folds protocol; drop the override")
+
+
+def _check_recipe_entry(recipe: str | dict, where: str) -> None:
+    """Raise :class:`ConfigError` unless a recipe entry resolves to a recipe and its ``tune`` search is valid."""
+    from ecgadapt.train.config import FinetuneConfig
+    from ecgadapt.train.tune import validate_tune
+
+    if not isinstance(recipe, dict):
+        return
+    entry = {k: v for k, v in recipe.items() if k not in ("label", "tune")}
+    tune = recipe.get("tune") or {}
+    label = recipe_label(recipe)
+    if not isinstance(tune, dict):
+        raise ConfigError(f"{where}: recipe {label!r}: 'tune' must map stage fields to lists of values, got {tune!r}")
+    try:
+        cfg = FinetuneConfig.from_dict({"recipe": entry, "tune": tune})
+        cfg.recipe.validate()
+        validate_tune(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: recipe {label!r}: {err}") from None
 
 
 def _as_list(value: Any, key: str, source: str) -> list:

@@ -63,6 +63,14 @@ def validate_tune(cfg: FinetuneConfig) -> None:
         cand.validate()
 
 
+def tune_override(item: str) -> str:
+    """A CLI ``--tune lr=1e-4,3e-4`` item as the config override ``tune.lr=[1e-4,3e-4]``."""
+    key, sep, values = item.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise ConfigError(f"--tune {item!r} must look like KEY=V1,V2,... (e.g. --tune lr=1e-4,3e-4,1e-3)")
+    return f"tune.{key.strip()}=[{values.strip().strip('[]')}]"
+
+
 def _value_text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
