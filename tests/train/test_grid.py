@@ -18,6 +18,7 @@ from ecgadapt.errors import ConfigError, ECGAdaptError
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.grid import expand_cells, list_specs, load_spec, run_benchmark, run_grid
 from ecgadapt.train.rundir import prepare_run_dir
+from ecgadapt.train.spec import recipe_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 from run_fixtures import labels, write_run  # noqa: E402
@@ -27,7 +28,8 @@ TINY = ["models=[{name: ecg_vit_tiny, kwargs: {width: 16, depth: 1, heads: 1, pa
 
 def small(*extra: str) -> list[str]:
     """Test-sized --set items: two tasks, two seeds, one fraction, one epoch per stage."""
-    return [*TINY, "tasks=[superdiagnostic,rhythm]", "seeds=[0,1]", "stage_overrides.epochs=1", "training.min_steps=0", *extra]
+    return [*TINY, "tasks=[superdiagnostic,rhythm]", "seeds=[0,1]", "recipes=[baseline_ft,post_training]",
+            "budget_epochs=null", "stage_overrides.epochs=1", "training.min_steps=0", *extra]  # fmt: skip
 
 
 # --- specs ---------------------------------------------------------------------------------------------------
@@ -37,12 +39,16 @@ def test_builtin_specs_load_and_pretrained_models_need_weights(tmp_path):
     assert list_specs() == ["paper-ablation", "paper-data-efficiency", "paper-main", "paper-vs-task-specific"]
     main = load_spec("paper-main")
     assert main.tasks == ["all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm"]
-    assert main.recipes == ["baseline_ft", "post_training"] and main.seeds == [0, 1, 2, 3, 4]
+    assert [recipe_label(r) for r in main.recipes] == ["baseline_ft", "baseline_ft_tuned", "lp_ft", "post_training"]
+    assert main.seeds == [0, 1, 2, 3, 4] and main.budget_epochs == 40
+    tuned = {recipe_label(r): r.get("tune") for r in main.recipes if isinstance(r, dict)}
+    assert tuned["baseline_ft_tuned"] == tuned["post_training"] == tuned["lp_ft"]  # the same search for all
+    assert "baseline_ft" in main.recipes  # the literal baseline, untuned
     assert main.models[0].name == "st_mem_vit_b75" and main.protocol == "official"
     assert load_spec("paper-data-efficiency").fractions == [0.1, 0.3, 0.5, 1.0]
-    assert {"post_training_no_lp", "post_training_no_sd", "post_training_no_dropout"} <= set(
-        load_spec("paper-ablation").recipes
-    )
+    assert {"post_training_no_lp", "post_training_no_sd", "post_training_no_dropout"} <= {
+        recipe_label(r) for r in load_spec("paper-ablation").recipes
+    }
     with pytest.raises(ConfigError, match=r"needs pretrained weights: pass --weights PATH, or --set models.0.weights"):
         expand_cells(main, tmp_path, tmp_path / "out")
     ckpt = tmp_path / "w.pt"
@@ -51,9 +57,11 @@ def test_builtin_specs_load_and_pretrained_models_need_weights(tmp_path):
     cells = expand_cells(vs, tmp_path, tmp_path / "out")
     pairs = sorted((c.model_label, c.recipe_label) for c in cells)
     assert pairs == [
-        ("st_mem_vit_b75", "baseline_ft"), ("st_mem_vit_b75", "post_training"), ("st_mem_vit_b75", "scratch"),
-        ("xresnet1d101", "scratch"),
+        ("st_mem_vit_b75", "baseline_ft"), ("st_mem_vit_b75", "baseline_ft_tuned"), ("st_mem_vit_b75", "post_training"),
+        ("st_mem_vit_b75", "scratch"), ("xresnet1d101", "scratch"),
     ]  # fmt: skip
+    budgets = {c.recipe_label: sum(s.epochs for s in c.config.recipe.stages) for c in cells}
+    assert set(budgets.values()) == {40}  # every recipe of the comparison has the same maximum budget
     scratch = next(c for c in cells if c.model_label == "st_mem_vit_b75" and c.recipe_label == "scratch")
     assert scratch.config.model.weights == str(ckpt) and not scratch.config.recipe.pretrained
     assert next(c for c in cells if c.recipe_label == "post_training").config.model.weights == str(ckpt)
@@ -269,7 +277,8 @@ def one_thread():
 
 def _real_sets(cache_dir: Path, *extra: str) -> list[str]:
     return [
-        *TINY, "stage_overrides.epochs=1", "training.max_train_batches=1", "training.batch_size=16",
+        *TINY, "recipes=[baseline_ft,post_training]", "budget_epochs=null", "stage_overrides.epochs=1",
+        "training.min_steps=0", "training.max_train_batches=1", "training.batch_size=16",
         "training.eval_batch_size=128", "training.num_workers=0", "data.rate=100", f"data.cache_dir={cache_dir}", *extra,
     ]  # fmt: skip
 

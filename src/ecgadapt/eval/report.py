@@ -67,7 +67,7 @@ __all__ = [
 
 TASK_ORDER = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 RECIPE_ORDER = (
-    "scratch", "linear_probe", "baseline_ft", "lp_ft", "post_training", "post_training_no_lp", "post_training_no_sd",
+    "scratch", "linear_probe", "baseline_ft", "baseline_ft_tuned", "lp_ft", "post_training", "post_training_no_lp", "post_training_no_sd",
     "post_training_no_dropout",
 )  # fmt: skip
 ABLATIONS = ("post_training_no_lp", "post_training_no_sd", "post_training_no_dropout", "lp_ft")

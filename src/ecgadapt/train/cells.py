@@ -18,7 +18,7 @@ from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
 from ecgadapt.train.config import FinetuneConfig, set_in
 from ecgadapt.train.finetune import resolve_config, weights_to_load
-from ecgadapt.train.recipes import override_stages
+from ecgadapt.train.recipes import override_stages, with_budget
 from ecgadapt.train.rundir import (
     CONFIG,
     FINAL,
@@ -133,6 +133,8 @@ def _base_dict(spec: GridSpec, recipe: str | dict) -> dict:
         entry.pop("label", None)
         tune = entry.pop("tune", None) or {}
     cfg = FinetuneConfig.from_dict({"recipe": entry, "training": {"progress": False}, "tune": tune})
+    if spec.budget_epochs is not None:
+        cfg.recipe = with_budget(cfg.recipe, spec.budget_epochs)
     if spec.stage_overrides:
         cfg.recipe = override_stages(cfg.recipe, **spec.stage_overrides)
     d = cfg.to_dict()

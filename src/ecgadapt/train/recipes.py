@@ -158,6 +158,19 @@ def override_stages(recipe: Recipe, **changes) -> Recipe:
     return replace(recipe, stages=[replace(s, **changes) for s in recipe.stages])
 
 
+def with_budget(recipe: Recipe, total_epochs: int) -> Recipe:
+    """A copy of ``recipe`` whose stages share ``total_epochs`` in the proportions of their current epochs
+    (each stage keeps at least one), so that recipes of a comparison get equal budgets at any size."""
+    if int(total_epochs) != total_epochs or total_epochs < len(recipe.stages):
+        raise ConfigError(
+            f"a budget of {total_epochs!r} epochs cannot cover the {len(recipe.stages)} stage(s) of {recipe.name!r}"
+        )
+    current = [max(int(s.epochs), 1) for s in recipe.stages]
+    shares = [max(1, round(total_epochs * c / sum(current))) for c in current]
+    shares[-1] = max(1, int(total_epochs) - sum(shares[:-1]))  # the last stage takes the rounding remainder
+    return replace(recipe, stages=[replace(s, epochs=n) for s, n in zip(recipe.stages, shares)])
+
+
 # --- applying a stage to a model -------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ A spec is plain data (see ``src/ecgadapt/specs/*.yaml``)::
     fractions: [1.0]
     seeds: [0, 1, 2, 3, 4]
     overrides: {training.batch_size: 64}    # any FinetuneConfig field by dotted path, for every cell
-    stage_overrides: {}                     # Stage fields set on every stage of every recipe (e.g. epochs)
+    stage_overrides: {}                     # Stage fields set on every stage of every recipe (e.g. lr)
+    budget_epochs: 40                       # every recipe's total epochs, shared by its stages in proportion
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ PROTOCOLS = ("official", ROTATE)
 REQUIRED = "required"  # placeholder weights: must be given with --weights or --set models.N.weights=...
 SPEC_KEYS = (
     "name", "description", "protocol", "models", "tasks", "recipes", "fractions", "seeds", "overrides",
-    "stage_overrides",
+    "stage_overrides", "budget_epochs",
 )  # fmt: skip
 CONFIG_SECTIONS = ("data", "model", "recipe", "training", "seed", "out", "notes")
 # Config fields set by the grid's axes or by the command line, never by ``overrides``.
@@ -81,6 +82,7 @@ class GridSpec:
     description: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     stage_overrides: dict[str, Any] = field(default_factory=dict)
+    budget_epochs: int | None = None  # every recipe's total epochs (recipes.with_budget); None: the presets'
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
@@ -112,6 +114,7 @@ class GridSpec:
             description=str(d.get("description") or ""),
             overrides=_flat_overrides(d.get("overrides") or {}, source),
             stage_overrides=dict(d.get("stage_overrides") or {}),
+            budget_epochs=None if d.get("budget_epochs") is None else _number(d["budget_epochs"], int, "budget_epochs", source),
             source=source,
         )
         spec.validate()
@@ -152,6 +155,14 @@ class GridSpec:
                 f"{where}: stage_overrides has unknown or fixed field(s) {', '.join(sorted(unknown))}; allowed: "
                 + ", ".join(f.name for f in dataclasses.fields(Stage) if f.name != "name")
             )
+        if self.budget_epochs is not None:
+            if self.budget_epochs < 1:
+                raise ConfigError(f"{where}: budget_epochs must be >= 1, got {self.budget_epochs!r}")
+            if "epochs" in self.stage_overrides:
+                raise ConfigError(
+                    f"{where}: give either budget_epochs (every recipe's total, shared by its stages) or "
+                    "stage_overrides.epochs (every stage's), not both"
+                )
         for key in self.overrides:
             head = key.split(".")[0]
             if head not in CONFIG_SECTIONS:
