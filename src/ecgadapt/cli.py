@@ -146,13 +146,17 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    p.add_argument("--uncalibrated", action="store_true", help="score the raw probabilities, not the temperature-scaled ones")
 
     def run(args: argparse.Namespace) -> int:
         import json
 
         from ecgadapt.train.evaluate import evaluate_run
 
-        m = evaluate_run(args.run_dir, split=args.split, eval_windows=args.eval_windows, device=args.device)
+        m = evaluate_run(
+            args.run_dir, split=args.split, eval_windows=args.eval_windows, device=args.device,
+            uncalibrated=args.uncalibrated,
+        )  # fmt: skip
         if args.json:
             print(json.dumps(m, indent=2))
             return 0
@@ -176,14 +180,39 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", default=None, help="output file (default: print)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--uncalibrated", action="store_true", help="raw probabilities, not the run's temperature-scaled ones")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.train.predict import predict, write_predictions
 
-        df = predict(args.run, args.inputs, rate=args.rate, eval_windows=args.eval_windows, device=args.device)
+        df = predict(
+            args.run, args.inputs, rate=args.rate, eval_windows=args.eval_windows, device=args.device,
+            uncalibrated=args.uncalibrated,
+        )  # fmt: skip
         text = write_predictions(df, args.out, args.format)
         if args.out is None:
             print(text, end="")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="fit temperature scaling of a finished run on its validation predictions (writes calibration.json)",
+        description="Reads only predictions_val.npz (fold 9): the test fold never informs the temperatures. "
+        "predict, evaluate and robustness then apply them unless given --uncalibrated.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("--mode", choices=("global", "per_class", "none"), default=None,
+                   help="one temperature, one per class, or none (removes calibration.json); default: the run's "
+                   "training.calibration")  # fmt: skip
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.eval.temperature import calibrate_run
+
+        print(calibrate_run(args.run_dir, args.mode))
         return 0
 
     p.set_defaults(func=run)
@@ -291,7 +320,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_prepare, _add_data, _add_models, _add_finetune, _add_evaluate, _add_predict,
+    _add_demo, _add_prepare, _add_data, _add_models, _add_finetune, _add_evaluate, _add_predict, _add_calibrate,
     _add_benchmark, _add_report, _add_pretrain,
 ]  # fmt: skip
 
