@@ -218,6 +218,38 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_robustness(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "robustness",
+        help="score a finished run's test split under seeded corruptions (writes robustness.csv and .png)",
+        description="Corruptions (severity 0 = clean): gaussian_noise, electrode_motion (SNR 24-0 dB), "
+        "baseline_wander, powerline_50hz, powerline_60hz, amplitude_scaling, time_shift, zeroed_leads, lead_sets "
+        "(six limb leads, I + II, II alone). Seeded: a rerun gives the same table.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("--data", default=None, help="the run's dataset folder, if it moved (default: the run's data.root)")
+    p.add_argument("--corruption", dest="corruptions", action="append", default=None, metavar="NAME",
+                   help="only this corruption (repeatable; default: all)")  # fmt: skip
+    p.add_argument("--severity", dest="severities", type=int, action="append", default=None, metavar="N",
+                   help="only this severity >= 1 (repeatable; default: all)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--uncalibrated", action="store_true", help="loss and ECE of the raw probabilities")
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.train.robustness import format_robustness, run_robustness
+
+        for run_dir in args.run_dirs:
+            table = run_robustness(
+                run_dir, args.data, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
+                device=args.device, uncalibrated=args.uncalibrated,
+            )  # fmt: skip
+            print(format_robustness(table, run_dir))
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "benchmark",
@@ -321,6 +353,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo, _add_prepare, _add_data, _add_models, _add_finetune, _add_evaluate, _add_predict, _add_calibrate,
+    _add_robustness,
     _add_benchmark, _add_report, _add_pretrain,
 ]  # fmt: skip
 
