@@ -666,7 +666,7 @@ def temperature_section(b: _Builder) -> Section:
                 ece_a = [expected_calibration_error(y, s) for y, s in zip(ys, scaled)]
                 rows.append({
                     "Model": setting, "Task": task, "Recipe": recipe, "Runs": len(ys), "Mode": ", ".join(sorted(modes)),
-                    "Temperature (geo. mean)": _fmt(float(np.mean(temps)), 3),
+                    "Mean temperature": _fmt(float(np.mean(temps)), 3),
                     "Test ECE before": _pm(float(np.mean(ece_b)), _sd(ece_b)),
                     "Test ECE after": _pm(float(np.mean(ece_a)), _sd(ece_a)),
                 })  # fmt: skip
