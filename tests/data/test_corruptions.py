@@ -25,9 +25,9 @@ def record() -> np.ndarray:
     t = np.arange(1000) / RATE
     beats = np.exp(-(((t % 0.8) - 0.3) ** 2) / 0.0005)
     rng = np.random.default_rng(0)
-    return np.stack([(0.5 + 0.1 * i) * beats + 0.05 * np.sin(2 * np.pi * 1.3 * t + i) for i in range(12)]).astype(
-        np.float32
-    ) + 0.01 * rng.standard_normal((12, 1000)).astype(np.float32)
+    return np.stack(
+        [(0.5 + 0.1 * i) * beats + 0.05 * np.sin(2 * np.pi * 1.3 * t + i) for i in range(12)]
+    ).astype(np.float32) + 0.01 * rng.standard_normal((12, 1000)).astype(np.float32)
 
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
@@ -109,6 +109,9 @@ def test_bad_names_severities_and_shapes_are_refused(record):
         corrupt(record, "lead_sets", 4, RATE, np.random.default_rng(0))
     with pytest.raises(DataError, match="12, samples"):
         corrupt(record[:6], "gaussian_noise", 1, RATE, np.random.default_rng(0))
-    assert parse_selection(["lead_sets", "gaussian_noise"], [1, 5]) == [("lead_sets", [1]), ("gaussian_noise", [1, 5])]
+    assert parse_selection(["lead_sets", "gaussian_noise"], [1, 5]) == [
+        ("lead_sets", [1]),
+        ("gaussian_noise", [1, 5]),
+    ]
     with pytest.raises(ConfigError, match="severities 0-3"):
         parse_selection(["lead_sets"], [5])

@@ -18,7 +18,9 @@ from ecgadapt.eval.temperature import apply_temperature, load_calibration
 
 @pytest.fixture(scope="module")
 def shift_results(tmp_path_factory):
-    root = fabricate_results(tmp_path_factory.mktemp("shift") / "res", tasks=("superdiagnostic",), seeds=(0, 1, 2))
+    root = fabricate_results(
+        tmp_path_factory.mktemp("shift") / "res", tasks=("superdiagnostic",), seeds=(0, 1, 2)
+    )
     return add_shift_results(root)
 
 
@@ -27,7 +29,9 @@ def test_robustness_is_averaged_over_seeds_per_recipe(shift_results):
     long = collect_robustness(table)
     assert len(long) == len(table) * (6 + 4) and set(long["recipe"]) == {"baseline_ft", "post_training"}
     summary = summarise_robustness(long)
-    row = summary.query("recipe == 'post_training' and corruption == 'gaussian_noise' and severity == 3").iloc[0]
+    row = summary.query(
+        "recipe == 'post_training' and corruption == 'gaussian_noise' and severity == 3"
+    ).iloc[0]
     runs = long.query("recipe == 'post_training' and corruption == 'gaussian_noise' and severity == 3")
     assert row["n"] == 3 and row["mean"] == pytest.approx(runs["macro_auroc"].mean())
     assert row["std"] == pytest.approx(np.std(runs["macro_auroc"], ddof=1))
@@ -42,7 +46,10 @@ def test_report_shows_ece_before_and_after_scaling_and_robustness_side_by_side(s
     rep = build_report(shift_results, tmp_path / "rep", n_resamples=50)
     assert "Calibration after temperature scaling" in rep.sections and "Robustness to shift" in rep.sections
     names = {f.name for f in rep.figures}
-    assert {"temperature_ecg-vit-tiny_superdiagnostic.png", "robustness_ecg-vit-tiny_superdiagnostic.png"} <= names
+    assert {
+        "temperature_ecg-vit-tiny_superdiagnostic.png",
+        "robustness_ecg-vit-tiny_superdiagnostic.png",
+    } <= names
     md = rep.markdown.read_text()
     temp = md[md.index("## Calibration after temperature scaling") : md.index("## Robustness to shift")]
     table = collect_results(shift_results)

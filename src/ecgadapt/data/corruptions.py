@@ -76,7 +76,9 @@ def add_noise_at_snr(x: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray
     return (x + scale[:, None] * noise).astype(x.dtype)
 
 
-def _band_noise(rng: np.random.Generator, shape: tuple[int, int], rate: float, low: float, high: float) -> np.ndarray:
+def _band_noise(
+    rng: np.random.Generator, shape: tuple[int, int], rate: float, low: float, high: float
+) -> np.ndarray:
     """White noise restricted to ``[low, high]`` Hz (FFT mask)."""
     spec = np.fft.rfft(rng.standard_normal(shape), axis=-1)
     freqs = np.fft.rfftfreq(shape[-1], d=1.0 / rate)
@@ -212,16 +214,22 @@ def corrupt(x: np.ndarray, name: str, severity: int, rate: float, rng: np.random
     """``x`` (12, T) under corruption ``name`` at ``severity`` (0: ``x`` itself, unchanged)."""
     c = get_corruption(name)
     if severity not in c.severities:
-        raise ConfigError(f"corruption {name!r} has severities {c.severities[0]}-{c.severities[-1]}, not {severity!r}")
+        raise ConfigError(
+            f"corruption {name!r} has severities {c.severities[0]}-{c.severities[-1]}, not {severity!r}"
+        )
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] != len(LEADS):
-        raise DataError(f"corruptions need a (12, samples) record in the order {', '.join(LEADS)}, got {x.shape}")
+        raise DataError(
+            f"corruptions need a (12, samples) record in the order {', '.join(LEADS)}, got {x.shape}"
+        )
     if severity == 0:
         return x
     return c.fn(x, c.parameters[severity - 1], float(rate), rng)
 
 
-def parse_selection(names: Sequence[str] | None, severities: Sequence[int] | None) -> list[tuple[str, list[int]]]:
+def parse_selection(
+    names: Sequence[str] | None, severities: Sequence[int] | None
+) -> list[tuple[str, list[int]]]:
     """``[(corruption, [severities >= 1])]`` for the given names (default all) and severities (default all)."""
     chosen = list(names) if names else list(CORRUPTIONS)
     out = []

@@ -18,7 +18,13 @@ import pandas as pd
 
 from ecgadapt.errors import DataError
 
-__all__ = ["collect_robustness", "robustness_figure", "robustness_section", "robustness_summary", "summarise_robustness"]
+__all__ = [
+    "collect_robustness",
+    "robustness_figure",
+    "robustness_section",
+    "robustness_summary",
+    "summarise_robustness",
+]
 
 ROBUSTNESS_CSV = "robustness.csv"
 METRIC_LABELS = {"macro_auroc": "macro AUROC", "macro_auprc": "macro AUPRC", "loss": "loss", "ece": "ECE"}
@@ -37,7 +43,9 @@ def read_robustness(run_dir: str | Path) -> pd.DataFrame:
     return table
 
 
-def collect_robustness(results: pd.DataFrame, keys: Sequence[str] = ("setting", "task", "recipe", "seed")) -> pd.DataFrame:
+def collect_robustness(
+    results: pd.DataFrame, keys: Sequence[str] = ("setting", "task", "recipe", "seed")
+) -> pd.DataFrame:
     """The ``robustness.csv`` of every run in ``results`` (a results table with ``run_dir``) that has one,
     stacked with the run's ``keys``; empty when none has."""
     frames = []
@@ -49,7 +57,9 @@ def collect_robustness(results: pd.DataFrame, keys: Sequence[str] = ("setting", 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def summarise_robustness(long: pd.DataFrame, metric: str = "macro_auroc", by: Sequence[str] = ("setting", "task", "recipe")) -> pd.DataFrame:
+def summarise_robustness(
+    long: pd.DataFrame, metric: str = "macro_auroc", by: Sequence[str] = ("setting", "task", "recipe")
+) -> pd.DataFrame:
     """Mean, std and n over runs of ``metric`` per ``by`` + corruption + severity (+ its level label)."""
     groups = [*by, "corruption", "severity", "level"]
     g = long.groupby(groups, sort=False)[metric]
@@ -57,7 +67,9 @@ def summarise_robustness(long: pd.DataFrame, metric: str = "macro_auroc", by: Se
     return out.reset_index()
 
 
-def robustness_summary(summary: pd.DataFrame, by: Sequence[str] = ("setting", "task", "recipe")) -> pd.DataFrame:
+def robustness_summary(
+    summary: pd.DataFrame, by: Sequence[str] = ("setting", "task", "recipe")
+) -> pd.DataFrame:
     """Per ``by`` + corruption: the clean mean, the mean over severities >= 1, its drop and the worst severity."""
     rows = []
     for keys, part in summary.groupby([*by, "corruption"], sort=False):
@@ -100,9 +112,13 @@ def robustness_figure(
             color = (colors or {}).get(line) if line is not None else None
             ax.plot(sub["severity"], sub[value], marker="o", label=line or "run", color=color)
             if "std" in sub.columns and sub["std"].notna().any():
-                ax.fill_between(sub["severity"], sub[value] - sub["std"], sub[value] + sub["std"], alpha=0.15, color=color)
+                ax.fill_between(
+                    sub["severity"], sub[value] - sub["std"], sub[value] + sub["std"], alpha=0.15, color=color
+                )
         ticks = part.drop_duplicates("severity").sort_values("severity")
-        ax.set_xticks(ticks["severity"].to_list(), [str(v) for v in ticks["level"]], rotation=30, fontsize="x-small")
+        ax.set_xticks(
+            ticks["severity"].to_list(), [str(v) for v in ticks["level"]], rotation=30, fontsize="x-small"
+        )
         ax.set_title(name, fontsize="small")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize="small")
     for ax in axes[len(names) :]:
@@ -138,18 +154,27 @@ def robustness_section(builder: Any):
                 continue
             part = builder.sort(part)
             fig = robustness_figure(part, colors=builder.colors, title=f"Robustness: {task} ({setting})")
-            blocks.append(builder.figure(f"robustness_{_slug(setting)}_{task}", fig, f"Robustness, {task}, {setting}."))
+            blocks.append(
+                builder.figure(f"robustness_{_slug(setting)}_{task}", fig, f"Robustness, {task}, {setting}.")
+            )
             s = robustness_summary(part)
             n = part.groupby("recipe", sort=False)["n"].max()
             clean_std = part[part["severity"] == 0].drop_duplicates("recipe").set_index("recipe")["std"]
             blocks += [
                 ("h3", f"{setting} — {task}"),
-                pd.DataFrame({
-                    "Recipe": s["recipe"], "Corruption": s["corruption"], "Runs": s["recipe"].map(n),
-                    "Clean AUROC": [_pm(c, clean_std.get(r, math.nan)) for c, r in zip(s["clean"], s["recipe"])],
-                    "Mean corrupted": s["corrupted_mean"].map(_fmt), "Drop": s["drop"].map(lambda v: _fmt(v, 4)),
-                    "Worst": [f"{_fmt(w)} ({lvl})" for w, lvl in zip(s["worst"], s["worst_level"])],
-                }),  # fmt: skip
+                pd.DataFrame(
+                    {
+                        "Recipe": s["recipe"],
+                        "Corruption": s["corruption"],
+                        "Runs": s["recipe"].map(n),
+                        "Clean AUROC": [
+                            _pm(c, clean_std.get(r, math.nan)) for c, r in zip(s["clean"], s["recipe"])
+                        ],
+                        "Mean corrupted": s["corrupted_mean"].map(_fmt),
+                        "Drop": s["drop"].map(lambda v: _fmt(v, 4)),
+                        "Worst": [f"{_fmt(w)} ({lvl})" for w, lvl in zip(s["worst"], s["worst_level"])],
+                    }
+                ),  # fmt: skip
             ]
     missing = len(builder.main) - long["run_dir"].nunique()
     if missing:

@@ -66,7 +66,9 @@ class CorruptedDataset(Dataset):
 
 def _scores(run_dir: Path, model, dataset: Dataset, cfg, device: torch.device, uncalibrated: bool) -> dict:
     t = cfg.training
-    loader = make_loader(dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda")
+    loader = make_loader(
+        dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda"
+    )
     y_true, y_prob = predict_loader(model, loader, device)
     metrics = score(y_true, y_prob, dataset.class_names)
     return {**metrics, **calibrated_scores(run_dir, y_true, y_prob, list(dataset.class_names), uncalibrated)}
@@ -100,7 +102,9 @@ def run_robustness(
     cache = load_or_prepare(root, cfg.data.rate, cache_dir=cache_dir or cfg.data.cache_dir, progress=False)
     base = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
     if list(base.class_names) != list(meta["class_names"]):
-        raise CheckpointError(f"the classes of task {cfg.data.task!r} in {root} differ from those the run was trained on")
+        raise CheckpointError(
+            f"the classes of task {cfg.data.task!r} in {root} differ from those the run was trained on"
+        )
     clean = _scores(run_dir, model, base, cfg, dev, uncalibrated)
     rows = []
     for name, levels in selection:
