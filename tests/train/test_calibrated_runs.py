@@ -48,3 +48,15 @@ def test_evaluate_applies_calibration_and_uncalibrated_gives_raw(trained_run, ca
     )  # scaling keeps the ranking
     assert main(["evaluate", str(trained_run), "--json", "--uncalibrated", "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)["calibration"] is None
+
+
+def test_a_tuned_run_is_calibrated_on_its_chosen_candidates_validation_predictions(make_cfg):
+    import dataclasses
+
+    cfg = dataclasses.replace(make_cfg("linear_probe", "tuned", epochs=1), tune={"lr": [1e-3, 1e-2]})
+    run = run_finetune(cfg)
+    chosen = json.loads((run / "tune.json").read_text())["chosen"]
+    cal, chosen_cal = load_calibration(run), load_calibration(run / "candidates" / chosen)
+    assert cal is not None and cal["temperatures"] == chosen_cal["temperatures"]
+    val = load_predictions(run / "predictions_val.npz")
+    np.testing.assert_allclose(cal["temperatures"], fit_temperature(val["y_true"], val["y_score"], "global"))
