@@ -152,13 +152,17 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    p.add_argument("--uncalibrated", action="store_true", help="score the raw probabilities, not the temperature-scaled ones")
 
     def run(args: argparse.Namespace) -> int:
         import json
 
         from ecgadapt.train.evaluate import evaluate_run
 
-        m = evaluate_run(args.run_dir, split=args.split, eval_windows=args.eval_windows, device=args.device)
+        m = evaluate_run(
+            args.run_dir, split=args.split, eval_windows=args.eval_windows, device=args.device,
+            uncalibrated=args.uncalibrated,
+        )  # fmt: skip
         if args.json:
             print(json.dumps(m, indent=2))
             return 0
@@ -182,14 +186,71 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", default=None, help="output file (default: print)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--uncalibrated", action="store_true", help="raw probabilities, not the run's temperature-scaled ones")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.train.predict import predict, write_predictions
 
-        df = predict(args.run, args.inputs, rate=args.rate, eval_windows=args.eval_windows, device=args.device)
+        df = predict(
+            args.run, args.inputs, rate=args.rate, eval_windows=args.eval_windows, device=args.device,
+            uncalibrated=args.uncalibrated,
+        )  # fmt: skip
         text = write_predictions(df, args.out, args.format)
         if args.out is None:
             print(text, end="")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="fit temperature scaling of a finished run on its validation predictions (writes calibration.json)",
+        description="Reads only predictions_val.npz (fold 9): the test fold never informs the temperatures. "
+        "predict, evaluate and robustness then apply them unless given --uncalibrated.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("--mode", choices=("global", "per_class", "none"), default=None,
+                   help="one temperature, one per class, or none (removes calibration.json); default: the run's "
+                   "training.calibration")  # fmt: skip
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.eval.temperature import calibrate_run
+
+        print(calibrate_run(args.run_dir, args.mode))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_robustness(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "robustness",
+        help="score a finished run's test split under seeded corruptions (writes robustness.csv and .png)",
+        description="Corruptions (severity 0 = clean): gaussian_noise, electrode_motion (SNR 24-0 dB), "
+        "baseline_wander, powerline_50hz, powerline_60hz, amplitude_scaling, time_shift, zeroed_leads, lead_sets "
+        "(six limb leads, I + II, II alone). Seeded: a rerun gives the same table.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("--data", default=None, help="the run's dataset folder, if it moved (default: the run's data.root)")
+    p.add_argument("--corruption", dest="corruptions", action="append", default=None, metavar="NAME",
+                   help="only this corruption (repeatable; default: all)")  # fmt: skip
+    p.add_argument("--severity", dest="severities", type=int, action="append", default=None, metavar="N",
+                   help="only this severity >= 1 (repeatable; default: all)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--uncalibrated", action="store_true", help="loss and ECE of the raw probabilities")
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.train.robustness import format_robustness, run_robustness
+
+        for run_dir in args.run_dirs:
+            table = run_robustness(
+                run_dir, args.data, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
+                device=args.device, uncalibrated=args.uncalibrated,
+            )  # fmt: skip
+            print(format_robustness(table, run_dir))
         return 0
 
     p.set_defaults(func=run)
@@ -297,7 +358,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_prepare, _add_data, _add_models, _add_finetune, _add_evaluate, _add_predict,
+    _add_demo, _add_prepare, _add_data, _add_models, _add_finetune, _add_evaluate, _add_predict, _add_calibrate,
+    _add_robustness,
     _add_benchmark, _add_report, _add_pretrain,
 ]  # fmt: skip
 

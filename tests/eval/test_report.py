@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from run_fixtures import fabricate_results, labels, scores
+from run_fixtures import add_shift_results, fabricate_results, labels, scores
 
 from ecgadapt.errors import DataError
 from ecgadapt.eval.bootstrap import bootstrap_ci, paired_seed_difference, pooled_paired_bootstrap
@@ -86,6 +86,7 @@ def test_report_renders_every_section_self_contained(tmp_path):
     root = fabricate_results(
         tmp_path / "res", recipes=("baseline_ft", "post_training", "post_training_no_sd"), fractions=(0.5, 1.0), seeds=(0, 1)
     )
+    add_shift_results(root)
     before = _pyplot_figures()
     rep = build_report(root, n_resamples=100)
     assert _pyplot_figures() == before  # no pyplot state
@@ -96,7 +97,8 @@ def test_report_renders_every_section_self_contained(tmp_path):
         ("improvement", "Relative improvement of post-training over the baselines"), ("data-efficiency", "Data efficiency"),
         ("training-dynamics", "Training dynamics"), ("ablation", "Ablation of post_training"),
         ("per-class", "Per-class results"), ("exclusions", "Classes left out of the macro metrics"),
-        ("calibration", "Calibration"),
+        ("calibration", "Calibration"), ("temperature-scaling", "Calibration after temperature scaling"),
+        ("robustness", "Robustness to shift"),
     ]:  # fmt: skip
         assert f"<h2>{title}</h2>" in _section(page, sid)
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)
@@ -123,9 +125,12 @@ def test_report_says_why_sections_are_absent(tmp_path):
     assert rep.html.parent == tmp_path / "rep"
     assert set(rep.absent) == {
         "Relative improvement of post-training over the baselines", "Data efficiency", "Ablation of post_training",
+        "Calibration after temperature scaling", "Robustness to shift",
     }  # fmt: skip
     assert "baseline_ft" in rep.absent["Relative improvement of post-training over the baselines"]
     assert "same training fraction" in rep.absent["Data efficiency"]
+    assert "ecgadapt robustness RUN" in rep.absent["Robustness to shift"]
+    assert "ecgadapt calibrate RUN" in rep.absent["Calibration after temperature scaling"]
     page = rep.html.read_text()
     assert 'class="absent">Not shown: every run used the same training fraction' in page
     assert "*Not shown:" in rep.markdown.read_text()

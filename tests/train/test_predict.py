@@ -12,17 +12,21 @@ from scipy.signal import resample_poly
 from ecgadapt.cli import main
 from ecgadapt.data.ptbxl import read_record
 from ecgadapt.errors import DataError
+from ecgadapt.eval.temperature import apply_temperature, calibrate_probs, load_calibration
 from ecgadapt.train.predict import predict
 from ecgadapt.train.rundir import load_predictions
 
 
 @pytest.fixture(scope="module")
 def test_record(trained_run, synthetic_root):
-    """(ecg_id, WFDB base path, the run's stored test probabilities) of the first test-fold record."""
+    """(ecg_id, WFDB base path, the run's stored test probabilities with its calibration applied) of the first
+    test-fold record."""
     pred = load_predictions(trained_run / "predictions_test.npz")
     db = pd.read_csv(synthetic_root / "ptbxl_database.csv", index_col="ecg_id")
     ecg_id = int(pred["ecg_ids"][0])
-    return ecg_id, synthetic_root / db.loc[ecg_id, "filename_lr"], pred["y_score"][0], list(pred["class_names"])
+    classes = list(pred["class_names"])
+    expected, _ = calibrate_probs(trained_run, pred["y_score"][:1], classes)
+    return ecg_id, synthetic_root / db.loc[ecg_id, "filename_lr"], expected[0], classes
 
 
 def test_wfdb_record_matches_the_runs_test_predictions(trained_run, test_record):
@@ -82,3 +86,21 @@ def test_cli_predict_json_to_file(trained_run, test_record, tmp_path, capsys):
     assert [rows[0][c] for c in classes] == pytest.approx(expected.tolist(), abs=1e-6)
     assert main(["predict", "--run", str(trained_run), str(base), "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith("record,input,windows,")
+
+
+def test_predict_applies_the_runs_temperature_scaling_and_uncalibrated_gives_raw(trained_run, test_record, capsys):
+    _, base, _, classes = test_record
+    calibration = load_calibration(trained_run)
+    assert calibration["mode"] == "global" and calibration["temperatures"][0] != 1.0  # the default, fitted
+    raw = load_predictions(trained_run / "predictions_test.npz")["y_score"][0]
+    df = predict(trained_run, [base], device="cpu", uncalibrated=True)
+    assert df.attrs["calibration"] is None
+    np.testing.assert_allclose(df[classes].to_numpy()[0], raw, atol=1e-6)
+    df = predict(trained_run, [base], device="cpu")
+    assert df.attrs["calibration"] == "global"
+    scaled = apply_temperature(raw, calibration["temperatures"])
+    np.testing.assert_allclose(df[classes].to_numpy()[0], scaled, atol=1e-6)
+    argv = ["predict", "--run", str(trained_run), str(base), "--device", "cpu", "--uncalibrated", "--format", "json"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [rows[0][c] for c in classes] == pytest.approx(raw.tolist(), abs=1e-6)

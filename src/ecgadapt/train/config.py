@@ -66,6 +66,7 @@ class TrainingConfig:
     min_test_positives: int = 1  # macro metrics leave out classes with fewer positives in the scored split
     exclude_untrained_classes: bool = True  # ... and classes with no positive in the training split
     score_test: bool = True  # False: a tuning candidate, scored on the validation fold only (see train.tune)
+    calibration: str = "global"  # temperature scaling fitted on the validation fold: global, per_class or none
     progress: bool = True  # tqdm progress bars
 
 
@@ -140,6 +141,8 @@ class FinetuneConfig:
             raise ConfigError(f"training.max_train_batches must be >= 1 or null, got {t.max_train_batches!r}")
         if t.ema is not None and not 0.0 < t.ema < 1.0:
             raise ConfigError(f"training.ema must lie in (0, 1) or be null, got {t.ema!r}")
+        if t.calibration not in ("global", "per_class", "none"):
+            raise ConfigError(f"training.calibration must be global, per_class or none, got {t.calibration!r}")
         self.recipe.validate()
         if self.tune:
             from ecgadapt.train.tune import validate_tune

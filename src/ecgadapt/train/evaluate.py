@@ -96,8 +96,10 @@ def evaluate_run(
     eval_windows: int | None = None,
     device: str = "auto",
     cache: ECGCache | None = None,
+    uncalibrated: bool = False,
 ) -> dict:
-    """Re-score a finished run's best checkpoint on ``split`` (default: the run's ``eval_windows``)."""
+    """Re-score a finished run's best checkpoint on ``split`` (default: the run's ``eval_windows``); the run's
+    temperature scaling (``calibration.json``) is applied unless ``uncalibrated`` (AUROC/AUPRC are unchanged by it)."""
     cfg = load_run_config(run_dir)
     dev = resolve_device(device)
     model, meta = load_run_model(run_dir, dev)
@@ -113,5 +115,27 @@ def evaluate_run(
         )
     final_path = Path(run_dir) / "final.json"
     untrained = (json.loads(final_path.read_text()).get("untrained_classes") or {}) if final_path.is_file() else {}
-    metrics, _, _ = score_split(model, dataset, cfg, dev, untrained)
+    metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained)
+    rules = (cfg.training.min_test_positives, untrained)
+    metrics = {**metrics, **calibrated_scores(run_dir, y_true, y_prob, dataset.class_names, uncalibrated, rules)}
     return {"split": split, "eval_windows": windows, "n_records": len(dataset), **metrics}
+
+
+def calibrated_scores(
+    run_dir: str | Path,
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    class_names: list[str],
+    uncalibrated: bool = False,
+    rules: tuple[int, dict[str, str] | None] = (1, None),
+) -> dict:
+    """Metrics of the run's calibrated probabilities (raw ones when ``uncalibrated`` or the run has no
+    ``calibration.json``), with ``ece`` and ``calibration`` (the mode applied, or None). ``rules`` are the
+    macro-metric class rules (min positives, excluded classes) of :func:`~ecgadapt.train.loop.score`."""
+    from ecgadapt.eval.calibration import expected_calibration_error
+    from ecgadapt.eval.temperature import calibrate_probs
+
+    probs, calibration = calibrate_probs(run_dir, y_prob, class_names, uncalibrated)
+    metrics = score(y_true, probs, class_names, *rules) if calibration is not None else {}
+    mode = None if calibration is None else calibration["mode"]
+    return {**metrics, "ece": expected_calibration_error(y_true, probs), "calibration": mode}

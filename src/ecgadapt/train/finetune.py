@@ -19,6 +19,7 @@ from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError
+from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.train.config import FinetuneConfig
@@ -238,6 +239,7 @@ def _final_step(
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
     val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
     save_predictions(run_dir / "predictions_val.npz", val_set.ecg_ids, val_set.class_names, y_val, p_val)
+    fit_run_calibration(run_dir, cfg.training.calibration)  # from predictions_val.npz only, never the test fold
     final = {
         "recipe": cfg.recipe.name,
         "stages": [dataclasses.asdict(s) for s in cfg.recipe.stages],

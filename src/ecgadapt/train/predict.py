@@ -21,6 +21,7 @@ from ecgadapt import LEADS
 from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import DataError
+from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.models.base import InputSpec
 from ecgadapt.train.evaluate import load_run_config, load_run_model
 from ecgadapt.train.loop import autocast, resolve_device
@@ -110,8 +111,12 @@ def predict(
     eval_windows: int | None = None,
     device: str = "auto",
     batch_size: int = 64,
+    uncalibrated: bool = False,
 ) -> pd.DataFrame:
     """One row per record: ``record``, ``input``, ``windows`` and one probability column per class.
+
+    Probabilities go through the run's temperature scaling (``calibration.json``) when it has one, unless
+    ``uncalibrated``; ``df.attrs["calibration"]`` names the mode applied (None: raw probabilities).
 
     ``rate`` is the sampling rate of ``.npy`` inputs (default: the model's); WFDB records carry their own.
     ``eval_windows`` is the minimum number of windows per record (default: the run's ``eval_windows``);
@@ -135,7 +140,12 @@ def predict(
                 windows = windows[None]
             probs = _window_probs(model, torch.from_numpy(windows), dev, batch_size, cfg.training.amp)
             rows.append({"record": name, "input": str(item), "windows": w, **dict(zip(class_names, probs.tolist()))})
-    return pd.DataFrame(rows, columns=["record", "input", "windows", *class_names])
+    df = pd.DataFrame(rows, columns=["record", "input", "windows", *class_names])
+    probs, calibration = calibrate_probs(run_dir, df[class_names].to_numpy(np.float64), class_names, uncalibrated)
+    if calibration is not None and len(df):
+        df[class_names] = probs
+    df.attrs["calibration"] = None if calibration is None else calibration["mode"]
+    return df
 
 
 @torch.no_grad()

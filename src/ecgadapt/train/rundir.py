@@ -43,7 +43,7 @@ METRIC_COLUMNS = (
 INPUTS = "inputs.json"
 RESULT_FREE_FIELDS = frozenset(
     {"out", "notes", "data.cache_dir", "training.device", "training.num_workers", "training.progress",
-     "training.eval_batch_size"}
+     "training.eval_batch_size", "training.calibration"}
 )  # fmt: skip
 """Config fields that cannot change a run's result (where it goes, how fast it runs): left out of its hash."""
 

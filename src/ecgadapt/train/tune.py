@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.recipes import Stage
 from ecgadapt.train.rundir import CHECKPOINTS, CONFIG, FINAL, METRICS, read_json, write_json
@@ -181,6 +182,7 @@ def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto
     for name in ("predictions_val.npz", "predictions_test.npz", METRICS):
         _link_or_copy(chosen_dir / name, run_dir / name)
     _link_or_copy(chosen_dir / CHECKPOINTS / "best.pt", run_dir / CHECKPOINTS / "best.pt")
+    fit_run_calibration(run_dir, cfg.training.calibration)  # on the chosen candidate's validation predictions
     final = {**final, "tuning": record, "config_sha256": read_json(run_dir / "inputs.json").get("config_sha256")}
     write_json(run_dir / FINAL, final)
     return final
