@@ -252,7 +252,10 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", metavar="NAME", help="ecg_vit model to pretrain (default ecg_vit_tiny)")
     p.add_argument("--corpus", dest="corpora", action="append", metavar="SRC",
-                   help="PTB-XL folder, prepared cache, folder of WFDB records, or deepfake:N[:SEED] (repeatable)")  # fmt: skip
+                   help="PTB-XL folder, prepared cache, folder of WFDB records, deepfake:N[:SEED], or a preprocessed "
+                   "(records, 12, samples) array npy:FILE.npy[@RATE] (repeatable)")  # fmt: skip
+    p.add_argument("--corpus-weight", dest="corpus_weights", action="append", type=float, metavar="W",
+                   help="share of training draws for each --corpus, in order (default: by corpus size)")  # fmt: skip
     p.add_argument("--real-val", metavar="DIR", help="real held-out set (e.g. PTB-XL) for the domain-gap loss")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--epochs", type=int)
