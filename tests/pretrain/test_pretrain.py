@@ -118,8 +118,8 @@ def test_resume_repeats_the_uninterrupted_run(synthetic_root: Path, cache_dir: P
 def test_bad_configs_are_config_errors(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no pretraining corpus"):
         run_pretrain(_cfg(synthetic_root, cache_dir, corpora=[]), tmp_path / "a")
-    with pytest.raises(ConfigError, match="ecg_vit models only"):
-        run_pretrain(_cfg(synthetic_root, cache_dir, model="xresnet1d50", model_kwargs={}), tmp_path / "b")
+    with pytest.raises(ConfigError, match="ecg_vit and xresnet1d models only"):
+        run_pretrain(_cfg(synthetic_root, cache_dir, model="st_mem_vit_b75", model_kwargs={}), tmp_path / "b")
     with pytest.raises(ConfigError, match="device must be"):
         run_pretrain(_cfg(synthetic_root, cache_dir, device="gpu"), tmp_path / "c")
     assert not (tmp_path / "c").exists()

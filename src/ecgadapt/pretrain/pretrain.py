@@ -33,6 +33,7 @@ from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
 from ecgadapt.pretrain.mae import MaskedECGModel
+from ecgadapt.pretrain.masked_segment import MaskedSegmentModel
 from ecgadapt.train.loop import Callback, autocast, make_loader, resolve_device
 from ecgadapt.train.optim import cosine_schedule_with_warmup, create_optimizer
 from ecgadapt.train.rundir import (
@@ -57,6 +58,8 @@ METRIC_COLUMNS = (
     "epoch", "train_loss", "val_loss", *(f"val_loss_{o}" for o in ORIGINS), "real_val_loss", "lr",
     "samples_per_s", "time_s",
 )  # fmt: skip
+OBJECTIVES = {"ecg_vit": "masked-ecg", "xresnet1d": "masked-segment"}
+"""Pretraining objective of each supported model family."""
 _RESUME_FREE = {"num_workers", "device", "progress", "cache_dir"}  # may change between a run and its resume
 
 
@@ -76,6 +79,7 @@ class PretrainConfig:
     decoder_depth: int = 2
     decoder_heads: int = 4
     norm_target: bool = True  # per-patch normalised reconstruction targets
+    segment_size: int = 25  # masked-segment objective (xresnet1d): samples per masked (lead, segment) token
     drop_path_rate: float = 0.0
     epochs: int = 10
     steps_per_epoch: int | None = None  # cap on optimiser steps per epoch (None: one pass over the corpora)
@@ -119,8 +123,11 @@ class PretrainConfig:
                 f"corpus_weights {list(self.corpus_weights)} must give one weight >= 0 per corpus "
                 f"({len(self.corpora)}: {', '.join(self.corpora)}), not all zero; pass --corpus-weight once per --corpus"
             )
-        if model_info(self.model).family != "ecg_vit":
-            raise ConfigError(f"masked pretraining supports the ecg_vit models only, not {self.model!r}")
+        if model_info(self.model).family not in OBJECTIVES:
+            raise ConfigError(
+                f"pretraining supports the {' and '.join(OBJECTIVES)} models only, not {self.model!r}; "
+                "use --model ecg_vit_tiny, ecg_vit_tiny_p50 or xresnet1d_tiny"
+            )
         for key in ("epochs", "batch_size", "max_val_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)!r}")
@@ -206,8 +213,14 @@ def build_encoder(cfg: PretrainConfig) -> ECGModel:
     return create_model(cfg.model, num_classes=0, drop_path_rate=cfg.drop_path_rate, **dict(cfg.model_kwargs))
 
 
-def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel:
-    """The masked-ECG model of ``cfg`` around ``encoder``."""
+def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel | MaskedSegmentModel:
+    """The pretraining model of ``cfg`` around ``encoder``: masked ECG modelling for ecg_vit, masked-segment
+    reconstruction for xresnet1d (see ``OBJECTIVES``)."""
+    if OBJECTIVES[model_info(cfg.model).family] == "masked-segment":
+        return MaskedSegmentModel(
+            encoder, segment_size=cfg.segment_size, mask_ratio=cfg.mask_ratio, decoder_width=cfg.decoder_width,
+            norm_target=cfg.norm_target,
+        )  # fmt: skip
     return MaskedECGModel(
         encoder, decoder_width=cfg.decoder_width, decoder_depth=cfg.decoder_depth,
         decoder_heads=cfg.decoder_heads, mask_ratio=cfg.mask_ratio, norm_target=cfg.norm_target,
@@ -232,7 +245,7 @@ def _read_metrics(path: Path) -> list[dict]:
 
 @torch.no_grad()
 def masked_loss(
-    model: MaskedECGModel, dataset: Dataset, batch_size: int, device: torch.device, seed: int, amp: bool
+    model: MaskedECGModel | MaskedSegmentModel, dataset: Dataset, batch_size: int, device: torch.device, seed: int, amp: bool
 ) -> float | None:
     """Mean masked-patch loss over ``dataset`` with masks fixed by ``seed`` (the same every epoch)."""
     if len(dataset) == 0:
@@ -249,7 +262,7 @@ def masked_loss(
 
 
 def _train_epoch(
-    model: MaskedECGModel,
+    model: MaskedECGModel | MaskedSegmentModel,
     loader: Iterable[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -358,7 +371,7 @@ def run_pretrain(
         return run_dir
     n_params = sum(p.numel() for p in encoder.parameters())
     print(
-        f"{'resuming' if start_epoch else 'starting'} {run_dir}: masked pretraining of {cfg.model} "
+        f"{'resuming' if start_epoch else 'starting'} {run_dir}: {OBJECTIVES[model_info(cfg.model).family]} pretraining of {cfg.model} "
         f"({n_params / 1e6:.2f} M params), {len(train_set)} train / {len(val_set)} held-out ECGs from "
         f"{len(corpora)} corpus(es){f', real held-out {len(real_set)}' if real_set is not None else ''}, "
         f"{steps} steps x {cfg.epochs} epochs, batch {cfg.batch_size}, mask {cfg.mask_ratio}, {device}"
@@ -412,8 +425,9 @@ def run_pretrain(
             callback("epoch_end", row)
 
     save_encoder(encoder, run_dir / ENCODER_FILE, cfg.model, extra={
-        "model_kwargs": dict(cfg.model_kwargs), "pretrain": "masked-ecg", "epochs": cfg.epochs,
-        "mask_ratio": cfg.mask_ratio,
+        "model_kwargs": dict(cfg.model_kwargs), "pretrain": OBJECTIVES[model_info(cfg.model).family],
+        "epochs": cfg.epochs, "mask_ratio": cfg.mask_ratio, "seed": cfg.seed, "corpora": list(cfg.corpora),
+        "corpus_weights": list(cfg.corpus_weights),
     })  # fmt: skip
     final = {
         "model": cfg.model,
