@@ -178,3 +178,18 @@ def test_mixed_corpora_report_held_out_losses_per_origin(synthetic_root: Path, c
     ]
     with pytest.raises(ConfigError, match="one weight >= 0 per corpus"):
         run_pretrain(dataclasses.replace(cfg, corpus_weights=[1.0]), tmp_path / "bad")
+
+
+def test_cli_passes_corpus_weights_and_the_cnn_objective(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cnn"
+    args = [
+        "pretrain", "--model", "xresnet1d_tiny", "--corpus", str(synthetic_root), "--corpus-weight", "2",
+        "--out", str(out), "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--segment-size", "50",
+        "--mask-ratio", "0.5", "--decoder-width", "16", "--cache-dir", str(cache_dir), "--no-progress",
+        "--model-arg", "widths=[8,8,8,8]", "--model-arg", "stem_widths=[8,8,8]",
+    ]  # fmt: skip
+    assert main(args) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["corpus_weights"] == [2.0] and saved["segment_size"] == 50
+    with safe_open(out / "encoder.safetensors", "pt") as f:
+        assert f.metadata()["pretrain"] == '"masked-segment"'
