@@ -49,3 +49,16 @@ def test_default_finetune_starts_from_the_bundled_encoder(tmp_path: Path) -> Non
 def test_explicit_none_or_other_model_keeps_random_init(tmp_path: Path, flags: dict, expected: object) -> None:
     cfg = build_config(data__root=str(tmp_path), out=str(tmp_path / "run"), **flags)
     assert cfg.model.weights is expected
+
+
+def test_candidates_card_says_what_each_encoder_saw_and_warns_about_fold_10(shared: Path) -> None:
+    card = (Path(bundled_path("ecg_vit_tiny")).parent / "candidates.md").read_text()
+    assert "## What each encoder has seen" in card
+    assert "The real records come from the full PTB-XL and may include some of its fold 10" in card
+    for name in ("ecg_vit_tiny_p50", "xresnet1d_tiny", "ptbxl-unlabelled-1785"):
+        assert name in card, name
+    ids_file = shared / "data" / "ptbxl-unlabelled-1785" / "ecg_ids.csv"
+    if not ids_file.is_file():
+        pytest.skip(f"{ids_file} not found")
+    ids = ids_file.read_text().split()[1:]
+    assert len(ids) == 1785 and ", ".join(ids) in card  # every ecg_id, in row order

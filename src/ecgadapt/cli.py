@@ -313,13 +313,17 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pretrain",
-        help="masked-ECG pretraining of an ecg_vit encoder on unlabelled corpora (writes a run directory)",
+        help="self-supervised pretraining of an ecg_vit (masked ECG) or xresnet1d (masked segments) encoder on "
+        "unlabelled corpora (writes a run directory)",
         description="Writes config.yaml, env.json, metrics.csv, checkpoints/last.pt and, when finished, "
         "encoder.safetensors (load it with finetune --weights PATH).",
     )
-    p.add_argument("--model", metavar="NAME", help="ecg_vit model to pretrain (default ecg_vit_tiny)")
+    p.add_argument("--model", metavar="NAME", help="model to pretrain: ecg_vit_* or xresnet1d_* (default ecg_vit_tiny)")
     p.add_argument("--corpus", dest="corpora", action="append", metavar="SRC",
-                   help="PTB-XL folder, prepared cache, folder of WFDB records, or deepfake:N[:SEED] (repeatable)")  # fmt: skip
+                   help="PTB-XL folder, prepared cache, folder of WFDB records, deepfake:N[:SEED], or a preprocessed "
+                   "(records, 12, samples) array npy:FILE.npy[@RATE] (repeatable)")  # fmt: skip
+    p.add_argument("--corpus-weight", dest="corpus_weights", action="append", type=float, metavar="W",
+                   help="share of training draws for each --corpus, in order (default: by corpus size)")  # fmt: skip
     p.add_argument("--real-val", metavar="DIR", help="real held-out set (e.g. PTB-XL) for the domain-gap loss")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--epochs", type=int)
@@ -331,6 +335,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-ratio", type=float)
     p.add_argument("--decoder-width", type=int)
     p.add_argument("--decoder-depth", type=int)
+    p.add_argument("--segment-size", type=int, metavar="N", help="samples per masked segment (xresnet1d; default 25)")
     p.add_argument("--val-fraction", type=float, help="share of each corpus held out (default 0.05)")
     p.add_argument("--seed", type=int)
     p.add_argument("--num-workers", type=int, metavar="N")

@@ -218,3 +218,16 @@ def test_tiny_fine_tunes_fast_on_two_cpu_threads() -> None:
     finally:
         torch.set_num_threads(threads)
     assert row["train_samples_s"] >= 250, row
+
+
+def test_finer_token_variant_is_registered_with_half_second_patches(tmp_path: Path) -> None:
+    info = model_info("ecg_vit_tiny_p50")
+    assert info.family == "ecg_vit" and info.input_spec == model_info("ecg_vit_tiny").input_spec
+    model = create_model("ecg_vit_tiny_p50", num_classes=5, drop_path_rate=0.1)
+    assert model.patch_size == 50 and model.num_patches == 20  # 0.5 s at 100 Hz, 240 tokens
+    assert model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
+    from ecgadapt.pretrain.pretrain import save_encoder
+
+    path = save_encoder(model, tmp_path / "p50.safetensors", "ecg_vit_tiny_p50")
+    loaded = create_model("ecg_vit_tiny_p50", num_classes=2, pretrained=path)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items() if not k.startswith("head."))

@@ -169,3 +169,82 @@ def test_tiny_model_overfits_16_samples():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+# -- xresnet1d_tiny: the self-pretrained CNN candidate -----------------------------------------------------
+
+
+def test_tiny_candidate_is_registered_with_the_per_lead_10s_spec():
+    from ecgadapt.models.ecg_vit import ECG_VIT_INPUT_SPEC
+
+    info = model_info("xresnet1d_tiny")
+    assert info.family == "xresnet1d" and info.checkpoint_formats == ("ecgadapt",)
+    assert info.input_spec == ECG_VIT_INPUT_SPEC  # same corpora and preprocessing as the ViT encoders
+    model = create_model("xresnet1d_tiny", num_classes=5)
+    assert model.input_spec == info.input_spec and model.num_features == 512
+    assert 0.1e6 < sum(p.numel() for p in model.parameters()) < 0.3e6
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 12, 1000)).shape == (2, 5)
+
+
+def _save_encoder(model: XResNet1d, path, drop: str | None = None, extra: dict | None = None):
+    from ecgadapt.pretrain.pretrain import save_encoder
+
+    save_encoder(model, path, "xresnet1d_tiny")
+    if drop or extra:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(path)
+        state.pop(drop, None)
+        save_file({**state, **(extra or {})}, str(path))
+    return path
+
+
+def test_tiny_checkpoint_round_trip_is_exact_and_key_checks_are_strict(tmp_path):
+    from ecgadapt.errors import CheckpointError
+    from ecgadapt.models.checkpoint import detect_checkpoint
+
+    torch.manual_seed(0)
+    trained = create_model("xresnet1d_tiny", num_classes=0)
+    with torch.no_grad():  # make BN statistics and the zero-init gammas non-trivial
+        for p in trained.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        for m in trained.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.normal_()
+                m.num_batches_tracked.fill_(7)
+    path = _save_encoder(trained, tmp_path / "enc.safetensors")
+    loaded = create_model("xresnet1d_tiny", num_classes=3, pretrained=path, drop_rate=0.2, drop_path_rate=0.1)
+    ref = trained.state_dict()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in ref.items())  # every key, buffers included
+    assert set(loaded.state_dict()) - set(ref) == {"head.weight", "head.bias"}  # only the head is new
+    x = torch.randn(2, 12, 1000)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval().forward_features(x), trained.eval().forward_features(x))
+    assert "xresnet1d_tiny" in detect_checkpoint(path).fits
+    missing = _save_encoder(trained, tmp_path / "missing.safetensors", drop="stages.0.0.conv1.0.weight")
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\): stages\.0\.0\.conv1\.0\.weight"):
+        create_model("xresnet1d_tiny", num_classes=3, pretrained=missing)
+    extra = _save_encoder(trained, tmp_path / "extra.safetensors", extra={"decoder.0.weight": torch.zeros(2)})
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): decoder\.0\.weight"):
+        create_model("xresnet1d_tiny", num_classes=3, pretrained=extra)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        create_model("xresnet1d_tiny", num_classes=3, pretrained=path, widths=(32, 32, 64, 32))
+
+
+def test_tiny_supports_linear_probing_and_stochastic_depth_for_post_training(tmp_path):
+    from ecgadapt.train.recipes import reference_model, set_drop_rates, set_train_mode, set_trainable
+
+    path = _save_encoder(create_model("xresnet1d_tiny", num_classes=0), tmp_path / "enc.safetensors")
+    model = create_model("xresnet1d_tiny", num_classes=4, pretrained=path)
+    trainable = set_trainable(model, "head")  # linear probe: the head only, backbone in eval mode
+    assert {id(p) for p in trainable} == {id(p) for p in model.get_classifier().parameters()}
+    set_train_mode(model, "head")
+    assert not model.stages.training and model.head.training
+    assert model.forward_head(model.forward_features(torch.randn(2, 12, 1000)), pre_logits=True).shape == (2, 512)
+    set_trainable(model, "all")
+    set_drop_rates(model, 0.1, 0.2, reference=reference_model("xresnet1d_tiny", 4, 0.1, 0.2))
+    assert model.drop_path_rates() == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2])  # rising linearly
+    assert model.head_drop.p == 0.1
+    model.reset_classifier(7)
+    assert model(torch.randn(2, 12, 1000)).shape == (2, 7)

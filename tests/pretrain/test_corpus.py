@@ -125,3 +125,101 @@ def test_deepfake_source_string_generates_into_the_cache(tmp_path: Path) -> None
     corpus = open_corpus("deepfake:2:5", rate=100, cache_dir=tmp_path, progress=False)
     assert corpus.kind == "deepfake" and corpus.signals.shape == (2, 12, 1000)
     assert corpus.path.parent == tmp_path / "corpora"
+
+
+# -- preprocessed arrays (npy:PATH) ---------------------------------------------------------------------------
+
+
+def _zscored(n: int = 6, leads: int = 12, t: int = 1000, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, leads, t))
+    x = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)
+    return x.astype(np.float16)
+
+
+def test_npy_array_becomes_a_real_lead_normalised_corpus(tmp_path: Path) -> None:
+    file = tmp_path / "arrays" / "signals_100hz.npy"
+    file.parent.mkdir()
+    np.save(file, _zscored())
+    for source in (f"npy:{file}", str(file), f"npy:{file}@100"):
+        corpus = open_corpus(source, rate=100, cache_dir=tmp_path / "cache", progress=False)
+        assert (corpus.kind, corpus.origin, corpus.rate, corpus.normalisation) == ("npy", "real", 100, "lead")
+        assert corpus.signals.dtype == np.float32 and corpus.signals.shape == (6, 12, 1000)
+        np.testing.assert_array_equal(corpus.signals[2], np.load(file)[2].astype(np.float32))
+    assert len(list((tmp_path / "cache" / "corpora").iterdir())) == 1  # converted once, then reused
+    mv = tmp_path / "mv_500hz.npy"
+    np.save(mv, (_zscored(t=500).astype(np.float32) * 0.3 + 0.5))
+    assert open_corpus(mv, cache_dir=tmp_path / "cache", progress=False).normalisation == "none"
+
+
+def test_npy_rate_comes_from_the_name_or_the_source(tmp_path: Path) -> None:
+    file = tmp_path / "signals.npy"
+    np.save(file, _zscored(n=2))
+    with pytest.raises(ConfigError, match=r"npy:.*signals\.npy@RATE"):
+        open_corpus(f"npy:{file}", cache_dir=tmp_path / "cache", progress=False)
+    assert open_corpus(f"npy:{file}@250", cache_dir=tmp_path / "cache", progress=False).rate == 250
+
+
+@pytest.mark.parametrize(
+    ("array", "match"),
+    [
+        (np.zeros((4, 1000), np.float32), r"shape \[4, 1000\].*\(records, 12 leads, samples\)"),
+        (np.zeros((4, 1000, 12), np.float32), r"has 1000 leads.*np\.transpose\(a, \(0, 2, 1\)\)"),
+        (np.zeros((4, 8, 1000), np.float32), r"has 8 leads.*I, II, III.*derive the missing leads"),
+    ],
+    ids=["2-d", "transposed", "eight-leads"],
+)
+def test_npy_with_a_wrong_shape_or_lead_count_is_one_clear_error(
+    tmp_path: Path, array: np.ndarray, match: str
+) -> None:
+    file = tmp_path / "bad_100hz.npy"
+    np.save(file, array)
+    with pytest.raises(DataError, match=match) as err:
+        open_corpus(f"npy:{file}", cache_dir=tmp_path / "cache", progress=False)
+    assert str(file) in str(err.value)
+    assert not (tmp_path / "cache").exists()  # nothing written
+
+
+def test_npy_with_nans_names_the_rows_and_writes_nothing(tmp_path: Path) -> None:
+    x = _zscored(n=5)
+    x[1, 3, 10] = np.nan
+    x[4, 0, 0] = np.inf
+    file = tmp_path / "nan_100hz.npy"
+    np.save(file, x)
+    with pytest.raises(DataError, match=r"NaN or infinite values in 2 record\(s\) \(rows \[1, 4\]\).*drop or repair") as err:
+        open_corpus(file, cache_dir=tmp_path / "cache", progress=False)
+    assert str(file) in str(err.value)
+    assert not list((tmp_path / "cache" / "corpora").glob("*"))
+
+
+def test_npy_that_is_missing_or_not_an_array_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        open_corpus(f"npy:{tmp_path / 'nope_100hz.npy'}", progress=False)
+    junk = tmp_path / "junk_100hz.npy"
+    junk.write_text("not an array")
+    with pytest.raises(DataError, match=r"junk_100hz\.npy is not a readable \.npy array"):
+        open_corpus(junk, cache_dir=tmp_path, progress=False)
+
+
+def test_lead_normalised_corpus_refuses_a_model_that_needs_millivolts(tmp_path: Path) -> None:
+    from ecgadapt.models import model_info
+    from ecgadapt.pretrain.corpus import check_corpus_input
+
+    file = tmp_path / "signals_100hz.npy"
+    np.save(file, _zscored(n=2))
+    corpus = open_corpus(file, cache_dir=tmp_path / "cache", progress=False)
+    check_corpus_input(corpus, model_info("ecg_vit_tiny").input_spec, "ecg_vit_tiny")  # per-lead z-score: fine
+    with pytest.raises(ConfigError, match=r"already z-scored per lead.*'global'.*normalises per lead"):
+        check_corpus_input(corpus, model_info("xresnet1d50").input_spec, "xresnet1d50")
+
+
+def test_corpus_origin_tells_synthetic_from_real(synthetic_root: Path, tmp_path: Path) -> None:
+    assert open_corpus(synthetic_root, rate=100, cache_dir=tmp_path, progress=False).origin == "synthetic"
+    assert open_corpus(synthetic_root / "records100", cache_dir=tmp_path, progress=False).origin == "synthetic"
+
+
+def test_the_shared_unlabelled_ptbxl_array_opens_as_real_lead_normalised(shared: Path, tmp_path: Path) -> None:
+    file = shared / "data" / "ptbxl-unlabelled-1785" / "signals_100hz.npy"
+    if not file.is_file():
+        pytest.skip(f"{file} not found")
+    corpus = open_corpus(f"npy:{file}", rate=100, cache_dir=tmp_path, progress=False)
+    assert (corpus.origin, corpus.rate, corpus.normalisation, corpus.signals.shape) == ("real", 100, "lead", (1785, 12, 1000))

@@ -118,8 +118,8 @@ def test_resume_repeats_the_uninterrupted_run(synthetic_root: Path, cache_dir: P
 def test_bad_configs_are_config_errors(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no pretraining corpus"):
         run_pretrain(_cfg(synthetic_root, cache_dir, corpora=[]), tmp_path / "a")
-    with pytest.raises(ConfigError, match="ecg_vit models only"):
-        run_pretrain(_cfg(synthetic_root, cache_dir, model="xresnet1d50", model_kwargs={}), tmp_path / "b")
+    with pytest.raises(ConfigError, match="ecg_vit and xresnet1d models only"):
+        run_pretrain(_cfg(synthetic_root, cache_dir, model="st_mem_vit_b75", model_kwargs={}), tmp_path / "b")
     with pytest.raises(ConfigError, match="device must be"):
         run_pretrain(_cfg(synthetic_root, cache_dir, device="gpu"), tmp_path / "c")
     assert not (tmp_path / "c").exists()
@@ -144,3 +144,52 @@ def test_cli_pretrain_runs_and_refuses_to_overwrite(
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0
+
+
+def test_mixture_indices_follow_the_weights_not_the_sizes() -> None:
+    from ecgadapt.pretrain.pretrain import mixture_indices
+
+    rows = mixture_indices([1000, 10, 0], [0.5, 0.5, 3.0], 4000, torch.Generator().manual_seed(0))
+    small = (rows >= 1000).mean()
+    assert 0.45 < small < 0.55 and rows.max() < 1010  # the empty part is never drawn
+    again = mixture_indices([1000, 10, 0], [0.5, 0.5, 3.0], 4000, torch.Generator().manual_seed(0))
+    assert (rows == again).all()
+
+
+def test_mixed_corpora_report_held_out_losses_per_origin(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    real = tmp_path / "real_100hz.npy"  # a lead-normalised array, like ptbxl-unlabelled-1785
+    x = np.random.default_rng(0).normal(size=(40, 12, 1000))
+    np.save(real, ((x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)).astype(np.float16))
+    cfg = _cfg(
+        synthetic_root, cache_dir, corpora=[str(synthetic_root), f"npy:{real}"], corpus_weights=[1.0, 3.0],
+        epochs=1, val_fraction=0.1,
+    )  # fmt: skip
+    run = run_pretrain(cfg, tmp_path / "run")
+    row = _metrics(run)[0]
+    assert float(row["val_loss_synthetic"]) > 0 and float(row["val_loss_real"]) > 0
+    assert row["val_loss_generated"] == "" and row["real_val_loss"] == ""
+    pooled = (12 * float(row["val_loss_synthetic"]) + 4 * float(row["val_loss_real"])) / 16
+    assert abs(float(row["val_loss"]) - pooled) < 1e-6
+    final = yaml.safe_load((run / "final.json").read_text())
+    assert [(c["origin"], c["weight"], c["normalisation"]) for c in final["corpora"]] == [
+        ("synthetic", 1.0, "none"), ("real", 3.0, "lead"),
+    ]
+    with pytest.raises(ConfigError, match="one weight >= 0 per corpus"):
+        run_pretrain(dataclasses.replace(cfg, corpus_weights=[1.0]), tmp_path / "bad")
+
+
+def test_cli_passes_corpus_weights_and_the_cnn_objective(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cnn"
+    args = [
+        "pretrain", "--model", "xresnet1d_tiny", "--corpus", str(synthetic_root), "--corpus-weight", "2",
+        "--out", str(out), "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--segment-size", "50",
+        "--mask-ratio", "0.5", "--decoder-width", "16", "--cache-dir", str(cache_dir), "--no-progress",
+        "--model-arg", "widths=[8,8,8,8]", "--model-arg", "stem_widths=[8,8,8]",
+    ]  # fmt: skip
+    assert main(args) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["corpus_weights"] == [2.0] and saved["segment_size"] == 50
+    with safe_open(out / "encoder.safetensors", "pt") as f:
+        assert f.metadata()["pretrain"] == '"masked-segment"'

@@ -236,6 +236,9 @@ def _build(defaults: dict, num_classes: int, drop_rate: float, drop_path_rate: f
 # 12 leads x 8 patches of 1.25 s = 96 tokens, MLP ratio 2. small has 120 tokens of 1 s and a 4x MLP.
 _TINY = dict(seq_len=1000, patch_size=125, width=96, depth=4, heads=2, mlp_ratio=2.0)
 _SMALL = dict(seq_len=1000, patch_size=100, width=192, depth=6, heads=3, mlp_ratio=4.0)
+# tiny_p50 has finer tokens (0.5 s, shorter than a beat): 12 leads x 20 patches = 240 tokens, width 64 to keep
+# fine-tuning throughput near tiny's (about 0.8x on 2 threads, batch 32).
+_TINY_P50 = dict(seq_len=1000, patch_size=50, width=64, depth=4, heads=2, mlp_ratio=2.0)
 
 
 @register_model(_ecg_vit_info("ecg_vit_tiny", "Compact ECG ViT: 12 leads x 8 patches of 1.25 s, width 96, depth 4"))
@@ -248,3 +251,11 @@ def ecg_vit_tiny(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: fl
 def ecg_vit_small(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> ECGViT:
     """The small ECG ViT."""
     return _build(_SMALL, num_classes, drop_rate, drop_path_rate, **overrides)
+
+
+@register_model(
+    _ecg_vit_info("ecg_vit_tiny_p50", "Compact ECG ViT with finer tokens: 12 leads x 20 patches of 0.5 s, width 64, depth 4")
+)
+def ecg_vit_tiny_p50(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> ECGViT:
+    """The tiny ECG ViT with 0.5 s patches (finer morphology per token)."""
+    return _build(_TINY_P50, num_classes, drop_rate, drop_path_rate, **overrides)

@@ -44,6 +44,10 @@ from ecgadapt.models.registry import register_model
 XRESNET1D_INPUT_SPEC = InputSpec(sampling_rate=100, length=250, normalisation="global", band_pass=None)
 """Native input of the PTB-XL benchmark's xresnet1d: 100 Hz, 2.5 s windows, one mean/std per record, no filter."""
 
+XRESNET1D_TINY_INPUT_SPEC = InputSpec(sampling_rate=100, length=1000, normalisation="lead", band_pass=(0.67, 40.0))
+"""Input of the self-pretrained ``xresnet1d_tiny``: that of ``ecg_vit`` (10 s at 100 Hz, per-lead z-score,
+0.67-40 Hz), so that it pretrains on the same corpora, including per-lead z-scored real arrays."""
+
 
 class ConvBnAct(nn.Sequential):
     """Conv1d (no bias) -> BatchNorm1d -> optional ReLU, 'same' padding."""
@@ -190,11 +194,15 @@ class XResNet1d(ECGModel):
             self.head_drop = nn.Identity()
             self.head = fastai_head(self.num_features, self.head_hidden, num_classes, self.drop_rate)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, leads, T) -> (B, num_features) concat max+avg pooled features."""
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, leads, T) -> (B, C, T') feature map of the last stage, before pooling."""
         if x.ndim != 3:
             raise ConfigError(f"xresnet1d expects input of shape (batch, leads, time), got {tuple(x.shape)}")
-        return self.pool(self.stages(self.stem(x)))
+        return self.stages(self.stem(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, leads, T) -> (B, num_features) concat max+avg pooled features."""
+        return self.pool(self.forward_map(x))
 
     def num_layers(self) -> int:
         """Stem = 0, blocks 1..N in order, head = N + 1."""
@@ -243,3 +251,24 @@ def xresnet1d101(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: fl
 def xresnet1d50(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> XResNet1d:
     """XResNet1d-50: bottleneck stages [3, 4, 6, 3]."""
     return _make((3, 4, 6, 3), num_classes, drop_rate, drop_path_rate, **overrides)
+
+
+# tiny is sized like ecg_vit_tiny for CPU fine-tuning on 10 s records: four bottleneck blocks (one per stage),
+# bottleneck widths 32-64, 512 pooled features, 0.17 M parameters; pretrained by masked-segment reconstruction
+# (ecgadapt.pretrain.masked_segment).
+_TINY = dict(layers=(1, 1, 1, 1), widths=(32, 32, 64, 64), stem_widths=(16, 16, 32), input_spec=XRESNET1D_TINY_INPUT_SPEC)
+
+
+@register_model(
+    ModelInfo(
+        "xresnet1d_tiny",
+        "xresnet1d",
+        XRESNET1D_TINY_INPUT_SPEC,
+        "Compact 1-D XResNet (4 bottleneck blocks, 0.17 M params) for self-supervised pretraining on 10 s ECGs",
+        checkpoint_formats=("ecgadapt",),
+    )
+)
+def xresnet1d_tiny(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> XResNet1d:
+    """The tiny XResNet1d (CPU-friendly, per-lead normalised 10 s input)."""
+    kwargs = {**_TINY, **overrides}
+    return _make(kwargs.pop("layers"), num_classes, drop_rate, drop_path_rate, **kwargs)

@@ -7,7 +7,14 @@
 - any folder of WFDB records (``**/*.hea`` with the 12 standard leads; labels ignored): read once into a corpus
   folder under the cache directory by :func:`prepare_wfdb_corpus`;
 - ``deepfake:N`` or ``deepfake:N:SEED``: N ECGs generated with the MIT-licensed ``deepfake-ecg`` package
-  (optional extra ``ecgadapt[deepfake]``) by :func:`generate_deepfake_corpus`, cached the same way.
+  (optional extra ``ecgadapt[deepfake]``) by :func:`generate_deepfake_corpus`, cached the same way;
+- ``npy:PATH[@RATE]`` or a path ending in ``.npy``: a preprocessed (records, 12, samples) array in LEADS order,
+  checked and copied once into a corpus folder by :func:`prepare_npy_corpus`. The rate comes from ``@RATE`` or
+  a ``<N>hz`` in the file name. Arrays that are already z-scored per lead (e.g. ``ptbxl-unlabelled-1785``) are
+  recorded as ``normalisation: "lead"``; :func:`check_corpus_input` then refuses models that need millivolts.
+
+Every corpus has an ``origin``: ``generated`` (deepfake-ecg), ``synthetic`` (ecgadapt's own generator) or
+``real``; held-out losses are reported per origin.
 
 Every corpus folder is built in a temporary folder beside its target and renamed into place when complete.
 """
@@ -55,7 +62,9 @@ class Corpus:
     name: str
     path: Path
     rate: int
-    kind: str  # "ptbxl", "wfdb", "deepfake" or "corpus"
+    kind: str  # "ptbxl", "wfdb", "deepfake", "npy" or "corpus"
+    origin: str = "real"  # "generated", "synthetic" or "real"
+    normalisation: str = "none"  # "none": millivolts; "lead": already z-scored per lead (preprocessed arrays)
     _signals: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -96,7 +105,12 @@ def _read_corpus_manifest(path: Path) -> dict | None:
 
 
 def _open_folder(path: Path, manifest: dict) -> Corpus:
-    corpus = Corpus(name=manifest.get("name", path.name), path=path, rate=int(manifest["rate"]), kind=manifest["kind"])
+    kind = manifest["kind"]
+    corpus = Corpus(
+        name=manifest.get("name", path.name), path=path, rate=int(manifest["rate"]), kind=kind,
+        origin=manifest.get("origin", "generated" if kind == "deepfake" else "real"),
+        normalisation=manifest.get("normalisation", "none"),
+    )  # fmt: skip
     if list(corpus.signals.shape) != list(manifest["shape"]):
         raise DataError(
             f"{path / SIGNALS_FILE} has shape {list(corpus.signals.shape)}, the manifest says {manifest['shape']}; "
@@ -124,6 +138,7 @@ def _build_corpus(target: Path, shape: tuple[int, int, int], manifest: dict, fil
             "dtype": "float32",
             "leads": list(LEADS),
             "units": "mV",
+            "normalisation": "none",
             **manifest,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(time.perf_counter() - start, 3),
@@ -140,6 +155,13 @@ def _build_corpus(target: Path, shape: tuple[int, int, int], manifest: dict, fil
 def _corpus_dir(kind: str, key: str, cache_dir: str | os.PathLike | None) -> Path:
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return base / "corpora" / f"{kind}-{key}"
+
+
+def _folder_origin(root: Path) -> str:
+    """``synthetic`` for a folder written by ecgadapt's synthetic generator (or a subfolder of one), else ``real``."""
+    from ecgadapt.data.synthetic import MARKER_NAME
+
+    return "synthetic" if any((p / MARKER_NAME).is_file() for p in (root, *root.parents[:2])) else "real"
 
 
 # -- WFDB folders ------------------------------------------------------------------------------------------
@@ -193,7 +215,10 @@ def prepare_wfdb_corpus(
             signals[i] = read_record(h.with_suffix(""))[:, :length]
 
     shape = (len(headers), len(LEADS), length)
-    meta = {"name": root.name, "kind": "wfdb", "rate": rates[0], "source": str(root), "fingerprint": fingerprint}
+    meta = {
+        "name": root.name, "kind": "wfdb", "rate": rates[0], "source": str(root), "fingerprint": fingerprint,
+        "origin": _folder_origin(root),
+    }  # fmt: skip
     return _build_corpus(target, shape, meta, fill, progress)
 
 
@@ -287,11 +312,152 @@ def generate_deepfake_corpus(
     meta = {
         "name": out_dir.name,
         "kind": "deepfake",
+        "origin": "generated",
         "rate": int(rate),
         "source": "deepfake-ecg (Pulse2Pulse generator, MIT licence)",
         "generator": {**wanted, "chunk_size": int(chunk_size), "scale_mv": DEEPFAKE_SCALE_MV},
     }
     return _build_corpus(out_dir, (int(n), len(LEADS), length), meta, fill, progress)
+
+
+# -- preprocessed arrays -----------------------------------------------------------------------------------
+
+NPY_PREFIX = "npy:"
+_CHUNK = 256  # records checked / copied at a time
+
+
+def parse_npy_source(source: str | os.PathLike) -> tuple[Path, int | None] | None:
+    """``(file, rate or None)`` for ``npy:PATH[@RATE]`` or a path ending in ``.npy``; None for other sources."""
+    text = str(source)
+    if text.startswith(NPY_PREFIX):
+        text = text[len(NPY_PREFIX) :]
+    elif not text.lower().endswith(".npy") and not re.search(r"\.npy@\d+$", text, re.IGNORECASE):
+        return None
+    match = re.fullmatch(r"(.+)@(\d+)", text)
+    if match:
+        return Path(match.group(1)).expanduser(), int(match.group(2))
+    return Path(text).expanduser(), None
+
+
+def _npy_rate(file: Path, rate: int | None) -> int:
+    """The array's sampling rate: the explicit one, else a ``<N>hz`` in the file name."""
+    if rate is not None:
+        if rate < 1:
+            raise ConfigError(f"sampling rate of {file} must be >= 1 Hz, got {rate}; pass npy:{file}@RATE")
+        return rate
+    match = re.search(r"(\d+)\s*hz", file.name, re.IGNORECASE)
+    if match is None:
+        raise ConfigError(
+            f"cannot tell the sampling rate of {file} (no '<N>hz' in its name); pass it as npy:{file}@RATE, "
+            f"e.g. npy:{file}@100"
+        )
+    return int(match.group(1))
+
+
+def _open_npy(file: Path) -> np.ndarray:
+    """The array in ``file`` as a read-only memory map, with one clear error for each way it can be unusable."""
+    if not file.is_file():
+        raise DataError(f"corpus array {file} not found; pass npy:PATH to an existing .npy file")
+    try:
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise DataError(f"{file} is not a readable .npy array ({err}); save it with numpy.save") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise DataError(f"{file} holds {getattr(array, 'dtype', type(array))} values; save the signals as a float array")
+    if array.ndim != 3 or min(array.shape) < 1:
+        raise DataError(
+            f"{file} has shape {list(array.shape)}; a corpus array must be (records, {len(LEADS)} leads, samples): "
+            "stack the records into one 3-D array and save it again"
+        )
+    if array.shape[1] != len(LEADS):
+        hint = (
+            "it looks like (records, samples, leads): save np.transpose(a, (0, 2, 1))"
+            if array.shape[2] == len(LEADS)
+            else "derive the missing leads (III = II - I, aVR, aVL, aVF from I and II; see twelve_from_eight) "
+            "or drop records that lack leads, and save it again"
+        )
+        raise DataError(
+            f"{file} has {array.shape[1]} leads (shape {list(array.shape)}); ecgadapt needs all {len(LEADS)} "
+            f"standard leads in the order {', '.join(LEADS)}: {hint}"
+        )
+    return array
+
+
+def _check_finite(file: Path, array: np.ndarray) -> None:
+    """DataError naming the first records with NaN or infinite values, if any."""
+    bad: list[int] = []
+    for start in range(0, len(array), _CHUNK):
+        chunk = np.asarray(array[start : start + _CHUNK], dtype=np.float32)
+        bad.extend((start + np.flatnonzero(~np.isfinite(chunk).all(axis=(1, 2)))).tolist())
+    if bad:
+        raise DataError(
+            f"{file} has NaN or infinite values in {len(bad)} record(s) (rows {bad[:5]}{' ...' if len(bad) > 5 else ''}); "
+            "drop or repair those rows (e.g. a = a[np.isfinite(a).all(axis=(1, 2))]) and save it again"
+        )
+
+
+def detect_normalisation(array: np.ndarray, n: int = 200) -> str:
+    """``"lead"`` when the first ``n`` records look z-scored per lead (mean ~0, std ~1), else ``"none"`` (mV)."""
+    sample = np.asarray(array[:n], dtype=np.float64)
+    mean = np.median(np.abs(sample.mean(axis=-1)))
+    std = np.median(sample.std(axis=-1))
+    return "lead" if mean < 0.1 and 0.8 < std < 1.2 else "none"
+
+
+def prepare_npy_corpus(
+    source: str | os.PathLike, cache_dir: str | os.PathLike | None = None, progress: bool = True
+) -> Path:
+    """Check a preprocessed array (``npy:PATH[@RATE]``) and copy it once, as float32, into a corpus folder.
+
+    Wrong shapes, lead counts and non-finite values raise one :class:`DataError` naming the file and the fix.
+    A folder matching the file on disk (path, size, modification time) is reused.
+    """
+    parsed = parse_npy_source(source)
+    if parsed is None:
+        raise ConfigError(f"{source} is not an array source; pass npy:PATH or a path ending in .npy")
+    file, rate = parsed
+    file = file.resolve()
+    array = _open_npy(file)
+    rate = _npy_rate(file, rate)
+    st = file.stat()
+    fingerprint = {"file": str(file), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "rate": rate}
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", file.parent.name).strip("._") or "array"
+    target = _corpus_dir("npy", f"{name}-{key}", cache_dir)
+    try:
+        manifest = _read_corpus_manifest(target)
+    except DataError:  # outdated format: rebuild
+        manifest = None
+    if manifest is not None and manifest.get("fingerprint") == fingerprint:
+        _say(progress, f"reusing corpus {target}")
+        return target
+    _check_finite(file, array)
+    normalisation = detect_normalisation(array)
+
+    def fill(signals: np.ndarray) -> None:
+        for start in range(0, len(array), _CHUNK):
+            signals[start : start + _CHUNK] = array[start : start + _CHUNK]
+
+    meta = {
+        "name": file.parent.name, "kind": "npy", "origin": _folder_origin(file.parent), "rate": rate,
+        "source": str(file), "fingerprint": fingerprint, "normalisation": normalisation,
+        "units": "z-score per lead" if normalisation == "lead" else "mV",
+    }  # fmt: skip
+    return _build_corpus(target, tuple(int(d) for d in array.shape), meta, fill, progress)
+
+
+def check_corpus_input(corpus: Corpus, input_spec, model: str) -> None:
+    """ConfigError when ``corpus``'s records cannot be brought to ``input_spec``'s normalisation.
+
+    Per-lead z-scored records fit models that normalise per lead (``lead``) or scale each lead (``minmax``),
+    both invariant to the per-lead scale; ``global`` and ``none`` need the amplitudes in millivolts.
+    """
+    if corpus.normalisation == "lead" and input_spec.normalisation not in ("lead", "minmax"):
+        raise ConfigError(
+            f"corpus {corpus.name} ({corpus.path}) is already z-scored per lead, but {model} expects "
+            f"normalisation {input_spec.normalisation!r}, which needs millivolts; pretrain a model whose input spec "
+            "normalises per lead (e.g. ecg_vit_tiny or xresnet1d_tiny) or pass the records in mV"
+        )
 
 
 # -- dispatch ----------------------------------------------------------------------------------------------
@@ -321,11 +487,14 @@ def open_corpus(
         path = _corpus_dir("deepfake", f"n{n}-seed{seed}-rate{store}", cache_dir)
         generate_deepfake_corpus(path, n, seed=seed, rate=store, progress=progress)
         return _open_folder(path, _read_corpus_manifest(path))
+    if parse_npy_source(text) is not None:
+        path = prepare_npy_corpus(text, cache_dir=cache_dir, progress=progress)
+        return _open_folder(path, _read_corpus_manifest(path))
     path = Path(source).expanduser()
     if not path.is_dir():
         raise DataError(
-            f"corpus {path} not found; pass a PTB-XL folder, a prepared cache, a folder of WFDB records "
-            "or deepfake:N"
+            f"corpus {path} not found; pass a PTB-XL folder, a prepared cache, a folder of WFDB records, "
+            "deepfake:N or npy:FILE.npy"
         )
     manifest = _read_corpus_manifest(path)
     if manifest is not None:
@@ -336,9 +505,10 @@ def open_corpus(
 
     if (path / CACHE_MANIFEST).is_file():
         cache = open_cache(path)
-        return Corpus(name=cache.root.name, path=cache.path, rate=cache.rate, kind="ptbxl")
+        origin = _folder_origin(cache.root)
+        return Corpus(name=cache.root.name, path=cache.path, rate=cache.rate, kind="ptbxl", origin=origin)
     if (path / DATABASE_CSV).is_file():
         cache = load_or_prepare(path, _ptbxl_rate(rate), cache_dir=cache_dir, progress=progress)
-        return Corpus(name=path.name, path=cache.path, rate=cache.rate, kind="ptbxl")
+        return Corpus(name=path.name, path=cache.path, rate=cache.rate, kind="ptbxl", origin=_folder_origin(path))
     target = prepare_wfdb_corpus(path, cache_dir=cache_dir, progress=progress)
     return _open_folder(target, _read_corpus_manifest(target))

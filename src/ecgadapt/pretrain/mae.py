@@ -28,6 +28,17 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return (per_patch * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def random_token_mask(
+    batch: int, num_tokens: int, num_masked: int, device: torch.device, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(keep, mask)``: ``num_masked`` random tokens hidden per sample; visible indices (B, K) ascending, mask (B, N)."""
+    noise = torch.rand(batch, num_tokens, generator=generator, device=generator.device if generator else device)
+    keep = noise.to(device).argsort(dim=1)[:, : num_tokens - num_masked].sort(dim=1).values
+    mask = torch.ones(batch, num_tokens, dtype=torch.bool, device=device)
+    mask.scatter_(1, keep, False)
+    return keep, mask
+
+
 class MaskedECGModel(nn.Module):
     """Masked-patch pretraining around an ECG ViT encoder with a light transformer decoder (ST-MEM / MAE style).
 
@@ -80,11 +91,7 @@ class MaskedECGModel(nn.Module):
         self, batch: int, num_tokens: int, device: torch.device, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(keep, mask)``: visible token indices (B, K) in ascending order and the (B, N) hidden-token mask."""
-        noise = torch.rand(batch, num_tokens, generator=generator, device=generator.device if generator else device)
-        keep = noise.to(device).argsort(dim=1)[:, : num_tokens - self.num_masked(num_tokens)].sort(dim=1).values
-        mask = torch.ones(batch, num_tokens, dtype=torch.bool, device=device)
-        mask.scatter_(1, keep, False)
-        return keep, mask
+        return random_token_mask(batch, num_tokens, self.num_masked(num_tokens), device, generator)
 
     def decode(self, latent: torch.Tensor, keep: torch.Tensor, num_patches: int) -> torch.Tensor:
         """Predicted patches (B, N, P) from encoded visible tokens (B, K, width) at positions ``keep``."""

@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
-from ecgadapt.pretrain.corpus import Corpus, open_corpus
+from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
 from ecgadapt.pretrain.mae import MaskedECGModel
+from ecgadapt.pretrain.masked_segment import MaskedSegmentModel
 from ecgadapt.train.loop import Callback, autocast, make_loader, resolve_device
 from ecgadapt.train.optim import cosine_schedule_with_warmup, create_optimizer
 from ecgadapt.train.rundir import (
@@ -51,7 +52,14 @@ from ecgadapt.train.rundir import (
 from ecgadapt.train.seeding import derive_seed, epoch_generator, seed_epoch, seed_everything
 
 ENCODER_FILE = "encoder.safetensors"
-METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "real_val_loss", "lr", "samples_per_s", "time_s")
+ORIGINS = ("generated", "synthetic", "real")
+"""Corpus origins with a held-out loss column each (``val_loss_<origin>``)."""
+METRIC_COLUMNS = (
+    "epoch", "train_loss", "val_loss", *(f"val_loss_{o}" for o in ORIGINS), "real_val_loss", "lr",
+    "samples_per_s", "time_s",
+)  # fmt: skip
+OBJECTIVES = {"ecg_vit": "masked-ecg", "xresnet1d": "masked-segment"}
+"""Pretraining objective of each supported model family."""
 _RESUME_FREE = {"num_workers", "device", "progress", "cache_dir"}  # may change between a run and its resume
 
 
@@ -61,7 +69,8 @@ class PretrainConfig:
 
     model: str = "ecg_vit_tiny"
     model_kwargs: dict = field(default_factory=dict)  # architecture overrides passed to create_model
-    corpora: list[str] = field(default_factory=list)  # folders or "deepfake:N[:SEED]" (see open_corpus)
+    corpora: list[str] = field(default_factory=list)  # folders, "deepfake:N[:SEED]", "npy:FILE" (see open_corpus)
+    corpus_weights: list[float] = field(default_factory=list)  # share of training draws per corpus (empty: by size)
     real_val: str | None = None  # a real held-out set (e.g. PTB-XL) to measure the domain gap on
     cache_dir: str | None = None  # where prepared/generated corpora go (default: the user cache)
     input_spec: dict | None = None  # resolved from the model: rate, length, normalisation, band-pass
@@ -70,6 +79,7 @@ class PretrainConfig:
     decoder_depth: int = 2
     decoder_heads: int = 4
     norm_target: bool = True  # per-patch normalised reconstruction targets
+    segment_size: int = 25  # masked-segment objective (xresnet1d): samples per masked (lead, segment) token
     drop_path_rate: float = 0.0
     epochs: int = 10
     steps_per_epoch: int | None = None  # cap on optimiser steps per epoch (None: one pass over the corpora)
@@ -104,8 +114,20 @@ class PretrainConfig:
         """Raise :class:`ConfigError` on a value that cannot work, naming the field."""
         if not self.corpora:
             raise ConfigError("no pretraining corpus: pass --corpus DIR (or deepfake:N) at least once")
-        if model_info(self.model).family != "ecg_vit":
-            raise ConfigError(f"masked pretraining supports the ecg_vit models only, not {self.model!r}")
+        if self.corpus_weights and (
+            len(self.corpus_weights) != len(self.corpora)
+            or min(self.corpus_weights) < 0
+            or sum(self.corpus_weights) <= 0
+        ):
+            raise ConfigError(
+                f"corpus_weights {list(self.corpus_weights)} must give one weight >= 0 per corpus "
+                f"({len(self.corpora)}: {', '.join(self.corpora)}), not all zero; pass --corpus-weight once per --corpus"
+            )
+        if model_info(self.model).family not in OBJECTIVES:
+            raise ConfigError(
+                f"pretraining supports the {' and '.join(OBJECTIVES)} models only, not {self.model!r}; "
+                "use --model ecg_vit_tiny, ecg_vit_tiny_p50 or xresnet1d_tiny"
+            )
         for key in ("epochs", "batch_size", "max_val_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)!r}")
@@ -152,6 +174,17 @@ class CorpusDataset(Dataset):
         return torch.from_numpy(self.transform(np.asarray(self.corpus.signals[self.rows[i]])))
 
 
+def mixture_indices(sizes: Sequence[int], weights: Sequence[float], n: int, generator: torch.Generator) -> np.ndarray:
+    """``n`` indices into the concatenation of parts of ``sizes``: part k drawn with probability ``weights[k]``
+    (normalised), rows uniformly within it, with replacement."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    w = np.asarray(weights, dtype=np.float64) * (sizes > 0)
+    if w.sum() <= 0:
+        raise DataError(f"no corpus with a positive weight holds training ECGs (sizes {sizes.tolist()})")
+    per_row = torch.from_numpy(np.repeat(w / w.sum() / np.maximum(sizes, 1), sizes))
+    return torch.multinomial(per_row, n, replacement=True, generator=generator).numpy()
+
+
 def split_rows(n: int, val_fraction: float, max_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(train_rows, val_rows)``: a seeded random ``val_fraction`` of ``n`` rows (at most ``max_val``) held out."""
     n_val = max(1, min(max_val, round(n * val_fraction))) if val_fraction > 0 and n > 1 else 0
@@ -180,8 +213,14 @@ def build_encoder(cfg: PretrainConfig) -> ECGModel:
     return create_model(cfg.model, num_classes=0, drop_path_rate=cfg.drop_path_rate, **dict(cfg.model_kwargs))
 
 
-def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel:
-    """The masked-ECG model of ``cfg`` around ``encoder``."""
+def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel | MaskedSegmentModel:
+    """The pretraining model of ``cfg`` around ``encoder``: masked ECG modelling for ecg_vit, masked-segment
+    reconstruction for xresnet1d (see ``OBJECTIVES``)."""
+    if OBJECTIVES[model_info(cfg.model).family] == "masked-segment":
+        return MaskedSegmentModel(
+            encoder, segment_size=cfg.segment_size, mask_ratio=cfg.mask_ratio, decoder_width=cfg.decoder_width,
+            norm_target=cfg.norm_target,
+        )  # fmt: skip
     return MaskedECGModel(
         encoder, decoder_width=cfg.decoder_width, decoder_depth=cfg.decoder_depth,
         decoder_heads=cfg.decoder_heads, mask_ratio=cfg.mask_ratio, norm_target=cfg.norm_target,
@@ -206,7 +245,7 @@ def _read_metrics(path: Path) -> list[dict]:
 
 @torch.no_grad()
 def masked_loss(
-    model: MaskedECGModel, dataset: Dataset, batch_size: int, device: torch.device, seed: int, amp: bool
+    model: MaskedECGModel | MaskedSegmentModel, dataset: Dataset, batch_size: int, device: torch.device, seed: int, amp: bool
 ) -> float | None:
     """Mean masked-patch loss over ``dataset`` with masks fixed by ``seed`` (the same every epoch)."""
     if len(dataset) == 0:
@@ -223,7 +262,7 @@ def masked_loss(
 
 
 def _train_epoch(
-    model: MaskedECGModel,
+    model: MaskedECGModel | MaskedSegmentModel,
     loader: Iterable[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -290,15 +329,22 @@ def run_pretrain(
     corpora = [open_corpus(c, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress) for c in cfg.corpora]
     train_parts, val_parts = [], []
     for k, corpus in enumerate(corpora):
+        check_corpus_input(corpus, spec, cfg.model)
         train_rows, val_rows = split_rows(len(corpus), cfg.val_fraction, cfg.max_val_samples, derive_seed(cfg.seed, k))
         train_parts.append(CorpusDataset(corpus, train_rows, build_transforms(spec, corpus.rate, train=True)))
         val_parts.append(CorpusDataset(corpus, val_rows, build_transforms(spec, corpus.rate, train=False)))
     train_set, val_set = ConcatDataset(train_parts), ConcatDataset(val_parts)
+    val_by_origin = {
+        o: ConcatDataset([v for v, c in zip(val_parts, corpora) if c.origin == o])
+        for o in ORIGINS
+        if any(c.origin == o and len(v) for v, c in zip(val_parts, corpora))
+    }
     if len(train_set) == 0:
         raise DataError(f"the pretraining corpora {cfg.corpora} hold no training ECGs after the held-out split")
     real_set = None
     if cfg.real_val is not None:
         real = open_corpus(cfg.real_val, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress)
+        check_corpus_input(real, spec, cfg.model)
         rows = np.random.default_rng(derive_seed(cfg.seed, 1000)).permutation(len(real))[: cfg.max_val_samples]
         real_set = CorpusDataset(real, np.sort(rows), build_transforms(spec, real.rate, train=False))
 
@@ -325,7 +371,7 @@ def run_pretrain(
         return run_dir
     n_params = sum(p.numel() for p in encoder.parameters())
     print(
-        f"{'resuming' if start_epoch else 'starting'} {run_dir}: masked pretraining of {cfg.model} "
+        f"{'resuming' if start_epoch else 'starting'} {run_dir}: {OBJECTIVES[model_info(cfg.model).family]} pretraining of {cfg.model} "
         f"({n_params / 1e6:.2f} M params), {len(train_set)} train / {len(val_set)} held-out ECGs from "
         f"{len(corpora)} corpus(es){f', real held-out {len(real_set)}' if real_set is not None else ''}, "
         f"{steps} steps x {cfg.epochs} epochs, batch {cfg.batch_size}, mask {cfg.mask_ratio}, {device}"
@@ -333,18 +379,29 @@ def run_pretrain(
 
     for epoch in range(start_epoch, cfg.epochs):
         seed_epoch(cfg.seed, 0, epoch)
+        epoch_set, shuffle = train_set, True
+        if cfg.corpus_weights:  # a weighted mixture: draw this epoch's rows up front, in order
+            drawn = mixture_indices(
+                [len(p) for p in train_parts], cfg.corpus_weights, steps * cfg.batch_size,
+                epoch_generator(cfg.seed, 1, epoch),
+            )  # fmt: skip
+            epoch_set, shuffle = Subset(train_set, drawn.tolist()), False
         loader = make_loader(
-            train_set, cfg.batch_size, cfg.num_workers, shuffle=True,
+            epoch_set, cfg.batch_size, cfg.num_workers, shuffle=shuffle,
             generator=epoch_generator(cfg.seed, 0, epoch), drop_last=drop_last, pin_memory=device.type == "cuda",
         )  # fmt: skip
         t0 = time.perf_counter()
         train_loss, n_seen = _train_epoch(model, loader, optimizer, scheduler, steps, cfg, device, epoch)
         train_time = time.perf_counter() - t0
         val_seed = derive_seed(cfg.seed, 7)
+        by_origin = {o: masked_loss(model, v, cfg.batch_size, device, val_seed, cfg.amp) for o, v in val_by_origin.items()}
         row = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
-            "val_loss": masked_loss(model, val_set, cfg.batch_size, device, val_seed, cfg.amp),
+            "val_loss": (
+                sum(loss * len(val_by_origin[o]) for o, loss in by_origin.items()) / len(val_set) if by_origin else None
+            ),
+            **{f"val_loss_{o}": by_origin.get(o) for o in ORIGINS},
             "real_val_loss": (
                 masked_loss(model, real_set, cfg.batch_size, device, val_seed, cfg.amp) if real_set is not None else None
             ),
@@ -360,15 +417,17 @@ def run_pretrain(
         _write_metrics(run_dir / METRICS, rows)
         fmt = {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
         print(
-            f"epoch {epoch + 1}/{cfg.epochs}: train {fmt['train_loss']}  held-out {fmt['val_loss']}  "
-            f"real {fmt['real_val_loss']}  {row['samples_per_s']:.0f} samples/s"
+            f"epoch {epoch + 1}/{cfg.epochs}: train {fmt['train_loss']}  held-out {fmt['val_loss']} ("
+            + ", ".join(f"{o} {fmt[f'val_loss_{o}']}" for o in by_origin)
+            + f")  real-val {fmt['real_val_loss']}  {row['samples_per_s']:.0f} samples/s"
         )
         for callback in callbacks:
             callback("epoch_end", row)
 
     save_encoder(encoder, run_dir / ENCODER_FILE, cfg.model, extra={
-        "model_kwargs": dict(cfg.model_kwargs), "pretrain": "masked-ecg", "epochs": cfg.epochs,
-        "mask_ratio": cfg.mask_ratio,
+        "model_kwargs": dict(cfg.model_kwargs), "pretrain": OBJECTIVES[model_info(cfg.model).family],
+        "epochs": cfg.epochs, "mask_ratio": cfg.mask_ratio, "seed": cfg.seed, "corpora": list(cfg.corpora),
+        "corpus_weights": list(cfg.corpus_weights),
     })  # fmt: skip
     final = {
         "model": cfg.model,
@@ -380,8 +439,9 @@ def run_pretrain(
         "n_train": len(train_set),
         "n_val": len(val_set),
         "n_real_val": len(real_set) if real_set is not None else None,
-        "corpora": [{"source": s, "path": str(c.path), "kind": c.kind, "rate": c.rate, "n": len(c)}
-                    for s, c in zip(cfg.corpora, corpora)],
+        "corpora": [{"source": s, "path": str(c.path), "kind": c.kind, "origin": c.origin, "rate": c.rate, "n": len(c),
+                     "normalisation": c.normalisation, "weight": cfg.corpus_weights[k] if cfg.corpus_weights else None}
+                    for k, (s, c) in enumerate(zip(cfg.corpora, corpora))],
         "last": {k: rows[-1].get(k) for k in METRIC_COLUMNS} if rows else None,
         "device": str(device),
         "this_invocation_s": time.perf_counter() - t_start,
