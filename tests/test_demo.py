@@ -20,16 +20,23 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(threads)
 
 
-def test_demo_prints_the_paired_table_and_reuses_finished_runs(tmp_path: Path, capsys) -> None:
-    text = run_demo(tmp_path / "demo", seeds=[0], n_records=120, finetune_epochs=1)
+def test_demo_compares_literal_and_tuned_baselines_with_post_training_and_writes_the_report(tmp_path: Path, capsys) -> None:
+    text = run_demo(tmp_path / "demo", seeds=[0], n_records=120, budget_epochs=2, n_resamples=20)
     out = capsys.readouterr().out
     assert "task" in out and "superdiagnostic" in out and "bundled checkpoint" in out
-    assert "baseline_ft" in text and "post_training" in text and "paired by seed" in text
-    runs = sorted(p.name for p in (tmp_path / "demo" / "runs").iterdir())
-    assert runs == ["baseline_ft__seed0", "post_training__seed0"]
-    again = run_demo(tmp_path / "demo", seeds=[0], n_records=120, finetune_epochs=1)
-    assert capsys.readouterr().out.count("finished earlier, reused") == 2
-    assert again.split("runs:")[0] == text.split("runs:")[0]  # same table from the reused runs
+    table = text.split("chosen on fold 9")[0]
+    assert all(recipe in table for recipe in ("baseline_ft", "baseline_ft_tuned", "post_training"))
+    assert "post_training - baseline_ft, paired by seed" in text
+    assert "post_training - baseline_ft_tuned, paired by seed" in text
+    assert "chosen on fold 9, baseline_ft_tuned: lr=" in text and "chosen on fold 9, post_training: lr=" in text
+    report = tmp_path / "demo" / "results" / "report" / "report.html"
+    assert f"report: {report}" in text and report.is_file()
+    runs = sorted(p.name for p in (tmp_path / "demo" / "results" / "runs").iterdir())
+    assert runs == [f"superdiagnostic__ecg_vit_tiny__{r}__frac1__seed0" for r in ("baseline_ft", "baseline_ft_tuned",
+                                                                                   "post_training")]  # fmt: skip
+    again = run_demo(tmp_path / "demo", seeds=[0], n_records=120, budget_epochs=2, n_resamples=20)
+    assert "0 runs trained" in capsys.readouterr().out
+    assert again.split("report:")[0] == text.split("report:")[0]  # same table from the reused runs
     # the default demo (1000 records) refuses to write over this folder's 120-record dataset
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
     assert "already holds a different synthetic dataset" in capsys.readouterr().err

@@ -3,8 +3,10 @@
 1. write a synthetic dataset in PTB-XL layout, prepare its cache and print the task statistics;
 2. get a pretrained small encoder: the bundled checkpoint where it exists, else a short masked-ECG
    pretraining on a separate synthetic corpus (other records, other seed: no test record is seen);
-3. fine-tune ``baseline_ft`` and ``post_training`` from that encoder over two seeds (same seeds, same records);
-4. print the comparison table (mean ± std over seeds, paired difference).
+3. compare, with the fair protocol of ``ecgadapt benchmark`` (equal budgets, fold-9 tuning), the literal
+   ``baseline_ft``, a tuned ``baseline_ft`` and a tuned ``post_training`` from that encoder over two seeds;
+4. write the benchmark report (``report.html``) and print its path;
+5. print the comparison table (mean ± std over seeds, paired differences against both baselines).
 
 Every step reuses what an earlier run of the demo finished, so a rerun (or a killed demo) is cheap.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.stats import split_stats
@@ -22,12 +23,8 @@ from ecgadapt.data.synthetic import write_synthetic_ptbxl
 from ecgadapt.data.tasks import TASKS
 from ecgadapt.errors import ConfigError
 
-if TYPE_CHECKING:
-    from ecgadapt.train.config import FinetuneConfig
-
 DEMO_MODEL = "ecg_vit_tiny"
 DEMO_TASK = "superdiagnostic"
-DEMO_RECIPES = ("baseline_ft", "post_training")
 DEMO_SEEDS = (0, 1)
 DEMO_RATE = 100
 
@@ -76,22 +73,44 @@ def pretrained_encoder(out: Path, cache_dir: Path, *, n_corpus: int, epochs: int
     return encoder, f"short masked-ECG pretraining on {n_corpus} other synthetic ECGs (seed 1)"
 
 
-def finetune_config(
-    root: Path, cache_dir: Path, weights: Path, recipe: str, seed: int, out: Path, epochs: int
-) -> FinetuneConfig:
-    """The demo's fine-tuning config: the preset recipe with demo-sized epochs and patience."""
-    from ecgadapt.train.config import FinetuneConfig
-    from ecgadapt.train.recipes import get_recipe, override_stages
+DEMO_SEARCH = {"lr": [1e-4, 1e-3]}
+"""The demo's fold-9 search, the same for the tuned baseline and for post-training."""
 
-    cfg = FinetuneConfig()
-    cfg.data.root, cfg.data.rate, cfg.data.task, cfg.data.cache_dir = str(root), DEMO_RATE, DEMO_TASK, str(cache_dir)
-    cfg.model.name, cfg.model.weights = DEMO_MODEL, str(weights)
-    cfg.recipe = override_stages(get_recipe(recipe), epochs=epochs, patience=3)
-    cfg.training.num_workers = 0
-    cfg.training.progress = False
-    cfg.seed = seed
-    cfg.out = str(out / "runs" / f"{recipe}__seed{seed}")
-    return cfg
+
+def demo_spec(weights: Path, seeds: Sequence[int], budget_epochs: int) -> dict:
+    """The demo's benchmark grid: the literal baseline, the tuned baseline and tuned post-training, equal budgets."""
+    return {
+        "name": "demo",
+        "description": "literal and tuned baseline_ft against tuned post_training (demo-sized)",
+        "protocol": "official",
+        "models": [{"name": DEMO_MODEL, "weights": str(weights)}],
+        "tasks": [DEMO_TASK],
+        "recipes": [
+            "baseline_ft",
+            {"name": "baseline_ft", "label": "baseline_ft_tuned", "tune": DEMO_SEARCH},
+            {"name": "post_training", "tune": DEMO_SEARCH},
+        ],
+        "fractions": [1.0],
+        "seeds": [int(s) for s in seeds],
+        "overrides": {"data.rate": DEMO_RATE, "training.num_workers": 0, "training.progress": False,
+                      "training.min_steps": 0},  # fmt: skip
+        "stage_overrides": {"patience": 3},
+        "budget_epochs": budget_epochs,
+    }
+
+
+def paired_lines(table, treatment: str, baselines: Sequence[str]) -> list[str]:
+    """``treatment - baseline``, paired by seed, for each baseline: mean and per-seed differences."""
+    lines = []
+    post = table[table.recipe == treatment].set_index("seed")
+    for baseline in baselines:
+        base = table[table.recipe == baseline].set_index("seed")
+        parts = []
+        for metric, name in (("macro_auroc", "macro AUROC"), ("macro_auprc", "macro AUPRC")):
+            diff = (post[f"test_{metric}"] - base[f"test_{metric}"]).dropna()
+            parts.append(f"{name} {diff.mean():+.3f} (per seed {', '.join(f'{d:+.3f}' for d in diff)})")
+        lines.append(f"{treatment} - {baseline}, paired by seed: {'; '.join(parts)}")
+    return lines
 
 
 def run_demo(
@@ -101,17 +120,19 @@ def run_demo(
     n_records: int = 1000,
     n_corpus: int = 2000,
     pretrain_epochs: int = 12,
-    finetune_epochs: int = 10,
+    budget_epochs: int = 8,
+    n_resamples: int = 200,
 ) -> str:
-    """Run the demo end to end in ``out_dir`` and return (and print) the comparison table."""
-    from ecgadapt.train.compare import compare_runs, format_summary, summarise_runs
-    from ecgadapt.train.finetune import run_finetune
+    """Run the demo end to end in ``out_dir``, write its report and return (and print) the comparison table."""
+    from ecgadapt.eval.report import build_report
+    from ecgadapt.train.compare import format_summary, summarise_runs
+    from ecgadapt.train.grid import run_benchmark
 
     t0 = time.perf_counter()
     seeds = tuple(seeds) if seeds else DEMO_SEEDS
     out = Path(out_dir)
     cache_dir = out / "cache"
-    print(f"[1/4] synthetic PTB-XL-layout dataset ({n_records} records) in {out / 'data'}")
+    print(f"[1/5] synthetic PTB-XL-layout dataset ({n_records} records) in {out / 'data'}")
     root = write_synthetic_ptbxl(out / "data", n_records=n_records, seed=0)
     cache = load_or_prepare(root, DEMO_RATE, cache_dir=cache_dir)
     print(f"      cache: {cache.signals.shape[0]} records x 12 leads x {cache.signals.shape[2]} samples at {cache.rate} Hz")
@@ -119,35 +140,31 @@ def run_demo(
     print(f"\n      {DEMO_TASK} positives per split:")
     print(class_positives(root, DEMO_TASK))
 
-    print(f"\n[2/4] pretrained encoder for {DEMO_MODEL}")
+    print(f"\n[2/5] pretrained encoder for {DEMO_MODEL}")
     weights, origin = pretrained_encoder(out, cache_dir, n_corpus=n_corpus, epochs=pretrain_epochs)
     print(f"      {origin}: {weights}")
 
-    print(f"\n[3/4] fine-tuning {' vs '.join(DEMO_RECIPES)} on {DEMO_TASK}, seeds {list(seeds)}")
-    run_dirs = []
-    for seed in seeds:
-        for recipe in DEMO_RECIPES:
-            cfg = finetune_config(root, cache_dir, weights, recipe, seed, out, finetune_epochs)
-            run_dir = Path(cfg.out)
-            if (run_dir / "final.json").is_file():
-                print(f"      {recipe} seed {seed}: finished earlier, reused ({run_dir})")
-            else:
-                run_finetune(cfg, resume=(run_dir / "config.yaml").is_file(), cache=cache)
-            run_dirs.append(run_dir)
+    search = ", ".join(f"{k} in {v}" for k, v in DEMO_SEARCH.items())
+    print(
+        f"\n[3/5] fine-tuning on {DEMO_TASK}, seeds {list(seeds)}, the same budget for every recipe "
+        f"({budget_epochs} epochs in all): baseline_ft as the paper describes it (literal), and baseline_ft and "
+        f"post_training each with its {search} chosen on validation fold 9 (only the chosen run sees test fold 10)"
+    )
+    spec = demo_spec(weights, seeds, budget_epochs)
+    table = run_benchmark(spec, root, out / "results", [f"data.cache_dir={cache_dir}"], progress=False)
 
-    runs = compare_runs(run_dirs)
-    table = format_summary(summarise_runs(runs, by=("recipe",)))
-    base = runs[runs.recipe == "baseline_ft"].set_index("seed")
-    post = runs[runs.recipe == "post_training"].set_index("seed")
-    diff_auroc = (post.test_macro_auroc - base.test_macro_auroc).dropna()
-    diff_auprc = (post.test_macro_auprc - base.test_macro_auprc).dropna()
+    print("\n[4/5] report")
+    report = build_report(out / "results", n_resamples=n_resamples, title="ecgadapt demo report")
+
+    summary = format_summary(summarise_runs(table, by=("recipe",)))
+    chosen = table[table.tuned.fillna("") != ""].groupby("recipe")["tuned"].agg(lambda v: "; ".join(v))
     lines = [
-        f"\n[4/4] test fold 10, {DEMO_TASK}, {DEMO_MODEL}, mean ± std over {len(seeds)} seeds:",
-        table,
-        f"post_training - baseline_ft, paired by seed: macro AUROC {diff_auroc.mean():+.3f} "
-        f"(per seed {', '.join(f'{d:+.3f}' for d in diff_auroc)}), "
-        f"macro AUPRC {diff_auprc.mean():+.3f} (per seed {', '.join(f'{d:+.3f}' for d in diff_auprc)})",
-        f"runs: {out / 'runs'}   total time {time.perf_counter() - t0:.0f} s",
+        f"\n[5/5] test fold 10, {DEMO_TASK}, {DEMO_MODEL}, mean ± std over {len(seeds)} seed(s):",
+        summary,
+        *[f"chosen on fold 9, {recipe}: {values}" for recipe, values in chosen.items()],
+        *paired_lines(table, "post_training", ("baseline_ft", "baseline_ft_tuned")),
+        f"report: {report.html}",
+        f"runs: {out / 'results' / 'runs'}   total time {time.perf_counter() - t0:.0f} s",
     ]
     text = "\n".join(lines)
     print(text)
