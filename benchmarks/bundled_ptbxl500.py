@@ -33,6 +33,7 @@ import pandas as pd
 from ecgadapt.eval.bootstrap import paired_seed_difference, pooled_paired_bootstrap
 from ecgadapt.eval.results import collect_results, load_metrics, load_predictions, read_final
 from ecgadapt.paths import shared_dir
+from ecgadapt.train.config import _numeric
 from ecgadapt.train.grid import run_benchmark
 from ecgadapt.train.tune import tune_override
 
@@ -57,7 +58,7 @@ def parse_search(items: list[str]) -> dict:
     out = {}
     for item in items:
         key, value = tune_override(item).removeprefix("tune.").split("=", 1)
-        out[key] = yaml.safe_load(value)
+        out[key] = [_numeric(v) for v in yaml.safe_load(value)]
     return out
 
 

@@ -247,6 +247,27 @@ def test_rotate_folds_cells_pool_every_record_once(tmp_path, fake, no_cache):
     assert trainer.calls == []
 
 
+def test_rotate_folds_cell_with_a_missing_fold_is_not_finished_and_pools_again(tmp_path, fake, no_cache):
+    from ecgadapt.eval.results import find_runs, is_finished
+
+    sets = small("protocol=rotate-folds", "tasks=[rhythm]", "seeds=[0]", "recipes=[baseline_ft]")
+    fake()
+    cell = Path(run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)["run_dir"].iloc[0])
+    pooled = yaml.safe_load((cell / "final.json").read_text())
+    assert is_finished(cell) and 0 < pooled["fold_mean"]["test_macro_auroc"] < 1  # per-fold mean beside pooled
+    (cell / "fold03" / "final.json").unlink()
+    assert not is_finished(cell) and find_runs(tmp_path / "res") == []  # nine folds are not a finished cell
+    trainer = fake()
+    run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)
+    assert trainer.calls == [("fold03", True)] and is_finished(cell)
+    fold = cell / "fold05" / "final.json"
+    fold.write_text(fold.read_text().replace('"seed": 0', '"seed": 0, "edited": true', 1))
+    assert not is_finished(cell)  # a changed fold makes the pooled score stale ...
+    trainer = fake()
+    run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)
+    assert trainer.calls == [] and is_finished(cell)  # ... and the grid pools again without retraining
+
+
 def test_ray_executor_without_ray_is_a_clear_error(tmp_path, monkeypatch, no_cache, fake):
     fake()
     monkeypatch.setitem(sys.modules, "ray", None)

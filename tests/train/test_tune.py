@@ -88,3 +88,18 @@ def test_a_changed_weights_file_is_a_conflict(make_cfg, tmp_path):
         run_status(make_run(run, cfg))
     with pytest.raises(ConfigError, match="weights file"):
         run_finetune(cfg, resume=True)
+
+
+def test_finetune_cli_tune_flag_runs_the_search(make_cfg, tmp_path, capsys):
+    from ecgadapt.cli import main
+
+    cfg = make_cfg("linear_probe", "cli", epochs=1)
+    cfg_file = tmp_path / "c.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "tuned"
+    argv = ["finetune", "--config", str(cfg_file), "--tune", "lr=1e-3,1e-2", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert "tuning" in capsys.readouterr().out and len(list((out / "candidates").iterdir())) == 2
+    assert read_json(out / "tune.json")["chosen_values"]["lr"] in (1e-3, 1e-2)
+    assert main(["finetune", "--config", str(cfg_file), "--tune", "lr", "--out", str(tmp_path / "bad")]) == 2
+    assert "KEY=V1,V2" in capsys.readouterr().err

@@ -94,6 +94,8 @@ class FinetuneConfig:
         recipe = d.pop("recipe", None)
         cfg = _build(cls, d, "")
         cfg.recipe = _recipe_from(recipe)
+        if isinstance(cfg.tune, dict):
+            cfg.tune = {k: [_numeric(v) for v in vs] if isinstance(vs, list) else vs for k, vs in cfg.tune.items()}
         cfg.validate()
         return cfg
 
@@ -148,6 +150,17 @@ class FinetuneConfig:
             from ecgadapt.train.tune import validate_tune
 
             validate_tune(self)
+
+
+def _numeric(value: Any) -> Any:
+    """A number written as text that YAML 1.1 reads as a string (``1e-4``) as that number; else unchanged."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() and "e" not in value.lower() and "." not in value else number
+    return value
 
 
 def load_yaml(source: str | Path) -> dict:
