@@ -148,12 +148,23 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    p.add_argument("--data", default=None, metavar="DIR", help="score on this external dataset instead of a split")
+    p.add_argument("--source", choices=("cinc", "folder"), default="folder", help="layout of --data (default folder)")
+    p.add_argument("--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder")
+    p.add_argument("--name", default=None, help="name of the external set in the run (default: --data's folder name)")
 
     def run(args: argparse.Namespace) -> int:
         import json
 
         from ecgadapt.train.evaluate import evaluate_run
 
+        if args.data is not None:
+            from ecgadapt.train.external import evaluate_external, format_external
+
+            r = evaluate_external(args.run_dir, args.data, args.source, args.labels, name=args.name,
+                                  eval_windows=args.eval_windows, device=args.device)  # fmt: skip
+            print(json.dumps(r, indent=2) if args.json else format_external(r))
+            return 0
         m = evaluate_run(args.run_dir, split=args.split, eval_windows=args.eval_windows, device=args.device)
         if args.json:
             print(json.dumps(m, indent=2))
