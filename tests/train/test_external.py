@@ -111,3 +111,37 @@ def test_finetune_trains_on_a_folder_source(ptbxl500, tmp_path):
     run_finetune(cfg)
     final = read_final(tmp_path / "run")
     assert final["n_records"]["train"] > final["n_records"]["test"] > 0
+
+
+def test_benchmark_spec_external_sets_and_report_section(synthetic_root, tmp_path):
+    from ecgadapt.eval.report import build_report
+    from ecgadapt.train.grid import run_benchmark
+
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    labels = _copy_fold10(synthetic_root, folder)
+    spec = {
+        "name": "ext-test",
+        "models": [
+            {"name": "ecg_vit_tiny", "kwargs": {"width": 16, "depth": 1, "heads": 1, "patch_size": 250}}
+        ],
+        "tasks": ["superdiagnostic"],
+        "recipes": ["scratch", "baseline_ft"],
+        "seeds": [0],
+        "stage_overrides": {"epochs": 1},
+        "overrides": {
+            "training.min_steps": 0,
+            "training.max_train_batches": 2,
+            "training.num_workers": 0,
+            "training.batch_size": 16,
+            "data.cache_dir": str(tmp_path / "cache"),
+        },  # fmt: skip
+        "external": [{"name": "copies", "data": str(folder), "source": "folder", "labels": str(labels)}],
+    }
+    run_benchmark(spec, synthetic_root, tmp_path / "res", [], progress=False)
+    runs = sorted((tmp_path / "res" / "runs").glob("*"))
+    assert len(runs) == 2 and all((r / "external_copies.json").is_file() for r in runs)
+    report = build_report(tmp_path / "res", n_resamples=50)
+    assert "External evaluation" in report.sections
+    text = report.markdown.read_text()
+    assert "external macro AUROC" in text and "A - B" in text

@@ -146,3 +146,24 @@ def format_external(result: dict) -> str:
         auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
         lines.append(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
     return "\n".join(lines)
+
+
+def score_external_sets(sets: list[dict], run_dirs: list[str | Path], progress: bool = True) -> list[Path]:
+    """Score every finished run on every external set of a benchmark spec; skip results newer than the model."""
+    written = []
+    for run_dir in map(Path, run_dirs):
+        best = run_dir / "checkpoints" / "best.pt"
+        final = run_dir / "final.json"
+        if not (best.is_file() and final.is_file()):
+            continue
+        for e in sets:
+            out = run_dir / EXTERNAL_JSON.format(name=external_name(e["data"], e["name"]))
+            if out.is_file() and out.stat().st_mtime_ns >= best.stat().st_mtime_ns:
+                continue
+            r = evaluate_external(
+                run_dir, e["data"], e.get("source", "folder"), e.get("labels"), name=e["name"]
+            )
+            if progress:
+                print(f"{run_dir.name}: external {r['name']} macro AUROC {r['macro_auroc']:.4f}")
+            written.append(out)
+    return written
