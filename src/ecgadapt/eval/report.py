@@ -622,9 +622,9 @@ class _Builder:
         return Section("calibration", title, blocks)
 
 
-def external_section(b: _Builder) -> Section:
+def external_sections(b: _Builder) -> list[Section]:
     """Each recipe's macro AUROC/AUPRC on the external sets beside its PTB-XL test score, with paired differences
-    between recipes on the same external records (seed-averaged, record bootstrap)."""
+    between recipes on the same external records (seed-averaged, record bootstrap); none without external sets."""
     import itertools
     import json
 
@@ -647,7 +647,7 @@ def external_section(b: _Builder) -> Section:
     rows, diffs = [], []
     names = sorted({f.name[len("external_") : -len(".json")] for d in b.main["run_dir"] for f in Path(d).glob("external_*.json")})
     if not names:
-        return Section("external", title, absent="no run was scored on an external set (spec key 'external', or `ecgadapt evaluate RUN --data DIR`)")
+        return []
     for name in names:
         groups = {}
         for (setting, task, recipe), part in b.main.groupby(["setting", "task", "recipe"], sort=False):
@@ -679,7 +679,7 @@ def external_section(b: _Builder) -> Section:
                               "Metric": METRIC_NAMES[m], "A - B": _fmt(r["diff"], 4), "95% CI": _ci(r["low"], r["high"]),
                               "p": _p(r["p_value"])})  # fmt: skip
     if not rows:
-        return Section("external", title, absent="no group of runs was scored on an external set by every seed")
+        return [Section("external", title, absent="no group of runs was scored on an external set by every seed")]
     blocks: list[Any] = [
         "Macro AUROC/AUPRC on each external set (classes shared with the run only; mean over seeds) beside the "
         f"PTB-XL test score, at training fraction {b.main_fraction:g}.",
@@ -688,7 +688,7 @@ def external_section(b: _Builder) -> Section:
     if diffs:
         blocks += ["Paired differences between recipes on the same external records (seed-averaged metric, "
                    f"{b.n_resamples} record-bootstrap resamples).", pd.DataFrame(diffs)]  # fmt: skip
-    return Section("external", title, blocks)
+    return [Section("external", title, blocks)]
 
 
 def _align_curves(logs: list[pd.DataFrame], column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -823,7 +823,7 @@ def build_report(
     b = _Builder(table, results_dir, n_resamples, alpha, seed)
     sections = [
         b.overview(), b.main_table(), b.improvement(), b.data_efficiency(), b.dynamics(), b.ablation(),
-        b.per_class(), b.reliability(), external_section(b),
+        b.per_class(), b.reliability(), *external_sections(b),
     ]  # fmt: skip
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
