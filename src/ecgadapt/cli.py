@@ -107,6 +107,8 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fraction", dest="data__fraction", type=float, metavar="F", help="fraction of the training split (0, 1]")
     p.add_argument("--seed", type=int, help="run seed (model head init, shuffling, crops, fraction subsample)")
     p.add_argument("--rate", dest="data__rate", type=int, metavar="HZ", help="sampling rate of the records read (100 or 500)")
+    p.add_argument("--source", dest="data__source", choices=("ptbxl", "cinc", "folder"), help="layout of --data (default ptbxl)")
+    p.add_argument("--labels", dest="data__labels", metavar="CSV", help="labels CSV record,labels[,fold] of --source folder")
     p.add_argument("--cache-dir", dest="data__cache_dir", metavar="DIR", help="cache base folder (default $ECGADAPT_CACHE)")
     p.add_argument("--epochs", type=int, help="maximum epochs of every stage")
     p.add_argument("--batch-size", dest="training__batch_size", type=int, metavar="N")
@@ -153,12 +155,23 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
     p.add_argument("--uncalibrated", action="store_true", help="score the raw probabilities, not the temperature-scaled ones")
+    p.add_argument("--data", default=None, metavar="DIR", help="score on this external dataset instead of a split")
+    p.add_argument("--source", choices=("cinc", "folder"), default="folder", help="layout of --data (default folder)")
+    p.add_argument("--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder")
+    p.add_argument("--name", default=None, help="name of the external set in the run (default: --data's folder name)")
 
     def run(args: argparse.Namespace) -> int:
         import json
 
         from ecgadapt.train.evaluate import evaluate_run
 
+        if args.data is not None:
+            from ecgadapt.train.external import evaluate_external, format_external
+
+            r = evaluate_external(args.run_dir, args.data, args.source, args.labels, name=args.name,
+                                  eval_windows=args.eval_windows, device=args.device)  # fmt: skip
+            print(json.dumps(r, indent=2) if args.json else format_external(r))
+            return 0
         m = evaluate_run(
             args.run_dir, split=args.split, eval_windows=args.eval_windows, device=args.device,
             uncalibrated=args.uncalibrated,
@@ -266,7 +279,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--spec", required=True, help="built-in spec (paper-main, paper-data-efficiency, paper-ablation, "
                    "paper-vs-task-specific) or a YAML file")  # fmt: skip
-    p.add_argument("--data", required=True, help="PTB-XL-layout folder")
+    p.add_argument("--data", required=True, help="PTB-XL-layout folder (or the folder of --source cinc|folder)")
+    p.add_argument("--source", choices=("ptbxl", "cinc", "folder"), default=None, help="layout of --data (default ptbxl)")
+    p.add_argument("--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder")
     p.add_argument("--out", required=True, help="results folder (runs/, spec.yaml, results.csv)")
     p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
                    help="spec or config override (repeatable)")  # fmt: skip
@@ -281,8 +296,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.train.grid import run_benchmark
 
+        data_sets = [f"data.{k}={v}" for k, v in (("source", args.source), ("labels", args.labels)) if v]
         run_benchmark(
-            args.spec, args.data, args.out, args.set_items, weights=args.weights, protocol=args.protocol,
+            args.spec, args.data, args.out, [*data_sets, *args.set_items], weights=args.weights, protocol=args.protocol,
             jobs=args.jobs, executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell,
             progress=not args.no_progress,
         )  # fmt: skip

@@ -331,7 +331,7 @@ def test_benchmark_and_report_end_to_end_on_ptbxl500(ptbxl500, tmp_path, monkeyp
                   "Training dynamics", "Per-class results", "Calibration"):  # fmt: skip
         assert f"<h2>{title}</h2>" in page
     assert 'class="absent">Not shown: no ablation recipe' in page
-    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,iVBORw0KGgo', page)) == 4
+    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,iVBORw0KGgo', page)) == 6  # + 2 temperature
     for task in ("superdiagnostic", "rhythm"):
         for recipe in ("baseline_ft", "post_training"):
             assert re.search(rf"<tr><td>ecg_vit_tiny</td><td>{task}</td><td>{recipe}</td><td>2</td>", page)

@@ -73,12 +73,16 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _fill(signals_path: str, items: list[tuple[int, str]], rate: int) -> int:
-    """Read records ``(row, base path)`` into rows of the memory-mapped signals file; return how many."""
+def _fill(signals_path: str, items: list[tuple[int, str]], rate: int, reader=None) -> int:
+    """Read records ``(row, base path)`` with ``reader(base, rate)`` into rows of the signals file; return how many.
+
+    ``reader`` defaults to :func:`read_record` (PTB-XL); other sources pass theirs (a picklable callable).
+    """
+    reader = read_record if reader is None else reader
     out = np.load(signals_path, mmap_mode="r+")
     try:
         for row, base in items:
-            x = read_record(base, rate)
+            x = reader(base, rate)
             if x.shape != out.shape[1:]:
                 raise DataError(
                     f"record {Path(base).name}: shape {x.shape} differs from the dataset's {out.shape[1:]} "
@@ -176,7 +180,12 @@ class ECGCache:
         """Multi-hot labels (N, C) uint8 aligned to cache rows, and the class names, for a benchmark task."""
         check_task(task)
         if task not in self._labels:
-            y, classes = task_labels(self.index["scp_codes"], self.statements, task, ids=self.index["ecg_id"].tolist())
+            if self.manifest.get("labels") == "classes":  # a folder source labelled by class names
+                from ecgadapt.data.sources import class_labels
+
+                y, classes, _ = class_labels(list(self.index["scp_codes"]), self.statements, task)
+            else:
+                y, classes = task_labels(self.index["scp_codes"], self.statements, task, ids=self.index["ecg_id"].tolist())
             y.setflags(write=False)
             self._labels[task] = (y, classes)
         y, classes = self._labels[task]
@@ -339,18 +348,20 @@ def prepare_cache(
     return target
 
 
-def _read_all(signals_path: str, chunks: list, rate: int, workers: int, progress: bool, desc: str) -> None:
+def _read_all(
+    signals_path: str, chunks: list, rate: int, workers: int, progress: bool, desc: str, reader=None
+) -> None:
     from tqdm.auto import tqdm
 
     total = sum(len(c) for c in chunks)
     with tqdm(total=total, desc=desc, unit="rec", disable=not progress, file=sys.stderr) as bar:
         if workers == 1 or len(chunks) == 1:
             for chunk in chunks:
-                bar.update(_fill(signals_path, chunk, rate))
+                bar.update(_fill(signals_path, chunk, rate, reader))
             return
         pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
         try:
-            pending = {pool.submit(_fill, signals_path, chunk, rate) for chunk in chunks}
+            pending = {pool.submit(_fill, signals_path, chunk, rate, reader) for chunk in chunks}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for fut in done:
@@ -390,6 +401,15 @@ def load_or_prepare(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    source: str = "ptbxl",
+    labels: str | os.PathLike | None = None,
 ) -> ECGCache:
-    """Open the cache of ``root`` at ``rate``, preparing it first when it is missing or stale."""
+    """Open the cache of ``root`` at ``rate``, preparing it first when it is missing or stale.
+
+    ``source`` "cinc" or "folder" (with its ``labels`` CSV) reads that source (:mod:`ecgadapt.data.sources`).
+    """
+    if source != "ptbxl":
+        from ecgadapt.data.sources import load_source
+
+        return load_source(source, root, rate, labels, cache_dir=cache_dir, workers=workers, progress=progress)
     return open_cache(prepare_cache(root, rate, cache_dir=cache_dir, workers=workers, progress=progress))

@@ -20,7 +20,8 @@ Transform = Callable[[np.ndarray], np.ndarray]
 class ECGDataset(Dataset):
     """Records of ``split`` that carry a label in ``task``; items are ``(x float32 tensor, y float32 (C,))``.
 
-    ``fraction`` keeps a nested, stratified, seeded subset of the training split. ``transform`` maps the
+    ``fraction`` keeps a nested, stratified, seeded subset of the training split. ``rows`` (cache rows) replaces
+    the split's folds, e.g. every record of an external dataset. ``transform`` maps the
     (12, T) float32 array to (12, L) or (W, 12, L); random transforms should draw from torch's RNG.
     """
 
@@ -35,6 +36,7 @@ class ECGDataset(Dataset):
         transform: Transform | None = None,
         test_fold: int = 10,
         val_fold: int = 9,
+        rows: np.ndarray | None = None,
     ):
         self.cache = cache if isinstance(cache, ECGCache) else open_cache(cache)
         self.task = check_task(task)
@@ -49,7 +51,8 @@ class ECGDataset(Dataset):
 
         y_all, self.class_names = self.cache.labels(task)
         folds = self.cache.index["strat_fold"].to_numpy()
-        rows = np.flatnonzero(split_mask(folds, split, test_fold, val_fold) & y_all.any(axis=1))
+        keep = split_mask(folds, split, test_fold, val_fold) if rows is None else np.isin(np.arange(len(folds)), rows)
+        rows = np.flatnonzero(keep & y_all.any(axis=1))
         if fraction != 1.0:
             rows = rows[subsample(y_all[rows], fraction, seed)]
         if len(rows) == 0:

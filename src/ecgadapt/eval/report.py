@@ -847,6 +847,75 @@ def temperature_section(b: _Builder) -> Section:
     return Section("temperature-scaling", title, blocks)
 
 
+def external_sections(b: _Builder) -> list[Section]:
+    """Each recipe's macro AUROC/AUPRC on the external sets beside its PTB-XL test score, with paired differences
+    between recipes on the same external records (seed-averaged, record bootstrap); none without external sets."""
+    import itertools
+    import json
+
+    from ecgadapt.train.rundir import load_predictions as load_npz
+
+    def align(preds: list[dict]) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        ref = preds[0]
+        order = np.argsort(ref["ecg_ids"], kind="stable")
+        ids, y = ref["ecg_ids"][order], ref["y_true"][order]
+        out = []
+        for q in preds:
+            o = np.argsort(q["ecg_ids"], kind="stable")
+            same = len(o) == len(ids) and list(q["class_names"]) == list(ref["class_names"])
+            if not same or not np.array_equal(q["ecg_ids"][o], ids) or not np.array_equal(q["y_true"][o], y):
+                return None
+            out.append(q["y_score"][o])
+        return y, out
+
+    title = "External evaluation"
+    rows, diffs = [], []
+    names = sorted({f.name[len("external_") : -len(".json")] for d in b.main["run_dir"] for f in Path(d).glob("external_*.json")})
+    if not names:
+        return []
+    for name in names:
+        groups = {}
+        for (setting, task, recipe), part in b.main.groupby(["setting", "task", "recipe"], sort=False):
+            files = [Path(d) / f"external_{name}.json" for d in part["run_dir"]]
+            if not all(f.is_file() for f in files):
+                continue
+            ext = [json.loads(f.read_text()) for f in files]
+            row = {"External set": name, "Model": setting, "Task": task, "Recipe": recipe, "Seeds": len(part),
+                   "Records": ext[0]["n_records"], "Shared classes": ", ".join(ext[0]["shared_classes"])}  # fmt: skip
+            for m in METRICS:
+                row[f"PTB-XL {METRIC_NAMES[m]}"] = _fmt(float(np.mean(part[f"test_{m}"].to_numpy(float))))
+                row[f"external {METRIC_NAMES[m]}"] = _fmt(float(np.mean([e[m] for e in ext])))
+            rows.append(row)
+            preds = [load_npz(Path(d) / f"predictions_external_{name}.npz") for d in part["run_dir"]]
+            groups[(setting, task, recipe)] = preds
+        for (ka, pa), (kb, pb) in itertools.combinations(groups.items(), 2):
+            if ka[:2] != kb[:2]:
+                continue
+            aligned = align([*pa, *pb])
+            if aligned is None:
+                continue
+            y, scores = aligned
+            for m in METRICS:
+                try:
+                    r = pooled_paired_bootstrap(y, scores[: len(pa)], scores[len(pa) :], m, b.n_resamples, b.seed, b.alpha)
+                except MetricInputError:
+                    continue
+                diffs.append({"External set": name, "Model": ka[0], "Task": ka[1], "A": ka[2], "B": kb[2],
+                              "Metric": METRIC_NAMES[m], "A - B": _fmt(r["diff"], 4), "95% CI": _ci(r["low"], r["high"]),
+                              "p": _p(r["p_value"])})  # fmt: skip
+    if not rows:
+        return [Section("external", title, absent="no group of runs was scored on an external set by every seed")]
+    blocks: list[Any] = [
+        "Macro AUROC/AUPRC on each external set (classes shared with the run only; mean over seeds) beside the "
+        f"PTB-XL test score, at training fraction {b.main_fraction:g}.",
+        pd.DataFrame(rows),
+    ]
+    if diffs:
+        blocks += ["Paired differences between recipes on the same external records (seed-averaged metric, "
+                   f"{b.n_resamples} record-bootstrap resamples).", pd.DataFrame(diffs)]  # fmt: skip
+    return [Section("external", title, blocks)]
+
+
 def _align_curves(logs: list[pd.DataFrame], column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean/min/max of ``column`` per (stage, epoch) over runs, stages laid end to end; and stage starts."""
     stages = sorted({int(s) for m in logs for s in m["stage"].dropna()})
@@ -980,6 +1049,7 @@ def build_report(
     sections = [
         b.overview(), b.main_table(), b.improvement(), b.data_efficiency(), b.dynamics(), b.ablation(),
         b.per_class(), b.exclusions(), b.reliability(), temperature_section(b), robustness_section(b),
+        *external_sections(b),
     ]  # fmt: skip
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)

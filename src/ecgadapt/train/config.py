@@ -36,6 +36,8 @@ class DataConfig:
     cache_dir: str | None = None  # None: the default cache folder
     test_fold: int = 10
     val_fold: int = 9
+    source: str = "ptbxl"  # ptbxl, cinc (CinC 2020/2021 headers) or folder (WFDB records + labels CSV)
+    labels: str | None = None  # labels CSV (record,labels[,fold]) of a folder source; None: <root>/labels.csv
 
 
 @dataclass
@@ -117,6 +119,8 @@ class FinetuneConfig:
             raise ConfigError(f"data.task: unknown task {self.data.task!r}; choose one of: {', '.join(TASKS)}")
         if not 0.0 < self.data.fraction <= 1.0:
             raise ConfigError(f"data.fraction must lie in (0, 1], got {self.data.fraction!r}")
+        if self.data.source not in ("ptbxl", "cinc", "folder"):
+            raise ConfigError(f"data.source: unknown source {self.data.source!r}; choose one of: ptbxl, cinc, folder")
         if self.data.rate <= 0:
             raise ConfigError(f"data.rate must be positive, got {self.data.rate!r}")
         if self.data.test_fold == self.data.val_fold:

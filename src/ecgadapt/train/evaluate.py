@@ -107,7 +107,8 @@ def evaluate_run(
     if cache is None:
         if cfg.data.root is None:
             raise ConfigError(f"{run_dir}/{CONFIG} has no data.root; cannot find the data to evaluate on")
-        cache = load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False)
+        d = cfg.data
+        cache = load_or_prepare(d.root, d.rate, cache_dir=d.cache_dir, progress=False, source=d.source, labels=d.labels)
     dataset = eval_dataset(cache, cfg, model.input_spec, split, windows)
     if list(dataset.class_names) != list(meta["class_names"]):
         raise CheckpointError(

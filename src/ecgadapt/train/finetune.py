@@ -163,7 +163,9 @@ def run_finetune(
 
     d = cfg.data
     if cache is None:
-        cache = load_or_prepare(d.root, d.rate, cache_dir=d.cache_dir, progress=cfg.training.progress)
+        cache = load_or_prepare(
+            d.root, d.rate, cache_dir=d.cache_dir, progress=cfg.training.progress, source=d.source, labels=d.labels
+        )
     _, class_names = cache.labels(d.task)
     model = build_model(cfg, len(class_names))
     spec = model.input_spec
@@ -312,5 +314,6 @@ def score_test_fold(run_dir: str | Path, cache: ECGCache | None = None, device: 
     dev = resolve_device(device)
     model, _ = load_run_model(run_dir, dev)
     if cache is None:
-        cache = load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False)
+        d = cfg.data
+        cache = load_or_prepare(d.root, d.rate, cache_dir=d.cache_dir, progress=False, source=d.source, labels=d.labels)
     return _score_test(cfg, run_dir, cache, model, dev, final)

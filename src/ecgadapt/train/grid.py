@@ -215,6 +215,10 @@ def run_grid(
     )  # fmt: skip
     for cell in cells:
         _finish_cell(cell)
+    if spec.external:
+        from ecgadapt.train.external import score_external_sets
+
+        score_external_sets(spec.external, [r.run_dir for c in cells for r in c.runs], progress=progress)
     return GridReport(cells, ran, skipped, failed)
 
 
@@ -252,8 +256,10 @@ def _prepare_cache(config: dict, open_it: bool) -> Any:
     from ecgadapt.data.cache import load_or_prepare, prepare_cache
 
     d = config["data"]
-    if open_it:
-        return load_or_prepare(d["root"], d["rate"], cache_dir=d.get("cache_dir"), progress=False)
+    source, labels = d.get("source", "ptbxl"), d.get("labels")
+    if open_it or source != "ptbxl":  # a source other than PTB-XL is prepared by opening it
+        cache = load_or_prepare(d["root"], d["rate"], cache_dir=d.get("cache_dir"), progress=False, source=source, labels=labels)
+        return cache if open_it else None
     prepare_cache(d["root"], d["rate"], cache_dir=d.get("cache_dir"), progress=False)
     return None
 

@@ -38,8 +38,9 @@ PROTOCOLS = ("official", ROTATE)
 REQUIRED = "required"  # placeholder weights: must be given with --weights or --set models.N.weights=...
 SPEC_KEYS = (
     "name", "description", "protocol", "models", "tasks", "recipes", "fractions", "seeds", "overrides",
-    "stage_overrides", "budget_epochs",
+    "stage_overrides", "budget_epochs", "external",
 )  # fmt: skip
+EXTERNAL_KEYS = ("name", "data", "source", "labels")
 CONFIG_SECTIONS = ("data", "model", "recipe", "training", "seed", "out", "notes")
 # Config fields set by the grid's axes or by the command line, never by ``overrides``.
 _AXIS_FIELDS = {
@@ -83,12 +84,15 @@ class GridSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     stage_overrides: dict[str, Any] = field(default_factory=dict)
     budget_epochs: int | None = None  # every recipe's total epochs (recipes.with_budget); None: the presets'
+    external: list[dict] = field(default_factory=list)  # external sets {name, data, source, labels} (train.external)
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
         """Plain-data form (what ``spec.yaml`` holds)."""
         d = dataclasses.asdict(self)
         d.pop("source")
+        if not d["external"]:  # absent unless used, so specs without it keep their recorded form
+            d.pop("external")
         d["models"] = [{k: v for k, v in m.items() if k in ("name", "weights") or v not in (None, {})} for m in d["models"]]
         return d
 
@@ -115,6 +119,7 @@ class GridSpec:
             overrides=_flat_overrides(d.get("overrides") or {}, source),
             stage_overrides=dict(d.get("stage_overrides") or {}),
             budget_epochs=None if d.get("budget_epochs") is None else _number(d["budget_epochs"], int, "budget_epochs", source),
+            external=[_external_entry(e, i, source) for i, e in enumerate(_as_list(d.get("external") or [], "external", source))],
             source=source,
         )
         spec.validate()
@@ -234,6 +239,20 @@ def _model_entry(m: Any, i: int, source: str) -> ModelEntry:
         label=None if m.get("label") is None else str(m["label"]),
         recipes=None if recipes is None else [str(r) for r in _as_list(recipes, f"models.{i}.recipes", source)],
     )
+
+
+def _external_entry(e: Any, i: int, source: str) -> dict:
+    """One external set of the spec: ``{name, data, source (cinc|folder, default folder), labels (optional)}``."""
+    if not isinstance(e, dict) or not e.get("name") or not e.get("data"):
+        raise ConfigError(f"spec {source}: external.{i} must be a mapping with at least 'name' and 'data', got {e!r}")
+    unknown = set(e) - set(EXTERNAL_KEYS)
+    if unknown:
+        raise ConfigError(f"spec {source}: external.{i} has unknown key(s) {sorted(unknown)}; allowed: {list(EXTERNAL_KEYS)}")
+    kind = str(e.get("source") or "folder")
+    if kind not in ("cinc", "folder"):
+        raise ConfigError(f"spec {source}: external.{i}.source must be cinc or folder, got {kind!r}")
+    labels = e.get("labels")
+    return {"name": str(e["name"]), "data": str(e["data"]), "source": kind, "labels": None if labels is None else str(labels)}
 
 
 def _flat_overrides(d: Any, source: str, prefix: str = "") -> dict[str, Any]:
