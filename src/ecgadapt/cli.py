@@ -308,15 +308,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ecgadapt`` console script."""
+    from ecgadapt.fileio import is_write_problem, write_error
+    from ecgadapt.procs import stop_signals
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with stop_signals():  # SIGTERM stops a run as Ctrl-C does: finally blocks run, workers are stopped
+            return int(args.func(args) or 0)
     except ECGAdaptError as err:
         print(f"ecgadapt: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ecgadapt: interrupted", file=sys.stderr)
-        return 130
+    except OSError as err:
+        if not is_write_problem(err):
+            raise
+        print(f"ecgadapt: error: {write_error(err.filename or '(output)', err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        import signal
+
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"ecgadapt: interrupted ({signal.Signals(signum).name}); {_resume_hint(args)}", file=sys.stderr)
+        return 128 + int(signum)
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to continue an interrupted command."""
+    if args.command == "finetune" and getattr(args, "out", None):
+        return (
+            f"every completed epoch is saved in {args.out}/checkpoints/last.pt; continue with "
+            f"`ecgadapt finetune --out {args.out} --resume`"
+        )
+    if args.command == "benchmark":
+        return "rerun the same command to continue: finished cells are skipped, interrupted ones resume"
+    if args.command == "pretrain":
+        return f"continue with `ecgadapt pretrain --out {args.out} --resume`"
+    if args.command == "prepare":
+        return "no cache was written; rerun the same command"
+    return "rerun the command"
 
 
 if __name__ == "__main__":

@@ -348,15 +348,21 @@ def _read_all(signals_path: str, chunks: list, rate: int, workers: int, progress
             for chunk in chunks:
                 bar.update(_fill(signals_path, chunk, rate))
             return
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
+        from ecgadapt.procs import init_worker, stop_pool
+
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(chunks)), initializer=init_worker, initargs=(os.getpid(),)
+        )  # workers die with this process: a killed prepare leaves none writing
         try:
             pending = {pool.submit(_fill, signals_path, chunk, rate) for chunk in chunks}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for fut in done:
                     bar.update(fut.result())  # re-raises a worker's DataError here
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            stop_pool(pool)
+            raise
+        pool.shutdown(wait=True)
 
 
 def _write_index(path: Path, database: pd.DataFrame, column: str) -> None:

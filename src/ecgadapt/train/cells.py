@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
+from ecgadapt.locks import entries
 from ecgadapt.train.config import FinetuneConfig, set_in
 from ecgadapt.train.finetune import resolve_config, weights_to_load
 from ecgadapt.train.recipes import override_stages
@@ -204,7 +205,7 @@ def config_differences(saved: FinetuneConfig, wanted: FinetuneConfig) -> list[st
 def run_status(run: Run) -> str:
     """``"done"`` (final.json, config matches), ``"partial"`` (resume), or ``"new"``; a conflict is an error."""
     d = run.run_dir
-    if not d.exists() or (d.is_dir() and not any(d.iterdir())):
+    if not d.exists() or (d.is_dir() and not any(entries(d))):  # a lock file alone is not a run
         return "new"
     if not (d / CONFIG).is_file():
         raise ConfigError(

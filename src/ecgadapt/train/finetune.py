@@ -8,6 +8,7 @@ training and validation datasets only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError
+from ecgadapt.locks import RunLock
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.train.config import FinetuneConfig
@@ -31,6 +33,7 @@ from ecgadapt.train.rundir import (
     INPUTS,
     RESULT_FREE_FIELDS,
     check_resume_config,
+    check_run_dir,
     flat_config,
     load_checkpoint,
     prepare_run_dir,
@@ -136,9 +139,24 @@ def run_finetune(
         from ecgadapt.train.grid import run_tuned
 
         return run_tuned(cfg, resume=resume, overwrite=overwrite, cache=cache)
+    with contextlib.ExitStack() as held:
+        return _run_finetune(cfg, resume, overwrite, callbacks, cache, held)
+
+
+def _run_finetune(
+    cfg: FinetuneConfig,
+    resume: bool,
+    overwrite: bool,
+    callbacks: Sequence[Callback],
+    cache: ECGCache | None,
+    held: contextlib.ExitStack,
+) -> Path:
+    """:func:`run_finetune` of a plain config. Every input (data, rate, task, model, weights) is checked before
+    the run directory is created (or an old one replaced), so a failed start leaves nothing behind; the run
+    directory's lock is held (in ``held``) while it is written."""
     t_start = time.perf_counter()
     cfg = resolve_config(cfg)
-    run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
+    run_dir = check_run_dir(cfg.out, resume=resume, overwrite=overwrite)
     if resume:
         saved = FinetuneConfig.from_yaml(run_dir / CONFIG)
         saved_flat, now_flat = flat_config(saved.to_dict()), flat_config(cfg.to_dict())
@@ -146,10 +164,7 @@ def run_finetune(
     inputs = run_inputs(cfg.to_dict(), weights_to_load(cfg))
     if resume and (run_dir / INPUTS).is_file():
         check_same_weights(read_json(run_dir / INPUTS), inputs, run_dir)
-    cfg.to_yaml(run_dir / CONFIG)
-    write_json(run_dir / INPUTS, inputs)
     device = resolve_device(cfg.training.device)
-    write_env(run_dir, device, resumed=resume)
 
     d = cfg.data
     if cache is None:
@@ -163,6 +178,11 @@ def run_finetune(
     )  # fmt: skip
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
+    run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
+    held.enter_context(RunLock(run_dir))
+    cfg.to_yaml(run_dir / CONFIG)
+    write_json(run_dir / INPUTS, inputs)
+    write_env(run_dir, device, resumed=resume)
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"{'resuming' if resume else 'starting'} {run_dir}: {cfg.model.name} ({n_params / 1e6:.2f} M params), "

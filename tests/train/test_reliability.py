@@ -1,0 +1,154 @@
+"""Issue 10: one writer per run directory, failed starts that leave nothing, overwrite that keeps the old run
+until the new one starts, and one clear message for a full disk or a read-only --out."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ecgadapt.cli import main
+from ecgadapt.errors import CheckpointError, ConfigError, DataError, WriteError
+from ecgadapt.locks import LOCK_FILE, RunLock, RunLockedError
+from ecgadapt.train import rundir
+from ecgadapt.train.cells import make_run, run_status
+from ecgadapt.train.finetune import run_finetune
+
+
+@pytest.fixture
+def lock_holder():
+    """``hold(run_dir)``: another process that holds ``run_dir``'s lock until the test ends; returns its PID."""
+    procs = []
+
+    def hold(run_dir: Path) -> int:
+        code = textwrap.dedent(f"""
+            import sys, time
+            from ecgadapt.locks import RunLock
+            lock = RunLock({str(run_dir)!r})
+            print("locked", flush=True)
+            time.sleep(120)
+        """)
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout.readline().strip() == "locked"
+        return p.pid
+
+    yield hold
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_second_writer_on_a_locked_run_is_refused_naming_dir_and_pid(make_cfg, tmp_path, lock_holder):
+    cfg = make_cfg("linear_probe", "locked", epochs=1)
+    run = run_finetune(cfg)
+    final = (run / "final.json").read_text()
+    pid = lock_holder(run)
+    for kwargs in ({"resume": True}, {"overwrite": True}):
+        with pytest.raises(RunLockedError) as info:
+            run_finetune(cfg, **kwargs)
+        assert str(run) in str(info.value) and f"PID {pid}" in str(info.value)
+    assert (run / "final.json").read_text() == final  # the overwrite deleted nothing
+
+
+def test_lock_is_released_and_removed_after_a_run(make_cfg):
+    run = run_finetune(make_cfg("linear_probe", "released", epochs=1))
+    assert not (run / LOCK_FILE).exists()
+    with RunLock(run):  # free again
+        pass
+
+
+def test_a_lock_file_left_by_a_killed_start_blocks_nothing(make_cfg, tmp_path):
+    cfg = make_cfg("linear_probe", "stale", epochs=1)
+    Path(cfg.out).mkdir()
+    (Path(cfg.out) / LOCK_FILE).write_text("999999\n")  # a killed holder: the kernel dropped its flock
+    assert run_status(make_run(Path(cfg.out), cfg)) == "new"
+    run_finetune(cfg)
+    assert (Path(cfg.out) / "final.json").is_file()
+
+
+@pytest.mark.parametrize("bad", ["weights", "empty_weights", "data", "rate"])
+def test_failed_start_leaves_nothing_and_a_plain_retry_succeeds(make_cfg, tmp_path, bad):
+    bogus = tmp_path / "broken.pt"
+    bogus.write_bytes(b"" if bad == "empty_weights" else b"not a checkpoint")
+    override = {
+        "weights": f"model.weights={bogus}",
+        "empty_weights": f"model.weights={bogus}",
+        "data": f"data.root={tmp_path / 'no_such_folder'}",
+        "rate": "data.rate=500",  # the synthetic fixture's cache folder holds 100 Hz; 500 Hz records are absent
+    }[bad]
+    if bad == "rate":
+        for rec in Path(make_cfg().data.root).glob("records500"):
+            pytest.skip("the synthetic dataset has 500 Hz records") if rec.is_dir() else None
+    with pytest.raises((ConfigError, DataError, CheckpointError)):
+        run_finetune(make_cfg("baseline_ft", "retry", override, epochs=1))
+    out = tmp_path / "retry"
+    assert not out.exists() or not any(out.iterdir()), "a failed start left files that block its retry"
+    good = make_cfg("baseline_ft", "retry", "model.weights=null", epochs=1)
+    assert (run_finetune(good) / "final.json").is_file()  # no --resume, no --overwrite needed
+
+
+def test_overwrite_with_bad_inputs_keeps_the_old_run(make_cfg, tmp_path):
+    cfg = make_cfg("linear_probe", "keep", epochs=1)
+    run = run_finetune(cfg)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    bogus = tmp_path / "empty.pt"
+    bogus.write_bytes(b"")
+    for bad in ([f"model.weights={bogus}"], [f"data.root={tmp_path / 'missing'}"]):
+        with pytest.raises((CheckpointError, DataError, ConfigError)):
+            run_finetune(make_cfg("linear_probe", "keep", *bad, epochs=1), overwrite=True)
+        assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    run_finetune(cfg, overwrite=True)  # good inputs replace it
+    assert (run / "final.json").is_file()
+
+
+def test_full_disk_during_finetune_is_one_clear_message(make_cfg, tmp_path, monkeypatch, capsys):
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "full"
+
+    def no_space(obj, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(rundir.torch, "save", no_space)
+    rc = main(["finetune", "--config", str(cfg_file), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "disk is full" in err and "--resume" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not list((out / "checkpoints").glob("*.tmp"))  # no half-written checkpoint left
+
+
+def test_torch_zip_writer_failure_is_reported_as_a_write_error(tmp_path, monkeypatch):
+    def failed(obj, path, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(rundir.torch, "save", failed)
+    monkeypatch.setattr(rundir, "_disk_full", lambda path: True)
+    with pytest.raises(WriteError, match="disk is full"):
+        rundir.save_checkpoint(tmp_path / "checkpoints" / "last.pt", {"x": 1})
+
+
+def test_read_only_out_is_one_clear_message(make_cfg, tmp_path, monkeypatch, capsys):
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "ro" / "run"
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "ro")):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    rc = main(["finetune", "--config", str(cfg_file), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "read-only" in err and str(out) in err and "Traceback" not in err
