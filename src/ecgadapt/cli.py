@@ -35,11 +35,13 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz (default 500)")
     q.add_argument("--cache", default=None, help="cache base folder (default $ECGADAPT_CACHE or ~/.cache/ecgadapt)")
     q.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
+    q.add_argument("--verify", action="store_true",
+                   help="also compare the record files' content hashes (not only sizes and times) with the cache")  # fmt: skip
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.data.cache import prepare_cache
 
-        print(prepare_cache(args.root, args.rate, cache_dir=args.cache, workers=args.workers))
+        print(prepare_cache(args.root, args.rate, cache_dir=args.cache, workers=args.workers, verify=args.verify))
         return 0
 
     q.set_defaults(func=run)
