@@ -173,7 +173,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="class probabilities of WFDB records or .npy arrays from a finished run")
     p.add_argument("--run", required=True, help="run directory written by 'ecgadapt finetune'")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="WFDB record (.hea or base name) or .npy (12,T)/(N,12,T)")
-    p.add_argument("--rate", type=float, default=None, help="sampling rate of .npy inputs (default: the model's)")
+    p.add_argument("--rate", type=float, default=None, help="sampling rate of .npy inputs in Hz (required unless <name>.json beside the array gives {\"rate\": HZ})")
     p.add_argument("--eval-windows", type=int, default=None, help="minimum windows per record (default: the run's)")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", default=None, help="output file (default: print)")

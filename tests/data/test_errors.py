@@ -165,3 +165,14 @@ def test_empty_filename(root: Path, tmp_path: Path) -> None:
     rows[1]["filename_hr"] = ""
     write_database(root, rows)
     assert_prepare_fails(root, tmp_path, r"filename_hr is empty for ecg_id\(s\) \[2\]")
+
+
+@pytest.mark.parametrize("likelihood", ["'high'", "None", "[1]"])
+def test_non_numeric_likelihood_names_the_ecg_id(tmp_path: Path, likelihood: str) -> None:
+    root = make_root(tmp_path, n_records=4)
+    db = root / "ptbxl_database.csv"
+    rows = list(csv.DictReader(db.open()))
+    rows[2]["scp_codes"] = "{'NORM': %s}" % likelihood
+    write_database(root, rows)
+    with pytest.raises(DataError, match=r"scp_codes of ecg_id 3 gives code 'NORM' the likelihood .* not a number"):
+        read_database(root)
