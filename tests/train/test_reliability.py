@@ -148,3 +148,21 @@ def test_read_only_out_is_one_clear_message(make_cfg, tmp_path, monkeypatch, cap
     rc = main(["finetune", "--config", str(cfg_file), "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "read-only" in err and str(out) in err and "Traceback" not in err
+
+
+def test_missing_data_folder_names_the_finetune_flag(make_cfg, tmp_path):
+    with pytest.raises(DataError, match="--data for finetune") as info:
+        run_finetune(make_cfg("linear_probe", "nodata", f"data.root={tmp_path / 'missing'}", epochs=1))
+    assert "pass --root" not in str(info.value)
+
+
+def test_spec_recipe_typo_names_the_spec_file(tmp_path, synthetic_root):
+    from ecgadapt.train.grid import expand_cells, load_spec
+
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(
+        "name: typo\ntasks: [superdiagnostic]\nmodels: [{name: ecg_vit_tiny, weights: null}]\n"
+        "recipes: [lp_fft]\nfractions: [1.0]\nseeds: [0]\n"
+    )
+    with pytest.raises(ConfigError, match=f"spec {spec}.*unknown recipe 'lp_fft'"):
+        expand_cells(load_spec(spec), synthetic_root, tmp_path / "out")

@@ -360,7 +360,7 @@ def prepare_cache(
         raise ConfigError(f"workers={workers} must be at least 1")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(f"PTB-XL folder {root} not found; pass --root the folder that holds {DATABASE_CSV}")
+        raise DataError(f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune and benchmark, --root for prepare)")
     target = default_cache_path(root, rate, cache_dir)
     database = read_database(root)
     statements = read_statements(root)

@@ -146,7 +146,10 @@ def expand_cells(spec: GridSpec, data_root: str | Path, results_dir: str | Path)
     """Every cell of ``spec`` (seed-major order, so an interrupted grid has whole seeds), with validated configs."""
     results_dir = Path(results_dir).expanduser().resolve()
     root = str(Path(data_root).expanduser().resolve())
-    bases = {recipe_label(r): _base_dict(spec, r) for r in spec.recipes}
+    try:
+        bases = {recipe_label(r): _base_dict(spec, r) for r in spec.recipes}
+    except ConfigError as err:  # e.g. a recipe name's typo: say which spec file holds it
+        raise ConfigError(f"spec {spec.source}: {err}") from None
     cells = []
     for seed, m, task, fraction, rlabel in itertools.product(
         spec.seeds, spec.models, spec.tasks, spec.fractions, list(bases)

@@ -300,7 +300,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
-        raise CheckpointError(f"cannot load checkpoint {path}: {err}") from err
+        from ecgadapt.models.checkpoint import load_failure_reason
+
+        raise CheckpointError(f"cannot load checkpoint {path}: {load_failure_reason(path, err)}") from None
 
 
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
