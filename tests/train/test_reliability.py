@@ -166,3 +166,35 @@ def test_spec_recipe_typo_names_the_spec_file(tmp_path, synthetic_root):
     )
     with pytest.raises(ConfigError, match=f"spec {spec}.*unknown recipe 'lp_fft'"):
         expand_cells(load_spec(spec), synthetic_root, tmp_path / "out")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stop_signal_ends_finetune_cleanly_and_says_how_to_resume(make_cfg, tmp_path, sig):
+    import os
+    import signal
+    import time
+
+    import torch
+
+    cfg = make_cfg("linear_probe", "unused", epochs=200)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "stopped"
+    code = f"import sys; from ecgadapt.cli import main; sys.exit(main(['finetune', '--config', {str(cfg_file)!r}, '--out', {str(out)!r}, '--no-progress']))"  # noqa: E501
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints" / "last.pt").is_file() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + getattr(signal, sig)
+    assert f"interrupted ({sig})" in err and f"ecgadapt finetune --out {out} --resume" in err and "Traceback" not in err
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]  # a complete checkpoint
+    assert state["n_metric_rows"] >= 1
+    assert not list(out.rglob("*.tmp")) and not (out / LOCK_FILE).exists()
