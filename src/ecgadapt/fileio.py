@@ -14,7 +14,6 @@ import numpy as np
 
 from ecgadapt.errors import WriteError
 
-
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 """Errors of the place written to (not of the data): reported as :class:`~ecgadapt.errors.WriteError`."""
 

@@ -51,7 +51,9 @@ def die_with_parent(parent_pid: int, interval: float = WATCH_INTERVAL_S) -> None
     _set_pdeathsig(signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid, interval), daemon=True, name="ecgadapt-parent-watch").start()
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid, interval), daemon=True, name="ecgadapt-parent-watch"
+    ).start()
 
 
 def init_worker(parent_pid: int) -> None:

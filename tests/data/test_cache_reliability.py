@@ -14,7 +14,7 @@ from wfdb_fixtures import make_root
 from ecgadapt.cli import main
 from ecgadapt.data import cache as cache_mod
 from ecgadapt.data.cache import SIGNALS_FILE, cache_problem, default_cache_path, prepare_cache
-from ecgadapt.errors import WriteError
+from ecgadapt.errors import DataError, WriteError
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +33,13 @@ def _a_dat(root: Path) -> Path:
 
 def test_changed_dat_rebuilds_the_cache_saying_which_file(mini, tmp_path, capsys):
     path = prepare_cache(mini, 100, cache_dir=tmp_path / "c", workers=1, progress=False)
-    inode = (path / SIGNALS_FILE).stat().st_ino
     dat = _a_dat(mini)
     dat.write_bytes(dat.read_bytes()[:-24])  # truncated: a corrupted record
     problem = cache_problem(path, mini, 100)
     assert problem is not None and dat.name in problem and "size" in problem
-    with pytest.raises(Exception):  # the truncated record cannot be read: the rebuild names it
+    with pytest.raises(
+        DataError, match=dat.stem
+    ):  # the truncated record cannot be read: the rebuild names it
         prepare_cache(mini, 100, cache_dir=tmp_path / "c", workers=1, progress=False)
     assert "rebuilding cache" in capsys.readouterr().err
 
@@ -83,7 +84,20 @@ Usage = namedtuple("Usage", "total used free")
 
 def test_prepare_checks_free_space_before_writing(mini, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cache_mod, "free_bytes", lambda path: 1000)
-    rc = main(["prepare", "ptbxl", "--root", str(mini), "--rate", "100", "--cache", str(tmp_path / "c"), "--workers", "1"])
+    rc = main(
+        [
+            "prepare",
+            "ptbxl",
+            "--root",
+            str(mini),
+            "--rate",
+            "100",
+            "--cache",
+            str(tmp_path / "c"),
+            "--workers",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "not enough disk space" in err and "needs" in err and str(tmp_path / "c") in err
     target = default_cache_path(mini, 100, tmp_path / "c")
@@ -115,6 +129,19 @@ def test_read_only_cache_folder_is_one_message(mini, tmp_path, monkeypatch, caps
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", read_only)
-    rc = main(["prepare", "ptbxl", "--root", str(mini), "--rate", "100", "--cache", str(tmp_path / "ro"), "--workers", "1"])
+    rc = main(
+        [
+            "prepare",
+            "ptbxl",
+            "--root",
+            str(mini),
+            "--rate",
+            "100",
+            "--cache",
+            str(tmp_path / "ro"),
+            "--workers",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "read-only" in err and "--cache" in err and "Traceback" not in err

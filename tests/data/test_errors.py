@@ -172,7 +172,7 @@ def test_non_numeric_likelihood_names_the_ecg_id(tmp_path: Path, likelihood: str
     root = make_root(tmp_path, n_records=4)
     db = root / "ptbxl_database.csv"
     rows = list(csv.DictReader(db.open()))
-    rows[2]["scp_codes"] = "{'NORM': %s}" % likelihood
+    rows[2]["scp_codes"] = f"{{'NORM': {likelihood}}}"
     write_database(root, rows)
     with pytest.raises(DataError, match=r"scp_codes of ecg_id 3 gives code 'NORM' the likelihood .* not a number"):
         read_database(root)

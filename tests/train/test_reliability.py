@@ -4,8 +4,6 @@ until the new one starts, and one clear message for a full disk or a read-only -
 from __future__ import annotations
 
 import errno
-import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -124,7 +122,9 @@ def test_full_disk_during_finetune_is_one_clear_message(make_cfg, tmp_path, monk
 
 def test_torch_zip_writer_failure_is_reported_as_a_write_error(tmp_path, monkeypatch):
     def failed(obj, path, *args, **kwargs):
-        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file"
+        )
 
     monkeypatch.setattr(rundir.torch, "save", failed)
     monkeypatch.setattr(rundir, "_disk_full", lambda path: True)
@@ -194,7 +194,11 @@ def test_stop_signal_ends_finetune_cleanly_and_says_how_to_resume(make_cfg, tmp_
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 128 + getattr(signal, sig)
-    assert f"interrupted ({sig})" in err and f"ecgadapt finetune --out {out} --resume" in err and "Traceback" not in err
+    assert (
+        f"interrupted ({sig})" in err
+        and f"ecgadapt finetune --out {out} --resume" in err
+        and "Traceback" not in err
+    )
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]  # a complete checkpoint
     assert state["n_metric_rows"] >= 1
     assert not list(out.rglob("*.tmp")) and not (out / LOCK_FILE).exists()

@@ -8,8 +8,8 @@ atomically (temporary file, then rename), so a killed run never leaves a half-wr
 from __future__ import annotations
 
 import csv
-import errno
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -26,11 +26,10 @@ import numpy as np
 import torch
 
 from ecgadapt.errors import CheckpointError, ConfigError
-from ecgadapt.locks import check_unlocked, entries
 from ecgadapt.fileio import atomic_write_text as atomic_write_text
-from ecgadapt.fileio import is_write_problem, write_error
+from ecgadapt.fileio import is_write_problem, write_error, write_json
 from ecgadapt.fileio import save_predictions as save_predictions
-from ecgadapt.fileio import write_json
+from ecgadapt.locks import check_unlocked, entries
 
 CONFIG = "config.yaml"
 ENV = "env.json"
