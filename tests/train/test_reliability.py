@@ -202,3 +202,15 @@ def test_stop_signal_ends_finetune_cleanly_and_says_how_to_resume(make_cfg, tmp_
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]  # a complete checkpoint
     assert state["n_metric_rows"] >= 1
     assert not list(out.rglob("*.tmp")) and not (out / LOCK_FILE).exists()
+
+
+def test_overwrite_of_a_tuned_run_with_bad_inputs_keeps_it(make_cfg, tmp_path):
+    from ecgadapt.train.config import apply_overrides
+
+    cfg = apply_overrides(make_cfg("linear_probe", "tuned", epochs=1), ["tune.lr=[0.001,0.01]"])
+    run = run_finetune(cfg)
+    final = (run / "final.json").read_text()
+    bad = apply_overrides(cfg, [f"data.root={tmp_path / 'missing'}"])
+    with pytest.raises(DataError):
+        run_finetune(bad, overwrite=True)
+    assert (run / "final.json").read_text() == final

@@ -212,6 +212,18 @@ def _run_finetune(
     return run_dir
 
 
+def check_start(cfg: FinetuneConfig, cache: ECGCache | None = None) -> None:
+    """Check a resolved config's inputs (data, rate, task, fraction, model, weights), writing no run directory."""
+    d = cfg.data
+    if cache is None:
+        cache = load_or_prepare(d.root, d.rate, cache_dir=d.cache_dir, progress=cfg.training.progress)
+    _, class_names = cache.labels(d.task)
+    model = build_model(cfg, len(class_names))
+    seed = d.seed if d.seed is not None else cfg.seed
+    ECGDataset(cache, d.task, "train", fraction=d.fraction, seed=seed, test_fold=d.test_fold, val_fold=d.val_fold)
+    eval_dataset(cache, cfg, model.input_spec, "val", cfg.training.eval_windows)
+
+
 def check_same_weights(saved: dict, now: dict, run_dir: Path) -> None:
     """Raise a ConfigError when the initial weights file's content differs from the one the run started from."""
     if saved.get("weights_sha256") != now.get("weights_sha256"):
