@@ -214,3 +214,52 @@ def test_overwrite_of_a_tuned_run_with_bad_inputs_keeps_it(make_cfg, tmp_path):
     with pytest.raises(DataError):
         run_finetune(bad, overwrite=True)
     assert (run / "final.json").read_text() == final
+
+
+@pytest.mark.slow
+def test_killed_benchmark_leaves_no_worker_training(synthetic_root, syn_cache_dir, tmp_path):
+    """``kill -9`` of ``ecgadapt benchmark --jobs 2``: its workers (the holders of the cells' locks) exit within
+    seconds, no cell stays locked, and a rerun at once resumes alone."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "res"
+    args = [
+        sys.executable, "-m", "ecgadapt.cli", "benchmark", "--spec", "paper-main", "--data", str(synthetic_root),
+        "--out", str(out), "--jobs", "2", "--no-progress",
+        "--set", "models=[{name: ecg_vit_tiny, weights: null, kwargs: {width: 16, depth: 1, heads: 1, patch_size: 250}}]",
+        "--set", "recipes=[linear_probe]", "--set", "tasks=[superdiagnostic]", "--set", "seeds=[0,1,2,3]",
+        "--set", "stage_overrides.epochs=500", "--set", "training.min_steps=0", "--set", "training.max_train_batches=1",
+        "--set", f"data.cache_dir={syn_cache_dir}", "--set", "data.rate=100",
+    ]  # fmt: skip
+    parent = subprocess.Popen(
+        args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        locks: list[Path] = []
+        while len(locks) < 2 and time.monotonic() < deadline:
+            assert parent.poll() is None, parent.stderr.read()
+            locks = [p for p in (out / "runs").glob(f"*/{LOCK_FILE}") if (p.parent / "checkpoints").is_dir()]
+            time.sleep(0.2)
+        assert len(locks) >= 2, "the workers never started training"
+        workers = {int(p.read_text()) for p in locks}
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+
+        def alive(pid: int) -> bool:
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 5
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(w) for w in workers), "workers kept training after their parent was killed"
+        for lock in locks:
+            RunLock(lock.parent).release()  # nobody holds the cells any more
+    finally:
+        if parent.poll() is None:
+            parent.kill()
