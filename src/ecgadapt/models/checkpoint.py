@@ -197,9 +197,16 @@ def _torch_load(path: Path) -> tuple[object, tuple[str, ...]]:
     raise CheckpointError(f"cannot read {path} safely: {first_error}; {_convert_advice(path)}")
 
 
+def _non_finite(key: str, t: torch.Tensor) -> bool:
+    """NaN anywhere; +-inf outside attention-mask buffers (where -inf is how a mask is written)."""
+    if bool(torch.isnan(t).any()):
+        return True
+    return "mask" not in key.lower() and not bool(torch.isfinite(t).all())
+
+
 def check_finite(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
     """A CheckpointError naming the tensors that hold NaN or infinite values (a diverged or corrupt file)."""
-    bad = [k for k, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [k for k, t in state_dict.items() if t.is_floating_point() and _non_finite(k, t)]
     if bad:
         raise CheckpointError(
             f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): {_clip(bad)}; the file is "
