@@ -217,9 +217,10 @@ def test_overwrite_of_a_tuned_run_with_bad_inputs_keeps_it(make_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_benchmark_leaves_no_worker_training(synthetic_root, syn_cache_dir, tmp_path):
-    """``kill -9`` of ``ecgadapt benchmark --jobs 2``: its workers (the holders of the cells' locks) exit within
-    seconds, no cell stays locked, and a rerun at once resumes alone."""
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, syn_cache_dir, tmp_path, sig):
+    """``kill -9`` (or SIGTERM) of ``ecgadapt benchmark --jobs 2``: its workers (the holders of the cells' locks)
+    exit within seconds and no cell stays locked; SIGTERM also exits 143 saying how to continue."""
     import os
     import signal
     import time
@@ -233,20 +234,21 @@ def test_killed_benchmark_leaves_no_worker_training(synthetic_root, syn_cache_di
         "--set", "stage_overrides.epochs=500", "--set", "training.min_steps=0", "--set", "training.max_train_batches=1",
         "--set", f"data.cache_dir={syn_cache_dir}", "--set", "data.rate=100",
     ]  # fmt: skip
-    parent = subprocess.Popen(
-        args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True
-    )
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as fh:  # a file, not a pipe: its reader would wait for every process that inherited it
+        parent = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=fh)
     try:
         deadline = time.monotonic() + 180
         locks: list[Path] = []
         while len(locks) < 2 and time.monotonic() < deadline:
-            assert parent.poll() is None, parent.stderr.read()
+            assert parent.poll() is None, log.read_text()
             locks = [p for p in (out / "runs").glob(f"*/{LOCK_FILE}") if (p.parent / "checkpoints").is_dir()]
             time.sleep(0.2)
         assert len(locks) >= 2, "the workers never started training"
         workers = {int(p.read_text()) for p in locks}
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
+        parent.send_signal(getattr(signal, sig))
+        parent.wait(60)
+        err = log.read_text()
 
         def alive(pid: int) -> bool:
             try:
@@ -257,9 +259,14 @@ def test_killed_benchmark_leaves_no_worker_training(synthetic_root, syn_cache_di
         deadline = time.monotonic() + 5
         while any(alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(alive(w) for w in workers), "workers kept training after their parent was killed"
+        assert not any(alive(w) for w in workers), "workers kept training after their parent was stopped"
         for lock in locks:
             RunLock(lock.parent).release()  # nobody holds the cells any more
+        if sig == "SIGTERM":
+            assert parent.returncode == 143 and "interrupted (SIGTERM); rerun the same command" in err
+            assert (
+                len([p for p in (out / "runs").iterdir() if (p / "config.yaml").is_file()]) == 2
+            )  # none queued ran
     finally:
         if parent.poll() is None:
             parent.kill()
