@@ -236,7 +236,8 @@ def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, s
     ]  # fmt: skip
     log = tmp_path / "stderr.txt"
     with log.open("w") as fh:  # a file, not a pipe: its reader would wait for every process that inherited it
-        parent = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=fh)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "ECGADAPT_TEST_MARK": str(tmp_path)}
+        parent = subprocess.Popen(args, env=env, stderr=fh)
     try:
         deadline = time.monotonic() + 180
         locks: list[Path] = []
@@ -262,6 +263,10 @@ def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, s
         assert not any(alive(w) for w in workers), "workers kept training after their parent was stopped"
         for lock in locks:
             RunLock(lock.parent).release()  # nobody holds the cells any more
+        deadline = time.monotonic() + 120  # data-loader workers may still be starting (importing torch) first
+        while _marked(str(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _marked(str(tmp_path)), "processes of the benchmark outlived it"
         if sig == "SIGTERM":
             assert parent.returncode == 143 and "interrupted (SIGTERM); rerun the same command" in err
             assert (
@@ -270,3 +275,16 @@ def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, s
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def _marked(mark: str) -> list[int]:
+    """PIDs of live processes whose environment holds ``ECGADAPT_TEST_MARK=mark``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if f"ECGADAPT_TEST_MARK={mark}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                if (proc / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
