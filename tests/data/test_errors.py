@@ -109,7 +109,7 @@ def test_bad_strat_fold_value(root: Path) -> None:
 
 def test_missing_csv(root: Path) -> None:
     (root / "scp_statements.csv").unlink()
-    with pytest.raises(DataError, match=r"scp_statements\.csv not found; point --root at a PTB-XL folder"):
+    with pytest.raises(DataError, match=r"scp_statements\.csv not found; point --data \(finetune, benchmark\) or --root \(prepare, data stats\) at"):
         split_stats(root, "all")
 
 
