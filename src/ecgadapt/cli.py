@@ -35,11 +35,13 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz (default 500)")
     q.add_argument("--cache", default=None, help="cache base folder (default $ECGADAPT_CACHE or ~/.cache/ecgadapt)")
     q.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
+    q.add_argument("--verify", action="store_true",
+                   help="also compare the record files' content hashes (not only sizes and times) with the cache")  # fmt: skip
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.data.cache import prepare_cache
 
-        print(prepare_cache(args.root, args.rate, cache_dir=args.cache, workers=args.workers))
+        print(prepare_cache(args.root, args.rate, cache_dir=args.cache, workers=args.workers, verify=args.verify))
         return 0
 
     q.set_defaults(func=run)
@@ -194,7 +196,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="class probabilities of WFDB records or .npy arrays from a finished run")
     p.add_argument("--run", required=True, help="run directory written by 'ecgadapt finetune'")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="WFDB record (.hea or base name) or .npy (12,T)/(N,12,T)")
-    p.add_argument("--rate", type=float, default=None, help="sampling rate of .npy inputs (default: the model's)")
+    p.add_argument("--rate", type=float, default=None, help="sampling rate of .npy inputs in Hz (required unless <name>.json beside the array gives {\"rate\": HZ})")
     p.add_argument("--eval-windows", type=int, default=None, help="minimum windows per record (default: the run's)")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", default=None, help="output file (default: print)")
@@ -397,15 +399,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ecgadapt`` console script."""
+    from ecgadapt.fileio import is_write_problem, write_error
+    from ecgadapt.procs import stop_signals
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with stop_signals():  # SIGTERM stops a run as Ctrl-C does: finally blocks run, workers are stopped
+            return int(args.func(args) or 0)
     except ECGAdaptError as err:
         print(f"ecgadapt: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ecgadapt: interrupted", file=sys.stderr)
-        return 130
+    except OSError as err:
+        if not is_write_problem(err):
+            raise
+        print(f"ecgadapt: error: {write_error(err.filename or '(output)', err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        import signal
+
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"ecgadapt: interrupted ({signal.Signals(signum).name}); {_resume_hint(args)}", file=sys.stderr)
+        return 128 + int(signum)
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to continue an interrupted command."""
+    if args.command == "finetune" and getattr(args, "out", None):
+        return (
+            f"every completed epoch is saved in {args.out}/checkpoints/last.pt; continue with "
+            f"`ecgadapt finetune --out {args.out} --resume`"
+        )
+    if args.command == "benchmark":
+        return "rerun the same command to continue: finished cells are skipped, interrupted ones resume"
+    if args.command == "pretrain":
+        return f"continue with `ecgadapt pretrain --out {args.out} --resume`"
+    if args.command == "prepare":
+        return "no cache was written; rerun the same command"
+    return "rerun the command"
 
 
 if __name__ == "__main__":

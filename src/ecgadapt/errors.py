@@ -15,3 +15,7 @@ class CheckpointError(ECGAdaptError):
 
 class ConfigError(ECGAdaptError):
     """An invalid configuration value or name."""
+
+
+class WriteError(ECGAdaptError):
+    """An output that cannot be written: a full disk, a read-only or forbidden folder."""

@@ -2,13 +2,64 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ecgadapt.errors import WriteError
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+"""Errors of the place written to (not of the data): reported as :class:`~ecgadapt.errors.WriteError`."""
+
+
+def is_write_problem(err: BaseException) -> bool:
+    """Whether ``err`` is an OSError of the place written to (full disk, read-only or forbidden folder)."""
+    return isinstance(err, OSError) and err.errno in _WRITE_ERRNOS
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free bytes on the disk that holds ``path`` (or its nearest existing parent); None when unknown."""
+    p = Path(path).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def human_bytes(n: float) -> str:
+    """``1.5 GB``-style size."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def write_error(path: str | os.PathLike, err: BaseException, fix: str = "") -> WriteError:
+    """One clear message for a failed write of ``path``: what went wrong (full disk, read-only, ...) and ``fix``."""
+    code = getattr(err, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "No space left" in str(err):
+        free = free_bytes(path)
+        why = "the disk is full (no space left on device" + (f", {human_bytes(free)} free" if free is not None else "")
+        why += ")"
+        fix = fix or "free some space on that disk, or write somewhere else"
+    elif code == errno.EROFS:
+        why = "the file system is read-only"
+        fix = fix or "choose a writable folder"
+    elif code in (errno.EACCES, errno.EPERM):
+        why = "permission denied"
+        fix = fix or "choose a folder you can write to"
+    else:
+        why = str(getattr(err, "strerror", None) or err)
+    return WriteError(f"cannot write {path}: {why}; {fix}" if fix else f"cannot write {path}: {why}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -106,3 +106,18 @@ def test_unknown_task_and_split(real) -> None:
         ECGDataset(real, "superdiag", "train")
     with pytest.raises(ConfigError, match="valid splits"):
         ECGDataset(real, "all", "validation")
+
+
+def test_fraction_that_leaves_a_class_without_positives_warns_naming_it(tmp_path: Path) -> None:
+    cache = load_or_prepare(make_root(tmp_path, n_records=40), 100, cache_dir=tmp_path / "c", workers=1, progress=False)
+    y_full = ECGDataset(cache, "superdiagnostic", "train").labels
+    assert (y_full.sum(axis=0) > 0).all()  # every class has training positives in the whole split
+    with pytest.warns(UserWarning, match=r"fraction=0.01 keeps 1 training records .* no positive of \d class\(es\)") as rec:
+        ds = ECGDataset(cache, "superdiagnostic", "train", fraction=0.01)
+    lost = [c for c, has in zip(ds.class_names, ds.labels.any(axis=0)) if not has]
+    assert lost and all(c in str(rec[0].message) for c in lost)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ECGDataset(cache, "superdiagnostic", "train", fraction=1.0)

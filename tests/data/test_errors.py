@@ -109,7 +109,7 @@ def test_bad_strat_fold_value(root: Path) -> None:
 
 def test_missing_csv(root: Path) -> None:
     (root / "scp_statements.csv").unlink()
-    with pytest.raises(DataError, match=r"scp_statements\.csv not found; point --root at a PTB-XL folder"):
+    with pytest.raises(DataError, match=r"scp_statements\.csv not found; point --data \(finetune, benchmark\) or --root \(prepare, data stats\) at"):
         split_stats(root, "all")
 
 
@@ -165,3 +165,14 @@ def test_empty_filename(root: Path, tmp_path: Path) -> None:
     rows[1]["filename_hr"] = ""
     write_database(root, rows)
     assert_prepare_fails(root, tmp_path, r"filename_hr is empty for ecg_id\(s\) \[2\]")
+
+
+@pytest.mark.parametrize("likelihood", ["'high'", "None", "[1]"])
+def test_non_numeric_likelihood_names_the_ecg_id(tmp_path: Path, likelihood: str) -> None:
+    root = make_root(tmp_path, n_records=4)
+    db = root / "ptbxl_database.csv"
+    rows = list(csv.DictReader(db.open()))
+    rows[2]["scp_codes"] = f"{{'NORM': {likelihood}}}"
+    write_database(root, rows)
+    with pytest.raises(DataError, match=r"scp_codes of ecg_id 3 gives code 'NORM' the likelihood .* not a number"):
+        read_database(root)

@@ -114,7 +114,39 @@ def test_pickled_code_is_never_executed(tmp_path, capsys: pytest.CaptureFixture[
 def test_legacy_pickle_with_foreign_objects_says_how_to_convert(tmp_path) -> None:
     path = tmp_path / "legacy.pt"
     torch.save({"model": _sd(Toy()), "payload": _Custom()}, path, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match=r"weights_only=True.*convert it once"):
+    with pytest.raises(CheckpointError, match=r"cannot read .* safely: .*isolated environment.*safetensors") as info:
+        read_checkpoint(path)
+    assert "weights_only=False" not in str(info.value)  # never the advice that would run the payload
+
+
+def test_unreadable_checkpoint_messages_never_advise_an_unsafe_load(tmp_path) -> None:
+    from ecgadapt.train.rundir import load_checkpoint
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _sd(Toy()), "payload": _Custom()}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "weights_only" not in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\x02"])
+def test_empty_or_truncated_pt_gives_a_real_reason(tmp_path, content: bytes) -> None:
+    path = tmp_path / "w.pt"
+    path.write_bytes(content)
+    match = "the file is empty \\(0 bytes\\)" if not content else "ends early|truncated"
+    with pytest.raises(CheckpointError, match=match) as info:
+        read_checkpoint(path)
+    assert not str(info.value).rstrip().endswith(":")
+
+
+def test_non_finite_tensors_are_reported_at_load_naming_the_keys(tmp_path) -> None:
+    sd = _sd(Toy())
+    key = next(k for k, t in sd.items() if t.is_floating_point())
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = float("nan")
+    path = tmp_path / "nan.pt"
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError, match=f"NaN or infinite values in 1 tensor\\(s\\): {key}"):
         read_checkpoint(path)
 
 

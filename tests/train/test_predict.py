@@ -47,7 +47,7 @@ def test_npy_at_another_rate_and_length_is_resampled_and_windowed(trained_run, t
     np.testing.assert_allclose(df[classes].to_numpy()[0], expected, atol=0.02)
     longer = np.concatenate([x100, x100], axis=1)  # 20 s at 100 Hz: two 10 s windows, averaged
     np.save(tmp_path / "long.npy", np.stack([longer, longer, longer]))
-    df = predict(trained_run, [tmp_path / "long.npy"], device="cpu")
+    df = predict(trained_run, [tmp_path / "long.npy"], rate=100, device="cpu")
     assert df["record"].tolist() == ["long[0]", "long[1]", "long[2]"] and set(df["windows"]) == {2}
     np.testing.assert_allclose(df[classes].to_numpy()[0], expected, atol=0.01)  # each window is the record
 
@@ -55,11 +55,11 @@ def test_npy_at_another_rate_and_length_is_resampled_and_windowed(trained_run, t
 @pytest.mark.parametrize(
     "array, rate, match",
     [
-        (np.zeros((6, 1000), np.float32), None, "12 standard leads"),
-        (np.full((12, 1000), np.nan, np.float32), None, "NaN"),
-        (np.zeros((12, 400), np.float32), None, "shorter than the model's window"),
+        (np.zeros((6, 1000), np.float32), 100, "12 standard leads"),
+        (np.full((12, 1000), np.nan, np.float32), 100, "NaN"),
+        (np.zeros((12, 400), np.float32), 100, "shorter than the model's window"),
         (np.zeros((12, 3000), np.float32), 500, "need at least 5000 samples at 500 Hz"),
-        (np.zeros((2, 2, 12, 1000), np.float32), None, "expected \\(12, samples\\)"),
+        (np.zeros((2, 2, 12, 1000), np.float32), 100, "expected \\(12, samples\\)"),
     ],
 )
 def test_bad_inputs_are_refused_with_a_clear_error(trained_run, tmp_path, array, rate, match):
@@ -104,3 +104,34 @@ def test_predict_applies_the_runs_temperature_scaling_and_uncalibrated_gives_raw
     assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [rows[0][c] for c in classes] == pytest.approx(raw.tolist(), abs=1e-6)
+
+
+def test_npy_without_rate_is_refused_not_guessed(trained_run, test_record, tmp_path, capsys):
+    _, base, expected, classes = test_record
+    np.save(tmp_path / "rec.npy", read_record(base))
+    with pytest.raises(DataError, match="sampling rate of a .npy array is unknown; pass --rate"):
+        predict(trained_run, [tmp_path / "rec.npy"], device="cpu")
+    assert main(["predict", "--run", str(trained_run), str(tmp_path / "rec.npy"), "--device", "cpu"]) == 2
+    assert "does not guess" in capsys.readouterr().err
+
+
+def test_npy_rate_from_a_sidecar(trained_run, test_record, tmp_path):
+    _, base, expected, classes = test_record
+    np.save(tmp_path / "rec.npy", read_record(base))
+    (tmp_path / "rec.json").write_text(json.dumps({"rate": 100}))
+    df = predict(trained_run, [tmp_path / "rec.npy"], device="cpu")
+    np.testing.assert_allclose(df[classes].to_numpy()[0], expected, atol=1e-6)
+    with pytest.raises(DataError, match="contradicts its sidecar"):
+        predict(trained_run, [tmp_path / "rec.npy"], rate=500, device="cpu")
+    (tmp_path / "rec.json").write_text(json.dumps({"rate": -5}))
+    with pytest.raises(DataError, match="not a usable sampling rate"):
+        predict(trained_run, [tmp_path / "rec.npy"], device="cpu")
+
+
+@pytest.mark.parametrize("rate", ["0", "-100", "nan", "inf", "1e-9"])
+def test_unusable_rates_are_refused_with_one_message(trained_run, test_record, tmp_path, capsys, rate):
+    _, base, _, _ = test_record
+    np.save(tmp_path / "rec.npy", read_record(base))
+    assert main(["predict", "--run", str(trained_run), str(tmp_path / "rec.npy"), "--rate", rate, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"--rate {float(rate)!r} is not a usable sampling rate" in err and len(err.strip().splitlines()) == 1

@@ -8,6 +8,7 @@ complete, so an interrupted or failing prepare never leaves (or damages) a cache
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -36,7 +37,8 @@ from ecgadapt.data.ptbxl import (
     read_statements,
 )
 from ecgadapt.data.tasks import check_task, task_labels
-from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.errors import ConfigError, DataError, WriteError
+from ecgadapt.fileio import free_bytes, human_bytes, is_write_problem, write_error, write_json
 from ecgadapt.paths import default_cache_dir
 
 CACHE_FORMAT_VERSION = 1
@@ -64,6 +66,84 @@ def source_fingerprint(root: str | os.PathLike, n_records: int) -> dict:
         st = (Path(root) / name).stat()
         out[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     return out
+
+
+RECORDS_FILE = "records.json"
+"""Per record file (``.hea``, ``.dat``) of the source: size, modification time and SHA-256 when the cache was built."""
+
+
+def record_files(filenames) -> list[str]:
+    """The files (relative to the root) of records named by their base names: ``<base>.hea`` and ``<base>.dat``."""
+    return [f"{base}{ext}" for base in filenames for ext in (".hea", ".dat")]
+
+
+def stat_records(root: str | os.PathLike, files: list[str]) -> dict[str, list[int]]:
+    """``{file: [size, mtime_ns]}`` (``[-1, -1]`` for a missing file): cheap, and changes when a file does."""
+    out = {}
+    for name in files:
+        try:
+            st = (Path(root) / name).stat()
+            out[name] = [st.st_size, st.st_mtime_ns]
+        except OSError:
+            out[name] = [-1, -1]
+    return out
+
+
+def _digest(stats: dict) -> str:
+    return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_records(root: str | os.PathLike, files: list[str], workers: int = 4) -> dict[str, str]:
+    """``{file: SHA-256}`` of record files (threads: hashing releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return dict(zip(files, pool.map(lambda f: _sha256(Path(root) / f), files)))
+
+
+def _describe(changed: list[str], what: str) -> str:
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return f"{len(changed)} record file(s) {what} since the cache was built: {shown}"
+
+
+def records_problem(path: Path, root: str | os.PathLike, manifest: dict, verify: bool = False) -> str | None:
+    """What changed in the record files since the cache at ``path`` was built (None when nothing did).
+
+    Sizes and modification times always; with ``verify`` also the content (SHA-256) of every file.
+    """
+    try:
+        saved = json.loads((path / RECORDS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"the cache has no readable {RECORDS_FILE} (built by an older ecgadapt)"
+    files = list(saved.get("stat", {}))
+    now = stat_records(root, files)
+    if _digest(now) != manifest["fingerprint"].get("records") or now != saved["stat"]:
+        changed = []
+        for f in files:
+            old, new = saved["stat"][f], now[f]
+            if new == old:
+                continue
+            if new[0] < 0:
+                changed.append(f"{f} (deleted)")
+            elif new[0] != old[0]:
+                changed.append(f"{f} (size {old[0]} -> {new[0]} bytes)")
+            else:
+                changed.append(f"{f} (modified)")
+        return _describe(changed, "changed") if changed else "the record files changed since the cache was built"
+    if verify:
+        hashes = hash_records(root, files)
+        changed = [f for f in files if hashes[f] != saved.get("sha256", {}).get(f)]
+        if changed:
+            return _describe([f"{f} (content differs)" for f in changed], "changed content")
+    return None
 
 
 def _default_workers() -> int:
@@ -240,8 +320,11 @@ def open_cache(path: str | os.PathLike) -> ECGCache:
     return cache
 
 
-def cache_problem(path: str | os.PathLike, root: str | os.PathLike, rate: int) -> str | None:
-    """Why the cache at ``path`` cannot stand for ``root`` at ``rate``; None when it is valid and current."""
+def cache_problem(path: str | os.PathLike, root: str | os.PathLike, rate: int, verify: bool = False) -> str | None:
+    """Why the cache at ``path`` cannot stand for ``root`` at ``rate``; None when it is valid and current.
+
+    The CSVs and every record file are compared by size and modification time; ``verify`` also compares the
+    record files' content hashes."""
     path = Path(path)
     if not path.exists():
         return "no cache yet"
@@ -255,9 +338,9 @@ def cache_problem(path: str | os.PathLike, root: str | os.PathLike, rate: int) -
         current = source_fingerprint(root, manifest["fingerprint"]["n_records"])
     except OSError as err:
         return f"source unreadable ({err})"
-    if current != manifest["fingerprint"]:
+    if current != {k: v for k, v in manifest["fingerprint"].items() if k != "records"}:
         return "the source CSVs changed since the cache was built"
-    return None
+    return records_problem(path, root, manifest, verify=verify)
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -272,11 +355,13 @@ def prepare_cache(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    verify: bool = False,
 ) -> Path:
     """Read every record of the PTB-XL folder ``root`` at ``rate`` Hz into a cache; return the cache folder.
 
-    A valid cache that matches the source is reused as is. ``workers`` processes read records in parallel
-    (default: all available cores; 1 reads in this process).
+    A valid cache that matches the source (CSVs and record files by size and modification time; with ``verify``
+    also by content hash) is reused as is; otherwise it is rebuilt, saying what changed. ``workers`` processes
+    read records in parallel (default: all available cores; 1 reads in this process).
     """
     rate = check_rate(rate)
     workers = _default_workers() if workers is None else int(workers)
@@ -284,7 +369,7 @@ def prepare_cache(
         raise ConfigError(f"workers={workers} must be at least 1")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(f"PTB-XL folder {root} not found; pass --root the folder that holds {DATABASE_CSV}")
+        raise DataError(f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune and benchmark, --root for prepare)")
     target = default_cache_path(root, rate, cache_dir)
     database = read_database(root)
     statements = read_statements(root)
@@ -293,13 +378,18 @@ def prepare_cache(
         raise DataError(f"{root / DATABASE_CSV} lists no records; nothing to prepare")
     fingerprint = source_fingerprint(root, len(database))
 
-    problem = cache_problem(target, root, rate)
+    problem = cache_problem(target, root, rate, verify=verify)
     if problem is None:
         _say(progress, f"reusing valid cache {target}")
         return target
     if target.exists():
-        _say(progress, f"rebuilding cache {target}: {problem}")
-    target.parent.mkdir(parents=True, exist_ok=True)
+        _say(True, f"rebuilding cache {target}: {problem}")  # always said: the user should know what changed
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if is_write_problem(err):
+            raise write_error(target.parent, err, "pass --cache DIR (or set ECGADAPT_CACHE) to a writable folder") from None
+        raise
     _remove_stale(target)
 
     column = FILENAME_COLUMN[rate]
@@ -310,17 +400,23 @@ def prepare_cache(
     n_samples = read_header(bases[0]).sig_len
     shape = (len(database), len(LEADS), n_samples)
     start = time.perf_counter()
+    need = _check_space(target, shape)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         signals_path = tmp / SIGNALS_FILE
         np.lib.format.open_memmap(signals_path, mode="w+", dtype=np.float32, shape=shape).flush()
+        _allocate(signals_path)  # real blocks now: a full disk is an error here, never a Bus error mid-write
         items = list(enumerate(bases))
         n_chunks = max(1, min(len(items), workers * 8, math.ceil(len(items) / 4)))
         size = math.ceil(len(items) / n_chunks)
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         _read_all(str(signals_path), chunks, rate, workers, progress, f"prepare {root.name} @ {rate} Hz")
         _write_index(tmp / INDEX_FILE, database, column)
+        files = record_files(database[column].astype(str))
+        stats = stat_records(root, files)
+        write_json(tmp / RECORDS_FILE, {"stat": stats, "sha256": hash_records(root, files, workers)})
+        fingerprint = {**fingerprint, "records": _digest(stats)}
         shutil.copyfile(root / STATEMENTS_CSV, tmp / STATEMENTS_CSV)
         manifest = {
             "format_version": CACHE_FORMAT_VERSION,
@@ -336,16 +432,53 @@ def prepare_cache(
             "seconds": round(time.perf_counter() - start, 3),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if cache_problem(target, root, rate) is None:  # a concurrent prepare finished first: keep its cache
+        if cache_problem(target, root, rate, verify=verify) is None:  # a concurrent prepare finished first: keep it
             shutil.rmtree(tmp, ignore_errors=True)
             _say(progress, f"reusing valid cache {target} (another prepare finished first)")
             return target
         _swap_into_place(tmp, target)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_write_problem(err):
+            raise _space_error(target, need, err) from None
         raise
     _say(progress, f"prepared {len(database)} records at {rate} Hz into {target} ({manifest['seconds']:.1f} s)")
     return target
+
+
+def _check_space(target: Path, shape: tuple[int, ...]) -> int:
+    """Bytes the cache of ``shape`` needs; a DataError saying how much and where when the disk lacks them."""
+    need = int(np.prod(shape)) * 4 + (8 << 20)  # signals plus index, statements, manifest
+    free = free_bytes(target.parent)
+    if free is not None and free < need:
+        raise _space_error(target, need, OSError(errno.ENOSPC, "No space left on device"), free)
+    return need
+
+
+def _space_error(target: Path, need: int, err: BaseException, free: int | None = None) -> WriteError:
+    if getattr(err, "errno", None) not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return write_error(target.parent, err, "pass --cache DIR (or set ECGADAPT_CACHE) to a writable folder")
+    free = free_bytes(target.parent) if free is None else free
+    have = f"only {human_bytes(free)} free" if free is not None else "not enough free"
+    return WriteError(
+        f"not enough disk space for the cache {target}: it needs {human_bytes(need)} in {target.parent}, which has "
+        f"{have}; free space there or pass --cache DIR (or set ECGADAPT_CACHE) on a disk with room"
+    )
+
+
+def _allocate(path: Path) -> None:
+    """Reserve the disk blocks of a freshly created (sparse) file; a no-op where the file system cannot."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - not POSIX
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as err:
+        if err.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return
+        raise
+    finally:
+        os.close(fd)
 
 
 def _read_all(
@@ -359,15 +492,21 @@ def _read_all(
             for chunk in chunks:
                 bar.update(_fill(signals_path, chunk, rate, reader))
             return
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
+        from ecgadapt.procs import init_worker, stop_pool
+
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(chunks)), initializer=init_worker, initargs=(os.getpid(),)
+        )  # workers die with this process: a killed prepare leaves none writing
         try:
             pending = {pool.submit(_fill, signals_path, chunk, rate, reader) for chunk in chunks}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for fut in done:
                     bar.update(fut.result())  # re-raises a worker's DataError here
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            stop_pool(pool)
+            raise
+        pool.shutdown(wait=True)
 
 
 def _write_index(path: Path, database: pd.DataFrame, column: str) -> None:

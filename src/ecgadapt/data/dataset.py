@@ -54,7 +54,9 @@ class ECGDataset(Dataset):
         keep = split_mask(folds, split, test_fold, val_fold) if rows is None else np.isin(np.arange(len(folds)), rows)
         rows = np.flatnonzero(keep & y_all.any(axis=1))
         if fraction != 1.0:
+            full = rows
             rows = rows[subsample(y_all[rows], fraction, seed)]
+            _warn_lost_classes(y_all, full, rows, self.class_names, fraction, task)
         if len(rows) == 0:
             raise DataError(
                 f"no record of cache {self.cache.path} has a {task!r} label in split {split!r} "
@@ -88,4 +90,19 @@ class ECGDataset(Dataset):
         return (
             f"ECGDataset(task={self.task!r}, split={self.split!r}, n={len(self)}, classes={self.num_classes}, "
             f"fraction={self.fraction}, seed={self.seed}, rate={self.rate})"
+        )
+
+
+def _warn_lost_classes(y: np.ndarray, full: np.ndarray, kept: np.ndarray, classes, fraction: float, task: str) -> None:
+    """Warn, naming them, about classes that have training positives but none in the ``fraction`` kept."""
+    lost = [c for c, before, after in zip(classes, y[full].any(axis=0), y[kept].any(axis=0)) if before and not after]
+    if lost:
+        import warnings
+
+        warnings.warn(
+            f"fraction={fraction:g} keeps {len(kept)} training records of task {task!r} with no positive of "
+            f"{len(lost)} class(es): {', '.join(lost)}; the model cannot learn them (their test scores are "
+            "meaningless); use a larger fraction",
+            UserWarning,
+            stacklevel=3,
         )

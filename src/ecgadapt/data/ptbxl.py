@@ -32,7 +32,8 @@ def check_rate(rate: int) -> int:
 
 def _require_file(path: Path) -> Path:
     if not path.is_file():
-        raise DataError(f"{path} not found; point --root at a PTB-XL folder holding {path.name} ({_FIX_DOWNLOAD})")
+        raise DataError(f"{path} not found; point --data (finetune, benchmark) or --root (prepare, data stats) at a PTB-XL folder "
+            f"holding {path.name} ({_FIX_DOWNLOAD})")
     return path
 
 
@@ -50,7 +51,16 @@ def _parse_codes(text: object, path: Path, ecg_id: int) -> dict[str, float]:
         raise DataError(f"{path}: scp_codes of ecg_id {ecg_id} is not a dict literal: {text!r}; {_FIX_DOWNLOAD}") from err
     if not isinstance(codes, dict):
         raise DataError(f"{path}: scp_codes of ecg_id {ecg_id} is not a dict literal: {text!r}; {_FIX_DOWNLOAD}")
-    return {str(k): float(v) for k, v in codes.items()}
+    out = {}
+    for k, v in codes.items():
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{path}: scp_codes of ecg_id {ecg_id} gives code {k!r} the likelihood {v!r}, which is not a number "
+                f"(PTB-XL uses 0-100); fix that row or {_FIX_DOWNLOAD}"
+            ) from None
+    return out
 
 
 def read_database(root: str | os.PathLike) -> pd.DataFrame:

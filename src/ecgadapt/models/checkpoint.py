@@ -146,10 +146,32 @@ def _sniff_format(path: Path) -> str:
 
 def _convert_advice(path: Path) -> str:
     return (
-        'if you trust the file, convert it once to plain weights, e.g. python -c "import torch; '
-        f"c = torch.load('{path}', weights_only=False); torch.save(c['model_state_dict'], 'weights.pt')\" "
-        "(pick the entry that holds the weights), or use the .safetensors release"
+        "ecgadapt only reads tensors and plain data, never pickled code (loading such a file can run code hidden "
+        "in it); if the file comes from a source you trust, convert it in a trusted, isolated environment to plain "
+        "weights (the state dict of tensors alone, ideally saved with safetensors), or use the model's "
+        ".safetensors release"
     )
+
+
+def load_failure_reason(path: str | Path, err: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in words; never repeats advice to load unsafely."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return "the file is empty (0 bytes): the download or copy was cut short; fetch or copy it again"
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    safe = [ln for ln in lines if "weights_only" not in ln and "trust the source" not in ln and "can still be loaded" not in ln]
+    detail = next((ln for ln in safe if "WeightsUnpickler error" in ln or "Unsupported" in ln), None)
+    if detail is None and safe:
+        detail = safe[0]
+    if isinstance(err, EOFError) or (detail is None and not lines):
+        detail = detail or f"the file ends early ({size} bytes): it is truncated or not a torch checkpoint"
+    if detail is None:
+        detail = f"{type(err).__name__}: the file holds objects a safe load refuses"
+    return detail.removeprefix("_pickle.UnpicklingError: ")
 
 
 def _torch_load(path: Path) -> tuple[object, tuple[str, ...]]:
@@ -157,9 +179,9 @@ def _torch_load(path: Path) -> tuple[object, tuple[str, ...]]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True), ()
     except pickle.UnpicklingError as err:
-        first_error = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling error"
+        first_error = load_failure_reason(path, err)
     except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise CheckpointError(f"cannot read {path} with torch.load: {err}") from None
+        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {load_failure_reason(path, err)}") from None
     names: list[str] = []
     if hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
         try:
@@ -172,9 +194,24 @@ def _torch_load(path: Path) -> tuple[object, tuple[str, ...]]:
                 return torch.load(path, map_location="cpu", weights_only=True), tuple(names)
         except (pickle.UnpicklingError, RuntimeError, TypeError, AttributeError):
             pass
-    raise CheckpointError(
-        f"cannot read {path} with torch.load(weights_only=True): {first_error}; {_convert_advice(path)}"
-    )
+    raise CheckpointError(f"cannot read {path} safely: {first_error}; {_convert_advice(path)}")
+
+
+def _non_finite(key: str, t: torch.Tensor) -> bool:
+    """NaN anywhere; +-inf outside attention-mask buffers (where -inf is how a mask is written)."""
+    if bool(torch.isnan(t).any()):
+        return True
+    return "mask" not in key.lower() and not bool(torch.isfinite(t).all())
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
+    """A CheckpointError naming the tensors that hold NaN or infinite values (a diverged or corrupt file)."""
+    bad = [k for k, t in state_dict.items() if t.is_floating_point() and _non_finite(k, t)]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): {_clip(bad)}; the file is "
+            "corrupt or was saved from a diverged training: use another checkpoint"
+        )
 
 
 def _is_tensor_dict(obj: object) -> bool:
@@ -222,6 +259,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     else:
         obj, placeholders = _torch_load(path)
     state_dict, wrapper, others = _unwrap(obj, path)
+    check_finite(state_dict, path)
     prefix = None
     if all(k.startswith("module.") for k in state_dict):
         state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
+from ecgadapt.locks import entries
 from ecgadapt.train.config import FinetuneConfig, set_in
 from ecgadapt.train.finetune import resolve_config, weights_to_load
 from ecgadapt.train.recipes import override_stages, with_budget
@@ -147,7 +148,10 @@ def expand_cells(spec: GridSpec, data_root: str | Path, results_dir: str | Path)
     """Every cell of ``spec`` (seed-major order, so an interrupted grid has whole seeds), with validated configs."""
     results_dir = Path(results_dir).expanduser().resolve()
     root = str(Path(data_root).expanduser().resolve())
-    bases = {recipe_label(r): _base_dict(spec, r) for r in spec.recipes}
+    try:
+        bases = {recipe_label(r): _base_dict(spec, r) for r in spec.recipes}
+    except ConfigError as err:  # e.g. a recipe name's typo: say which spec file holds it
+        raise ConfigError(f"spec {spec.source}: {err}") from None
     cells = []
     for seed, m, task, fraction, rlabel in itertools.product(
         spec.seeds, spec.models, spec.tasks, spec.fractions, list(bases)
@@ -206,7 +210,7 @@ def config_differences(saved: FinetuneConfig, wanted: FinetuneConfig) -> list[st
 def run_status(run: Run) -> str:
     """``"done"`` (final.json, config matches), ``"partial"`` (resume), or ``"new"``; a conflict is an error."""
     d = run.run_dir
-    if not d.exists() or (d.is_dir() and not any(d.iterdir())):
+    if not d.exists() or (d.is_dir() and not any(entries(d))):  # a lock file alone is not a run
         return "new"
     if not (d / CONFIG).is_file():
         raise ConfigError(

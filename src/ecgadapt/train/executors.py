@@ -43,8 +43,12 @@ def _small(job: dict) -> dict:
     return {"cell_id": job["cell_id"], "run_dir": job["run_dir"]}
 
 
-def _set_worker_threads(threads: int) -> None:
-    """Process-pool initializer: torch threads per worker."""
+def _set_worker_threads(threads: int, parent_pid: int | None = None) -> None:
+    """Process-pool initializer: die with the parent (no orphan keeps writing a run), torch threads per worker."""
+    if parent_pid is not None:
+        from ecgadapt.procs import init_worker
+
+        init_worker(parent_pid)
     import torch
 
     torch.set_num_threads(max(1, int(threads)))
@@ -70,11 +74,20 @@ def _run_local(jobs: list[dict], n_workers: int, progress: Callable[[dict], None
     threads = max(1, _cpu_count() // n_workers)
     ctx = multiprocessing.get_context("spawn")
     results = []
-    with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_set_worker_threads, initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(
+        n_workers, mp_context=ctx, initializer=_set_worker_threads, initargs=(threads, os.getpid())
+    )
+    try:
         futures = [pool.submit(_run_job, job) for job in jobs]
         for fut in as_completed(futures):
             results.append(fut.result())
             progress(results[-1])
+    except BaseException:  # interrupted (or a broken pool): stop the workers now, queued runs never start
+        from ecgadapt.procs import stop_pool
+
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
     return results
 
 

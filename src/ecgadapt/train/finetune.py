@@ -8,6 +8,7 @@ training and validation datasets only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.temperature import fit_run_calibration
+from ecgadapt.locks import RunLock
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.train.config import FinetuneConfig
@@ -39,6 +41,7 @@ from ecgadapt.train.rundir import (
     INPUTS,
     RESULT_FREE_FIELDS,
     check_resume_config,
+    check_run_dir,
     flat_config,
     load_checkpoint,
     prepare_run_dir,
@@ -146,9 +149,24 @@ def run_finetune(
         from ecgadapt.train.grid import run_tuned
 
         return run_tuned(cfg, resume=resume, overwrite=overwrite, cache=cache, jobs=jobs)
+    with contextlib.ExitStack() as held:
+        return _run_finetune(cfg, resume, overwrite, callbacks, cache, held)
+
+
+def _run_finetune(
+    cfg: FinetuneConfig,
+    resume: bool,
+    overwrite: bool,
+    callbacks: Sequence[Callback],
+    cache: ECGCache | None,
+    held: contextlib.ExitStack,
+) -> Path:
+    """:func:`run_finetune` of a plain config. Every input (data, rate, task, model, weights) is checked before
+    the run directory is created (or an old one replaced), so a failed start leaves nothing behind; the run
+    directory's lock is held (in ``held``) while it is written."""
     t_start = time.perf_counter()
     cfg = resolve_config(cfg)
-    run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
+    run_dir = check_run_dir(cfg.out, resume=resume, overwrite=overwrite)
     if resume:
         saved = FinetuneConfig.from_yaml(run_dir / CONFIG)
         saved_flat, now_flat = flat_config(saved.to_dict()), flat_config(cfg.to_dict())
@@ -156,10 +174,7 @@ def run_finetune(
     inputs = run_inputs(cfg.to_dict(), weights_to_load(cfg))
     if resume and (run_dir / INPUTS).is_file():
         check_same_weights(read_json(run_dir / INPUTS), inputs, run_dir)
-    cfg.to_yaml(run_dir / CONFIG)
-    write_json(run_dir / INPUTS, inputs)
     device = resolve_device(cfg.training.device)
-    write_env(run_dir, device, resumed=resume)
 
     d = cfg.data
     if cache is None:
@@ -175,6 +190,11 @@ def run_finetune(
     )  # fmt: skip
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
+    run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
+    held.enter_context(RunLock(run_dir))
+    cfg.to_yaml(run_dir / CONFIG)
+    write_json(run_dir / INPUTS, inputs)
+    write_env(run_dir, device, resumed=resume)
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"{'resuming' if resume else 'starting'} {run_dir}: {cfg.model.name} ({n_params / 1e6:.2f} M params), "
@@ -202,6 +222,18 @@ def run_finetune(
     result = trainer.run(resume=resume)
     _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs)
     return run_dir
+
+
+def check_start(cfg: FinetuneConfig, cache: ECGCache | None = None) -> None:
+    """Check a resolved config's inputs (data, rate, task, fraction, model, weights), writing no run directory."""
+    d = cfg.data
+    if cache is None:
+        cache = load_or_prepare(d.root, d.rate, cache_dir=d.cache_dir, progress=cfg.training.progress)
+    _, class_names = cache.labels(d.task)
+    model = build_model(cfg, len(class_names))
+    seed = d.seed if d.seed is not None else cfg.seed
+    ECGDataset(cache, d.task, "train", fraction=d.fraction, seed=seed, test_fold=d.test_fold, val_fold=d.val_fold)
+    eval_dataset(cache, cfg, model.input_spec, "val", cfg.training.eval_windows)
 
 
 def check_same_weights(saved: dict, now: dict, run_dir: Path) -> None:

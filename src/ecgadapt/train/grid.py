@@ -41,8 +41,8 @@ from ecgadapt.train.cells import (
 )
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.executors import EXECUTORS, _job, _run_local, _run_ray
-from ecgadapt.train.finetune import resolve_config
-from ecgadapt.train.rundir import CONFIG, FINAL, prepare_run_dir
+from ecgadapt.train.finetune import check_start, resolve_config
+from ecgadapt.train.rundir import CONFIG, FINAL, check_run_dir, prepare_run_dir
 from ecgadapt.train.spec import PROTOCOLS, GridSpec, ModelEntry, list_specs, load_spec, recipe_label
 
 __all__ = [
@@ -233,6 +233,8 @@ def run_tuned(
         if not (run_dir / CONFIG).is_file():
             raise ConfigError(f"cannot resume: {run_dir} holds no {CONFIG}; start the run without --resume")
     else:
+        check_run_dir(run_dir, overwrite=overwrite)
+        check_start(cfg, cache)  # bad inputs stop here: an old run that --overwrite would replace is kept
         prepare_run_dir(run_dir, overwrite=overwrite)
     run = make_run(run_dir, cfg)
     print(f"tuning {run_dir}: {len(run.candidates)} candidates of {cfg.recipe.name} ({', '.join(cfg.tune)}), "

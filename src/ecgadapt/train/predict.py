@@ -36,17 +36,68 @@ def _wfdb_base(path: Path) -> Path | None:
     return None
 
 
-def load_inputs(path: str | Path, rate: float | None, default_rate: float) -> Iterator[tuple[str, np.ndarray, float]]:
-    """Yield ``(record name, signal (12, T) float32, rate)`` for one input path (one or more records)."""
+MIN_RATE, MAX_RATE = 50.0, 20000.0
+"""Sampling rates (Hz) an ECG input may have: below 50 Hz the QRS complex is lost; above 20 kHz is no ECG."""
+
+
+def check_rate_value(rate, source: str = "--rate") -> float:
+    """``rate`` as a float when it is a plausible ECG sampling rate in Hz; one DataError otherwise."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or not MIN_RATE <= value <= MAX_RATE:
+        raise DataError(
+            f"{source} {rate!r} is not a usable sampling rate: give the rate of the array in Hz, a number between "
+            f"{MIN_RATE:g} and {MAX_RATE:g} (e.g. 100 or 500 for PTB-XL)"
+        )
+    return value
+
+
+def sidecar_rate(path: Path) -> float | None:
+    """The rate recorded beside an array: ``<name>.json`` holding ``{"rate": HZ}``; None when there is none."""
+    import json
+
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        return None
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"sidecar {side} of input {path} is not readable JSON ({err}); fix it or pass --rate") from err
+    if not isinstance(meta, dict) or "rate" not in meta:
+        raise DataError(f"sidecar {side} of input {path} has no \"rate\" (Hz); add it or pass --rate")
+    return check_rate_value(meta["rate"], f"sidecar {side}: rate")
+
+
+def load_inputs(
+    path: str | Path, rate: float | None, default_rate: float | None = None
+) -> Iterator[tuple[str, np.ndarray, float]]:
+    """Yield ``(record name, signal (12, T) float32, rate)`` for one input path (one or more records).
+
+    The rate of a ``.npy`` array is ``rate`` (``--rate``) or its sidecar's; it is never guessed (``default_rate``
+    is ignored and kept for compatibility).
+    """
     path = Path(path)
     if path.suffix == ".npy":
         if not path.is_file():
             raise DataError(f"input {path} does not exist")
+        side = sidecar_rate(path)
+        if rate is not None and side is not None and abs(float(rate) - side) > 1e-6:
+            raise DataError(
+                f"input {path}: --rate {float(rate):g} contradicts its sidecar {path.with_suffix('.json')} "
+                f"({side:g} Hz); drop one of them"
+            )
+        if rate is None and side is None:
+            raise DataError(
+                f"input {path}: the sampling rate of a .npy array is unknown; pass --rate HZ (e.g. --rate 500), or "
+                f"write {path.with_suffix('.json')} holding {{\"rate\": HZ}}; ecgadapt does not guess it"
+            )
+        src_rate = float(rate) if rate is not None else side
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise DataError(f"input {path} is not a readable .npy array ({err})") from err
-        src_rate = float(rate or default_rate)
         if arr.ndim == 2:
             yield path.stem, arr, src_rate
         elif arr.ndim == 3:
@@ -118,12 +169,15 @@ def predict(
     Probabilities go through the run's temperature scaling (``calibration.json``) when it has one, unless
     ``uncalibrated``; ``df.attrs["calibration"]`` names the mode applied (None: raw probabilities).
 
-    ``rate`` is the sampling rate of ``.npy`` inputs (default: the model's); WFDB records carry their own.
+    ``rate`` is the sampling rate of ``.npy`` inputs (else each array's ``<name>.json`` sidecar must give it; it
+    is never guessed); WFDB records carry their own.
     ``eval_windows`` is the minimum number of windows per record (default: the run's ``eval_windows``);
     more are used when needed to cover a longer record.
     """
     if not inputs:
         raise DataError("no input given: pass WFDB records (.hea or base name) or .npy files")
+    if rate is not None:
+        rate = check_rate_value(rate)
     cfg = load_run_config(run_dir)
     dev = resolve_device(device)
     model, meta = load_run_model(run_dir, dev)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -26,8 +27,9 @@ import torch
 
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.fileio import atomic_write_text as atomic_write_text
+from ecgadapt.fileio import is_write_problem, write_error, write_json
 from ecgadapt.fileio import save_predictions as save_predictions
-from ecgadapt.fileio import write_json
+from ecgadapt.locks import check_unlocked, entries
 
 CONFIG = "config.yaml"
 ENV = "env.json"
@@ -81,14 +83,20 @@ def run_inputs(config: dict, weights: Path | None) -> dict:
     }
 
 
-def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
-    """Create run dir ``out``; an existing non-empty one is an error unless ``resume`` or ``overwrite``."""
+def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Check, writing nothing, that ``out`` can become (or be resumed as) a run directory; see :func:`prepare_run_dir`.
+
+    A folder holding only a lock file left by a killed start counts as empty; a folder another process is
+    writing (its lock is held) is refused.
+    """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: resume continues a run, overwrite deletes it")
     path = Path(out)
-    exists = path.is_dir() and any(path.iterdir())
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run directory {path} exists and is not a folder; choose another --out")
+    exists = path.is_dir() and any(entries(path))
+    if path.is_dir():
+        check_unlocked(path)
     if resume:
         if not (path / CONFIG).is_file():
             raise ConfigError(f"cannot resume: {path} holds no {CONFIG}; start the run without --resume")
@@ -103,8 +111,22 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
             raise ConfigError(
                 f"refusing to overwrite {path}: it is not an ecgadapt run directory (no {CONFIG}); delete it yourself"
             )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Create run dir ``out``; an existing non-empty one is an error unless ``resume`` or ``overwrite``."""
+    path = check_run_dir(out, resume=resume, overwrite=overwrite)
+    if resume:
+        return path
+    try:
+        if path.is_dir() and any(entries(path)):  # overwrite (checked above)
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if is_write_problem(err):
+            raise write_error(path, err, "choose a writable --out with free space") from None
+        raise
     return path
 
 
@@ -240,11 +262,33 @@ def _fmt(value: Any) -> Any:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomically ``torch.save`` ``state`` to ``path``."""
+    from ecgadapt.procs import shielded
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with shielded():  # a stop signal waits until the checkpoint is complete
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError of its zip writer
+        tmp.unlink(missing_ok=True)
+        msg = str(err).lower()
+        if isinstance(err, RuntimeError):
+            if "write" not in msg and "space" not in msg:
+                raise
+            err = OSError(errno.ENOSPC if "space" in msg or _disk_full(path) else errno.EIO, str(err))
+        elif not is_write_problem(err):
+            raise
+        fix = f"free space on that disk (or move the run), then continue with --resume --out {path.parent.parent}"
+        raise write_error(path, err, fix) from None
+
+
+def _disk_full(path: Path) -> bool:
+    from ecgadapt.fileio import free_bytes
+
+    free = free_bytes(path)
+    return free is not None and free < (1 << 20)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -255,7 +299,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
-        raise CheckpointError(f"cannot load checkpoint {path}: {err}") from err
+        from ecgadapt.models.checkpoint import load_failure_reason
+
+        raise CheckpointError(f"cannot load checkpoint {path}: {load_failure_reason(path, err)}") from None
 
 
 def load_predictions(path: Path) -> dict[str, np.ndarray]:

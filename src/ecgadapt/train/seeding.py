@@ -22,7 +22,15 @@ def seed_everything(seed: int) -> None:
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed."""
+    """DataLoader ``worker_init_fn``: die with the training process (even one killed while this worker was
+    starting), and seed numpy and ``random`` from the worker's torch seed."""
+    import multiprocessing
+
+    from ecgadapt.procs import die_with_parent
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        die_with_parent(parent.pid)
     worker_seed = torch.initial_seed() % (1 << 32)
     np.random.seed(worker_seed)
     random.seed(worker_seed)

@@ -1,0 +1,290 @@
+"""Issue 10: one writer per run directory, failed starts that leave nothing, overwrite that keeps the old run
+until the new one starts, and one clear message for a full disk or a read-only --out."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ecgadapt.cli import main
+from ecgadapt.errors import CheckpointError, ConfigError, DataError, WriteError
+from ecgadapt.locks import LOCK_FILE, RunLock, RunLockedError
+from ecgadapt.train import rundir
+from ecgadapt.train.cells import make_run, run_status
+from ecgadapt.train.finetune import run_finetune
+
+
+@pytest.fixture
+def lock_holder():
+    """``hold(run_dir)``: another process that holds ``run_dir``'s lock until the test ends; returns its PID."""
+    procs = []
+
+    def hold(run_dir: Path) -> int:
+        code = textwrap.dedent(f"""
+            import sys, time
+            from ecgadapt.locks import RunLock
+            lock = RunLock({str(run_dir)!r})
+            print("locked", flush=True)
+            time.sleep(120)
+        """)
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        assert p.stdout.readline().strip() == "locked"
+        return p.pid
+
+    yield hold
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_second_writer_on_a_locked_run_is_refused_naming_dir_and_pid(make_cfg, tmp_path, lock_holder):
+    cfg = make_cfg("linear_probe", "locked", epochs=1)
+    run = run_finetune(cfg)
+    final = (run / "final.json").read_text()
+    pid = lock_holder(run)
+    for kwargs in ({"resume": True}, {"overwrite": True}):
+        with pytest.raises(RunLockedError) as info:
+            run_finetune(cfg, **kwargs)
+        assert str(run) in str(info.value) and f"PID {pid}" in str(info.value)
+    assert (run / "final.json").read_text() == final  # the overwrite deleted nothing
+
+
+def test_lock_is_released_and_removed_after_a_run(make_cfg):
+    run = run_finetune(make_cfg("linear_probe", "released", epochs=1))
+    assert not (run / LOCK_FILE).exists()
+    with RunLock(run):  # free again
+        pass
+
+
+def test_a_lock_file_left_by_a_killed_start_blocks_nothing(make_cfg, tmp_path):
+    cfg = make_cfg("linear_probe", "stale", epochs=1)
+    Path(cfg.out).mkdir()
+    (Path(cfg.out) / LOCK_FILE).write_text("999999\n")  # a killed holder: the kernel dropped its flock
+    assert run_status(make_run(Path(cfg.out), cfg)) == "new"
+    run_finetune(cfg)
+    assert (Path(cfg.out) / "final.json").is_file()
+
+
+@pytest.mark.parametrize("bad", ["weights", "empty_weights", "data"])
+def test_failed_start_leaves_nothing_and_a_plain_retry_succeeds(make_cfg, tmp_path, bad):
+    bogus = tmp_path / "broken.pt"
+    bogus.write_bytes(b"" if bad == "empty_weights" else b"not a checkpoint")
+    override = {
+        "weights": f"model.weights={bogus}",
+        "empty_weights": f"model.weights={bogus}",
+        "data": f"data.root={tmp_path / 'no_such_folder'}",
+    }[bad]
+    with pytest.raises((ConfigError, DataError, CheckpointError)):
+        run_finetune(make_cfg("baseline_ft", "retry", override, epochs=1))
+    out = tmp_path / "retry"
+    assert not out.exists() or not any(out.iterdir()), "a failed start left files that block its retry"
+    good = make_cfg("baseline_ft", "retry", "model.weights=null", epochs=1)
+    assert (run_finetune(good) / "final.json").is_file()  # no --resume, no --overwrite needed
+
+
+def test_overwrite_with_bad_inputs_keeps_the_old_run(make_cfg, tmp_path):
+    cfg = make_cfg("linear_probe", "keep", epochs=1)
+    run = run_finetune(cfg)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    bogus = tmp_path / "empty.pt"
+    bogus.write_bytes(b"")
+    for bad in ([f"model.weights={bogus}"], [f"data.root={tmp_path / 'missing'}"]):
+        with pytest.raises((CheckpointError, DataError, ConfigError)):
+            run_finetune(make_cfg("linear_probe", "keep", *bad, epochs=1), overwrite=True)
+        assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    run_finetune(cfg, overwrite=True)  # good inputs replace it
+    assert (run / "final.json").is_file()
+
+
+def test_full_disk_during_finetune_is_one_clear_message(make_cfg, tmp_path, monkeypatch, capsys):
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "full"
+
+    def no_space(obj, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(rundir.torch, "save", no_space)
+    rc = main(["finetune", "--config", str(cfg_file), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "disk is full" in err and "--resume" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not list((out / "checkpoints").glob("*.tmp"))  # no half-written checkpoint left
+
+
+def test_torch_zip_writer_failure_is_reported_as_a_write_error(tmp_path, monkeypatch):
+    def failed(obj, path, *args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file"
+        )
+
+    monkeypatch.setattr(rundir.torch, "save", failed)
+    monkeypatch.setattr(rundir, "_disk_full", lambda path: True)
+    with pytest.raises(WriteError, match="disk is full"):
+        rundir.save_checkpoint(tmp_path / "checkpoints" / "last.pt", {"x": 1})
+
+
+def test_read_only_out_is_one_clear_message(make_cfg, tmp_path, monkeypatch, capsys):
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "ro" / "run"
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "ro")):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    rc = main(["finetune", "--config", str(cfg_file), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "read-only" in err and str(out) in err and "Traceback" not in err
+
+
+def test_missing_data_folder_names_the_finetune_flag(make_cfg, tmp_path):
+    with pytest.raises(DataError, match="--data for finetune") as info:
+        run_finetune(make_cfg("linear_probe", "nodata", f"data.root={tmp_path / 'missing'}", epochs=1))
+    assert "pass --root" not in str(info.value)
+
+
+def test_spec_recipe_typo_names_the_spec_file(tmp_path, synthetic_root):
+    from ecgadapt.train.grid import expand_cells, load_spec
+
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(
+        "name: typo\ntasks: [superdiagnostic]\nmodels: [{name: ecg_vit_tiny, weights: null}]\n"
+        "recipes: [lp_fft]\nfractions: [1.0]\nseeds: [0]\n"
+    )
+    with pytest.raises(ConfigError, match=f"spec {spec}.*unknown recipe 'lp_fft'"):
+        expand_cells(load_spec(spec), synthetic_root, tmp_path / "out")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stop_signal_ends_finetune_cleanly_and_says_how_to_resume(make_cfg, tmp_path, sig):
+    import os
+    import signal
+    import time
+
+    import torch
+
+    cfg = make_cfg("linear_probe", "unused", epochs=200)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "stopped"
+    code = f"import sys; from ecgadapt.cli import main; sys.exit(main(['finetune', '--config', {str(cfg_file)!r}, '--out', {str(out)!r}, '--no-progress']))"  # noqa: E501
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints" / "last.pt").is_file() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + getattr(signal, sig)
+    assert (
+        f"interrupted ({sig})" in err
+        and f"ecgadapt finetune --out {out} --resume" in err
+        and "Traceback" not in err
+    )
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["state"]  # a complete checkpoint
+    assert state["n_metric_rows"] >= 1
+    assert not list(out.rglob("*.tmp")) and not (out / LOCK_FILE).exists()
+
+
+def test_overwrite_of_a_tuned_run_with_bad_inputs_keeps_it(make_cfg, tmp_path):
+    from ecgadapt.train.config import apply_overrides
+
+    cfg = apply_overrides(make_cfg("linear_probe", "tuned", epochs=1), ["tune.lr=[0.001,0.01]"])
+    run = run_finetune(cfg)
+    final = (run / "final.json").read_text()
+    bad = apply_overrides(cfg, [f"data.root={tmp_path / 'missing'}"])
+    with pytest.raises(DataError):
+        run_finetune(bad, overwrite=True)
+    assert (run / "final.json").read_text() == final
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, syn_cache_dir, tmp_path, sig):
+    """``kill -9`` (or SIGTERM) of ``ecgadapt benchmark --jobs 2``: its workers (the holders of the cells' locks)
+    exit within seconds and no cell stays locked; SIGTERM also exits 143 saying how to continue."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "res"
+    args = [
+        sys.executable, "-m", "ecgadapt.cli", "benchmark", "--spec", "paper-main", "--data", str(synthetic_root),
+        "--out", str(out), "--jobs", "2", "--no-progress",
+        "--set", "models=[{name: ecg_vit_tiny, weights: null, kwargs: {width: 16, depth: 1, heads: 1, patch_size: 250}}]",
+        "--set", "recipes=[linear_probe]", "--set", "tasks=[superdiagnostic]", "--set", "seeds=[0,1,2,3]",
+        "--set", "stage_overrides.epochs=500", "--set", "training.min_steps=0", "--set", "training.max_train_batches=1",
+        "--set", f"data.cache_dir={syn_cache_dir}", "--set", "data.rate=100",
+    ]  # fmt: skip
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as fh:  # a file, not a pipe: its reader would wait for every process that inherited it
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "ECGADAPT_TEST_MARK": str(tmp_path)}
+        parent = subprocess.Popen(args, env=env, stderr=fh)
+    try:
+        deadline = time.monotonic() + 180
+        locks: list[Path] = []
+        while len(locks) < 2 and time.monotonic() < deadline:
+            assert parent.poll() is None, log.read_text()
+            locks = [p for p in (out / "runs").glob(f"*/{LOCK_FILE}") if (p.parent / "checkpoints").is_dir()]
+            time.sleep(0.2)
+        assert len(locks) >= 2, "the workers never started training"
+        workers = {int(p.read_text()) for p in locks}
+        parent.send_signal(getattr(signal, sig))
+        parent.wait(60)
+        err = log.read_text()
+
+        def alive(pid: int) -> bool:
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 5
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(w) for w in workers), "workers kept training after their parent was stopped"
+        for lock in locks:
+            RunLock(lock.parent).release()  # nobody holds the cells any more
+        deadline = time.monotonic() + 120  # data-loader workers may still be starting (importing torch) first
+        while _marked(str(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _marked(str(tmp_path)), "processes of the benchmark outlived it"
+        if sig == "SIGTERM":
+            assert parent.returncode == 143 and "interrupted (SIGTERM); rerun the same command" in err
+            assert (
+                len([p for p in (out / "runs").iterdir() if (p / "config.yaml").is_file()]) == 2
+            )  # none queued ran
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _marked(mark: str) -> list[int]:
+    """PIDs of live processes whose environment holds ``ECGADAPT_TEST_MARK=mark``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if f"ECGADAPT_TEST_MARK={mark}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                if (proc / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
