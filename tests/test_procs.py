@@ -95,7 +95,7 @@ def test_prepare_workers_exit_when_the_parent_is_killed(tmp_path):
         import os, time
         from ecgadapt.data import cache
 
-        def slow_fill(signals_path, items, rate):
+        def slow_fill(signals_path, items, rate, reader=None):
             open(f"busy-{os.getpid()}", "w").close()
             time.sleep(120)
             return len(items)
