@@ -885,6 +885,10 @@ def external_sections(b: _Builder) -> list[Section]:
             for m in METRICS:
                 row[f"PTB-XL {METRIC_NAMES[m]}"] = _fmt(float(np.mean(part[f"test_{m}"].to_numpy(float))))
                 row[f"external {METRIC_NAMES[m]}"] = _fmt(float(np.mean([e[m] for e in ext])))
+            cals = [e.get("calibration") or {} for e in ext]
+            for key, label in (("ece_raw", "external ECE before scaling"), ("ece_calibrated", "external ECE after scaling")):
+                values = [c[key] for c in cals if c.get(key) is not None]
+                row[label] = _fmt(float(np.mean(values))) if values else "–"
             rows.append(row)
             preds = [load_npz(Path(d) / f"predictions_external_{name}.npz") for d in part["run_dir"]]
             groups[(setting, task, recipe)] = preds
@@ -907,7 +911,8 @@ def external_sections(b: _Builder) -> list[Section]:
         return [Section("external", title, absent="no group of runs was scored on an external set by every seed")]
     blocks: list[Any] = [
         "Macro AUROC/AUPRC on each external set (classes shared with the run only; mean over seeds) beside the "
-        f"PTB-XL test score, at training fraction {b.main_fraction:g}.",
+        f"PTB-XL test score, at training fraction {b.main_fraction:g}; and the external ECE before and after each "
+        "run's temperature scaling (fitted on PTB-XL fold 9 only).",
         pd.DataFrame(rows),
     ]
     if diffs:

@@ -82,6 +82,7 @@ def evaluate_external(
     y_true = y_true[:, ext_cols]
     y_prob = y_prob[:, [run_classes.index(c) for c in shared]]
     metrics = score(y_true, y_prob, shared)
+    calibration = _calibration_record(run_dir, y_true, y_prob, shared)
 
     other: Counter = unmatched_labels(
         list(cache.index["scp_codes"]), cache.statements, task, cache.manifest["labels"]
@@ -101,6 +102,7 @@ def evaluate_external(
         "external_labels_without_counterpart": dict(sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))),
         "class_counts": counts,
         **metrics,
+        "calibration": calibration,
         "bootstrap": {
             m: _interval(y_true, y_prob, m, n_resamples, seed) for m in ("macro_auroc", "macro_auprc")
         },
@@ -110,6 +112,20 @@ def evaluate_external(
     )
     write_json(run_dir / EXTERNAL_JSON.format(name=name), result)
     return result
+
+
+def _calibration_record(run_dir: Path, y_true: np.ndarray, y_prob: np.ndarray, classes: list[str]) -> dict:
+    """ECE of the raw probabilities and, when the run has temperature scaling (fitted on its fold 9), of the
+    scaled ones, on the external records: does the fold-9 calibration carry over to another dataset?"""
+    from ecgadapt.eval.calibration import expected_calibration_error
+    from ecgadapt.eval.temperature import calibrate_probs
+
+    scaled, fitted = calibrate_probs(run_dir, y_prob, classes)
+    return {
+        "mode": None if fitted is None else fitted["mode"],
+        "ece_raw": float(expected_calibration_error(y_true, y_prob)),
+        "ece_calibrated": None if fitted is None else float(expected_calibration_error(y_true, scaled)),
+    }
 
 
 def _interval(
