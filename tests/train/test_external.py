@@ -146,5 +146,6 @@ def test_benchmark_spec_external_sets_and_report_section(synthetic_root, tmp_pat
     text = report.markdown.read_text()
     assert "external macro AUROC" in text and "A - B" in text
     assert "external ECE before scaling" in text and "external ECE after scaling" in text
+    assert any("external_reliability_copies" in str(f) for f in report.figures)  # before/after diagrams
     ext = json.loads((runs[0] / "external_copies.json").read_text())
     assert ext["calibration"]["mode"] == "global" and 0 <= ext["calibration"]["ece_calibrated"] <= 1

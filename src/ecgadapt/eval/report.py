@@ -870,6 +870,7 @@ def external_sections(b: _Builder) -> list[Section]:
 
     title = "External evaluation"
     rows, diffs = [], []
+    curves: dict[tuple[str, str, str], dict[str, tuple]] = {}
     names = sorted({f.name[len("external_") : -len(".json")] for d in b.main["run_dir"] for f in Path(d).glob("external_*.json")})
     if not names:
         return []
@@ -892,6 +893,7 @@ def external_sections(b: _Builder) -> list[Section]:
             rows.append(row)
             preds = [load_npz(Path(d) / f"predictions_external_{name}.npz") for d in part["run_dir"]]
             groups[(setting, task, recipe)] = preds
+            curves.setdefault((name, setting, task), {})[recipe] = _external_curves(list(part["run_dir"]), preds)
         for (ka, pa), (kb, pb) in itertools.combinations(groups.items(), 2):
             if ka[:2] != kb[:2]:
                 continue
@@ -918,7 +920,50 @@ def external_sections(b: _Builder) -> list[Section]:
     if diffs:
         blocks += ["Paired differences between recipes on the same external records (seed-averaged metric, "
                    f"{b.n_resamples} record-bootstrap resamples).", pd.DataFrame(diffs)]  # fmt: skip
+    for (name, setting, task), by_recipe in curves.items():
+        fig = _before_after_figure(b, by_recipe, f"{name}, {task} ({setting})")
+        if fig is not None:
+            caption = f"Reliability on the external set {name} before and after temperature scaling, {task}, {setting}."
+            blocks.append(b.figure(f"external_reliability_{_slug(name)}_{_slug(setting)}_{task}", fig, caption))
     return [Section("external", title, blocks)]
+
+
+def _external_curves(run_dirs: list[str], preds: list[dict]) -> tuple | None:
+    """Reliability tables (before, after temperature scaling) of the runs' pooled external predictions."""
+    from ecgadapt.eval.temperature import calibrate_probs
+
+    ys, raw, scaled = [], [], []
+    for d, p in zip(run_dirs, preds):
+        probs, fitted = calibrate_probs(d, p["y_score"], [str(c) for c in p["class_names"]])
+        ys.append(p["y_true"])
+        raw.append(p["y_score"])
+        scaled.append(probs if fitted is not None else None)
+    try:
+        before = reliability_curve(np.concatenate(ys), np.concatenate(raw), n_bins=15)
+        after = None if any(s is None for s in scaled) else reliability_curve(np.concatenate(ys), np.concatenate(scaled), n_bins=15)
+    except (MetricInputError, ValueError):
+        return None
+    return before, after
+
+
+def _before_after_figure(b: _Builder, by_recipe: dict[str, tuple | None], title: str):
+    """Two reliability panels (before, after scaling) with one curve per recipe; None without curves."""
+    from ecgadapt.eval.calibration import plot_reliability
+    from ecgadapt.eval.figures import new_figure
+
+    before = {r: c[0] for r, c in by_recipe.items() if c is not None}
+    after = {r: c[1] for r, c in by_recipe.items() if c is not None and c[1] is not None}
+    if not before:
+        return None
+    fig = new_figure(9.2, 4.6)
+    ax_b, ax_a = fig.subplots(1, 2)
+    for ax, panel, when in ((ax_b, before, "before"), (ax_a, after, "after")):
+        ax.set_prop_cycle(color=[b.colors.get(r, "#333333") for r in panel] or ["#333333"])
+        if panel:
+            plot_reliability(panel, ax=ax, title=f"{title}: {when} scaling")
+        else:
+            ax.set_title(f"{title}: no temperature scaling fitted")
+    return fig
 
 
 def _align_curves(logs: list[pd.DataFrame], column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
