@@ -37,7 +37,7 @@ def test_demo_compares_literal_and_tuned_baselines_with_post_training_and_writes
     again = run_demo(tmp_path / "demo", seeds=[0], n_records=120, budget_epochs=2, n_resamples=20)
     assert "0 runs trained" in capsys.readouterr().out
     assert again.split("report:")[0] == text.split("report:")[0]  # same table from the reused runs
-    # the default demo (1000 records) refuses to write over this folder's 120-record dataset
+    # the default demo (800 records) refuses to write over this folder's 120-record dataset
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
     assert "already holds a different synthetic dataset" in capsys.readouterr().err
 

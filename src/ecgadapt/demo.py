@@ -117,10 +117,10 @@ def run_demo(
     out_dir: str | Path = "ecgadapt_demo",
     seeds: Sequence[int] | None = None,
     *,
-    n_records: int = 1000,
+    n_records: int = 800,
     n_corpus: int = 2000,
     pretrain_epochs: int = 12,
-    budget_epochs: int = 8,
+    budget_epochs: int = 5,
     n_resamples: int = 200,
 ) -> str:
     """Run the demo end to end in ``out_dir``, write its report and return (and print) the comparison table."""
@@ -163,7 +163,7 @@ def run_demo(
         summary,
         *[f"chosen on fold 9, {recipe}: {values}" for recipe, values in chosen.items()],
         *paired_lines(table, "post_training", ("baseline_ft", "baseline_ft_tuned")),
-        f"report: {report.html}",
+        f"report: {report.html.resolve()}",
         f"runs: {out / 'results' / 'runs'}   total time {time.perf_counter() - t0:.0f} s",
     ]
     text = "\n".join(lines)
