@@ -91,3 +91,17 @@ def test_flat_config_and_resume_check_name_the_changed_stage_field(tmp_path):
     check_resume_config(flat_saved, {**flat_now, "recipe.stages.1.lr": 1e-4}, {"out"}, tmp_path)
     with pytest.raises(ConfigError, match=r"recipe\.stages\.1\.lr: 0\.0001 in the run, 0\.0005 now"):
         check_resume_config(flat_saved, flat_now, {"out"}, tmp_path)
+
+
+def test_config_hash_ignores_fields_at_their_default_so_older_runs_keep_theirs():
+    import copy
+
+    from ecgadapt.train.config import FinetuneConfig
+    from ecgadapt.train.rundir import config_sha256
+
+    cfg = FinetuneConfig().to_dict()
+    older = copy.deepcopy(cfg)
+    del older["data"]["source"], older["recipe"]["stages"][0]["head_lr_scale"]  # written before these fields existed
+    assert config_sha256(older) == config_sha256(cfg)
+    cfg["recipe"]["stages"][0]["head_lr_scale"] = 10.0
+    assert config_sha256(cfg) != config_sha256(older)  # a value that differs from the default still counts

@@ -237,10 +237,16 @@ def _check_inputs(run: Run) -> None:
     d = run.run_dir
     wanted = run.inputs()
     recorded = [read_json(p) for p in (d / INPUTS, d / FINAL) if p.is_file()]
+    saved_sha = _saved_config_sha256(d)
     for rec in recorded:
-        if rec.get("config_sha256") not in (None, wanted["config_sha256"]):
+        # The saved config, hashed by this version's rule, decides; a recorded hash only where it is unreadable
+        # (a hash recorded by another ecgadapt version may differ for fields it did not know).
+        differs = saved_sha != wanted["config_sha256"] if saved_sha is not None else (
+            rec.get("config_sha256") not in (None, wanted["config_sha256"])
+        )  # fmt: skip
+        if differs:
             raise ConfigError(
-                f"{d} was run with a config whose hash ({str(rec['config_sha256'])[:12]}) differs from the spec's "
+                f"{d} was run with a config whose hash ({str(saved_sha or rec.get('config_sha256'))[:12]}) differs from the spec's "
                 f"({wanted['config_sha256'][:12]}); the grid never reuses it silently: delete {d} or use another --out"
             )
         if "weights_sha256" in rec and rec["weights_sha256"] != wanted["weights_sha256"]:
@@ -249,6 +255,14 @@ def _check_inputs(run: Run) -> None:
                 f"{wanted['weights']!r} now has SHA-256 {str(wanted['weights_sha256'])[:12]}: the weights file changed; "
                 f"the grid never reuses the run silently: delete {d} to rerun it, or use another --out"
             )
+
+
+def _saved_config_sha256(run_dir: Path) -> str | None:
+    """The hash of the config saved in ``run_dir`` (by this version's rule), or None when unreadable."""
+    try:
+        return config_sha256(FinetuneConfig.from_yaml(run_dir / CONFIG).to_dict())
+    except (OSError, ConfigError):
+        return None
 
 
 def spec_config_hashes(cells: list[Cell]) -> dict[str, str]:

@@ -50,11 +50,46 @@ RESULT_FREE_FIELDS = frozenset(
 """Config fields that cannot change a run's result (where it goes, how fast it runs): left out of its hash."""
 
 
+def _default_value(key: str) -> Any:
+    """The library default of a flat config key (a stage field's dataclass default for ``recipe.stages.N.*``)."""
+    import dataclasses
+
+    from ecgadapt.train.config import FinetuneConfig
+    from ecgadapt.train.recipes import Stage
+
+    parts = key.split(".")
+    if len(parts) == 4 and parts[:2] == ["recipe", "stages"]:
+        field = {f.name: f for f in dataclasses.fields(Stage)}.get(parts[3])
+        return _MISSING if field is None or field.default is dataclasses.MISSING else field.default
+    if key not in _DEFAULTS:
+        _DEFAULTS.update({k: v for k, v in flat_config(FinetuneConfig().to_dict()).items() if not k.startswith("recipe.")})
+    return _DEFAULTS.get(key, _MISSING)
+
+
+_MISSING = object()
+_DEFAULTS: dict[str, Any] = {}
+
+
 def config_sha256(config: dict) -> str:
-    """SHA-256 of a config's result-relevant fields (all but :data:`RESULT_FREE_FIELDS`), canonical JSON."""
-    flat = {k: v for k, v in flat_config(config).items() if k not in RESULT_FREE_FIELDS}
+    """SHA-256 of a config's result-relevant fields (all but :data:`RESULT_FREE_FIELDS`), canonical JSON.
+
+    Fields at their library default are left out, so a field that a newer ecgadapt adds (at a default that
+    keeps the old behaviour) does not change the hash of configs written before it existed."""
+    flat = {
+        k: v for k, v in flat_config(config).items()
+        if k not in RESULT_FREE_FIELDS and not _same(v, _default_value(k))
+    }  # fmt: skip
     text = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _same(value: Any, default: Any) -> bool:
+    if default is _MISSING:
+        return False
+    try:
+        return bool(value == default) and type(value) is not bool or value is default
+    except Exception:  # noqa: BLE001 - incomparable values are different
+        return False
 
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
