@@ -302,20 +302,11 @@ def _tuned_text(part: pd.DataFrame) -> str:
     return "; ".join(f"{k} ({n})" for k, n in counts.items())
 
 
-def _saved_hash(run_dir: str) -> str | None:
-    """The config hash of a run's saved ``config.yaml`` by this version's rule (None when unreadable)."""
-    from ecgadapt.train.config import FinetuneConfig
-    from ecgadapt.train.rundir import config_sha256
-
-    try:
-        return config_sha256(FinetuneConfig.from_yaml(Path(run_dir) / "config.yaml").to_dict())
-    except Exception:  # noqa: BLE001 - an unreadable config cannot vouch for the run
-        return None
-
-
 def select_spec_runs(table: pd.DataFrame, results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs of the spec in ``results_dir/spec.yaml`` and a table of the other finished runs with the reason
     each was left out (not a cell of the spec; or stale: run with a config other than the spec's)."""
+    from ecgadapt.train.rundir import saved_config_sha256
+
     spec_path = results_dir / "spec.yaml"
     resolved = (yaml.safe_load(spec_path.read_text()) or {}).get("resolved") or {} if spec_path.is_file() else {}
     cells = resolved.get("cells")
@@ -328,7 +319,7 @@ def select_spec_runs(table: pd.DataFrame, results_dir: Path) -> tuple[pd.DataFra
         cid, sha = r["cell_id"], r.get("config_sha256")
         if cid not in wanted:
             left.append({"Run": cid, "Reason": "not a cell of the spec in spec.yaml"})
-        elif cid in hashes and isinstance(sha, str) and sha != hashes[cid] and _saved_hash(r["run_dir"]) != hashes[cid]:
+        elif cid in hashes and isinstance(sha, str) and sha != hashes[cid] and saved_config_sha256(r["run_dir"]) != hashes[cid]:
             left.append({"Run": cid, "Reason": "stale: run with a config other than the spec's (config hash differs)"})
         else:
             keep.append(i)

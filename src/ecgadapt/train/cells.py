@@ -30,6 +30,7 @@ from ecgadapt.train.rundir import (
     flat_config,
     read_json,
     run_inputs,
+    saved_config_sha256,
     write_json,
 )
 from ecgadapt.train.spec import REQUIRED, GridSpec, recipe_label
@@ -237,7 +238,7 @@ def _check_inputs(run: Run) -> None:
     d = run.run_dir
     wanted = run.inputs()
     recorded = [read_json(p) for p in (d / INPUTS, d / FINAL) if p.is_file()]
-    saved_sha = _saved_config_sha256(d)
+    saved_sha = saved_config_sha256(d)
     for rec in recorded:
         # The saved config, hashed by this version's rule, decides; a recorded hash only where it is unreadable
         # (a hash recorded by another ecgadapt version may differ for fields it did not know).
@@ -255,14 +256,6 @@ def _check_inputs(run: Run) -> None:
                 f"{wanted['weights']!r} now has SHA-256 {str(wanted['weights_sha256'])[:12]}: the weights file changed; "
                 f"the grid never reuses the run silently: delete {d} to rerun it, or use another --out"
             )
-
-
-def _saved_config_sha256(run_dir: Path) -> str | None:
-    """The hash of the config saved in ``run_dir`` (by this version's rule), or None when unreadable."""
-    try:
-        return config_sha256(FinetuneConfig.from_yaml(run_dir / CONFIG).to_dict())
-    except (OSError, ConfigError):
-        return None
 
 
 def spec_config_hashes(cells: list[Cell]) -> dict[str, str]:

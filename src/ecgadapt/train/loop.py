@@ -178,13 +178,7 @@ def _better(value: float, best: float | None, metric: str) -> bool:
     The first epoch of a stage always counts as an improvement (``best`` is None), so every stage has a best
     checkpoint even when its metric cannot be computed; a NaN never improves on a number.
     """
-    if best is None:
-        return True
-    if value is None or math.isnan(value):
-        return False
-    if math.isnan(best):
-        return True
-    return value < best if metric == "loss" else value > best
+    return _significant(value, best, metric, 0.0)
 
 
 def _significant(value: float, reference: float | None, metric: str, min_delta: float) -> bool:

@@ -83,6 +83,16 @@ def config_sha256(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def saved_config_sha256(run_dir: str | Path) -> str | None:
+    """The hash of the config saved in ``run_dir/config.yaml`` by this version's rule (None when unreadable)."""
+    from ecgadapt.train.config import FinetuneConfig
+
+    try:
+        return config_sha256(FinetuneConfig.from_yaml(Path(run_dir) / CONFIG).to_dict())
+    except (OSError, ConfigError):
+        return None
+
+
 def _same(value: Any, default: Any) -> bool:
     if default is _MISSING:
         return False
