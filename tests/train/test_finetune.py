@@ -16,7 +16,13 @@ from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.models.layers import DropPath
 from ecgadapt.train import loop
 from ecgadapt.train.evaluate import evaluate_run
-from ecgadapt.train.finetune import build_model, run_finetune
+from ecgadapt.train.finetune import (
+    build_model,
+    prevalence_loss,
+    prior_log_odds,
+    run_finetune,
+    set_head_bias_to_prior,
+)
 from ecgadapt.train.rundir import load_checkpoint, load_predictions
 
 
@@ -106,11 +112,49 @@ def test_baseline_ft_starts_from_a_seeded_random_head_not_an_lp_head(make_cfg, m
     lp = make_cfg("post_training", "pt", epochs=1)
     run_finetune(lp)
     fresh = _state(build_model(base, _num_classes(base)))
+    fresh["head.bias"] = torch.as_tensor(prior_log_odds(_train_labels(base)), dtype=torch.float32)
     other_seed = base.__class__.from_dict({**base.to_dict(), "seed": 1, "notes": []})
-    assert _equal(starts[0], fresh), "baseline_ft must start from the model as built with the run's seed"
+    assert _equal(starts[0], fresh), "baseline_ft must start from the seeded model, its head bias at the priors"
     assert _equal(starts[1], fresh), "post_training stage 1 starts from the same seeded model"
     assert not torch.equal(starts[0]["head.weight"], starts[2]["head.weight"]), "baseline head equals the LP head"
     assert not torch.equal(fresh["head.weight"], _state(build_model(other_seed, _num_classes(base)))["head.weight"])
+
+
+def _train_labels(cfg) -> np.ndarray:
+    from ecgadapt.data.cache import load_or_prepare
+    from ecgadapt.data.dataset import ECGDataset
+
+    cache = load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False)
+    return ECGDataset(cache, cfg.data.task, "train", seed=cfg.seed).labels
+
+
+def test_head_bias_prior_makes_the_first_loss_the_prevalence_loss(make_cfg):
+    cfg = make_cfg("baseline_ft", "prior", epochs=1)
+    labels = _train_labels(cfg)
+    model = build_model(cfg, labels.shape[1])
+    set_head_bias_to_prior(model, labels)
+    bias = model.get_classifier().bias.detach().double().numpy()
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias)), np.clip(labels.mean(0), 1e-3, 1 - 1e-3), rtol=1e-5)
+    logits = torch.as_tensor(bias).expand(len(labels), -1)  # the head's output when its weights are 0
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.as_tensor(labels, dtype=torch.float64))
+    assert float(loss) == pytest.approx(prevalence_loss(labels), rel=1e-3)
+    zero = make_cfg("baseline_ft", "zero", "training.head_bias_init=zero", epochs=1)
+    assert zero.training.head_bias_init == "zero"
+
+
+def test_a_saved_config_without_head_bias_init_reads_as_the_old_zero_init(tmp_path):
+    from ecgadapt.train.config import FinetuneConfig
+    from ecgadapt.train.rundir import config_sha256
+
+    new = FinetuneConfig()
+    saved = new.to_dict()
+    del saved["training"]["head_bias_init"]  # written by an ecgadapt from before the field
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    old = FinetuneConfig.from_saved(tmp_path / "config.yaml")
+    assert old.training.head_bias_init == "zero"
+    assert config_sha256(old.to_dict()) != config_sha256(new.to_dict()), "an old run would be reused as a new one"
+    with pytest.raises(ConfigError, match="head_bias_init"):
+        FinetuneConfig.from_dict({"training": {"head_bias_init": "ones"}})
 
 
 class Killed(Exception):
@@ -303,6 +347,7 @@ def test_pretrained_weights_load_the_backbone_and_never_the_file_head(make_cfg, 
     starts = _record_stage_starts(monkeypatch)
     run_finetune(make_cfg("baseline_ft", "pre", f"model.weights={tmp_path / 'pretrained.pt'}", epochs=1))
     fresh = _state(build_model(cfg, _num_classes(cfg)))  # no weights: the seeded fresh model
+    fresh["head.bias"] = torch.as_tensor(prior_log_odds(_train_labels(cfg)), dtype=torch.float32)  # at the priors
     donor_state = _state(donor)
     for key, value in starts[0].items():
         expected = fresh[key] if key.startswith("head.") else donor_state[key]

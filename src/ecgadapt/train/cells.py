@@ -218,7 +218,7 @@ def run_status(run: Run) -> str:
             f"{d} exists but holds no {CONFIG}: it is not a run of this grid; move or delete it, or choose another --out"
         )
     try:
-        saved = FinetuneConfig.from_yaml(d / CONFIG)
+        saved = FinetuneConfig.from_saved(d / CONFIG)
     except ConfigError as err:
         raise ConfigError(f"cannot read {d / CONFIG}: {err}; delete {d} to rerun the cell") from None
     diff = config_differences(saved, run.config)

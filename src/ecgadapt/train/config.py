@@ -22,6 +22,9 @@ from ecgadapt.train.recipes import Recipe, Stage, get_recipe
 TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 SELECT_METRICS = ("macro_auroc", "macro_auprc", "loss")
 DEVICES = ("auto", "cpu", "cuda")
+HEAD_BIAS_INITS = ("prior", "zero")
+# Fields whose default changed, with the value that runs saved before the field existed were trained with.
+LEGACY_VALUES = {"training.head_bias_init": "zero"}
 
 
 @dataclass
@@ -69,6 +72,7 @@ class TrainingConfig:
     exclude_untrained_classes: bool = True  # ... and classes with no positive in the training split
     score_test: bool = True  # False: a tuning candidate, scored on the validation fold only (see train.tune)
     calibration: str = "global"  # temperature scaling fitted on the validation fold: global, per_class or none
+    head_bias_init: str = "prior"  # a fresh head's bias: "prior" (log-odds of the training prevalence) or "zero"
     progress: bool = True  # tqdm progress bars
 
 
@@ -113,6 +117,20 @@ class FinetuneConfig:
         """From a YAML file path or YAML text."""
         return cls.from_dict(load_yaml(source))
 
+    @classmethod
+    def from_saved(cls, path: str | Path) -> FinetuneConfig:
+        """A run's saved ``config.yaml``: a field it lacks whose default has changed since takes the value the
+        run was trained with (:data:`LEGACY_VALUES`), not today's default."""
+        d = load_yaml(path) or {}
+        for dotted, value in LEGACY_VALUES.items():
+            *parents, leaf = dotted.split(".")
+            node = d
+            for key in parents:
+                node = node.setdefault(key, {}) if isinstance(node, dict) else None
+            if isinstance(node, dict) and leaf not in node:
+                node[leaf] = value
+        return cls.from_dict(d)
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` on a value that cannot work, naming the field."""
         if self.data.task not in TASKS:
@@ -149,6 +167,8 @@ class FinetuneConfig:
             raise ConfigError(f"training.ema must lie in (0, 1) or be null, got {t.ema!r}")
         if t.calibration not in ("global", "per_class", "none"):
             raise ConfigError(f"training.calibration must be global, per_class or none, got {t.calibration!r}")
+        if t.head_bias_init not in HEAD_BIAS_INITS:
+            raise ConfigError(f"training.head_bias_init must be prior or zero, got {t.head_bias_init!r}")
         self.recipe.validate()
         if self.tune:
             from ecgadapt.train.tune import validate_tune

@@ -31,7 +31,7 @@ def load_run_config(run_dir: str | Path) -> FinetuneConfig:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not an ecgadapt run directory: {CONFIG} is missing")
-    return FinetuneConfig.from_yaml(path)
+    return FinetuneConfig.from_saved(path)
 
 
 def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ECGModel, dict]:

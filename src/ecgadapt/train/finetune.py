@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ecgadapt.data.cache import ECGCache, load_or_prepare
@@ -168,7 +169,7 @@ def _run_finetune(
     cfg = resolve_config(cfg)
     run_dir = check_run_dir(cfg.out, resume=resume, overwrite=overwrite)
     if resume:
-        saved = FinetuneConfig.from_yaml(run_dir / CONFIG)
+        saved = FinetuneConfig.from_saved(run_dir / CONFIG)
         saved_flat, now_flat = flat_config(saved.to_dict()), flat_config(cfg.to_dict())
         check_resume_config(saved_flat, now_flat, _RESUME_FREE, run_dir)
     inputs = run_inputs(cfg.to_dict(), weights_to_load(cfg))
@@ -190,6 +191,8 @@ def _run_finetune(
     )  # fmt: skip
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
+    if cfg.training.head_bias_init == "prior" and pos_weight is None:
+        set_head_bias_to_prior(model, train_set.labels)
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
     held.enter_context(RunLock(run_dir))
     cfg.to_yaml(run_dir / CONFIG)
@@ -246,10 +249,27 @@ def check_same_weights(saved: dict, now: dict, run_dir: Path) -> None:
         )
 
 
+def prior_log_odds(labels, clip: float = 1e-3) -> np.ndarray:
+    """Per class, the log-odds of its training prevalence (clipped to ``[clip, 1 - clip]``)."""
+    p = np.clip(np.asarray(labels, dtype=np.float64).mean(axis=0), clip, 1 - clip)
+    return np.log(p / (1 - p))
+
+
+def set_head_bias_to_prior(model: ECGModel, labels) -> None:
+    """Start a fresh linear head's bias at the class priors, so its first loss is the prevalence loss (a head
+    started at 0 spends its first steps, and the backbone's gradients, only on lowering every logit)."""
+    head = model.get_classifier()
+    if not isinstance(head, torch.nn.Linear) or head.bias is None:
+        raise ConfigError(
+            f"training.head_bias_init: prior needs a linear head with a bias, {model.__class__.__name__} has "
+            f"{head.__class__.__name__}; set training.head_bias_init: zero"
+        )
+    with torch.no_grad():
+        head.bias.copy_(torch.as_tensor(prior_log_odds(labels), dtype=head.bias.dtype))
+
+
 def prevalence_loss(labels) -> float:
     """Mean BCE of predicting each class's training prevalence for every record: the loss a model must beat."""
-    import numpy as np
-
     y = np.asarray(labels, dtype=np.float64)
     p = np.clip(y.mean(axis=0), 1e-7, 1 - 1e-7)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))

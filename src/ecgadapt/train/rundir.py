@@ -88,7 +88,7 @@ def saved_config_sha256(run_dir: str | Path) -> str | None:
     from ecgadapt.train.config import FinetuneConfig
 
     try:
-        return config_sha256(FinetuneConfig.from_yaml(Path(run_dir) / CONFIG).to_dict())
+        return config_sha256(FinetuneConfig.from_saved(Path(run_dir) / CONFIG).to_dict())
     except (OSError, ConfigError):
         return None
 

@@ -164,7 +164,7 @@ def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto
     from ecgadapt.train.finetune import score_test_fold
 
     run_dir = Path(run_dir)
-    cfg = FinetuneConfig.from_yaml(run_dir / CONFIG)
+    cfg = FinetuneConfig.from_saved(run_dir / CONFIG)
     dirs = {cid: run_dir / CANDIDATES / cid for cid in candidate_configs(cfg)}
     chosen, rows = select_candidate(dirs, cfg.training.select_metric)
     values = {candidate_id(v): v for v in candidate_values(cfg)}[chosen]
