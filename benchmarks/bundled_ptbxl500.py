@@ -17,6 +17,8 @@ final training loss is below that of predicting each class's training prevalence
 
     python benchmarks/bundled_ptbxl500.py --out runs/bundled-ptbxl500            # 5 seeds, 2 tasks: hours on 2 cores
     python benchmarks/bundled_ptbxl500.py --tasks superdiagnostic --seeds 3 --search lr=1e-4,1e-3  # smaller
+    python benchmarks/bundled_ptbxl500.py --out runs/cnn-ptbxl500 --no-reference --also runs/bundled-ptbxl500 \
+        --candidate cnn=xresnet1d_tiny:runs/pretrain-cnn/cnn/encoder.safetensors   # a candidate encoder (issue 12)
 
 A finished run is never trained again: rerun with more seeds or tasks to extend the same folder.
 """
@@ -51,6 +53,28 @@ COMPARISONS = (  # (a, b): is a better than b?  Each side is (model label, recip
 )
 
 
+def candidate_comparisons(label: str) -> tuple:
+    """A candidate encoder against the task-specific CNN, today's bundled encoder and its own random init."""
+    return (
+        ((label, "post_training"), ("xresnet1d101", "scratch")),
+        ((label, "post_training"), ("bundled", "post_training")),
+        ((label, "post_training"), (f"{label}_random", "scratch")),
+        ((label, "linear_probe"), (f"{label}_random", "linear_probe")),
+        ((label, "post_training"), (label, "linear_probe")),
+    )
+
+
+def parse_candidate(text: str) -> dict:
+    """``"cnn=xresnet1d_tiny:runs/pretrain-cnn/cnn/encoder.safetensors"`` -> label, model and weights."""
+    label, _, rest = text.partition("=")
+    model, _, weights = rest.partition(":")
+    if not (label and model and weights):
+        raise SystemExit(f"--candidate {text!r}: expected LABEL=MODEL:WEIGHTS")
+    if not Path(weights).is_file():
+        raise SystemExit(f"--candidate {text!r}: no weights file {weights}; pretrain it first")
+    return {"label": label, "model": model, "weights": str(Path(weights).resolve())}
+
+
 def parse_search(items: list[str]) -> dict:
     """``["lr=1e-4,1e-3", "head_lr_scale=1,10"]`` -> ``{"lr": [1e-4, 1e-3], "head_lr_scale": [1, 10]}``."""
     import yaml
@@ -62,18 +86,26 @@ def parse_search(items: list[str]) -> dict:
     return out
 
 
-def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights: str) -> dict:
-    """The grid: the bundled encoder (six recipes, four of them tuned), random init, and the task-specific CNN."""
+def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights: str,
+         candidates: list[dict] = (), reference: bool = True) -> dict:  # fmt: skip
+    """The grid: the bundled encoder (six recipes, four of them tuned), random init, and the task-specific CNN
+    (``reference``); and per candidate encoder, its linear probe and tuned post-training beside its random init."""
     bundled = ["linear_probe", "baseline_ft", *TUNED]
+    models = [
+        {"name": "ecg_vit_tiny", "weights": weights, "label": "bundled", "recipes": bundled},
+        {"name": "ecg_vit_tiny", "weights": None, "label": "random", "recipes": ["scratch"]},
+        {"name": "xresnet1d101", "weights": None, "recipes": ["scratch"]},
+    ] if reference else []  # fmt: skip
+    for c in candidates:
+        models.append({"name": c["model"], "weights": c["weights"], "label": c["label"],
+                       "recipes": ["linear_probe", "post_training"]})  # fmt: skip
+        models.append({"name": c["model"], "weights": None, "label": f"{c['label']}_random",
+                       "recipes": ["linear_probe", "scratch"]})  # fmt: skip
     return {
         "name": "bundled-ptbxl500",
         "description": "bundled ecg_vit_tiny: literal and tuned baselines against tuned post-training, equal budgets",
         "protocol": "official",
-        "models": [
-            {"name": "ecg_vit_tiny", "weights": weights, "label": "bundled", "recipes": bundled},
-            {"name": "ecg_vit_tiny", "weights": None, "label": "random", "recipes": ["scratch"]},
-            {"name": "xresnet1d101", "weights": None, "recipes": ["scratch"]},
-        ],  # fmt: skip
+        "models": models,
         "tasks": list(tasks),
         "recipes": [
             "linear_probe", "baseline_ft", {"name": "baseline_ft", "label": "baseline_ft_tuned", "tune": search},
@@ -194,21 +226,30 @@ def main() -> None:
                         help="fold-9 search of the tuned recipes (default lr=1e-4,3e-4,1e-3 and head_lr_scale=1,10)")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--n-resamples", type=int, default=1000)
+    parser.add_argument("--candidate", action="append", default=[], metavar="LABEL=MODEL:WEIGHTS",
+                        help="also evaluate a pretrained candidate encoder (linear probe, tuned post-training, "
+                             "and the same architecture from random weights)")  # fmt: skip
+    parser.add_argument("--no-reference", action="store_true",
+                        help="train only the candidates (compare them with the reference runs of --also)")
+    parser.add_argument("--also", action="append", default=[], metavar="DIR",
+                        help="another results folder of this script (same data and seeds) whose runs join the tables")
     args = parser.parse_args()
 
     search = parse_search(args.search or ["lr=1e-4,3e-4,1e-3", "head_lr_scale=1,10"])
-    run_benchmark(spec(args.tasks, args.seeds, args.budget_epochs, search, args.weights), args.data, args.out,
-                  jobs=args.jobs)  # fmt: skip
-    table = collect_results(args.out)
-    results = [c for task in args.tasks for a, b in COMPARISONS for metric in ("macro_auroc", "macro_auprc")
+    candidates = [parse_candidate(c) for c in args.candidate]
+    grid = spec(args.tasks, args.seeds, args.budget_epochs, search, args.weights, candidates, not args.no_reference)
+    run_benchmark(grid, args.data, args.out, jobs=args.jobs)
+    table = pd.concat([collect_results(d) for d in [args.out, *args.also]], ignore_index=True)
+    pairs = COMPARISONS + tuple(p for c in candidates for p in candidate_comparisons(c["label"]))
+    results = [c for task in args.tasks for a, b in pairs for metric in ("macro_auroc", "macro_auprc")
                if (c := compare(table, task, a, b, metric, args.n_resamples)) is not None]  # fmt: skip
     recipes, learns = recipe_table(table), baseline_learns(table)
     text = to_markdown(recipes, results, learns)
     print(text)
     out = Path(args.out)
     (out / "comparisons.md").write_text(text + "\n")
-    payload = {"search": search, "budget_epochs": args.budget_epochs, "recipes": recipes, "comparisons": results,
-               "literal_baseline_learns": learns}  # fmt: skip
+    payload = {"search": search, "budget_epochs": args.budget_epochs, "candidates": candidates, "also": args.also,
+               "recipes": recipes, "comparisons": results, "literal_baseline_learns": learns}  # fmt: skip
     (out / "comparisons.json").write_text(json.dumps(payload, indent=1))
 
 
