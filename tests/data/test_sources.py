@@ -12,13 +12,14 @@ from wfdb_fixtures import digital, write_record
 
 from ecgadapt import LEADS
 from ecgadapt.data.cache import load_or_prepare
-from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.data.dataset import ECGDataset, record_mean
 from ecgadapt.data.sources import (
     class_coverage,
     load_mapping,
     ptbxl_statements,
     read_any_record,
     read_dx,
+    read_segments,
     read_window,
     scan_cinc,
     scan_folder,
@@ -144,3 +145,56 @@ def test_stratified_folds_are_seeded_and_spread_each_label():
     assert np.bincount(folds, minlength=11)[1:].tolist() == [6] * 10  # equal folds
     for part, share in ((folds[:40], 4), (folds[40:], 2)):  # each label within one record of its share
         assert np.abs(np.bincount(part, minlength=11)[1:] - share).max() <= 1
+
+
+def test_long_records_are_cached_as_segments_covering_them(tmp_path):
+    import json
+
+    import torch
+
+    from ecgadapt.data.transforms import FixedWindows, Resample
+
+    write_record(tmp_path, "ten", digital(20, 1000), 100)  # 10 s: one row, exactly as before
+    write_record(tmp_path, "thirty", digital(21, 3000), 100)  # 30 s: three consecutive rows
+    write_record(tmp_path, "five", digital(22, 500), 100)  # 5 s: one zero-padded row
+    long500 = write_cinc(tmp_path, "long500", digital(23, 12500), 500, "426783006")  # 25 s at 500 Hz
+    (tmp_path / "labels.csv").write_text(
+        "record,labels,fold\nten,NORM,10\nthirty,IMI,10\nfive,NORM,10\nlong500,NDT,10\n"
+    )
+    cache = load_or_prepare(tmp_path, 100, cache_dir=tmp_path / "cache", progress=False, source="folder")
+    assert cache.shape == (1 + 3 + 1 + 3, 12, 1000)
+    assert cache.index["ecg_id"].tolist() == [1, 2, 2, 2, 3, 4, 4, 4]
+    assert np.array_equal(cache.signals[0], read_window(tmp_path / "ten", 100, 1000))
+    thirty = digital(21, 3000).T / 1000.0
+    for k in range(3):
+        np.testing.assert_allclose(cache.signals[1 + k], thirty[:, 1000 * k : 1000 * (k + 1)], rtol=1e-6)
+    np.testing.assert_array_equal(cache.signals[4, :, 500:], 0.0)
+    resampled = Resample(500, 100)(read_any_record(long500)[0])  # 2500 samples: windows at 0, 750, 1500
+    np.testing.assert_array_equal(cache.signals[5:8], FixedWindows(1000, 3)(resampled))
+    np.testing.assert_array_equal(read_segments(long500, 100, 1000), cache.signals[5:8])
+
+    test = ECGDataset(cache, "superdiagnostic", "test")  # evaluation: every segment is an item
+    assert test.rows.tolist() == list(range(8)) and test.record_ids.tolist() == [1, 2, 3, 4]
+    y, p = test.labels, np.arange(8, dtype=np.float32)[:, None].repeat(5, axis=1)
+    y_rec, p_rec = record_mean(test.ecg_ids, y, p)
+    assert y_rec.tolist() == cache.labels("superdiagnostic")[0][[0, 1, 4, 5]].tolist()
+    np.testing.assert_allclose(p_rec[:, 0], [0, 2, 4, 6])  # the mean over a record's segments
+    train = ECGDataset(cache, "superdiagnostic", "test", segments="random")  # training: one item per record
+    assert len(train) == 4 and train.n_segments.tolist() == [1, 3, 1, 3]
+    torch.manual_seed(0)
+    seen = {tuple(train[1][0][0, :3].tolist()) for _ in range(30)}
+    assert seen == {tuple(cache.signals[1 + k][0, :3].tolist()) for k in range(3)}  # any of its segments
+
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    del manifest["segment_s"]  # a cache of an older ecgadapt (central 10 s only) is rebuilt
+    (cache.path / "manifest.json").write_text(json.dumps(manifest))
+    again = load_or_prepare(tmp_path, 100, cache_dir=tmp_path / "cache", progress=False, source="folder")
+    assert again.manifest["segment_s"] == 10.0
+
+
+def test_record_mean_leaves_one_item_records_untouched():
+    y, p = np.eye(3, dtype=np.float32), np.random.default_rng(0).random((3, 3)).astype(np.float32)
+    y2, p2 = record_mean(np.array([7, 3, 5]), y, p)
+    assert y2 is y and p2 is p
+    with pytest.raises(DataError, match="2 predictions for 3 items"):
+        record_mean(np.array([7, 3, 5]), y[:2], p[:2])

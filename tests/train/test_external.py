@@ -101,16 +101,61 @@ def test_evaluate_cinc_source_lists_unmapped_codes_and_missing_classes(ptbxl500_
     assert r["class_counts"]["CD"] == 2 and r["class_counts"]["MI"] == 0
 
 
+def _write_mat(folder: Path, name: str, val: np.ndarray, fs: int = 100) -> None:
+    """One WFDB record with a .mat signal file (leads x samples, 1000 units per mV)."""
+    from scipy.io import savemat
+
+    savemat(folder / f"{name}.mat", {"val": val.astype(np.int16)})
+    names = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    lines = [f"{name} 12 {fs} {val.shape[1]}"]
+    lines += [f"{name}.mat 16+24 1000/mV 16 0 {val[j, 0]} 0 0 {n}" for j, n in enumerate(names)]
+    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
+
+
+def test_long_external_record_is_scored_on_all_its_windows(ptbxl500_run, tmp_path):
+    from ecgadapt.train.external import evaluate_external
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    signal = np.random.default_rng(1).integers(-800, 800, size=(12, 1000))
+    _write_mat(folder, "real", signal)  # 10 s
+    _write_mat(folder, "flat", np.zeros((12, 1000)))  # 10 s of nothing
+    late = np.concatenate([np.zeros((12, 2000)), signal], axis=1)  # 30 s, the signal in its last 10 s
+    _write_mat(folder, "late", late)
+    _write_mat(folder, "other", np.random.default_rng(2).integers(-800, 800, size=(12, 1000)))
+    (folder / "labels.csv").write_text("record,labels\nreal,NORM\nflat,IMI\nlate,NORM\nother,IMI\n")
+    r = evaluate_external(ptbxl500_run, folder, "folder", device="cpu", n_resamples=20)
+    assert r["n_records"] == r["n_records_total"] == 4  # records, not cache rows
+    assert r["class_counts"]["NORM"] == 2 and r["class_counts"]["MI"] == 2
+    pred = np.load(ptbxl500_run / "predictions_external_long.npz")
+    assert pred["ecg_ids"].tolist() == [1, 2, 3, 4]
+    score = dict(zip(["real", "flat", "late", "other"], pred["y_score"].astype(np.float64)))
+    # the 30 s record: the mean of its three 10 s windows (two flat, one the real signal), not its central one
+    np.testing.assert_allclose(score["late"], (2 * score["flat"] + score["real"]) / 3, rtol=1e-5, atol=1e-7)
+    assert np.abs(score["late"] - score["flat"]).max() > 1e-4
+
+
 def test_finetune_trains_on_a_folder_source(ptbxl500, tmp_path):
     folder = tmp_path / "own"
     folder.mkdir()
-    _copy_fold10(ptbxl500, folder)
+    labels = _copy_fold10(ptbxl500, folder)
+    n_copies = len(pd.read_csv(labels))
+    rng = np.random.default_rng(3)
+    for i in range(10):  # 30 s records: one per fold, trained on a random 10 s segment, scored on all three
+        _write_mat(folder, f"long{i}", rng.integers(-800, 800, size=(12, 3000)))
+    extra = pd.DataFrame({"record": [f"long{i}" for i in range(10)], "labels": "NORM"})
+    pd.concat([pd.read_csv(labels), extra]).to_csv(labels, index=False)
     cfg = tiny_config(
         folder, tmp_path / "cache", tmp_path / "run", "baseline_ft", "data.source=folder", epochs=1
     )
     run_finetune(cfg)
     final = read_final(tmp_path / "run")
     assert final["n_records"]["train"] > final["n_records"]["test"] > 0
+    for split in ("val", "test"):
+        pred = np.load(tmp_path / "run" / f"predictions_{split}.npz")
+        assert len(set(pred["ecg_ids"])) == len(pred["ecg_ids"]) == final["n_records"][split]
+        assert pred["y_score"].shape[0] == final["n_records"][split]
+        assert (pred["ecg_ids"] > n_copies).any()  # a 30 s record is among them
 
 
 def test_benchmark_spec_external_sets_and_report_section(synthetic_root, tmp_path):

@@ -156,19 +156,23 @@ def _default_workers() -> int:
 def _fill(signals_path: str, items: list[tuple[int, str]], rate: int, reader=None) -> int:
     """Read records ``(row, base path)`` with ``reader(base, rate)`` into rows of the signals file; return how many.
 
-    ``reader`` defaults to :func:`read_record` (PTB-XL); other sources pass theirs (a picklable callable).
+    ``reader`` defaults to :func:`read_record` (PTB-XL); other sources pass theirs (a picklable callable), which
+    may return several rows (S, 12, T) for one record: they fill rows ``row`` to ``row + S - 1``.
     """
     reader = read_record if reader is None else reader
     out = np.load(signals_path, mmap_mode="r+")
     try:
         for row, base in items:
             x = reader(base, rate)
-            if x.shape != out.shape[1:]:
+            if x.shape[-2:] != out.shape[1:]:
                 raise DataError(
                     f"record {Path(base).name}: shape {x.shape} differs from the dataset's {out.shape[1:]} "
                     f"(every record must last as long as the first); exclude it from {DATABASE_CSV}"
                 )
-            out[row] = x
+            if x.ndim == out.ndim:
+                out[row : row + len(x)] = x
+            else:
+                out[row] = x
     finally:  # no msync: the pages reach the file through the OS page cache, which other processes share
         del out
     return len(items)

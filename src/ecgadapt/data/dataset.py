@@ -15,6 +15,7 @@ from ecgadapt.data.tasks import check_task
 from ecgadapt.errors import ConfigError, DataError
 
 Transform = Callable[[np.ndarray], np.ndarray]
+SEGMENTS = ("all", "random")
 
 
 class ECGDataset(Dataset):
@@ -23,6 +24,11 @@ class ECGDataset(Dataset):
     ``fraction`` keeps a nested, stratified, seeded subset of the training split. ``rows`` (cache rows) replaces
     the split's folds, e.g. every record of an external dataset. ``transform`` maps the
     (12, T) float32 array to (12, L) or (W, 12, L); random transforms should draw from torch's RNG.
+
+    A long external record is cached as several consecutive rows (segments) sharing its ``ecg_id``. With
+    ``segments="all"`` (evaluation) every segment is an item and :func:`record_mean` averages their
+    probabilities per record; with ``"random"`` (training) each record is one item, a random segment of it.
+    Records of one row (all of PTB-XL) are served exactly as before either way.
     """
 
     def __init__(
@@ -37,7 +43,10 @@ class ECGDataset(Dataset):
         test_fold: int = 10,
         val_fold: int = 9,
         rows: np.ndarray | None = None,
+        segments: str = "all",
     ):
+        if segments not in SEGMENTS:
+            raise ConfigError(f"segments={segments!r}; use one of {', '.join(SEGMENTS)}")
         self.cache = cache if isinstance(cache, ECGCache) else open_cache(cache)
         self.task = check_task(task)
         self.split = split
@@ -51,8 +60,10 @@ class ECGDataset(Dataset):
 
         y_all, self.class_names = self.cache.labels(task)
         folds = self.cache.index["strat_fold"].to_numpy()
+        ids = self.cache.index["ecg_id"].to_numpy(dtype=np.int64)
+        first = np.r_[True, ids[1:] != ids[:-1]]  # a record's first cache row
         keep = split_mask(folds, split, test_fold, val_fold) if rows is None else np.isin(np.arange(len(folds)), rows)
-        rows = np.flatnonzero(keep & y_all.any(axis=1))
+        rows = np.flatnonzero(keep & y_all.any(axis=1) & first)
         if fraction != 1.0:
             full = rows
             rows = rows[subsample(y_all[rows], fraction, seed)]
@@ -62,9 +73,16 @@ class ECGDataset(Dataset):
                 f"no record of cache {self.cache.path} has a {task!r} label in split {split!r} "
                 f"(strat_fold {list(self.folds)}); use a larger dataset or other folds"
             )
+        starts = np.flatnonzero(first)
+        n_seg = np.diff(np.r_[starts, len(ids)])[np.searchsorted(starts, rows)]
+        self.segments = segments
+        if segments == "all" and (n_seg > 1).any():  # every segment an item, in record order
+            offsets = np.arange(n_seg.sum()) - np.repeat(np.cumsum(n_seg) - n_seg, n_seg)
+            rows = np.repeat(rows, n_seg) + offsets
+        self.n_segments = n_seg if segments == "random" else np.ones(len(rows), dtype=np.int64)
         self.rows = rows
         self.labels = np.ascontiguousarray(y_all[rows])
-        self.ecg_ids = self.cache.index["ecg_id"].to_numpy(dtype=np.int64)[rows]
+        self.ecg_ids = ids[rows]
 
     @property
     def num_classes(self) -> int:
@@ -79,8 +97,16 @@ class ECGDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def record_ids(self) -> np.ndarray:
+        """The ecg_id of each record, in item order (one per record, also when its segments are items)."""
+        return self.ecg_ids[np.r_[True, self.ecg_ids[1:] != self.ecg_ids[:-1]]]
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = np.array(self.cache.signals[self.rows[i]], dtype=np.float32)
+        row = self.rows[i]
+        if self.n_segments[i] > 1:  # a random segment of a long record (training)
+            row += int(torch.randint(0, int(self.n_segments[i]), (1,)).item())
+        x = np.array(self.cache.signals[row], dtype=np.float32)
         if self.transform is not None:
             x = self.transform(x)
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -91,6 +117,21 @@ class ECGDataset(Dataset):
             f"ECGDataset(task={self.task!r}, split={self.split!r}, n={len(self)}, classes={self.num_classes}, "
             f"fraction={self.fraction}, seed={self.seed}, rate={self.rate})"
         )
+
+
+def record_mean(ecg_ids: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_prob)`` of consecutive items sharing an ecg_id (a record's segments) reduced to one row each,
+    the probabilities averaged; unchanged when every item is its own record."""
+    ids = np.asarray(ecg_ids)
+    if len(ids) != len(y_prob):
+        raise DataError(f"{len(y_prob)} predictions for {len(ids)} items; the loader must keep every item")
+    first = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, bool)
+    if first.all():
+        return y_true, y_prob
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.r_[starts, len(ids)])
+    mean = np.add.reduceat(y_prob.astype(np.float64), starts, axis=0) / counts[:, None]
+    return y_true[starts], mean.astype(y_prob.dtype)
 
 
 def _warn_lost_classes(y: np.ndarray, full: np.ndarray, kept: np.ndarray, classes, fraction: float, task: str) -> None:

@@ -13,8 +13,11 @@ format as PTB-XL, so :class:`~ecgadapt.data.dataset.ECGDataset`, the transforms,
 
 Records are read as a user would expect of real-world headers: lead names match case-insensitively and
 are reordered by name (extra signals are ignored), gains and units (``mV``, ``uV``, ``V``) come from the
-header, other sampling rates are resampled to the cache rate, and other lengths are cut to the central
-window of the cache length (shorter records are zero-padded right, as the evaluation crop does).
+header, and other sampling rates are resampled to the cache rate. A record of up to 10 s is cached as one row
+(shorter ones zero-padded right, as the evaluation crop does); a longer one as ``ceil(T / 10 s)`` evenly spaced
+10 s segments covering it (first at its start, last at its end, as ``predict``'s windows), consecutive cache
+rows sharing its ``ecg_id``. :class:`~ecgadapt.data.dataset.ECGDataset` trains on a random segment of such a
+record and evaluates every segment, averaging their probabilities per record as ``predict`` does.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from ecgadapt import LEADS
 from ecgadapt.data.ptbxl import STATEMENTS_CSV, Header, _read_simple, _read_wfdb, check_rate, read_header
 from ecgadapt.data.splits import priority_order
 from ecgadapt.data.tasks import TASKS, statement_map, task_classes
-from ecgadapt.data.transforms import CenterCrop, Resample
+from ecgadapt.data.transforms import CenterCrop, FixedWindows, Resample
 from ecgadapt.errors import ConfigError, DataError
 
 SOURCES: tuple[str, ...] = ("ptbxl", "cinc", "folder")
@@ -231,6 +234,27 @@ def read_window(base: str | os.PathLike, rate: int, n_samples: int) -> np.ndarra
     if abs(fs - rate) > 1e-6:
         x = Resample(fs, rate)(x)
     return CenterCrop(n_samples)(x)
+
+
+def n_segments(base: str | os.PathLike, rate: int, n_samples: int) -> int:
+    """Cache rows of a record (its header's length at ``rate`` over ``n_samples``, rounded up; at least 1)."""
+    header = read_header(base)
+    length = header.sig_len
+    if abs(header.fs - rate) > 1e-6:
+        r = Resample(header.fs, rate)
+        length = -(-length * r.up // r.down)  # resample_poly's output length
+    return max(1, -(-length // n_samples))
+
+
+def read_segments(base: str | os.PathLike, rate: int, n_samples: int) -> np.ndarray:
+    """:func:`read_any_record` at ``rate`` as :func:`n_segments` evenly spaced windows (S, 12, ``n_samples``).
+
+    One segment is :func:`read_window`'s central window; more cover the record from its start to its end.
+    """
+    x, fs = read_any_record(base)
+    if abs(fs - rate) > 1e-6:
+        x = Resample(fs, rate)(x)
+    return FixedWindows(n_samples, n_segments(base, rate, n_samples))(x)
 
 
 # --- scanning a source ------------------------------------------------------------------------------------
@@ -439,6 +463,8 @@ def _source_problem(target: Path, records: SourceRecords, rate: int) -> str | No
         return str(err)
     if manifest.get("rate") != rate or manifest.get("fingerprint") != records.fingerprint:
         return "the source changed since the cache was built"
+    if manifest.get("segment_s") != DURATION_S:
+        return "the cache was built by an older ecgadapt (long records cut to their central 10 s)"
     return None
 
 
@@ -462,19 +488,21 @@ def prepare_source_cache(
     target.parent.mkdir(parents=True, exist_ok=True)
     c._remove_stale(target)
     n_samples = int(round(DURATION_S * rate))
-    shape = (len(records.table), len(LEADS), n_samples)
     bases = [str(records.root / f) for f in records.table["filename"]]
+    counts = np.array([n_segments(b, rate, n_samples) for b in bases], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    shape = (int(counts.sum()), len(LEADS), n_samples)
     start = time.perf_counter()
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
         signals_path = tmp / c.SIGNALS_FILE
         np.lib.format.open_memmap(signals_path, mode="w+", dtype=np.float32, shape=shape).flush()
-        items = list(enumerate(bases))
+        items = [(int(row), base) for row, base in zip(starts, bases)]
         n_chunks = max(1, min(len(items), workers * 8, math.ceil(len(items) / 4)))
         size = math.ceil(len(items) / n_chunks)
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        reader = partial(read_window, n_samples=n_samples)
+        reader = partial(read_segments, n_samples=n_samples)
         c._read_all(
             str(signals_path),
             chunks,
@@ -484,7 +512,7 @@ def prepare_source_cache(
             f"prepare {records.root.name} @ {rate} Hz",
             reader,
         )
-        c._write_index(tmp / c.INDEX_FILE, records.table, "filename")
+        c._write_index(tmp / c.INDEX_FILE, records.table.loc[records.table.index.repeat(counts)], "filename")
         ptbxl_statements().to_csv(tmp / STATEMENTS_CSV)
         manifest = {
             "format_version": c.CACHE_FORMAT_VERSION,
@@ -495,6 +523,7 @@ def prepare_source_cache(
             "leads": list(LEADS),
             "units": "mV",
             "source_root": str(records.root),
+            "segment_s": DURATION_S,
             "source": records.source,
             "labels": records.labels,
             "summary": records.summary(),
@@ -507,7 +536,8 @@ def prepare_source_cache(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    c._say(progress, f"prepared {len(bases)} {records.source} records at {rate} Hz into {target}")
+    rows = f" ({shape[0]} cache rows: longer records segmented)" if shape[0] > len(bases) else ""
+    c._say(progress, f"prepared {len(bases)} {records.source} records{rows} at {rate} Hz into {target}")
     if records.unmapped:
         c._say(
             progress,

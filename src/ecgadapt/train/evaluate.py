@@ -119,7 +119,7 @@ def evaluate_run(
     metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained)
     rules = (cfg.training.min_test_positives, untrained)
     metrics = {**metrics, **calibrated_scores(run_dir, y_true, y_prob, dataset.class_names, uncalibrated, rules)}
-    return {"split": split, "eval_windows": windows, "n_records": len(dataset), **metrics}
+    return {"split": split, "eval_windows": windows, "n_records": len(dataset.record_ids), **metrics}
 
 
 def calibrated_scores(

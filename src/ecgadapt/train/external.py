@@ -1,9 +1,10 @@
 """Scoring a finished run on an external dataset (a CinC or labelled-folder source) on the classes both share.
 
 The external records go through the source cache at the run's rate and the run's deterministic evaluation
-transform, and are scored with the metrics, bootstrap intervals and per-class table of the PTB-XL test
-(:func:`ecgadapt.train.evaluate.score_split`'s code path), so a folder holding copies of the run's own
-test records gives exactly its test metrics. A class of the run is *shared* when at least one external
+transform (a record longer than 10 s on every 10 s segment, the probabilities averaged per record as
+``predict`` averages its windows), and are scored with the metrics, bootstrap intervals and per-class table
+of the PTB-XL test (:func:`ecgadapt.train.evaluate.score_split`'s code path), so a folder holding copies of
+the run's own test records gives exactly its test metrics. A class of the run is *shared* when at least one external
 record is positive for it; the others are listed as without counterpart, as are the external labels
 (unmapped SNOMED codes, statements or class names) that mark no class of the run.
 """
@@ -60,10 +61,11 @@ def evaluate_external(
     windows = int(eval_windows or cfg.training.eval_windows)
     cache = load_source(source, data, cfg.data.rate, labels, cache_dir=cfg.data.cache_dir, progress=progress)
     task = cfg.data.task
+    first = ~cache.index["ecg_id"].duplicated().to_numpy()  # a record's first row (long ones have several)
     y_all, classes = cache.labels(task)
     run_classes = list(meta["class_names"])
     col = {c: i for i, c in enumerate(classes)}
-    counts = {c: int(y_all[:, col[c]].sum()) if c in col else 0 for c in run_classes}
+    counts = {c: int(y_all[first, col[c]].sum()) if c in col else 0 for c in run_classes}
     shared = [c for c in run_classes if counts[c] > 0]
     if not shared:
         raise DataError(
@@ -85,7 +87,7 @@ def evaluate_external(
     calibration = _calibration_record(run_dir, y_true, y_prob, shared)
 
     other: Counter = unmatched_labels(
-        list(cache.index["scp_codes"]), cache.statements, task, cache.manifest["labels"]
+        list(cache.index["scp_codes"][first]), cache.statements, task, cache.manifest["labels"]
     )
     other.update(cache.manifest.get("summary", {}).get("unmapped_codes", {}))
     result = {
@@ -95,8 +97,8 @@ def evaluate_external(
         "labels": None if labels is None else str(Path(labels).expanduser().resolve()),
         "task": task,
         "eval_windows": windows,
-        "n_records": len(dataset),
-        "n_records_total": len(cache),
+        "n_records": len(dataset.record_ids),
+        "n_records_total": int(first.sum()),
         "shared_classes": shared,
         "run_classes_without_counterpart": [c for c in run_classes if c not in shared],
         "external_labels_without_counterpart": dict(sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -108,7 +110,7 @@ def evaluate_external(
         },
     }
     save_predictions(
-        run_dir / EXTERNAL_PREDICTIONS.format(name=name), dataset.ecg_ids, shared, y_true, y_prob
+        run_dir / EXTERNAL_PREDICTIONS.format(name=name), dataset.record_ids, shared, y_true, y_prob
     )
     write_json(run_dir / EXTERNAL_JSON.format(name=name), result)
     return result

@@ -188,6 +188,7 @@ def _run_finetune(
     train_set = ECGDataset(
         cache, d.task, "train", fraction=d.fraction, seed=d.seed if d.seed is not None else cfg.seed,
         transform=build_transforms(spec, cache.rate, train=True), test_fold=d.test_fold, val_fold=d.val_fold,
+        segments="random",
     )  # fmt: skip
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
@@ -202,7 +203,7 @@ def _run_finetune(
     print(
         f"{'resuming' if resume else 'starting'} {run_dir}: {cfg.model.name} ({n_params / 1e6:.2f} M params), "
         f"recipe {cfg.recipe.name} ({' -> '.join(s.name for s in cfg.recipe.stages)}), task {d.task} "
-        f"({len(class_names)} classes), train {len(train_set)} / val {len(val_set)} records, seed {cfg.seed}, {device}"
+        f"({len(class_names)} classes), train {len(train_set)} / val {len(val_set.record_ids)} records, seed {cfg.seed}, {device}"
     )
     for note in cfg.notes:
         print(f"  note: {note}")
@@ -292,7 +293,7 @@ def _final_step(
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
     val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
-    save_predictions(run_dir / "predictions_val.npz", val_set.ecg_ids, val_set.class_names, y_val, p_val)
+    save_predictions(run_dir / "predictions_val.npz", val_set.record_ids, val_set.class_names, y_val, p_val)
     fit_run_calibration(run_dir, cfg.training.calibration)  # from predictions_val.npz only, never the test fold
     final = {
         "recipe": cfg.recipe.name,
@@ -306,7 +307,7 @@ def _final_step(
         "config_sha256": inputs["config_sha256"],
         "notes": list(cfg.notes),
         "class_names": list(val_set.class_names),
-        "n_records": {"train": len(train_set), "val": len(val_set), "test": None},
+        "n_records": {"train": len(train_set), "val": len(val_set.record_ids), "test": None},
         "eval_windows": cfg.training.eval_windows,
         "budget": result.budget,
         "prevalence_loss": {"train": prevalence_loss(train_set.labels)},
@@ -340,9 +341,9 @@ def _score_test(
     t0 = time.perf_counter()
     test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
     test_metrics, y_test, p_test = score_split(model, test_set, cfg, device, final.get("untrained_classes"))
-    save_predictions(run_dir / "predictions_test.npz", test_set.ecg_ids, test_set.class_names, y_test, p_test)
+    save_predictions(run_dir / "predictions_test.npz", test_set.record_ids, test_set.class_names, y_test, p_test)
     final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
-    final["n_records"] = {**final["n_records"], "test": len(test_set)}
+    final["n_records"] = {**final["n_records"], "test": len(test_set.record_ids)}
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}
     write_json(run_dir / FINAL, final)
     best = final["best"]

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ecgadapt.data.dataset import record_mean
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.metrics import MetricInputError, classification_metrics
 from ecgadapt.models.base import ECGModel
@@ -115,7 +116,8 @@ def make_loader(
 def predict_loader(
     model: nn.Module, loader: DataLoader, device: torch.device, desc: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_prob)`` over ``loader``; items of shape (W, leads, L) are averaged over their W windows.
+    """``(y_true, y_prob)`` over ``loader``; items of shape (W, leads, L) are averaged over their W windows, and
+    items of one record (the segments of a long external record, see ``ECGDataset``) over the record.
 
     Always in float32, never under autocast: validation and test scores must not depend on bf16 rounding.
     """
@@ -134,7 +136,9 @@ def predict_loader(
         ys.append(y)
     if not probs:
         raise DataError("nothing to predict: the evaluation split is empty")
-    return torch.cat(ys).numpy(), torch.cat(probs).numpy()
+    y_true, y_prob = torch.cat(ys).numpy(), torch.cat(probs).numpy()
+    ids = getattr(loader.dataset, "ecg_ids", None)
+    return (y_true, y_prob) if ids is None else record_mean(ids, y_true, y_prob)
 
 
 def class_exclusions(train_set: Any, class_names: Sequence[str], settings: Any) -> dict[str, str]:

@@ -109,10 +109,10 @@ def run_robustness(
     rows = []
     for name, levels in selection:
         c = get_corruption(name)
-        rows.append(_row(name, 0, c.level(0), clean, len(base), seed))
+        rows.append(_row(name, 0, c.level(0), clean, len(base.record_ids), seed))
         for severity in levels:
             m = _scores(run_dir, model, CorruptedDataset(base, name, severity, seed), cfg, dev, uncalibrated)
-            rows.append(_row(name, severity, c.level(severity), m, len(base), seed))
+            rows.append(_row(name, severity, c.level(severity), m, len(base.record_ids), seed))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     atomic_write_text(run_dir / ROBUSTNESS_CSV, table.to_csv(index=False, float_format="%.6g"))
     from ecgadapt.eval.figures import figure_png
