@@ -11,7 +11,8 @@ per-lead z-scored ``ptbxl-unlabelled-1785`` array (``npy:``), mixed by ``--weigh
 the full PTB-XL and may include some of its fold 10; no ptbxl-500 record is among them.
 
 Selection: a linear probe (logistic regression on the frozen, pooled features) trained on folds 1-8 of
-``ptbxl-500`` and scored on fold 9 (macro AUROC and AUPRC, superdiagnostic and rhythm). Fold 10 is never read.
+``ptbxl-500`` and scored on fold 9 (macro AUROC and AUPRC, superdiagnostic and rhythm), beside the same probe on
+the architecture's random initialisation (the control: what pretraining adds). Fold 10 is never read.
 
 Reproducible: every RNG is seeded from ``--seed``, data loading is single-process and torch uses
 ``--threads`` threads, so a rerun with the same arguments writes the same ``encoder.safetensors`` on the same
@@ -80,13 +81,15 @@ def pooled_features(model, cache, rows: np.ndarray, batch: int = 64) -> np.ndarr
     return np.concatenate(out)
 
 
-def linear_probe_fold9(encoder: Path, model_name: str, ptbxl500: Path, cache_dir: Path) -> dict:
-    """Macro AUROC/AUPRC on fold 9 of a logistic-regression probe trained on folds 1-8 (fold 10 untouched)."""
+def linear_probe_fold9(encoder: Path | None, model_name: str, ptbxl500: Path, cache_dir: Path, seed: int = 0) -> dict:
+    """Macro AUROC/AUPRC on fold 9 of a logistic-regression probe trained on folds 1-8 (fold 10 untouched);
+    ``encoder`` None probes the architecture's random initialisation (under ``seed``), the control."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     cache = load_or_prepare(ptbxl500, 100, cache_dir=cache_dir, progress=False)
     folds = cache.index["strat_fold"].to_numpy()
+    torch.manual_seed(seed)
     model = create_model(model_name, num_classes=0, pretrained=encoder)
     result = {}
     for task in TASKS:
@@ -149,11 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         if size_mb > MAX_FILE_MB:
             raise SystemExit(f"{encoder} is {size_mb:.1f} MB, over the {MAX_FILE_MB} MB budget for a shipped file")
         final = json.loads((run / "final.json").read_text())
-        probe = linear_probe_fold9(encoder, spec["model"], shared / "data" / "ptbxl-500", work / "cache")
+        ptbxl500 = shared / "data" / "ptbxl-500"
+        probe = linear_probe_fold9(encoder, spec["model"], ptbxl500, work / "cache")
+        control = linear_probe_fold9(None, spec["model"], ptbxl500, work / "cache", seed=args.seed)
         summary["candidates"][name] = {
             **spec, "encoder": str(encoder), "sha256": sha256(encoder), "size_mb": round(size_mb, 3),
             "held_out_losses": {k: v for k, v in final["last"].items() if k.startswith(("val_loss", "train_loss"))},
-            "selection": probe, "seconds": round(time.perf_counter() - t0, 1),
+            "selection": probe, "random_init_control": control, "seconds": round(time.perf_counter() - t0, 1),
         }  # fmt: skip
         print(json.dumps({name: summary["candidates"][name]}, indent=2), flush=True)
     scored = {n: np.mean([c["selection"][t]["fold9_macro_auroc"] for t in TASKS]) for n, c in summary["candidates"].items()}
