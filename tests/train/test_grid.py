@@ -355,3 +355,14 @@ def test_ray_executor_on_a_local_instance(synthetic_root, tmp_path, one_thread):
         "paper-main", synthetic_root, tmp_path / "res", sets, executor="ray", address="local", progress=False
     )
     assert len(table) == 1 and table["test_macro_auroc"].notna().all()
+
+
+def test_local_grid_selects_each_seeds_tuned_runs_before_training_the_next_seed(tmp_path, fake, no_cache, monkeypatch):
+    import ecgadapt.train.tune as tune
+
+    trainer = fake()
+    monkeypatch.setattr(tune, "finish_tuned_run", lambda run_dir, **kw: trainer.calls.append((Path(run_dir).name, "select")))
+    sets = small("tasks=[superdiagnostic]", "recipes=[{name: post_training, tune: {lr: [1.0e-4, 1.0e-3]}}]")
+    run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)
+    order = [name[-5:] if what == "select" else name for name, what in trainer.calls]  # candidates: lr=...
+    assert order == ["lr=0.0001", "lr=0.001", "seed0", "lr=0.0001", "lr=0.001", "seed1"], trainer.calls

@@ -129,8 +129,8 @@ def execute_runs(
     cache: Any = None,
     on_done: Any = None,
 ) -> tuple[list[str], list[str], dict[str, str]]:
-    """Train every unfinished ``(cell id, run)``: first all training jobs (plain runs and tune candidates), then
-    one selection job per tuned run whose candidates have all finished. Every run is checked before anything
+    """Train every unfinished ``(cell id, run)``: the training jobs (plain runs and tune candidates), then one
+    selection job per tuned run whose candidates have all finished; on the local pool seed by seed (:func:`_waves`). Every run is checked before anything
     runs, so a conflict stops the whole batch up front. Returns ``(ran, skipped, failed)``."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -171,16 +171,28 @@ def execute_runs(
             return _run_ray(batch, address, gpus_per_cell, cpus_per_cell, on_result)
         return _run_local(batch, int(jobs), on_result, cache)
 
+    results: list[dict] = []
     try:
-        results = run_batch(train)
-        ready = [(cid, run) for cid, run in tuned if all((c.run_dir / FINAL).is_file() for c in run.candidates)]
-        bar.total = len(train) + len(ready)
-        bar.refresh()
-        results += run_batch([_select_job(cid, run) for cid, run in ready])
+        for wave_train, wave_tuned in _waves(train, tuned, by_seed=executor == "local"):
+            results += run_batch(wave_train)
+            ready = [(c, r) for c, r in wave_tuned if all((x.run_dir / FINAL).is_file() for x in r.candidates)]
+            bar.total -= len(wave_tuned) - len(ready)
+            bar.refresh()
+            results += run_batch([_select_job(cid, run) for cid, run in ready])
     finally:
         bar.close()
     failed = {r["run_dir"]: r["error"] for r in results if not r["ok"]}
     return [r["run_dir"] for r in results if r["ok"]], skipped, failed
+
+
+def _waves(train: list[dict], tuned: list[tuple[str, Run]], by_seed: bool) -> list[tuple[list[dict], list]]:
+    """The order of work: per seed (``by_seed``, the local pool), its training jobs and then its selections, so
+    an interrupted grid keeps whole seeds, tuned runs included; else one wave (Ray spreads everything at once)."""
+    if not by_seed:
+        return [(train, tuned)]
+    seeds = sorted({j["config"]["seed"] for j in train} | {r.config.seed for _, r in tuned})
+    return [([j for j in train if j["config"]["seed"] == s], [(c, r) for c, r in tuned if r.config.seed == s])
+            for s in seeds]  # fmt: skip
 
 
 def _select_job(cell_id: str, run: Run) -> dict:
