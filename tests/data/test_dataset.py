@@ -121,3 +121,27 @@ def test_fraction_that_leaves_a_class_without_positives_warns_naming_it(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ECGDataset(cache, "superdiagnostic", "train", fraction=1.0)
+
+
+def test_remembered_deterministic_steps_give_bit_identical_items_and_respect_the_budget(real) -> None:
+    from ecgadapt.data.transforms import BandPass, Compose, RandomCrop, Standardize, ToFloat32
+
+    transform = Compose([BandPass(100), Standardize("lead"), RandomCrop(250), ToFloat32()])
+    plain = ECGDataset(real, "superdiagnostic", "train", transform=transform, memo_mb=0)
+    memo = ECGDataset(real, "superdiagnostic", "train", transform=transform)
+    for epoch in range(2):  # the second epoch reads the memo
+        torch.manual_seed(epoch)
+        a = [plain[i][0] for i in range(8)]
+        torch.manual_seed(epoch)
+        b = [memo[i][0] for i in range(8)]
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert len(memo._memo) == 8 and memo._memo[memo.rows[0]].shape == (12, 1000)  # before the crop
+    memo[0][0].zero_()
+    assert memo._memo[memo.rows[0]].any(), "an item must never share memory with the memo"
+    assert not pickle.loads(pickle.dumps(memo))._memo, "workers start with an empty memo"
+    small = ECGDataset(real, "superdiagnostic", "train", transform=transform, memo_mb=0.1)  # 2 records of 48 kB
+    [small[i] for i in range(5)]
+    assert len(small._memo) == 2
+    small.transform = Compose([Standardize("global"), ToFloat32()])
+    assert torch.equal(small[0][0], torch.from_numpy(small.transform(np.asarray(real.signals[small.rows[0]]))))
+    assert len(small._memo) == 1, "a new transform starts a new memo"

@@ -16,6 +16,7 @@ from ecgadapt.errors import ConfigError, DataError
 
 Transform = Callable[[np.ndarray], np.ndarray]
 SEGMENTS = ("all", "random")
+MEMO_MB = float(os.environ.get("ECGADAPT_MEMO_MB", 1024))  # per dataset (and loader worker): 0 turns it off
 
 
 class ECGDataset(Dataset):
@@ -29,6 +30,10 @@ class ECGDataset(Dataset):
     ``segments="all"`` (evaluation) every segment is an item and :func:`record_mean` averages their
     probabilities per record; with ``"random"`` (training) each record is one item, a random segment of it.
     Records of one row (all of PTB-XL) are served exactly as before either way.
+
+    A record's output of the transform's deterministic steps (band-pass, normalisation: everything before the
+    first random step) is computed once and remembered, up to ``memo_mb`` megabytes (``ECGADAPT_MEMO_MB``,
+    default 1024): later epochs only crop it. The items are bit-identical either way.
     """
 
     def __init__(
@@ -44,6 +49,7 @@ class ECGDataset(Dataset):
         val_fold: int = 9,
         rows: np.ndarray | None = None,
         segments: str = "all",
+        memo_mb: float | None = None,
     ):
         if segments not in SEGMENTS:
             raise ConfigError(f"segments={segments!r}; use one of {', '.join(SEGMENTS)}")
@@ -55,6 +61,9 @@ class ECGDataset(Dataset):
             raise ConfigError(f"fraction={fraction} applies to the training split only, not to {split!r}")
         self.seed = int(seed)
         self.transform = transform
+        self.memo_bytes = int((MEMO_MB if memo_mb is None else memo_mb) * 1e6)
+        self._memo: dict[int, np.ndarray] = {}
+        self._memo_for: tuple | None = None  # (transform, prefix, rest) the memo holds outputs of
         self.folds = split_folds(split, test_fold, val_fold)
         self.test_fold, self.val_fold = test_fold, val_fold
 
@@ -106,11 +115,30 @@ class ECGDataset(Dataset):
         row = self.rows[i]
         if self.n_segments[i] > 1:  # a random segment of a long record (training)
             row += int(torch.randint(0, int(self.n_segments[i]), (1,)).item())
-        x = np.array(self.cache.signals[row], dtype=np.float32)
-        if self.transform is not None:
-            x = self.transform(x)
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        x = self._prepared(row)
+        x = torch.from_numpy(np.array(x, dtype=np.float32, order="C"))  # a copy: the memo is never shared
         return x, torch.from_numpy(self.labels[i].astype(np.float32))
+
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. into loader workers) without the memo: each process fills its own."""
+        return {**self.__dict__, "_memo": {}, "_memo_for": None}
+
+    def _prepared(self, row: int) -> np.ndarray:
+        """Cache row ``row`` through the transform: its deterministic prefix remembered, the rest applied anew."""
+        if self.transform is None:
+            return np.asarray(self.cache.signals[row], dtype=np.float32)
+        split = getattr(self.transform, "split_deterministic", None)
+        if self.memo_bytes <= 0 or split is None:
+            return self.transform(np.array(self.cache.signals[row], dtype=np.float32))
+        if self._memo_for is None or self._memo_for[0] is not self.transform:  # a new transform: a new memo
+            self._memo_for, self._memo = (self.transform, *split()), {}
+        _, prefix, rest = self._memo_for
+        x = self._memo.get(row)
+        if x is None:
+            x = prefix(np.array(self.cache.signals[row], dtype=np.float32))
+            if (len(self._memo) + 1) * x.nbytes <= self.memo_bytes:
+                self._memo[row] = x
+        return rest(x)
 
     def __repr__(self) -> str:
         return (

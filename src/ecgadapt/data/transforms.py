@@ -55,9 +55,19 @@ class Compose:
         inner = ", ".join(repr(t) for t in self.transforms)
         return f"Compose([{inner}])"
 
+    def split_deterministic(self) -> tuple[Compose, Compose]:
+        """``(prefix, rest)``: the leading steps that give the same output for the same input every time (whose
+        output a dataset may therefore remember), and the steps after them."""
+        k = 0
+        while k < len(self.transforms) and getattr(self.transforms[k], "deterministic", False):
+            k += 1
+        return Compose(self.transforms[:k]), Compose(self.transforms[k:])
+
 
 class SelectLeads:
     """Keep the given lead indices (in that order)."""
+
+    deterministic = True  # same input, same output: Compose.split_deterministic may remember it
 
     def __init__(self, indices: Sequence[int]):
         self.indices = list(indices)
@@ -75,6 +85,8 @@ class Resample:
     The rate ratio is reduced to ``up / down`` (e.g. 100->250 is 5/2, 500->250 is 1/2); the Kaiser-window
     FIR filter is anti-aliased and zero-phase. Output length is ``ceil(T * up / down)``.
     """
+
+    deterministic = True  # same input, same output: Compose.split_deterministic may remember it
 
     def __init__(self, src_rate: float, dst_rate: float):
         if src_rate <= 0 or dst_rate <= 0:
@@ -100,6 +112,8 @@ class BandPass:
     Records are mirror-padded (``padtype="even"``) by ``rate / low`` samples, so the ends are not distorted
     by a step when the record does not end at its baseline.
     """
+
+    deterministic = True  # same input, same output: Compose.split_deterministic may remember it
 
     def __init__(self, rate: float, low: float | None = 0.67, high: float | None = 40.0, order: int = 4):
         nyq = rate / 2
@@ -141,6 +155,8 @@ class Standardize:
     A lead (or record) with std below ``eps`` becomes zeros.
     """
 
+    deterministic = True  # same input, same output: Compose.split_deterministic may remember it
+
     def __init__(self, mode: str = "lead", eps: float = 1e-6):
         if mode not in ("lead", "global"):
             raise ConfigError(f"Standardize mode must be 'lead' or 'global', got {mode!r}")
@@ -161,6 +177,8 @@ class Standardize:
 
 class MinMax:
     """Scale each lead to [-1, 1] (constant leads become zeros)."""
+
+    deterministic = True  # same input, same output: Compose.split_deterministic may remember it
 
     def __init__(self, eps: float = 1e-6):
         self.eps = eps
