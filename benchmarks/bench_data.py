@@ -6,7 +6,9 @@ Defaults to the first 500 PTB-XL records in ../shared/data/ptbxl-500 at 500 Hz. 
 in a temporary folder each time (best of --repeats). The read benchmark visits records in a random order, as a
 training loop does: "cache item" is ``ECGDataset.__getitem__`` (memmap row -> float32 tensor + labels),
 "cache row" a bare ``np.array(signals[row])``, and "wfdb" is ``wfdb.rdsamp`` on each record's files, converted
-the same way (float32, leads first). Both read from a warm OS page cache (the files were just read or written),
+the same way (float32, leads first). "training item" is an item through ``ecg_vit_tiny``'s training transform
+(resample, band-pass, normalise, random crop), computed each time or with its deterministic steps remembered
+from an earlier epoch. Both read from a warm OS page cache (the files were just read or written),
 so the comparison measures decoding and per-record overhead rather than the disk.
 """
 
@@ -70,10 +72,26 @@ def bench_reads(cache, epochs: int, wfdb_reads: int, seed: int) -> dict:
             sig, _ = wfdb.rdsamp(files[j])
             np.ascontiguousarray(sig.T, dtype=np.float32)
 
+    from ecgadapt.data.transforms import build_transforms
+    from ecgadapt.models import create_model
+
+    transform = build_transforms(create_model("ecg_vit_tiny", num_classes=1).input_spec, cache.rate, train=True)
+    fresh = ECGDataset(cache, "all", "train", transform=transform, memo_mb=0)
+    memo = ECGDataset(cache, "all", "train", transform=transform)
+
+    def transformed(dataset) -> None:
+        for perm in order:
+            for i in perm:
+                dataset[i]
+
     with_wfdb()  # warm the page cache and wfdb's imports
     items()
+    transformed(memo)  # fills the memo: the timed passes are a training loop's later epochs
     t_items, t_bare, t_wfdb = _timed(items), _timed(bare), _timed(with_wfdb)
+    t_fresh, t_memo = _timed(lambda: transformed(fresh)), _timed(lambda: transformed(memo))
     return {
+        "train_item_transformed": epochs * len(ds) / t_fresh,
+        "train_item_remembered": epochs * len(ds) / t_memo,
         "cache_item": epochs * len(ds) / t_items,
         "cache_row": epochs * len(rows) / t_bare,
         "wfdb": len(pick) / t_wfdb,
@@ -121,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| random read, wfdb.rdsamp | {reads['wfdb']:,.0f} | 1x |",
         f"| random read, cache row (memmap) | {reads['cache_row']:,.0f} | {speedup_row:,.0f}x |",
         f"| random read, ECGDataset item | {reads['cache_item']:,.0f} | {speedup_item:,.0f}x |",
+        f"| training item, ecg_vit_tiny transform, computed | {reads['train_item_transformed']:,.0f} | |",
+        f"| training item, ecg_vit_tiny transform, remembered | {reads['train_item_remembered']:,.0f} | |",
     ]
     print("\n".join(lines))
     result = {
