@@ -324,18 +324,24 @@ def open_cache(path: str | os.PathLike) -> ECGCache:
     return cache
 
 
+def read_manifest(path: str | os.PathLike) -> tuple[dict | None, str | None]:
+    """``(manifest, None)`` of the cache at ``path``, or ``(None, why it cannot be read)``."""
+    if not Path(path).exists():
+        return None, "no cache yet"
+    try:
+        return open_cache(path).manifest, None
+    except DataError as err:
+        return None, str(err)
+
+
 def cache_problem(path: str | os.PathLike, root: str | os.PathLike, rate: int, verify: bool = False) -> str | None:
     """Why the cache at ``path`` cannot stand for ``root`` at ``rate``; None when it is valid and current.
 
     The CSVs and every record file are compared by size and modification time; ``verify`` also compares the
     record files' content hashes."""
-    path = Path(path)
-    if not path.exists():
-        return "no cache yet"
-    try:
-        manifest = open_cache(path).manifest
-    except DataError as err:
-        return str(err)
+    manifest, problem = read_manifest(path)
+    if problem is not None:
+        return problem
     if manifest["rate"] != rate:
         return f"cache holds {manifest['rate']} Hz, {rate} Hz requested"
     try:

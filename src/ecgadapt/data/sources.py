@@ -453,14 +453,11 @@ def source_cache_path(records: SourceRecords, rate: int, cache_dir: str | os.Pat
 
 
 def _source_problem(target: Path, records: SourceRecords, rate: int) -> str | None:
-    from ecgadapt.data.cache import open_cache
+    from ecgadapt.data.cache import read_manifest
 
-    if not target.exists():
-        return "no cache yet"
-    try:
-        manifest = open_cache(target).manifest
-    except DataError as err:
-        return str(err)
+    manifest, problem = read_manifest(target)
+    if problem is not None:
+        return problem
     if manifest.get("rate") != rate or manifest.get("fingerprint") != records.fingerprint:
         return "the source changed since the cache was built"
     if manifest.get("segment_s") != DURATION_S:
