@@ -88,6 +88,16 @@ def _say(progress: bool, msg: str) -> None:
         print(f"ecgadapt: {msg}", file=sys.stderr)
 
 
+def _is_current(target: Path, fingerprint: dict) -> bool:
+    """Whether the corpus at ``target`` was built from the source with this ``fingerprint`` (an outdated or
+    unreadable one is not: it is rebuilt)."""
+    try:
+        manifest = _read_corpus_manifest(target)
+    except DataError:
+        return False
+    return manifest is not None and manifest.get("fingerprint") == fingerprint
+
+
 def _read_corpus_manifest(path: Path) -> dict | None:
     """The manifest of a complete corpus folder written here, None if ``path`` is not one."""
     file = path / MANIFEST_FILE
@@ -193,11 +203,7 @@ def prepare_wfdb_corpus(
     fingerprint = _wfdb_fingerprint(headers)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name).strip("._") or "root"
     target = _corpus_dir("wfdb", f"{name}-{hashlib.sha256(str(root).encode()).hexdigest()[:10]}", cache_dir)
-    try:
-        manifest = _read_corpus_manifest(target)
-    except DataError:  # outdated format: rebuild
-        manifest = None
-    if manifest is not None and manifest.get("fingerprint") == fingerprint:
+    if _is_current(target, fingerprint):
         _say(progress, f"reusing corpus {target}")
         return target
     infos = [read_header(h.with_suffix("")) for h in headers]
@@ -424,11 +430,7 @@ def prepare_npy_corpus(
     key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:10]
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", file.parent.name).strip("._") or "array"
     target = _corpus_dir("npy", f"{name}-{key}", cache_dir)
-    try:
-        manifest = _read_corpus_manifest(target)
-    except DataError:  # outdated format: rebuild
-        manifest = None
-    if manifest is not None and manifest.get("fingerprint") == fingerprint:
+    if _is_current(target, fingerprint):
         _say(progress, f"reusing corpus {target}")
         return target
     _check_finite(file, array)
