@@ -8,8 +8,9 @@ when the holder dies, so a killed run never blocks its resume; the file is remov
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ecgadapt.errors import ConfigError
@@ -118,3 +119,17 @@ def locked(run_dir: str | os.PathLike) -> Iterator[RunLock]:
 def entries(path: Path) -> list[Path]:
     """A folder's entries other than its lock file."""
     return [p for p in Path(path).iterdir() if p.name != LOCK_FILE]
+
+
+def writes_run_dir(fn: Callable) -> Callable:
+    """Decorator: hold the lock of the run directory passed as ``fn``'s first argument while ``fn`` runs (a
+    missing directory is left to ``fn``'s own error)."""
+
+    @functools.wraps(fn)
+    def holding(run_dir, *args, **kwargs):
+        if not Path(run_dir).is_dir():
+            return fn(run_dir, *args, **kwargs)
+        with locked(run_dir):
+            return fn(run_dir, *args, **kwargs)
+
+    return holding

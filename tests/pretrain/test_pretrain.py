@@ -93,6 +93,22 @@ def test_existing_run_is_never_overwritten_silently(synthetic_root: Path, cache_
         run_pretrain(dataclasses.replace(cfg, lr=1e-4), run, resume=True)
 
 
+def test_a_pretraining_run_being_written_is_refused_and_never_deleted(
+    synthetic_root: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    from ecgadapt.locks import LOCK_FILE, RunLock, RunLockedError
+
+    cfg = _cfg(synthetic_root, cache_dir, epochs=1, steps_per_epoch=1)
+    run = run_pretrain(cfg, tmp_path / "run")
+    assert not (run / LOCK_FILE).exists(), "the lock is released after the run"
+    stamp = (run / "encoder.safetensors").stat().st_mtime_ns
+    with RunLock(run):  # another writer (flock: a second open file conflicts even in this process)
+        for kwargs in ({"resume": True}, {"force": True}):
+            with pytest.raises(RunLockedError, match=str(run)):
+                run_pretrain(cfg, run, **kwargs)
+    assert (run / "encoder.safetensors").stat().st_mtime_ns == stamp
+
+
 class _Stop(Exception):
     pass
 

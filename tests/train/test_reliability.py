@@ -288,3 +288,18 @@ def _marked(mark: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_evaluate_external_robustness_and_selection_refuse_a_run_being_written(make_cfg, tmp_path):
+    from ecgadapt.train.external import evaluate_external
+    from ecgadapt.train.robustness import run_robustness
+    from ecgadapt.train.tune import finish_tuned_run
+
+    run = run_finetune(make_cfg("linear_probe", "held", epochs=1))
+    before = sorted(p.name for p in run.iterdir())
+    with RunLock(run):  # a training process writing it (flock: conflicts even from this process)
+        for call in (lambda: evaluate_external(run, tmp_path, "folder"), lambda: run_robustness(run),
+                     lambda: finish_tuned_run(run)):  # fmt: skip
+            with pytest.raises(RunLockedError, match=str(run)):
+                call()
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written

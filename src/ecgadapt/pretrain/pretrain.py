@@ -10,6 +10,7 @@ by ``create_model(name, pretrained=path)``) and ``final.json``. Each epoch resee
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.locks import RunLock, check_unlocked
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
@@ -310,12 +312,29 @@ def run_pretrain(
     """Pretrain ``cfg.model`` by masked ECG modelling on ``cfg.corpora``; return the run directory.
 
     An existing non-empty ``out_dir`` is an error unless ``resume`` (continue it; the config must match) or
-    ``force`` (replace it). ``callbacks`` receive ``("epoch_end", row)`` after every epoch.
+    ``force`` (replace it). ``callbacks`` receive ``("epoch_end", row)`` after every epoch. The run directory's
+    lock is held while it is written: a second process on the same directory is refused, never interleaved.
     """
+    with contextlib.ExitStack() as held:
+        return _run_pretrain(cfg, out_dir, resume, force, callbacks, held)
+
+
+def _run_pretrain(
+    cfg: PretrainConfig,
+    out_dir: str | Path,
+    resume: bool,
+    force: bool,
+    callbacks: Sequence[Callback],
+    held: contextlib.ExitStack,
+) -> Path:
+    """:func:`run_pretrain`, its run directory's lock held in ``held``."""
     t_start = time.perf_counter()
     cfg = dataclasses.replace(cfg, corpora=[str(c) for c in cfg.corpora])
     cfg.validate()
+    if Path(out_dir).is_dir():
+        check_unlocked(out_dir)  # --force must not delete a directory another process is writing
     run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=force)
+    held.enter_context(RunLock(run_dir))
     encoder = build_encoder(cfg)
     spec = encoder.input_spec
     cfg.input_spec = json.loads(json.dumps(spec.to_dict()))  # plain lists, as read back from YAML

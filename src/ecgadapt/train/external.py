@@ -23,6 +23,7 @@ from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.bootstrap import bootstrap_ci
 from ecgadapt.fileio import save_predictions, write_json
+from ecgadapt.locks import writes_run_dir
 from ecgadapt.train.evaluate import load_run_config, load_run_model
 from ecgadapt.train.loop import make_loader, predict_loader, resolve_device, score
 
@@ -39,6 +40,7 @@ def external_name(data: str | Path, name: str | None = None) -> str:
     return safe
 
 
+@writes_run_dir
 def evaluate_external(
     run_dir: str | Path,
     data: str | Path,

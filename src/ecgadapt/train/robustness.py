@@ -28,6 +28,7 @@ from ecgadapt.data.corruptions import corrupt, corruption_rng, get_corruption, p
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.fileio import atomic_write_text
+from ecgadapt.locks import writes_run_dir
 from ecgadapt.train.evaluate import calibrated_scores, eval_dataset, load_run_config, load_run_model
 from ecgadapt.train.loop import make_loader, predict_loader, resolve_device, score
 
@@ -74,6 +75,7 @@ def _scores(run_dir: Path, model, dataset: Dataset, cfg, device: torch.device, u
     return {**metrics, **calibrated_scores(run_dir, y_true, y_prob, list(dataset.class_names), uncalibrated)}
 
 
+@writes_run_dir
 def run_robustness(
     run_dir: str | Path,
     data: str | Path | None = None,

@@ -23,6 +23,7 @@ from typing import Any
 
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.temperature import fit_run_calibration
+from ecgadapt.locks import writes_run_dir
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.recipes import Stage
 from ecgadapt.train.rundir import CHECKPOINTS, CONFIG, FINAL, METRICS, read_json, write_json
@@ -158,6 +159,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+@writes_run_dir
 def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto") -> dict:
     """Select the best candidate of the tuned run in ``run_dir`` on the validation fold, score it (only it) on
     the test fold, and give the run directory its results; return the run's ``final.json``."""
