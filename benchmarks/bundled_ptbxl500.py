@@ -33,12 +33,14 @@ import numpy as np
 import pandas as pd
 
 from ecgadapt.eval.bootstrap import paired_seed_difference, pooled_paired_bootstrap
+from ecgadapt.eval.metrics import macro_auprc, macro_auroc
 from ecgadapt.eval.results import collect_results, load_metrics, load_predictions, read_final
 from ecgadapt.paths import shared_dir
 from ecgadapt.train.config import _numeric
 from ecgadapt.train.grid import run_benchmark
 from ecgadapt.train.tune import tune_override
 
+METRICS = {"macro_auroc": macro_auroc, "macro_auprc": macro_auprc}
 TUNED = ("baseline_ft_tuned", "lp_ft", "post_training", "post_training_no_lp")
 COMPARISONS = (  # (a, b): is a better than b?  Each side is (model label, recipe label)
     (("bundled", "post_training"), ("bundled", "baseline_ft")),
@@ -124,22 +126,36 @@ def _rows(table: pd.DataFrame, task: str, side: tuple[str, str]) -> pd.DataFrame
     return table[(table.task == task) & (table.model == side[0]) & (table.recipe == side[1])].sort_values("seed")
 
 
-def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str], metric: str, n_resamples: int) -> dict | None:
-    """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records."""
+def _kept_classes(run_dirs, min_test_positives: int) -> np.ndarray:
+    """Classes every run scores: not left out by any run (untrained, too few test positives) and with at
+    least ``min_test_positives`` positives among the test records."""
+    preds = load_predictions(run_dirs[0])
+    excluded = set()
+    for d in run_dirs:
+        excluded |= set((read_final(d).get("test") or {}).get("excluded_classes") or [])
+    keep = np.array([c not in excluded for c in preds["class_names"]])
+    return keep & (preds["y_true"].sum(axis=0) >= min_test_positives)
+
+
+def _metric(run_dir, metric: str, keep: np.ndarray) -> float:
+    p = load_predictions(run_dir)
+    return float(METRICS[metric](p["y_true"][:, keep], p["y_score"][:, keep]))
+
+
+def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str], metric: str, n_resamples: int,
+            min_test_positives: int = 1) -> dict | None:  # fmt: skip
+    """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records, on the
+    classes both score with at least ``min_test_positives`` test positives (recomputed from the predictions)."""
     rows = {side: _rows(table, task, side) for side in (a, b)}
     if any(r.empty for r in rows.values()):
         return None
     common = sorted(set(rows[a].seed) & set(rows[b].seed))
     rows = {side: r[r.seed.isin(common)] for side, r in rows.items()}
-    by_seed = {side: dict(zip(r.seed.astype(int), r[f"test_{metric}"])) for side, r in rows.items()}
+    keep = _kept_classes([d for r in rows.values() for d in r.run_dir], min_test_positives)
+    by_seed = {side: {int(s): _metric(d, metric, keep) for s, d in zip(r.seed, r.run_dir)} for side, r in rows.items()}
     seeds = paired_seed_difference(by_seed[a], by_seed[b])
     preds = {side: [load_predictions(d) for d in r.run_dir] for side, r in rows.items()}
-    excluded = set()
-    for r in rows.values():
-        for d in r.run_dir:
-            excluded |= set((read_final(d).get("test") or {}).get("excluded_classes") or [])
     ref = preds[a][0]
-    keep = np.array([c not in excluded for c in ref["class_names"]])
     for p in preds[a] + preds[b]:
         if not np.array_equal(p["ecg_ids"], ref["ecg_ids"]):
             raise SystemExit("runs were not scored on the same records: cannot pair them")
@@ -148,7 +164,7 @@ def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, st
         metric=metric, n_resamples=n_resamples, seed=0,
     )  # fmt: skip
     return {
-        "task": task, "a": "/".join(a), "b": "/".join(b), "metric": metric,
+        "task": task, "a": "/".join(a), "b": "/".join(b), "metric": metric, "n_classes": int(keep.sum()),
         "a_mean": float(np.mean(list(by_seed[a].values()))), "b_mean": float(np.mean(list(by_seed[b].values()))),
         "seed_diff": seeds["mean_diff"], "seed_low": seeds["ci_low"], "seed_high": seeds["ci_high"],
         "seed_p": seeds["p_value"], "n_seeds": seeds["n"],
@@ -156,15 +172,19 @@ def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, st
     }  # fmt: skip
 
 
-def recipe_table(table: pd.DataFrame) -> list[dict]:
-    """Per task, model and recipe: seed mean ± std of the test metrics, budget, steps used, chosen values."""
+def recipe_table(table: pd.DataFrame, min_test_positives: int = 1) -> list[dict]:
+    """Per task, model and recipe: seed mean ± std of the test metrics (recomputed from the predictions on the
+    classes with at least ``min_test_positives`` test positives), budget, steps used, chosen values."""
     out = []
     for (task, model, recipe), r in table.groupby(["task", "model", "recipe"], sort=True):
         chosen = pd.Series([t for t in r.get("tuned", pd.Series(dtype=str)).fillna("") if t]).value_counts()
+        keeps = [_kept_classes([d], min_test_positives) for d in r.run_dir]
+        auroc = np.array([_metric(d, "macro_auroc", k) for d, k in zip(r.run_dir, keeps)])
+        auprc = np.array([_metric(d, "macro_auprc", k) for d, k in zip(r.run_dir, keeps)])
         out.append({
-            "task": task, "model": model, "recipe": recipe, "n_seeds": len(r),
-            "auroc_mean": float(r.test_macro_auroc.mean()), "auroc_std": float(r.test_macro_auroc.std(ddof=1)),
-            "auprc_mean": float(r.test_macro_auprc.mean()), "auprc_std": float(r.test_macro_auprc.std(ddof=1)),
+            "task": task, "model": model, "recipe": recipe, "n_seeds": len(r), "n_classes": int(keeps[0].sum()),
+            "auroc_mean": float(auroc.mean()), "auroc_std": float(auroc.std(ddof=1)) if len(r) > 1 else float("nan"),
+            "auprc_mean": float(auprc.mean()), "auprc_std": float(auprc.std(ddof=1)) if len(r) > 1 else float("nan"),
             "max_steps": int(r.max_total_steps.max()) if r.max_total_steps.notna().any() else None,
             "steps_used": float(pd.to_numeric(r.steps_run, errors="coerce").mean()),
             "chosen": "; ".join(f"{k} ({n})" for k, n in chosen.items()),
@@ -187,22 +207,23 @@ def baseline_learns(table: pd.DataFrame) -> list[dict]:
 def to_markdown(recipes: list[dict], results: list[dict], learns: list[dict]) -> str:
     """The recipe table, the comparison table and the literal baseline's loss check, as Markdown."""
     lines = [
-        "| task | model | recipe | seeds | test macro AUROC | test macro AUPRC | max steps | steps used | chosen on fold 9 |",
-        "|---|---|---|---:|---|---|---:|---:|---|",
+        "| task | model | recipe | seeds | classes | test macro AUROC | test macro AUPRC | max steps | steps used | chosen on fold 9 |",
+        "|---|---|---|---:|---:|---|---|---:|---:|---|",
     ]
     for r in recipes:
         lines.append(
-            f"| {r['task']} | {r['model']} | {r['recipe']} | {r['n_seeds']} | {r['auroc_mean']:.3f} ± {r['auroc_std']:.3f} "
+            f"| {r['task']} | {r['model']} | {r['recipe']} | {r['n_seeds']} | {r['n_classes']} "
+            f"| {r['auroc_mean']:.3f} ± {r['auroc_std']:.3f} "
             f"| {r['auprc_mean']:.3f} ± {r['auprc_std']:.3f} | {r['max_steps']} | {r['steps_used']:.0f} | {r['chosen'] or '–'} |"
         )
     lines += [
         "",
-        "| task | metric | a | b | a mean | b mean | a − b (seeds, 95% t-CI, p) | a − b (record bootstrap, 95% CI, p) |",
-        "|---|---|---|---|---:|---:|---|---|",
+        "| task | metric | classes | a | b | a mean | b mean | a − b (seeds, 95% t-CI, p) | a − b (record bootstrap, 95% CI, p) |",
+        "|---|---|---:|---|---|---:|---:|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['task']} | {r['metric']} | {r['a']} | {r['b']} | {r['a_mean']:.3f} | {r['b_mean']:.3f} | "
+            f"| {r['task']} | {r['metric']} | {r['n_classes']} | {r['a']} | {r['b']} | {r['a_mean']:.3f} | {r['b_mean']:.3f} | "
             f"{r['seed_diff']:+.3f} [{r['seed_low']:+.3f}, {r['seed_high']:+.3f}], p={r['seed_p']:.3f} | "
             f"{r['boot_diff']:+.3f} [{r['boot_low']:+.3f}, {r['boot_high']:+.3f}], p={r['boot_p']:.3f} |"
         )
@@ -231,6 +252,9 @@ def main() -> None:
                              "and the same architecture from random weights)")  # fmt: skip
     parser.add_argument("--no-reference", action="store_true",
                         help="train only the candidates (compare them with the reference runs of --also)")
+    parser.add_argument("--min-test-positives", type=int, default=1, metavar="K",
+                        help="score only classes with at least K positives among the test records (default 1)")
+    parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs there; train nothing")
     parser.add_argument("--also", action="append", default=[], metavar="DIR",
                         help="another results folder of this script (same data and seeds) whose runs join the tables")
     args = parser.parse_args()
@@ -238,19 +262,21 @@ def main() -> None:
     search = parse_search(args.search or ["lr=1e-4,3e-4,1e-3", "head_lr_scale=1,10"])
     candidates = [parse_candidate(c) for c in args.candidate]
     grid = spec(args.tasks, args.seeds, args.budget_epochs, search, args.weights, candidates, not args.no_reference)
-    run_benchmark(grid, args.data, args.out, jobs=args.jobs)
+    if not args.tables_only:
+        run_benchmark(grid, args.data, args.out, jobs=args.jobs)
     table = pd.concat([collect_results(d) for d in [args.out, *args.also]], ignore_index=True)
     pairs = COMPARISONS + tuple(p for c in candidates for p in candidate_comparisons(c["label"]))
     results = [c for task in args.tasks for a, b in pairs for metric in ("macro_auroc", "macro_auprc")
-               if (c := compare(table, task, a, b, metric, args.n_resamples)) is not None]  # fmt: skip
-    recipes, learns = recipe_table(table), baseline_learns(table)
+               if (c := compare(table, task, a, b, metric, args.n_resamples, args.min_test_positives)) is not None]  # fmt: skip
+    recipes, learns = recipe_table(table, args.min_test_positives), baseline_learns(table)
     text = to_markdown(recipes, results, learns)
     print(text)
     out = Path(args.out)
-    (out / "comparisons.md").write_text(text + "\n")
-    payload = {"search": search, "budget_epochs": args.budget_epochs, "candidates": candidates, "also": args.also,
+    suffix = f"-min{args.min_test_positives}pos" if args.min_test_positives > 1 else ""
+    (out / f"comparisons{suffix}.md").write_text(text + "\n")
+    payload = {"search": search, "budget_epochs": args.budget_epochs, "min_test_positives": args.min_test_positives, "candidates": candidates, "also": args.also,
                "recipes": recipes, "comparisons": results, "literal_baseline_learns": learns}  # fmt: skip
-    (out / "comparisons.json").write_text(json.dumps(payload, indent=1))
+    (out / f"comparisons{suffix}.json").write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":
