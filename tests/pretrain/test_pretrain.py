@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,14 @@ def test_a_pretraining_run_being_written_is_refused_and_never_deleted(
             with pytest.raises(RunLockedError, match=str(run)):
                 run_pretrain(cfg, run, **kwargs)
     assert (run / "encoder.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_a_capped_steps_per_epoch_says_so(synthetic_root: Path, cache_dir: Path, tmp_path: Path, capsys) -> None:
+    cfg = _cfg(synthetic_root, cache_dir, epochs=1, steps_per_epoch=3, batch_size=64, max_val_samples=4)
+    run_pretrain(cfg, tmp_path / "run")
+    out = capsys.readouterr().out
+    n_batches = int(re.search(r"(\d+) steps x 1 epochs", out).group(1))
+    assert n_batches < 3 and f"steps_per_epoch 3 is capped at {n_batches}, one pass over" in out
 
 
 class _Stop(Exception):

@@ -371,6 +371,9 @@ def _run_pretrain(
     drop_last = len(train_set) >= cfg.batch_size
     n_batches = len(train_set) // cfg.batch_size if drop_last else 1
     steps = min(n_batches, cfg.steps_per_epoch or n_batches)
+    if cfg.steps_per_epoch and cfg.steps_per_epoch > steps:
+        print(f"  note: steps_per_epoch {cfg.steps_per_epoch} is capped at {steps}, one pass over the "
+              f"{len(train_set)} training ECGs (an epoch never repeats a record)")  # fmt: skip
     total_steps = steps * cfg.epochs
     optimizer = create_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     warmup = min(total_steps, round(cfg.warmup_epochs * steps))
