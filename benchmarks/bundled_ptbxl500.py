@@ -126,20 +126,18 @@ def _rows(table: pd.DataFrame, task: str, side: tuple[str, str]) -> pd.DataFrame
     return table[(table.task == task) & (table.model == side[0]) & (table.recipe == side[1])].sort_values("seed")
 
 
-def _kept_classes(run_dirs, min_test_positives: int) -> np.ndarray:
-    """Classes every run scores: not left out by any run (untrained, too few test positives) and with at
-    least ``min_test_positives`` positives among the test records."""
-    preds = load_predictions(run_dirs[0])
+def _kept_classes(pred: dict, run_dirs, min_test_positives: int) -> np.ndarray:
+    """Classes every run of ``run_dirs`` scores: not left out by any of them (untrained, too few test positives)
+    and with at least ``min_test_positives`` positives among the test records of ``pred`` (their predictions)."""
     excluded = set()
     for d in run_dirs:
         excluded |= set((read_final(d).get("test") or {}).get("excluded_classes") or [])
-    keep = np.array([c not in excluded for c in preds["class_names"]])
-    return keep & (preds["y_true"].sum(axis=0) >= min_test_positives)
+    keep = np.array([c not in excluded for c in pred["class_names"]])
+    return keep & (pred["y_true"].sum(axis=0) >= min_test_positives)
 
 
-def _metric(run_dir, metric: str, keep: np.ndarray) -> float:
-    p = load_predictions(run_dir)
-    return float(METRICS[metric](p["y_true"][:, keep], p["y_score"][:, keep]))
+def _metric(pred: dict, metric: str, keep: np.ndarray) -> float:
+    return float(METRICS[metric](pred["y_true"][:, keep], pred["y_score"][:, keep]))
 
 
 def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str], metric: str, n_resamples: int,
@@ -151,14 +149,14 @@ def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, st
         return None
     common = sorted(set(rows[a].seed) & set(rows[b].seed))
     rows = {side: r[r.seed.isin(common)] for side, r in rows.items()}
-    keep = _kept_classes([d for r in rows.values() for d in r.run_dir], min_test_positives)
-    by_seed = {side: {int(s): _metric(d, metric, keep) for s, d in zip(r.seed, r.run_dir)} for side, r in rows.items()}
-    seeds = paired_seed_difference(by_seed[a], by_seed[b])
     preds = {side: [load_predictions(d) for d in r.run_dir] for side, r in rows.items()}
     ref = preds[a][0]
     for p in preds[a] + preds[b]:
         if not np.array_equal(p["ecg_ids"], ref["ecg_ids"]):
             raise SystemExit("runs were not scored on the same records: cannot pair them")
+    keep = _kept_classes(ref, [d for r in rows.values() for d in r.run_dir], min_test_positives)
+    by_seed = {side: {int(s): _metric(p, metric, keep) for s, p in zip(rows[side].seed, preds[side])} for side in rows}
+    seeds = paired_seed_difference(by_seed[a], by_seed[b])
     boot = pooled_paired_bootstrap(
         ref["y_true"][:, keep], [p["y_score"][:, keep] for p in preds[a]], [p["y_score"][:, keep] for p in preds[b]],
         metric=metric, n_resamples=n_resamples, seed=0,
@@ -178,9 +176,10 @@ def recipe_table(table: pd.DataFrame, min_test_positives: int = 1) -> list[dict]
     out = []
     for (task, model, recipe), r in table.groupby(["task", "model", "recipe"], sort=True):
         chosen = pd.Series([t for t in r.get("tuned", pd.Series(dtype=str)).fillna("") if t]).value_counts()
-        keeps = [_kept_classes([d], min_test_positives) for d in r.run_dir]
-        auroc = np.array([_metric(d, "macro_auroc", k) for d, k in zip(r.run_dir, keeps)])
-        auprc = np.array([_metric(d, "macro_auprc", k) for d, k in zip(r.run_dir, keeps)])
+        preds = [load_predictions(d) for d in r.run_dir]
+        keeps = [_kept_classes(p, [d], min_test_positives) for p, d in zip(preds, r.run_dir)]
+        auroc = np.array([_metric(p, "macro_auroc", k) for p, k in zip(preds, keeps)])
+        auprc = np.array([_metric(p, "macro_auprc", k) for p, k in zip(preds, keeps)])
         out.append({
             "task": task, "model": model, "recipe": recipe, "n_seeds": len(r), "n_classes": int(keeps[0].sum()),
             "auroc_mean": float(auroc.mean()), "auroc_std": float(auroc.std(ddof=1)) if len(r) > 1 else float("nan"),

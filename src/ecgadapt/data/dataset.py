@@ -70,7 +70,7 @@ class ECGDataset(Dataset):
         y_all, self.class_names = self.cache.labels(task)
         folds = self.cache.index["strat_fold"].to_numpy()
         ids = self.cache.index["ecg_id"].to_numpy(dtype=np.int64)
-        first = np.r_[True, ids[1:] != ids[:-1]]  # a record's first cache row
+        first = record_starts(ids)
         keep = split_mask(folds, split, test_fold, val_fold) if rows is None else np.isin(np.arange(len(folds)), rows)
         rows = np.flatnonzero(keep & y_all.any(axis=1) & first)
         if fraction != 1.0:
@@ -109,7 +109,7 @@ class ECGDataset(Dataset):
     @property
     def record_ids(self) -> np.ndarray:
         """The ecg_id of each record, in item order (one per record, also when its segments are items)."""
-        return self.ecg_ids[np.r_[True, self.ecg_ids[1:] != self.ecg_ids[:-1]]]
+        return self.ecg_ids[record_starts(self.ecg_ids)]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         row = self.rows[i]
@@ -147,13 +147,20 @@ class ECGDataset(Dataset):
         )
 
 
+def record_starts(ecg_ids: np.ndarray) -> np.ndarray:
+    """Boolean mask of the items (or cache rows) that start a record: a long record's segments are consecutive
+    and share its ``ecg_id``."""
+    ids = np.asarray(ecg_ids)
+    return np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, dtype=bool)
+
+
 def record_mean(ecg_ids: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_prob)`` of consecutive items sharing an ecg_id (a record's segments) reduced to one row each,
     the probabilities averaged; unchanged when every item is its own record."""
     ids = np.asarray(ecg_ids)
     if len(ids) != len(y_prob):
         raise DataError(f"{len(y_prob)} predictions for {len(ids)} items; the loader must keep every item")
-    first = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, bool)
+    first = record_starts(ids)
     if first.all():
         return y_true, y_prob
     starts = np.flatnonzero(first)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.locks import RunLock, check_unlocked
+from ecgadapt.locks import RunLock
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
@@ -331,9 +331,7 @@ def _run_pretrain(
     t_start = time.perf_counter()
     cfg = dataclasses.replace(cfg, corpora=[str(c) for c in cfg.corpora])
     cfg.validate()
-    if Path(out_dir).is_dir():
-        check_unlocked(out_dir)  # --force must not delete a directory another process is writing
-    run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=force)
+    run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=force)  # refuses a directory another process holds
     held.enter_context(RunLock(run_dir))
     encoder = build_encoder(cfg)
     spec = encoder.input_spec

@@ -238,18 +238,17 @@ def _check_inputs(run: Run) -> None:
     d = run.run_dir
     wanted = run.inputs()
     recorded = [read_json(p) for p in (d / INPUTS, d / FINAL) if p.is_file()]
-    saved_sha = saved_config_sha256(d)
-    for rec in recorded:
-        # The saved config, hashed by this version's rule, decides; a recorded hash only where it is unreadable
-        # (a hash recorded by another ecgadapt version may differ for fields it did not know).
-        differs = saved_sha != wanted["config_sha256"] if saved_sha is not None else (
-            rec.get("config_sha256") not in (None, wanted["config_sha256"])
-        )  # fmt: skip
-        if differs:
+    # The saved config, hashed by this version's rule, decides; the recorded hashes only where it is unreadable
+    # (a hash recorded by another ecgadapt version may differ for fields it did not know).
+    saved_sha = saved_config_sha256(d) if recorded else None
+    shas = [saved_sha] if saved_sha is not None else [rec.get("config_sha256") for rec in recorded]
+    for sha in shas:
+        if sha not in (None, wanted["config_sha256"]):
             raise ConfigError(
-                f"{d} was run with a config whose hash ({str(saved_sha or rec.get('config_sha256'))[:12]}) differs from the spec's "
+                f"{d} was run with a config whose hash ({str(sha)[:12]}) differs from the spec's "
                 f"({wanted['config_sha256'][:12]}); the grid never reuses it silently: delete {d} or use another --out"
             )
+    for rec in recorded:
         if "weights_sha256" in rec and rec["weights_sha256"] != wanted["weights_sha256"]:
             raise ConfigError(
                 f"{d} started from weights {rec.get('weights')!r} (SHA-256 {str(rec['weights_sha256'])[:12]}), but "

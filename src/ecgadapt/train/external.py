@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.data.dataset import ECGDataset, record_starts
 from ecgadapt.data.sources import load_source, unmatched_labels
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError, DataError
@@ -63,7 +63,7 @@ def evaluate_external(
     windows = int(eval_windows or cfg.training.eval_windows)
     cache = load_source(source, data, cfg.data.rate, labels, cache_dir=cfg.data.cache_dir, progress=progress)
     task = cfg.data.task
-    first = ~cache.index["ecg_id"].duplicated().to_numpy()  # a record's first row (long ones have several)
+    first = record_starts(cache.index["ecg_id"].to_numpy())  # a record's first row (long ones have several)
     y_all, classes = cache.labels(task)
     run_classes = list(meta["class_names"])
     col = {c: i for i, c in enumerate(classes)}
