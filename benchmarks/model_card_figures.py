@@ -3,16 +3,18 @@
     python benchmarks/model_card_figures.py --run RUN_DIR --out src/ecgadapt/weights
 
 ``RUN_DIR`` is an ``ecgadapt pretrain`` run. The script writes ``<model>_loss.png`` and ``<model>_reconstruction.png``:
-- the loss curve shows the masked-patch loss on the training batches, on held-out generated ECGs, and on real
-  PTB-XL records (never trained on); the gap between the last two measures the domain gap;
-- the reconstruction shows one real PTB-XL record of the test fold (10), never seen in pretraining, with 75% of its
-  patches masked: the input in black, the decoder's prediction of each masked patch in red. Predicted patches are
-  per-patch normalised; like MAE's figures, they are drawn with the true patch's mean and std.
+- the loss curve shows the masked-patch (ViT) or masked-segment (CNN) loss on the training batches, on the held-out
+  part of each corpus (generated, synthetic, real: a run with several corpora logs each), and on real PTB-XL records
+  never trained on where the run measured them;
+- the reconstruction shows one real PTB-XL record of the test fold (10), never seen in pretraining, with the run's
+  mask ratio of its patches (segments) masked: the input in black, the decoder's prediction of each masked one in
+  red. Predictions are per-patch normalised; like MAE's figures, they are drawn with the true patch's mean and std.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +26,34 @@ from matplotlib.figure import Figure
 from ecgadapt import LEADS
 from ecgadapt.data.ptbxl import read_database, read_record, record_base
 from ecgadapt.data.transforms import build_transforms
+from ecgadapt.models import model_info
 from ecgadapt.paths import shared_dir
-from ecgadapt.pretrain.pretrain import PretrainConfig, build_encoder, build_masked_model
+from ecgadapt.pretrain.pretrain import OBJECTIVES, PretrainConfig, build_encoder, build_masked_model
+
+ORIGIN_LABELS = {"generated": "held-out generated ECGs", "synthetic": "held-out synthetic ECGs",
+                 "real": "held-out real ECGs (ptbxl-unlabelled-1785)"}  # fmt: skip
+ORIGIN_COLOURS = {"generated": "tab:blue", "synthetic": "tab:green", "real": "tab:purple"}
 
 
-def loss_figure(metrics: pd.DataFrame, steps_per_epoch: int, title: str) -> Figure:
-    """Masked-patch loss against optimiser steps: train, held-out generated, held-out real."""
+def loss_figure(metrics: pd.DataFrame, steps_per_epoch: int, title: str, unit: str = "patch") -> Figure:
+    """Masked-patch (or -segment) loss against optimiser steps: train, held-out per corpus origin, real PTB-XL."""
     fig = Figure(figsize=(7, 4), dpi=110)
     ax = fig.add_subplot()
     steps = metrics["epoch"] * steps_per_epoch
-    ax.plot(steps, metrics["train_loss"], label="train batches (generated)", color="0.5")
-    ax.plot(steps, metrics["val_loss"], label="held-out generated ECGs", color="tab:blue", marker="o", ms=3)
+    by_origin = [o for o in ORIGIN_LABELS if metrics.get(f"val_loss_{o}", pd.Series(dtype=float)).notna().any()]
+    ax.plot(steps, metrics["train_loss"], label="train batches" + (" (generated)" if not by_origin else ""),
+            color="0.5")  # fmt: skip
+    if by_origin:
+        for origin in by_origin:
+            ax.plot(steps, metrics[f"val_loss_{origin}"], label=ORIGIN_LABELS[origin], color=ORIGIN_COLOURS[origin],
+                    marker="o", ms=3)  # fmt: skip
+    else:
+        ax.plot(steps, metrics["val_loss"], label="held-out generated ECGs", color="tab:blue", marker="o", ms=3)
     if metrics["real_val_loss"].notna().any():
         ax.plot(steps, metrics["real_val_loss"], label="real PTB-XL records (never trained on)", color="tab:red",
                 marker="o", ms=3)  # fmt: skip
-    ax.axhline(1.0, color="k", lw=0.8, ls=":", label="predicting each patch's mean (loss 1)")
-    ax.set(xlabel="optimiser steps", ylabel="masked-patch MSE (per-patch normalised)", title=title)
+    ax.axhline(1.0, color="k", lw=0.8, ls=":", label=f"predicting each {unit}'s mean (loss 1)")
+    ax.set(xlabel="optimiser steps", ylabel=f"masked-{unit} MSE (per-{unit} normalised)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -83,10 +97,12 @@ def main() -> None:
     cfg = PretrainConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     metrics = pd.read_csv(run / "metrics.csv")
     name = cfg.model
-    steps = cfg.steps_per_epoch or 1
-    loss_figure(metrics, steps, f"{name}: masked ECG modelling ({len(metrics)} epochs x {steps} steps)").savefig(
-        out / f"{name}_loss.png"
-    )
+    final = json.loads((run / "final.json").read_text()) if (run / "final.json").is_file() else {}
+    steps = final.get("steps_per_epoch") or cfg.steps_per_epoch or 1
+    objective = OBJECTIVES[model_info(name).family]
+    unit, plural = ("segment", "segments") if objective == "masked-segment" else ("patch", "patches")
+    title = f"{name}: {objective} pretraining ({len(metrics)} epochs x {steps} steps)"
+    loss_figure(metrics, steps, title, unit).savefig(out / f"{name}_loss.png")
 
     model = build_masked_model(cfg, build_encoder(cfg))
     model.load_state_dict(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"])
@@ -97,7 +113,7 @@ def main() -> None:
     x = build_transforms(spec, spec.sampling_rate, train=False)(signal)
     with torch.no_grad():
         rebuilt = model.reconstruct(torch.from_numpy(x)[None], seed=args.seed)
-    title = f"PTB-XL ecg_id {ecg_id} (test fold, never seen): {cfg.mask_ratio:.0%} of patches masked, red = predicted"
+    title = f"PTB-XL ecg_id {ecg_id} (test fold, never seen): {cfg.mask_ratio:.0%} of {plural} masked, red = predicted"
     reconstruction_figure(rebuilt, spec.sampling_rate, title).savefig(out / f"{name}_reconstruction.png")
     print(f"wrote {out / f'{name}_loss.png'} and {out / f'{name}_reconstruction.png'}")
 

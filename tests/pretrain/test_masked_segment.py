@@ -101,3 +101,16 @@ def test_run_pretrain_writes_an_xresnet1d_encoder_that_create_model_loads(
     )
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     assert model(torch.randn(2, 12, 1000)).shape == (2, 4)
+
+
+def test_reconstruct_keeps_visible_segments_in_place_and_is_seeded() -> None:
+    model = _model()
+    x = torch.randn(2, 12, 1000)
+    out = model.reconstruct(x, seed=3)
+    assert out["reconstruction"].shape == x.shape and out["mask"].shape == (2, 12, 40)
+    visible = ~out["mask"].repeat_interleave(25, dim=-1)
+    torch.testing.assert_close(out["reconstruction"][visible], x[visible])
+    assert not torch.allclose(out["reconstruction"], x)
+    _, _, mask = model(x, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out["mask"], mask.reshape(2, 12, 40))  # lead after lead, as patchify cuts them
+    assert model.training  # restored

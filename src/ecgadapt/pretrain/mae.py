@@ -39,6 +39,30 @@ def random_token_mask(
     return keep, mask
 
 
+
+def reconstruction(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, num_leads: int, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """For figures: ``x``, its reconstruction by a masked model (visible patches kept) and the mask (B, leads, n).
+
+    ``target`` is ``x`` cut into the model's patches; predicted (normalised) patches are mapped back with each
+    true patch's mean and std."""
+    was_training = model.training
+    model.eval()
+    try:
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        _, pred, mask = model(x, generator=generator)
+    finally:
+        model.train(was_training)
+    pred = pred.float()
+    if model.norm_target:
+        mean = target.mean(dim=-1, keepdim=True)
+        std = (target.var(dim=-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
+        pred = pred * std + mean
+    recon = torch.where(mask[..., None], pred, target)
+    return {"input": x, "reconstruction": recon.reshape(x.shape), "mask": mask.reshape(x.shape[0], num_leads, -1)}
+
+
 class MaskedECGModel(nn.Module):
     """Masked-patch pretraining around an ECG ViT encoder with a light transformer decoder (ST-MEM / MAE style).
 
@@ -120,27 +144,5 @@ class MaskedECGModel(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-        """For figures: input, reconstruction in input units (visible patches kept) and mask (B, leads, n).
-
-        Predicted (normalised) patches are mapped back with each true patch's mean and std.
-        """
-        was_training = self.training
-        self.eval()
-        try:
-            generator = torch.Generator(device=x.device).manual_seed(seed)
-            _, pred, mask = self(x, generator=generator)
-        finally:
-            self.train(was_training)
-        target = self.encoder.patchify(x)
-        pred = pred.float()
-        if self.norm_target:
-            mean = target.mean(dim=-1, keepdim=True)
-            std = (target.var(dim=-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
-            pred = pred * std + mean
-        recon = torch.where(mask[..., None], pred, target)
-        leads = self.encoder.num_leads
-        return {
-            "input": x,
-            "reconstruction": recon.reshape(x.shape),
-            "mask": mask.reshape(x.shape[0], leads, -1),
-        }
+        """For figures: input, reconstruction in input units and mask (B, leads, n); see :func:`reconstruction`."""
+        return reconstruction(self, x, self.encoder.patchify(x), self.encoder.num_leads, seed)

@@ -19,7 +19,7 @@ from torch import nn
 
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.models.xresnet1d import XResNet1d
-from ecgadapt.pretrain.mae import masked_patch_loss, random_token_mask
+from ecgadapt.pretrain.mae import masked_patch_loss, random_token_mask, reconstruction
 
 
 class MaskedSegmentModel(nn.Module):
@@ -89,3 +89,7 @@ class MaskedSegmentModel(nn.Module):
         visible = target.masked_fill(mask[..., None], 0.0).reshape(x.shape)
         pred = self.decode(self.encoder.forward_map(visible), n_tokens // self.num_leads)
         return masked_patch_loss(pred, target, mask, self.norm_target), pred, mask
+
+    def reconstruct(self, x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+        """For figures: input, reconstruction in input units and mask (B, leads, n); see :func:`reconstruction`."""
+        return reconstruction(self, x, self.patchify(x), self.num_leads, seed)
