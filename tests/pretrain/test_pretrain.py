@@ -136,6 +136,7 @@ def test_resume_repeats_the_uninterrupted_run(synthetic_root: Path, cache_dir: P
     cut = run_pretrain(cfg, tmp_path / "cut", resume=True)
     a, b = load_file(full / "encoder.safetensors"), load_file(cut / "encoder.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (full / "encoder.safetensors").read_bytes() == (cut / "encoder.safetensors").read_bytes()  # same file
     losses = lambda run: [(r["train_loss"], r["val_loss"]) for r in _metrics(run)]  # noqa: E731
     assert losses(full) == losses(cut) and len(losses(cut)) == 3
 
@@ -218,3 +219,23 @@ def test_cli_passes_corpus_weights_and_the_cnn_objective(synthetic_root: Path, c
     assert saved["corpus_weights"] == [2.0] and saved["segment_size"] == 50
     with safe_open(out / "encoder.safetensors", "pt") as f:
         assert f.metadata()["pretrain"] == '"masked-segment"'
+
+
+def test_the_same_encoder_and_metadata_always_give_the_same_bytes(tmp_path: Path) -> None:
+    import json
+    import struct
+
+    from ecgadapt.pretrain.pretrain import save_encoder
+
+    torch.manual_seed(0)
+    encoder = create_model("ecg_vit_tiny", num_classes=0, **TINY)
+    extra = {f"key_{i}": i for i in range(12)}  # many keys: safetensors alone writes them in hash order
+    files = [save_encoder(encoder, tmp_path / f"{i}.safetensors", "ecg_vit_tiny", extra=extra) for i in range(4)]
+    assert len({f.read_bytes() for f in files}) == 1
+    raw = files[0].read_bytes()
+    header = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    with safe_open(files[0], "pt") as f:
+        assert f.metadata()["key_3"] == "3" and f.metadata()["model"] == "ecg_vit_tiny"
+    state = load_file(files[0])
+    assert all(torch.equal(state[k], v) for k, v in encoder.state_dict().items() if k in state)

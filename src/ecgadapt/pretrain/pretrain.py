@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -205,8 +206,27 @@ def save_encoder(encoder: ECGModel, path: str | Path, model_name: str, extra: di
     metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
+    sort_safetensors_metadata(tmp)
     os.replace(tmp, path)
     return path
+
+
+def sort_safetensors_metadata(path: str | Path) -> None:
+    """Rewrite a safetensors header with its ``__metadata__`` keys sorted, in place.
+
+    safetensors writes the metadata in hash-map order, which changes from process to process, so the same tensors
+    and metadata would give different bytes (and SHA-256s); sorted, a rerun writes the same file."""
+    with open(path, "r+b") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        if not header.get("__metadata__"):
+            return
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # never: the same keys and values, only reordered
+            raise DataError(f"{path}: the sorted safetensors header does not fit ({len(text)} > {size} bytes)")
+        f.seek(8)
+        f.write(text.ljust(size, b" "))  # safetensors pads its header with spaces; the data offsets stay valid
 
 
 def build_encoder(cfg: PretrainConfig) -> ECGModel:
