@@ -6,7 +6,7 @@ import pytest
 
 import ecgadapt.train.finetune as finetune
 from ecgadapt.cli import main
-from ecgadapt.demo import pretrained_encoder, run_demo
+from ecgadapt.demo import DEMO_MODEL, pretrained_encoder, run_demo
 from ecgadapt.errors import ConfigError
 
 
@@ -32,8 +32,8 @@ def test_demo_compares_literal_and_tuned_baselines_with_post_training_and_writes
     report = tmp_path / "demo" / "results" / "report" / "report.html"
     assert f"report: {report}" in text and report.is_file()
     runs = sorted(p.name for p in (tmp_path / "demo" / "results" / "runs").iterdir())
-    assert runs == [f"superdiagnostic__ecg_vit_tiny__{r}__frac1__seed0" for r in ("baseline_ft", "baseline_ft_tuned",
-                                                                                   "post_training")]  # fmt: skip
+    assert runs == [f"superdiagnostic__{DEMO_MODEL}__{r}__frac1__seed0" for r in ("baseline_ft", "baseline_ft_tuned",
+                                                                                  "post_training")]  # fmt: skip
     again = run_demo(tmp_path / "demo", seeds=[0], n_records=120, budget_epochs=2, n_resamples=20)
     assert "0 runs trained" in capsys.readouterr().out
     assert again.split("report:")[0] == text.split("report:")[0]  # same table from the reused runs

@@ -102,7 +102,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", dest="data__root", metavar="DIR", help="PTB-XL-layout folder (ptbxl_database.csv, records100/...)")
     p.add_argument("--task", dest="data__task", metavar="TASK", help="all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm")
-    p.add_argument("--model", dest="model__name", metavar="NAME", help="registered model name, e.g. ecg_vit_tiny, st_mem_vit_b75")
+    p.add_argument("--model", dest="model__name", metavar="NAME", help="registered model name, e.g. xresnet1d_tiny (the default), ecg_vit_tiny, st_mem_vit_b75")
     p.add_argument("--weights", dest="model__weights", metavar="PATH", help="pretrained checkpoint PATH, 'bundled', or 'none' (default: 'bundled' where ecgadapt ships a checkpoint for the model, else none)")
     p.add_argument("--recipe", help="scratch, linear_probe, baseline_ft, lp_ft, post_training, post_training_no_lp, "
                    "post_training_no_sd, post_training_no_dropout")  # fmt: skip

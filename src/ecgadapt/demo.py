@@ -22,8 +22,9 @@ from ecgadapt.data.stats import split_stats
 from ecgadapt.data.synthetic import write_synthetic_ptbxl
 from ecgadapt.data.tasks import TASKS
 from ecgadapt.errors import ConfigError
+from ecgadapt.weights import DEFAULT_MODEL
 
-DEMO_MODEL = "ecg_vit_tiny"
+DEMO_MODEL = DEFAULT_MODEL
 DEMO_TASK = "superdiagnostic"
 DEMO_SEEDS = (0, 1)
 DEMO_RATE = 100

@@ -105,3 +105,16 @@ def test_config_hash_ignores_fields_at_their_default_so_older_runs_keep_theirs()
     assert config_sha256(older) == config_sha256(cfg)
     cfg["recipe"]["stages"][0]["head_lr_scale"] = 10.0
     assert config_sha256(cfg) != config_sha256(older)  # a value that differs from the default still counts
+
+
+def test_a_changed_default_model_keeps_the_hash_of_runs_saved_before_the_change():
+    from ecgadapt.train.config import FinetuneConfig
+    from ecgadapt.train.rundir import config_sha256
+
+    vit = FinetuneConfig().to_dict()
+    vit["model"]["name"] = "ecg_vit_tiny"
+    older = FinetuneConfig().to_dict()
+    del older["model"]["name"]  # hashed when ecg_vit_tiny was the default: its name was left out
+    assert config_sha256(vit) == config_sha256(older)
+    cnn = FinetuneConfig().to_dict()
+    assert cnn["model"]["name"] == "xresnet1d_tiny" and config_sha256(cnn) != config_sha256(vit)

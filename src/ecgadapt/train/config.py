@@ -18,6 +18,7 @@ import yaml
 
 from ecgadapt.errors import ConfigError
 from ecgadapt.train.recipes import Recipe, Stage, get_recipe
+from ecgadapt.weights import DEFAULT_MODEL
 
 TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 SELECT_METRICS = ("macro_auroc", "macro_auprc", "loss")
@@ -47,7 +48,7 @@ class DataConfig:
 class ModelConfig:
     """Which model and which initial weights."""
 
-    name: str = "ecg_vit_tiny"
+    name: str = DEFAULT_MODEL  # the better bundled encoder (ecgadapt.weights)
     weights: str | None = None  # checkpoint path, "bundled", or None (random init)
     kwargs: dict = field(default_factory=dict)  # factory overrides, e.g. {width: 32, depth: 2}
 

@@ -61,12 +61,17 @@ def _default_value(key: str) -> Any:
     if len(parts) == 4 and parts[:2] == ["recipe", "stages"]:
         field = {f.name: f for f in dataclasses.fields(Stage)}.get(parts[3])
         return _MISSING if field is None or field.default is dataclasses.MISSING else field.default
+    if key in HASH_DEFAULTS:
+        return HASH_DEFAULTS[key]
     if key not in _DEFAULTS:
         _DEFAULTS.update({k: v for k, v in flat_config(FinetuneConfig().to_dict()).items() if not k.startswith("recipe.")})
     return _DEFAULTS.get(key, _MISSING)
 
 
 _MISSING = object()
+HASH_DEFAULTS: dict[str, Any] = {"model.name": "ecg_vit_tiny"}
+"""Defaults that changed after run hashes were first written, at their old value: a saved config keeps its hash
+(the default model became ``xresnet1d_tiny`` on 2026-12-02; every ``ecg_vit_tiny`` run hashed without its name)."""
 _DEFAULTS: dict[str, Any] = {}
 
 
