@@ -195,3 +195,17 @@ def test_improvement_compares_post_training_with_the_literal_and_the_tuned_basel
     assert "baseline_ft (literal)" in section and "baseline_ft_tuned (tuned: lr, head_lr_scale)" in section
     main = _section(rep.html.read_text(), "main-results")
     assert "lr=0.001, head_lr_scale=10 (2)" in main
+
+
+def test_report_warns_when_runs_start_from_weights_that_saw_their_test_records(tmp_path):
+    root = fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), seeds=(0, 1))
+    clean = build_report(root, tmp_path / "clean", n_resamples=20)
+    assert "Warning" not in _section(clean.html.read_text(), "overview")
+    runs = sorted((root / "runs").iterdir())
+    for i, run in enumerate(runs[:2]):
+        final = json.loads((run / "final.json").read_text())
+        final["pretraining_overlap"] = {"train": 40, "val": 3 - i, "test": 7 + i}
+        (run / "final.json").write_text(json.dumps(final))
+    overview = _section(build_report(root, tmp_path / "warned", n_resamples=20).html.read_text(), "overview")
+    assert "Warning:</strong> 2 run(s) start from weights pretrained" in overview
+    assert "test fold (up to 8)" in overview and "validation fold (up to 3)" in overview

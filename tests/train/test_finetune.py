@@ -352,3 +352,43 @@ def test_pretrained_weights_load_the_backbone_and_never_the_file_head(make_cfg, 
     for key, value in starts[0].items():
         expected = fresh[key] if key.startswith("head.") else donor_state[key]
         assert torch.equal(value, expected), key
+
+
+def test_records_the_initial_weights_were_pretrained_on_are_counted_and_flagged(make_cfg, monkeypatch, capsys):
+    import ecgadapt.train.finetune as finetune_module
+    from ecgadapt.data.cache import load_or_prepare
+
+    cfg = make_cfg("linear_probe", "seen", epochs=1)
+    index = load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False).index
+    by_fold = {f: index.loc[index["strat_fold"] == f, "ecg_id"].tolist() for f in (1, 9, 10)}
+    seen = frozenset([*by_fold[10][:2], by_fold[9][0], *by_fold[1][:3]])  # 2 test, 1 validation, 3 training
+    monkeypatch.setattr(finetune_module, "seen_ptbxl_ids", lambda sha: seen)
+    assert finetune_module.pretraining_overlap(None, cfg.data, "sha") is None  # synthetic data: ids are not PTB-XL's
+    monkeypatch.setattr("ecgadapt.data.synthetic.MARKER_NAME", "no-such-marker")  # as if it were real PTB-XL
+    final = json.loads((run_finetune(cfg) / "final.json").read_text())
+    assert final["pretraining_overlap"] == {"train": 3, "val": 1, "test": 2}
+    assert any("signals of 2 test and 1 validation records" in note for note in final["notes"])
+    assert "note: the initial weights were pretrained on the (unlabelled) signals of 2 test" in capsys.readouterr().out
+
+
+def test_only_the_bundled_cnn_has_seen_ptbxl_records_and_none_of_ptbxl_500(shared, tmp_path):
+    from ecgadapt.data.cache import load_or_prepare
+    from ecgadapt.train.config import DataConfig
+    from ecgadapt.train.finetune import pretraining_overlap
+    from ecgadapt.train.rundir import file_sha256
+    from ecgadapt.weights import bundled_path, seen_ptbxl_ids
+
+    cnn = seen_ptbxl_ids(file_sha256(bundled_path("xresnet1d_tiny")))
+    assert len(cnn) == 1785 and min(cnn) == 519 and max(cnn) == 21832
+    assert seen_ptbxl_ids(file_sha256(bundled_path("ecg_vit_tiny"))) == frozenset() == seen_ptbxl_ids(None)
+    ids_file = shared / "data" / "ptbxl-unlabelled-1785" / "ecg_ids.csv"
+    if not ids_file.is_file():
+        pytest.skip(f"{ids_file} not found")
+    assert cnn == frozenset(int(i) for i in ids_file.read_text().split()[1:])
+    root = shared / "data" / "ptbxl-500"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    cache = load_or_prepare(root, 100, cache_dir=tmp_path, progress=False)
+    sha = file_sha256(bundled_path("xresnet1d_tiny"))
+    assert pretraining_overlap(cache, DataConfig(root=str(root)), sha) == {"train": 0, "val": 0, "test": 0}
+    assert pretraining_overlap(cache, DataConfig(root=str(root), source="cinc"), sha) is None

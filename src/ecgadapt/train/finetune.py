@@ -25,7 +25,7 @@ from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.locks import RunLock
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
-from ecgadapt.train.config import FinetuneConfig
+from ecgadapt.train.config import DataConfig, FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, score_split
 from ecgadapt.train.loop import (
     Callback,
@@ -53,7 +53,7 @@ from ecgadapt.train.rundir import (
     write_json,
 )
 from ecgadapt.train.seeding import seed_everything
-from ecgadapt.weights import bundled_path
+from ecgadapt.weights import bundled_path, seen_ptbxl_ids
 
 # Fields that may differ between a run and its resumption (they do not change the result on a given device).
 _RESUME_FREE = RESULT_FREE_FIELDS - {"data.cache_dir"}
@@ -191,6 +191,13 @@ def _run_finetune(
         segments="random",
     )  # fmt: skip
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
+    overlap = pretraining_overlap(cache, d, inputs["weights_sha256"])
+    if overlap and (overlap["val"] or overlap["test"]):
+        cfg.notes.append(
+            f"the initial weights were pretrained on the (unlabelled) signals of {overlap['test']} test and "
+            f"{overlap['val']} validation records of this dataset, so their scores are optimistic; the ecg_ids are "
+            "in ecgadapt/weights/*.seen_ptbxl_ids.txt, and the checkpoint's model card says how to leave them out"
+        )
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
     if cfg.training.head_bias_init == "prior" and pos_weight is None:
         set_head_bias_to_prior(model, train_set.labels)
@@ -226,6 +233,20 @@ def _run_finetune(
     result = trainer.run(resume=resume)
     _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs)
     return run_dir
+
+
+def pretraining_overlap(cache: ECGCache, data: DataConfig, weights_sha256: str | None) -> dict[str, int] | None:
+    """Records per split (train folds, validation fold, test fold) whose signals the initial weights were
+    pretrained on: PTB-XL ecg_ids listed beside a bundled checkpoint; None when the weights saw no PTB-XL record."""
+    from ecgadapt.data.synthetic import MARKER_NAME
+
+    seen = seen_ptbxl_ids(weights_sha256)
+    if not seen or data.source != "ptbxl" or (Path(data.root) / MARKER_NAME).is_file():
+        return None  # other weights, another source, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)
+    folds = cache.index["strat_fold"].to_numpy()
+    is_seen = np.isin(cache.index["ecg_id"].to_numpy(), np.fromiter(seen, dtype=np.int64))
+    test, val = folds == data.test_fold, folds == data.val_fold
+    return {"train": int((is_seen & ~test & ~val).sum()), "val": int((is_seen & val).sum()), "test": int((is_seen & test).sum())}
 
 
 def check_start(cfg: FinetuneConfig, cache: ECGCache | None = None) -> None:
@@ -306,6 +327,7 @@ def _final_step(
         "weights_sha256": inputs["weights_sha256"],
         "config_sha256": inputs["config_sha256"],
         "notes": list(cfg.notes),
+        "pretraining_overlap": pretraining_overlap(cache, cfg.data, inputs["weights_sha256"]),
         "class_names": list(val_set.class_names),
         "n_records": {"train": len(train_set), "val": len(val_set.record_ids), "test": None},
         "eval_windows": cfg.training.eval_windows,
