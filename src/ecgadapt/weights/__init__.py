@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -31,18 +29,15 @@ SEEN_PTBXL_IDS: dict[str, str] = {"xresnet1d_tiny": "xresnet1d_tiny.seen_ptbxl_i
 """Model name -> file listing the PTB-XL ecg_ids whose (unlabelled) signals its bundled encoder was pretrained on."""
 
 
-@cache
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def seen_ptbxl_ids(weights_sha256: str | None) -> frozenset[int]:
     """PTB-XL ecg_ids seen in pretraining by the bundled encoder with this SHA-256 (empty for any other file)."""
+    from ecgadapt.train.rundir import file_sha256  # remembered per path, size and modification time
+
     if weights_sha256 is None:
         return frozenset()
     for model_name, list_name in SEEN_PTBXL_IDS.items():
         path = bundled_path(model_name)
-        if path is not None and _file_sha256(path) == weights_sha256:
+        if path is not None and file_sha256(path) == weights_sha256:
             text = (path.parent / list_name).read_text()
             return frozenset(int(line) for line in text.split())
     return frozenset()
