@@ -39,7 +39,6 @@ def random_token_mask(
     return keep, mask
 
 
-
 def reconstruction(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, num_leads: int, seed: int = 0
 ) -> dict[str, torch.Tensor]:

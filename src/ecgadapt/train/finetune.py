@@ -231,7 +231,7 @@ def _run_finetune(
     )  # fmt: skip
     print(f"  {trainer.describe_budget()}")
     result = trainer.run(resume=resume)
-    _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs)
+    _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs, overlap)
     return run_dir
 
 
@@ -308,8 +308,10 @@ def _final_step(
     device: torch.device,
     t_start: float,
     inputs: dict,
+    overlap: dict[str, int] | None,
 ) -> dict:
-    """After training: score the best checkpoint on val and, unless it is a tuning candidate, on the test fold."""
+    """After training: score the best checkpoint on val and, unless it is a tuning candidate, on the test fold.
+    ``overlap`` is the run's :func:`pretraining_overlap`."""
     t0 = time.perf_counter()
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
@@ -327,7 +329,7 @@ def _final_step(
         "weights_sha256": inputs["weights_sha256"],
         "config_sha256": inputs["config_sha256"],
         "notes": list(cfg.notes),
-        "pretraining_overlap": pretraining_overlap(cache, cfg.data, inputs["weights_sha256"]),
+        "pretraining_overlap": overlap,
         "class_names": list(val_set.class_names),
         "n_records": {"train": len(train_set), "val": len(val_set.record_ids), "test": None},
         "eval_windows": cfg.training.eval_windows,
