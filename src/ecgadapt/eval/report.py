@@ -446,13 +446,13 @@ class _Builder:
                 f"Note: {len(missing)} cell(s) of the spec have not finished (e.g. {', '.join(missing[:3])}); rerun "
                 "`ecgadapt benchmark` with the same --out to finish them."
             )
-        overlaps = [read_final(d).get("pretraining_overlap") or {} for d in t["run_dir"]]
-        tainted = [o for o in overlaps if o.get("test") or o.get("val")]
-        if tainted:
+        seen = t[["pretraining_overlap_test", "pretraining_overlap_val"]].apply(pd.to_numeric, errors="coerce").fillna(0)
+        tainted = seen[(seen > 0).any(axis=1)]
+        if len(tainted):
             lines.append(
                 f"**Warning:** {len(tainted)} run(s) start from weights pretrained on the (unlabelled) signals of "
-                f"records in their test fold (up to {max(o.get('test', 0) for o in tainted)}) or validation fold (up "
-                f"to {max(o.get('val', 0) for o in tainted)}): their scores are optimistic "
+                f"records in their test fold (up to {int(tainted['pretraining_overlap_test'].max())}) or validation "
+                f"fold (up to {int(tainted['pretraining_overlap_val'].max())}): their scores are optimistic "
                 "(`pretraining_overlap` in each run's final.json; the checkpoint's model card says how to leave them out)."
             )
         counts = t.groupby(["setting", "task", "recipe", "fraction"]).size()

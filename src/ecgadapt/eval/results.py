@@ -387,6 +387,7 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
     best = final.get("best") or {}
     n = final.get("n_records") or {}
     timings = final.get("timings") or {}
+    overlap = final.get("pretraining_overlap") or {}
     try:
         epochs_run = len(load_metrics(run_dir))
     except DataError:
@@ -420,6 +421,8 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
         "test_excluded_classes": "; ".join(test.get("excluded_classes") or []),
         "fold_mean_test_macro_auroc": (final.get("fold_mean") or {}).get("test_macro_auroc"),
         "fold_mean_test_macro_auprc": (final.get("fold_mean") or {}).get("test_macro_auprc"),
+        "pretraining_overlap_val": overlap.get("val"),
+        "pretraining_overlap_test": overlap.get("test"),
         "config_sha256": final.get("config_sha256"),
         "run_dir": str(run_dir),
     }
