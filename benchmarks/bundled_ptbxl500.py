@@ -34,7 +34,15 @@ import pandas as pd
 
 from ecgadapt.eval.bootstrap import paired_seed_difference, pooled_paired_bootstrap
 from ecgadapt.eval.metrics import macro_auprc, macro_auroc
-from ecgadapt.eval.results import collect_results, load_metrics, load_predictions, read_final
+from ecgadapt.eval.results import (
+    ROTATE,
+    collect_results,
+    load_metrics,
+    load_predictions,
+    pool_predictions,
+    read_cell,
+    read_final,
+)
 from ecgadapt.paths import shared_dir
 from ecgadapt.train.config import _numeric
 from ecgadapt.train.grid import run_benchmark
@@ -89,9 +97,11 @@ def parse_search(items: list[str]) -> dict:
 
 
 def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights: str,
-         candidates: list[dict] = (), reference: bool = True) -> dict:  # fmt: skip
+         candidates: list[dict] = (), reference: bool = True, protocol: str = "official",
+         only: list[str] = ()) -> dict:  # fmt: skip
     """The grid: the bundled encoder (six recipes, four of them tuned), random init, and the task-specific CNN
-    (``reference``); and per candidate encoder, its linear probe and tuned post-training beside its random init."""
+    (``reference``); and per candidate encoder, its linear probe and tuned post-training beside its random init.
+    ``only`` (``"LABEL/RECIPE"`` items) keeps just those cells."""
     bundled = ["linear_probe", "baseline_ft", *TUNED]
     models = [
         {"name": "ecg_vit_tiny", "weights": weights, "label": "bundled", "recipes": bundled},
@@ -103,10 +113,12 @@ def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights
                        "recipes": ["linear_probe", "post_training"]})  # fmt: skip
         models.append({"name": c["model"], "weights": None, "label": f"{c['label']}_random",
                        "recipes": ["linear_probe", "scratch"]})  # fmt: skip
+    if only:
+        models = keep_only(models, only)
     return {
         "name": "bundled-ptbxl500",
         "description": "bundled ecg_vit_tiny: literal and tuned baselines against tuned post-training, equal budgets",
-        "protocol": "official",
+        "protocol": protocol,
         "models": models,
         "tasks": list(tasks),
         "recipes": [
@@ -120,6 +132,26 @@ def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights
         "stage_overrides": {},
         "budget_epochs": budget_epochs,
     }
+
+
+def keep_only(models: list[dict], only: list[str]) -> list[dict]:
+    """The spec's models with only the ``"LABEL/RECIPE"`` cells of ``only``; an item matching no cell is an error."""
+    wanted = {tuple(item.split("/", 1)) for item in only}
+    kept = [{**m, "recipes": [r for r in m["recipes"] if (m.get("label", m["name"]), r) in wanted]} for m in models]
+    found = {(m.get("label", m["name"]), r) for m in kept for r in m["recipes"]}
+    if wanted - found:
+        raise SystemExit(f"--only {sorted('/'.join(w) for w in wanted - found)}: no such cell in this grid")
+    return [m for m in kept if m["recipes"]]
+
+
+def predictions(run_dir: str, drop_test_fold: int | None = None) -> dict:
+    """A run's test predictions; for a rotate-folds cell, its folds' pooled out-of-fold predictions, without
+    those of the fold ``drop_test_fold`` (one whose records chose the encoder) when given."""
+    cell = read_cell(run_dir)
+    if drop_test_fold is None or cell is None or cell.get("protocol") != ROTATE:
+        return load_predictions(run_dir)
+    folds = [Path(run_dir) / f["run"] for f in cell["folds"] if int(f["test_fold"]) != drop_test_fold]
+    return pool_predictions(folds)
 
 
 def _rows(table: pd.DataFrame, task: str, side: tuple[str, str]) -> pd.DataFrame:
@@ -141,7 +173,7 @@ def _metric(pred: dict, metric: str, keep: np.ndarray) -> float:
 
 
 def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str], metric: str, n_resamples: int,
-            min_test_positives: int = 1) -> dict | None:  # fmt: skip
+            min_test_positives: int = 1, drop_test_fold: int | None = None) -> dict | None:  # fmt: skip
     """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records, on the
     classes both score with at least ``min_test_positives`` test positives (recomputed from the predictions)."""
     rows = {side: _rows(table, task, side) for side in (a, b)}
@@ -149,7 +181,7 @@ def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, st
         return None
     common = sorted(set(rows[a].seed) & set(rows[b].seed))
     rows = {side: r[r.seed.isin(common)] for side, r in rows.items()}
-    preds = {side: [load_predictions(d) for d in r.run_dir] for side, r in rows.items()}
+    preds = {side: [predictions(d, drop_test_fold) for d in r.run_dir] for side, r in rows.items()}
     ref = preds[a][0]
     for p in preds[a] + preds[b]:
         if not np.array_equal(p["ecg_ids"], ref["ecg_ids"]):
@@ -170,13 +202,13 @@ def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, st
     }  # fmt: skip
 
 
-def recipe_table(table: pd.DataFrame, min_test_positives: int = 1) -> list[dict]:
+def recipe_table(table: pd.DataFrame, min_test_positives: int = 1, drop_test_fold: int | None = None) -> list[dict]:
     """Per task, model and recipe: seed mean ± std of the test metrics (recomputed from the predictions on the
     classes with at least ``min_test_positives`` test positives), budget, steps used, chosen values."""
     out = []
     for (task, model, recipe), r in table.groupby(["task", "model", "recipe"], sort=True):
         chosen = pd.Series([t for t in r.get("tuned", pd.Series(dtype=str)).fillna("") if t]).value_counts()
-        preds = [load_predictions(d) for d in r.run_dir]
+        preds = [predictions(d, drop_test_fold) for d in r.run_dir]
         keeps = [_kept_classes(p, [d], min_test_positives) for p, d in zip(preds, r.run_dir)]
         auroc = np.array([_metric(p, "macro_auroc", k) for p, k in zip(preds, keeps)])
         auprc = np.array([_metric(p, "macro_auprc", k) for p, k in zip(preds, keeps)])
@@ -226,6 +258,8 @@ def to_markdown(recipes: list[dict], results: list[dict], learns: list[dict]) ->
             f"{r['seed_diff']:+.3f} [{r['seed_low']:+.3f}, {r['seed_high']:+.3f}], p={r['seed_p']:.3f} | "
             f"{r['boot_diff']:+.3f} [{r['boot_low']:+.3f}, {r['boot_high']:+.3f}], p={r['boot_p']:.3f} |"
         )
+    if not learns:
+        return "\n".join(lines)
     n_learn = sum(r["learns"] for r in learns)
     lines += ["", f"Literal baseline_ft ends below the prevalence loss in {n_learn} of {len(learns)} runs:"]
     lines += [f"- {r['task']} seed {r['seed']}: final train loss {r['final_train_loss']:.4f}, prevalence loss "
@@ -253,6 +287,13 @@ def main() -> None:
                         help="train only the candidates (compare them with the reference runs of --also)")
     parser.add_argument("--min-test-positives", type=int, default=1, metavar="K",
                         help="score only classes with at least K positives among the test records (default 1)")
+    parser.add_argument("--protocol", choices=("official", ROTATE), default="official",
+                        help="official split, or rotate-folds: every fold tests once (ten runs per cell, pooled)")
+    parser.add_argument("--only", action="append", default=[], metavar="LABEL/RECIPE",
+                        help="train only these cells of the grid (e.g. cnn/post_training, xresnet1d101/scratch)")
+    parser.add_argument("--drop-test-fold", type=int, default=None, metavar="K",
+                        help="rotate-folds: leave fold K's test predictions out of the tables (a fold that chose "
+                             "the encoder; 9 for the bundled ones)")  # fmt: skip
     parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs there; train nothing")
     parser.add_argument("--also", action="append", default=[], metavar="DIR",
                         help="another results folder of this script (same data and seeds) whose runs join the tables")
@@ -260,20 +301,23 @@ def main() -> None:
 
     search = parse_search(args.search or ["lr=1e-4,3e-4,1e-3", "head_lr_scale=1,10"])
     candidates = [parse_candidate(c) for c in args.candidate]
-    grid = spec(args.tasks, args.seeds, args.budget_epochs, search, args.weights, candidates, not args.no_reference)
+    grid = spec(args.tasks, args.seeds, args.budget_epochs, search, args.weights, candidates, not args.no_reference,
+                args.protocol, args.only)  # fmt: skip
     if not args.tables_only:
         run_benchmark(grid, args.data, args.out, jobs=args.jobs)
     table = pd.concat([collect_results(d) for d in [args.out, *args.also]], ignore_index=True)
     pairs = COMPARISONS + tuple(p for c in candidates for p in candidate_comparisons(c["label"]))
     results = [c for task in args.tasks for a, b in pairs for metric in ("macro_auroc", "macro_auprc")
-               if (c := compare(table, task, a, b, metric, args.n_resamples, args.min_test_positives)) is not None]  # fmt: skip
-    recipes, learns = recipe_table(table, args.min_test_positives), baseline_learns(table)
+               if (c := compare(table, task, a, b, metric, args.n_resamples, args.min_test_positives,
+                                args.drop_test_fold)) is not None]  # fmt: skip
+    recipes, learns = recipe_table(table, args.min_test_positives, args.drop_test_fold), baseline_learns(table)
     text = to_markdown(recipes, results, learns)
     print(text)
     out = Path(args.out)
     suffix = f"-min{args.min_test_positives}pos" if args.min_test_positives > 1 else ""
     (out / f"comparisons{suffix}.md").write_text(text + "\n")
-    payload = {"search": search, "budget_epochs": args.budget_epochs, "min_test_positives": args.min_test_positives, "candidates": candidates, "also": args.also,
+    payload = {"search": search, "budget_epochs": args.budget_epochs, "min_test_positives": args.min_test_positives,
+               "protocol": args.protocol, "drop_test_fold": args.drop_test_fold, "candidates": candidates, "also": args.also,
                "recipes": recipes, "comparisons": results, "literal_baseline_learns": learns}  # fmt: skip
     (out / f"comparisons{suffix}.json").write_text(json.dumps(payload, indent=1))
 
