@@ -132,6 +132,32 @@ def test_write_pooled_cell_is_scored_on_the_concatenation(tmp_path):
     assert sorted(set(m["fold"])) == list(range(1, 11))
 
 
+def test_pooled_cell_states_its_folds_budgets_and_tuned_choices(tmp_path):
+    import yaml
+
+    dirs, _, _ = _fold_runs(tmp_path)
+    for k, d in enumerate(dirs, 1):  # fold k: budget 200 + k steps, ran 100 + k; lr 1e-3 chosen in 7 of 10 folds
+        final = json.loads((d / "final.json").read_text())
+        lr = 1e-3 if k <= 7 else 1e-4
+        final["budget"] = {"max_total_steps": 200 + k, "total_steps_run": 100 + k,
+                           "stages": [{"name": "finetune", "stopped_early": k == 4}]}  # fmt: skip
+        final["tuning"] = {"chosen_values": {"lr": lr}, "search_steps": 10,
+                           "candidates": [{"id": "lr=0.001"}, {"id": "lr=0.0001"}]}  # fmt: skip
+        (d / "final.json").write_text(json.dumps(final))
+    cell = tmp_path / "cell"
+    folds = [{"run": d.name, "test_fold": k, "val_fold": k % 10 + 1} for k, d in enumerate(dirs, 1)]
+    (cell / "cell.yaml").write_text(
+        yaml.safe_dump({"cell_id": "c", "protocol": "rotate-folds", "folds": folds, "config": config()})
+    )
+    final = write_pooled_cell(cell, dirs)
+    assert [f["chosen_values"] for f in final["folds"]] == [{"lr": 1e-3}] * 7 + [{"lr": 1e-4}] * 3
+    row = collect_results([cell]).iloc[0]
+    assert row["tuned"] == "lr=0.001 (7/10); lr=0.0001 (3/10)"
+    assert row["n_candidates"] == 20 and row["search_steps"] == 100
+    assert row["max_total_steps"] == 210 and row["steps_run"] == pytest.approx(105.5)  # largest budget, mean used
+    assert bool(row["stopped_early"]) is True
+
+
 def test_write_results_csv_and_parquet(results_dir):
     pytest.importorskip("pyarrow", reason="parquet needs the optional pyarrow (pip install 'ecgadapt[parquet]')")
     table = collect_results(results_dir)

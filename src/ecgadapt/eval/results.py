@@ -211,9 +211,18 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
             "best": f.get("best"),
             "test_macro_auroc": (f.get("test") or {}).get("macro_auroc"),
             "test_macro_auprc": (f.get("test") or {}).get("macro_auprc"),
+            "chosen_values": (f.get("tuning") or {}).get("chosen_values"),
         }
         for d, f in zip(fold_dirs, finals)
     ]
+    out["budget"] = _pooled_budget([f.get("budget") or {} for f in finals])
+    tunings = [f["tuning"] for f in finals if f.get("tuning")]
+    if tunings:
+        out["tuning"] = {
+            "chosen_values_by_fold": [t.get("chosen_values") or {} for t in tunings],
+            "candidates": [c for t in tunings for c in t.get("candidates") or []],
+            "search_steps": sum(int(t.get("search_steps") or 0) for t in tunings),
+        }
     n = {s: sum(int((f.get("n_records") or {}).get(s, 0)) for f in finals) for s in ("val", "test")}
     train = [int((f.get("n_records") or {}).get("train", 0)) for f in finals]
     n["train"] = int(round(float(np.mean(train))))  # what one model trained on (mean over the folds)
@@ -233,6 +242,17 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
     }
     out["notes"] = sorted({n for f in finals for n in f.get("notes") or []})
     return out
+
+
+def _pooled_budget(budgets: list[dict]) -> dict[str, Any]:
+    """The folds' budgets in one: the largest fold's maximum, the mean steps run, and every fold's stages."""
+    maxima = [b["max_total_steps"] for b in budgets if b.get("max_total_steps") is not None]
+    used = [b["total_steps_run"] for b in budgets if b.get("total_steps_run") is not None]
+    return {
+        "max_total_steps": max(maxima) if maxima else None,
+        "total_steps_run": float(np.mean(used)) if used else None,
+        "stages": [s for b in budgets for s in b.get("stages") or []],
+    }
 
 
 def _mode(values: list) -> Any:
@@ -361,14 +381,23 @@ def _budget_columns(final: dict) -> dict[str, Any]:
     }
 
 
+def values_text(values: dict) -> str:
+    """``{"lr": 0.001, "head_lr_scale": 10}`` -> ``"lr=0.001, head_lr_scale=10"``."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
 def _tuning_columns(final: dict) -> dict[str, Any]:
-    """A tuned run's chosen values (``lr=0.001, head_lr_scale=10``), candidate count and search steps."""
+    """A tuned run's chosen values (``lr=0.001, head_lr_scale=10``; for a rotate-folds cell, each choice with
+    its number of folds: ``lr=0.001 (7/10); lr=0.0001 (3/10)``), candidate count and search steps."""
     tuning = final.get("tuning") or {}
     if not tuning:
         return {"tuned": "", "n_candidates": None, "search_steps": None}
-    chosen = tuning.get("chosen_values") or {}
+    by_fold = [values_text(v) for v in tuning.get("chosen_values_by_fold") or []]
+    counts = pd.Series(by_fold, dtype=object).value_counts(sort=True)
     return {
-        "tuned": ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items()),
+        "tuned": "; ".join(f"{t} ({n}/{len(by_fold)})" for t, n in counts.items())
+        if by_fold
+        else values_text(tuning.get("chosen_values") or {}),
         "n_candidates": len(tuning.get("candidates") or []),
         "search_steps": tuning.get("search_steps"),
     }
