@@ -59,6 +59,8 @@ COMPARISONS = (  # (a, b): is a better than b?  Each side is (model label, recip
     (("bundled", "post_training"), ("bundled", "post_training_no_lp")),
     (("bundled", "post_training"), ("bundled", "linear_probe")),
     (("bundled", "post_training"), ("xresnet1d101", "scratch")),
+    (("bundled", "post_training"), ("xresnet1d101", "scratch_tuned")),
+    (("xresnet1d101", "scratch_tuned"), ("xresnet1d101", "scratch")),
     (("bundled", "post_training"), ("random", "scratch")),
     (("bundled", "linear_probe"), ("random", "scratch")),
 )
@@ -68,6 +70,7 @@ def candidate_comparisons(label: str) -> tuple:
     """A candidate encoder against the task-specific CNN, today's bundled encoder and its own random init."""
     return (
         ((label, "post_training"), ("xresnet1d101", "scratch")),
+        ((label, "post_training"), ("xresnet1d101", "scratch_tuned")),
         ((label, "post_training"), ("bundled", "post_training")),
         ((label, "post_training"), (f"{label}_random", "scratch")),
         ((label, "linear_probe"), (f"{label}_random", "linear_probe")),
@@ -99,15 +102,16 @@ def parse_search(items: list[str]) -> dict:
 
 def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights: str,
          candidates: list[dict] = (), reference: bool = True, protocol: str = "official",
-         only: list[str] = ()) -> dict:  # fmt: skip
+         only: list[str] = (), tune_scratch: bool = False) -> dict:  # fmt: skip
     """The grid: the bundled encoder (six recipes, four of them tuned), random init, and the task-specific CNN
     (``reference``); and per candidate encoder, its linear probe and tuned post-training beside its random init.
-    ``only`` (``"LABEL/RECIPE"`` items) keeps just those cells."""
+    ``tune_scratch`` adds ``xresnet1d101`` from scratch with the same search (``scratch_tuned``); ``only``
+    (``"LABEL/RECIPE"`` items) keeps just those cells."""
     bundled = ["linear_probe", "baseline_ft", *TUNED]
     models = [
         {"name": "ecg_vit_tiny", "weights": weights, "label": "bundled", "recipes": bundled},
         {"name": "ecg_vit_tiny", "weights": None, "label": "random", "recipes": ["scratch"]},
-        {"name": "xresnet1d101", "weights": None, "recipes": ["scratch"]},
+        {"name": "xresnet1d101", "weights": None, "recipes": ["scratch", *(["scratch_tuned"] if tune_scratch else [])]},
     ] if reference else []  # fmt: skip
     for c in candidates:
         models.append({"name": c["model"], "weights": c["weights"], "label": c["label"],
@@ -126,6 +130,7 @@ def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights
             "linear_probe", "baseline_ft", {"name": "baseline_ft", "label": "baseline_ft_tuned", "tune": search},
             {"name": "lp_ft", "tune": search}, {"name": "post_training", "tune": search},
             {"name": "post_training_no_lp", "tune": search}, "scratch",
+            {"name": "scratch", "label": "scratch_tuned", "tune": search},
         ],  # fmt: skip
         "fractions": [1.0],
         "seeds": list(range(seeds)),
@@ -302,6 +307,8 @@ def main() -> None:
                         help="official split, or rotate-folds: every fold tests once (ten runs per cell, pooled)")
     parser.add_argument("--only", action="append", default=[], metavar="LABEL/RECIPE",
                         help="train only these cells of the grid (e.g. cnn/post_training, xresnet1d101/scratch)")
+    parser.add_argument("--tune-scratch", action="store_true",
+                        help="also train xresnet1d101 from scratch with the same fold-9 search (scratch_tuned)")
     parser.add_argument("--drop-test-fold", type=int, default=None, metavar="K",
                         help="rotate-folds: leave fold K's test predictions out of the tables (a fold that chose "
                              "the encoder; 9 for the bundled ones)")  # fmt: skip
@@ -313,7 +320,7 @@ def main() -> None:
     search = parse_search(args.search or ["lr=1e-4,3e-4,1e-3", "head_lr_scale=1,10"])
     candidates = [parse_candidate(c) for c in args.candidate]
     grid = spec(args.tasks, args.seeds, args.budget_epochs, search, args.weights, candidates, not args.no_reference,
-                args.protocol, args.only)  # fmt: skip
+                args.protocol, args.only, args.tune_scratch)  # fmt: skip
     if not args.tables_only:
         run_benchmark(grid, args.data, args.out, jobs=args.jobs)
     table = pd.concat([collect_results(d) for d in [args.out, *args.also]], ignore_index=True)
