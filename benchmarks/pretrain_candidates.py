@@ -25,7 +25,6 @@ hardware (``selection.json`` records its SHA-256 and every setting). Usage (a sh
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -42,6 +41,7 @@ from ecgadapt.eval.metrics import macro_auprc, macro_auroc
 from ecgadapt.models import create_model
 from ecgadapt.paths import shared_dir
 from ecgadapt.pretrain.pretrain import ENCODER_FILE, PretrainConfig, run_pretrain
+from ecgadapt.train.rundir import file_sha256
 
 CANDIDATES: dict[str, dict] = {
     "vit_p50": dict(model="ecg_vit_tiny_p50", mask_ratio=0.75, decoder_width=128, decoder_depth=2, lr=1e-3),
@@ -51,11 +51,6 @@ CANDIDATES: dict[str, dict] = {
 TASKS = ("superdiagnostic", "rhythm")
 MAX_FILE_MB = 20.0
 TRAIN_FOLDS, SELECTION_FOLD = tuple(range(1, 9)), 9  # fold 10 is the test fold: never read here
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build_corpora(work: Path, shared: Path, n_deepfake: int, n_synthetic: int) -> list[str]:
@@ -156,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         probe = linear_probe_fold9(encoder, spec["model"], ptbxl500, work / "cache")
         control = linear_probe_fold9(None, spec["model"], ptbxl500, work / "cache", seed=args.seed)
         summary["candidates"][name] = {
-            **spec, "encoder": str(encoder), "sha256": sha256(encoder), "size_mb": round(size_mb, 3),
+            **spec, "encoder": str(encoder), "sha256": file_sha256(encoder), "size_mb": round(size_mb, 3),
             "held_out_losses": {k: v for k, v in final["last"].items() if k.startswith(("val_loss", "train_loss"))},
             "selection": probe, "random_init_control": control, "seconds": round(time.perf_counter() - t0, 1),
         }  # fmt: skip
