@@ -132,7 +132,7 @@ def test_write_pooled_cell_is_scored_on_the_concatenation(tmp_path):
     assert sorted(set(m["fold"])) == list(range(1, 11))
 
 
-def test_pooled_cell_states_its_folds_budgets_and_tuned_choices(tmp_path):
+def test_pooled_cell_states_its_folds_budgets_tuned_choices_and_pretraining_overlap(tmp_path):
     import yaml
 
     dirs, _, _ = _fold_runs(tmp_path)
@@ -143,6 +143,7 @@ def test_pooled_cell_states_its_folds_budgets_and_tuned_choices(tmp_path):
                            "stages": [{"name": "finetune", "stopped_early": k == 4}]}  # fmt: skip
         final["tuning"] = {"chosen_values": {"lr": lr}, "search_steps": 10,
                            "candidates": [{"id": "lr=0.001"}, {"id": "lr=0.0001"}]}  # fmt: skip
+        final["pretraining_overlap"] = {"train": 5 + k, "val": int(k == 2), "test": int(k == 3)}
         (d / "final.json").write_text(json.dumps(final))
     cell = tmp_path / "cell"
     folds = [{"run": d.name, "test_fold": k, "val_fold": k % 10 + 1} for k, d in enumerate(dirs, 1)]
@@ -156,6 +157,8 @@ def test_pooled_cell_states_its_folds_budgets_and_tuned_choices(tmp_path):
     assert row["n_candidates"] == 20 and row["search_steps"] == 100
     assert row["max_total_steps"] == 210 and row["steps_run"] == pytest.approx(105.5)  # largest budget, mean used
     assert bool(row["stopped_early"]) is True
+    assert final["pretraining_overlap"] == {"train": 15, "val": 1, "test": 1}  # the report's overlap warning reads it
+    assert row["pretraining_overlap_test"] == 1 and row["pretraining_overlap_val"] == 1
 
 
 def test_write_results_csv_and_parquet(results_dir):

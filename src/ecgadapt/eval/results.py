@@ -216,6 +216,12 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
         for d, f in zip(fold_dirs, finals)
     ]
     out["budget"] = _pooled_budget([f.get("budget") or {} for f in finals])
+    overlaps = [f["pretraining_overlap"] for f in finals if f.get("pretraining_overlap")]
+    if overlaps:  # each record is tested (and validated) in one fold: sum those; train: the most any model saw
+        out["pretraining_overlap"] = {
+            "train": max(int(o.get("train") or 0) for o in overlaps),
+            **{split: sum(int(o.get(split) or 0) for o in overlaps) for split in ("val", "test")},
+        }
     tunings = [f["tuning"] for f in finals if f.get("tuning")]
     if tunings:
         out["tuning"] = {
