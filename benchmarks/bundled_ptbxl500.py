@@ -19,6 +19,14 @@ final training loss is below that of predicting each class's training prevalence
     python benchmarks/bundled_ptbxl500.py --tasks superdiagnostic --seeds 3 --search lr=1e-4,1e-3  # smaller
     python benchmarks/bundled_ptbxl500.py --out runs/cnn-ptbxl500 --no-reference --also runs/bundled-ptbxl500 \
         --candidate cnn=xresnet1d_tiny:runs/pretrain-cnn/cnn/encoder.safetensors   # a candidate encoder (issue 12)
+    python benchmarks/bundled_ptbxl500.py --out runs/cnn-rotate --protocol rotate-folds --drop-test-fold 9 \
+        --candidate cnn=xresnet1d_tiny:src/ecgadapt/weights/xresnet1d_tiny.safetensors \
+        --only cnn/post_training --only xresnet1d101/scratch --search lr=1e-4,1e-3   # every fold tests once
+
+Under ``--protocol rotate-folds`` every cell is ten runs (fold k tests, fold k % 10 + 1 validates and chooses
+the tuned values, the other eight train), scored on their pooled out-of-fold predictions: about seven times the
+test records of the official split. ``--drop-test-fold 9`` leaves out the predictions of the run that tests on
+fold 9, whose records chose the bundled encoders.
 
 A finished run is never trained again: rerun with more seeds or tasks to extend the same folder.
 """
