@@ -152,6 +152,7 @@ def test_pooled_cell_states_its_folds_budgets_tuned_choices_and_pretraining_over
     )
     final = write_pooled_cell(cell, dirs)
     assert [f["chosen_values"] for f in final["folds"]] == [{"lr": 1e-3}] * 7 + [{"lr": 1e-4}] * 3
+    assert [f["test_fold"] for f in final["folds"]] == list(range(1, 11))  # from each fold's config
     row = collect_results([cell]).iloc[0]
     assert row["tuned"] == "lr=0.001 (7/10); lr=0.0001 (3/10)"
     assert row["n_candidates"] == 20 and row["search_steps"] == 100

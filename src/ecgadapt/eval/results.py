@@ -207,7 +207,7 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
     out["folds"] = [
         {
             "run": Path(d).name,
-            "test_fold": f.get("test_fold"),
+            "test_fold": (read_config(d).get("data") or {}).get("test_fold"),
             "best": f.get("best"),
             "test_macro_auroc": (f.get("test") or {}).get("macro_auroc"),
             "test_macro_auprc": (f.get("test") or {}).get("macro_auprc"),
