@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ecgadapt.eval.bootstrap import paired_seed_difference, pooled_paired_bootstrap
-from ecgadapt.eval.metrics import macro_auprc, macro_auroc
+from ecgadapt.eval.metrics import macro_auprc, macro_auroc, per_class_table
 from ecgadapt.eval.results import (
     ROTATE,
     collect_results,
@@ -225,6 +225,29 @@ def chosen_counts(run_dirs) -> pd.Series:
     return pd.Series([values_text(c) for c in choices if c], dtype=object).value_counts()
 
 
+def per_class_differences(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str],
+                          drop_test_fold: int | None = None) -> list[dict]:  # fmt: skip
+    """Per class: test positives and the seed-mean AUROC / AUPRC of a and b (paired seeds), to see whether a
+    macro difference is broad or one class's."""
+    rows = {side: _rows(table, task, side) for side in (a, b)}
+    if any(r.empty for r in rows.values()):
+        return []
+    common = sorted(set(rows[a].seed) & set(rows[b].seed))
+    means = {}
+    for side, r in rows.items():
+        per_seed = [per_class_table(p["y_true"], p["y_score"], list(p["class_names"]))
+                    for p in (predictions(d, drop_test_fold) for d in r[r.seed.isin(common)].run_dir)]  # fmt: skip
+        means[side] = pd.concat(per_seed).groupby("class", sort=False)[["auroc", "auprc", "n_pos"]].mean()
+    out = []
+    for cls, ra in means[a].iterrows():
+        rb = means[b].loc[cls]
+        if np.isfinite(ra.auroc) and np.isfinite(rb.auroc):
+            out.append({"task": task, "a": "/".join(a), "b": "/".join(b), "class": str(cls), "n_pos": int(ra.n_pos),
+                        "a_auroc": float(ra.auroc), "b_auroc": float(rb.auroc),
+                        "a_auprc": float(ra.auprc), "b_auprc": float(rb.auprc)})  # fmt: skip
+    return out
+
+
 def recipe_table(table: pd.DataFrame, min_test_positives: int = 1, drop_test_fold: int | None = None) -> list[dict]:
     """Per task, model and recipe: seed mean ± std of the test metrics (recomputed from the predictions on the
     classes with at least ``min_test_positives`` test positives), budget, steps used, chosen values."""
@@ -258,7 +281,8 @@ def baseline_learns(table: pd.DataFrame) -> list[dict]:
     return out
 
 
-def to_markdown(recipes: list[dict], results: list[dict], learns: list[dict], protocol: str = "official") -> str:
+def to_markdown(recipes: list[dict], results: list[dict], learns: list[dict], protocol: str = "official",
+                per_class: list[dict] = ()) -> str:  # fmt: skip
     """The recipe table, the comparison table and the literal baseline's loss check, as Markdown."""
     chosen = "chosen on fold 9" if protocol == "official" else "chosen on each fold's validation fold (folds)"
     lines = [
@@ -282,6 +306,13 @@ def to_markdown(recipes: list[dict], results: list[dict], learns: list[dict], pr
             f"{r['seed_diff']:+.3f} [{r['seed_low']:+.3f}, {r['seed_high']:+.3f}], p={r['seed_p']:.3f} | "
             f"{r['boot_diff']:+.3f} [{r['boot_low']:+.3f}, {r['boot_high']:+.3f}], p={r['boot_p']:.3f} |"
         )
+    if per_class:
+        lines += ["", "Per class, seed means (every class with test positives, also those the macro scores leave out):", "",
+                  "| task | a | b | class | test positives | AUROC a | AUROC b | a − b | AUPRC a | AUPRC b | a − b |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| {r['task']} | {r['a']} | {r['b']} | {r['class']} | {r['n_pos']} | {r['a_auroc']:.3f} | "
+                  f"{r['b_auroc']:.3f} | {r['a_auroc'] - r['b_auroc']:+.3f} | {r['a_auprc']:.3f} | {r['b_auprc']:.3f} | "
+                  f"{r['a_auprc'] - r['b_auprc']:+.3f} |" for r in per_class]  # fmt: skip
     if not learns:
         return "\n".join(lines)
     n_learn = sum(r["learns"] for r in learns)
@@ -337,14 +368,17 @@ def main() -> None:
                if (c := compare(table, task, a, b, metric, args.n_resamples, args.min_test_positives,
                                 args.drop_test_fold)) is not None]  # fmt: skip
     recipes, learns = recipe_table(table, args.min_test_positives, args.drop_test_fold), baseline_learns(table)
-    text = to_markdown(recipes, results, learns, args.protocol)
+    decisive = [(c["label"], "post_training") for c in candidates]  # each candidate against the task-specific CNN
+    per_class = [r for task in args.tasks for a in decisive for r in
+                 per_class_differences(table, task, a, ("xresnet1d101", "scratch"), args.drop_test_fold)]  # fmt: skip
+    text = to_markdown(recipes, results, learns, args.protocol, per_class)
     print(text)
     out = Path(args.out)
     suffix = f"-min{args.min_test_positives}pos" if args.min_test_positives > 1 else ""
     (out / f"comparisons{suffix}.md").write_text(text + "\n")
     payload = {"search": search, "budget_epochs": args.budget_epochs, "min_test_positives": args.min_test_positives,
                "protocol": args.protocol, "drop_test_fold": args.drop_test_fold, "candidates": candidates, "also": args.also,
-               "recipes": recipes, "comparisons": results, "literal_baseline_learns": learns}  # fmt: skip
+               "recipes": recipes, "comparisons": results, "per_class": per_class, "literal_baseline_learns": learns}  # fmt: skip
     (out / f"comparisons{suffix}.json").write_text(json.dumps(payload, indent=1))
 
 
