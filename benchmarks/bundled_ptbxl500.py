@@ -24,7 +24,7 @@ final training loss is below that of predicting each class's training prevalence
         --only cnn/post_training --only xresnet1d101/scratch --search lr=1e-4,1e-3   # every fold tests once
 
 Under ``--protocol rotate-folds`` every cell is ten runs (fold k tests, fold k % 10 + 1 validates and chooses
-the tuned values, the other eight train), scored on their pooled out-of-fold predictions: about seven times the
+the tuned values, the other eight train), scored on their pooled out-of-fold predictions: about six times the
 test records of the official split. ``--drop-test-fold 9`` leaves out the predictions of the run that tests on
 fold 9, whose records chose the bundled encoders.
 
