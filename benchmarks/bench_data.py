@@ -39,7 +39,11 @@ def bench_prepare(root: Path, rate: int, workers: int, repeats: int) -> dict:
     times = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            times.append(_timed(lambda tmp=tmp: prepare_cache(root, rate, cache_dir=tmp, workers=workers, progress=False)))
+            times.append(
+                _timed(
+                    lambda tmp=tmp: prepare_cache(root, rate, cache_dir=tmp, workers=workers, progress=False)
+                )
+            )
     return {"seconds": min(times), "all_seconds": times}
 
 
@@ -75,7 +79,9 @@ def bench_reads(cache, epochs: int, wfdb_reads: int, seed: int) -> dict:
     from ecgadapt.data.transforms import build_transforms
     from ecgadapt.models import create_model
 
-    transform = build_transforms(create_model("ecg_vit_tiny", num_classes=1).input_spec, cache.rate, train=True)
+    transform = build_transforms(
+        create_model("ecg_vit_tiny", num_classes=1).input_spec, cache.rate, train=True
+    )
     fresh = ECGDataset(cache, "all", "train", transform=transform, memo_mb=0)
     memo = ECGDataset(cache, "all", "train", transform=transform)
 
@@ -108,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default=str(shared_dir() / "data" / "ptbxl-500"), help="PTB-XL folder")
     p.add_argument("--rate", type=int, choices=(100, 500), default=500)
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time prepare with")
+    p.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time prepare with"
+    )
     p.add_argument("--repeats", type=int, default=2, help="prepare runs per worker count (best is reported)")
     p.add_argument("--epochs", type=int, default=3, help="random-order passes over the cache")
     p.add_argument("--wfdb-reads", type=int, default=500, help="records read with wfdb (random order)")
@@ -134,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|",
     ]
     for w, r in prepare.items():
-        lines.append(f"| prepare, {w} worker{'s' if w > 1 else ''} ({r['seconds']:.2f} s) | {n / r['seconds']:,.0f} | |")
+        lines.append(
+            f"| prepare, {w} worker{'s' if w > 1 else ''} ({r['seconds']:.2f} s) | {n / r['seconds']:,.0f} | |"
+        )
     lines += [
         f"| random read, wfdb.rdsamp | {reads['wfdb']:,.0f} | 1x |",
         f"| random read, cache row (memmap) | {reads['cache_row']:,.0f} | {speedup_row:,.0f}x |",

@@ -72,7 +72,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_rate(step: Callable[[], None], batch: int, iters: int, warmup: int, repeats: int, device: torch.device) -> float:
+def best_rate(
+    step: Callable[[], None], batch: int, iters: int, warmup: int, repeats: int, device: torch.device
+) -> float:
     """Best samples/s over ``repeats`` runs of ``iters`` steps, after ``warmup`` untimed steps."""
     for _ in range(warmup):
         step()
@@ -111,7 +113,9 @@ def bench_one(name: str, device: torch.device, args: argparse.Namespace) -> dict
         y = torch.randint(0, 2, (batch, NUM_CLASSES), device=device).float()
         opt = create_optimizer(model, lr=1e-4, weight_decay=0.05)
         autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if device.type == "cuda"
+            else contextlib.nullcontext()
         )
 
         def train_step() -> None:
@@ -179,7 +183,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--large-batch-size", type=int, default=4, help="CPU batch for models over --large-params")
     p.add_argument("--large-params", type=float, default=20e6)
     p.add_argument("--iters", type=int, default=5, help="timed steps per repeat")
-    p.add_argument("--large-iters", type=int, default=2, help="timed steps per repeat for large models on CPU")
+    p.add_argument(
+        "--large-iters", type=int, default=2, help="timed steps per repeat for large models on CPU"
+    )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--large-warmup", type=int, default=1, help="untimed steps for large models on CPU")
     p.add_argument("--repeats", type=int, default=2)

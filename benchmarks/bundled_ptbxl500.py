@@ -108,24 +108,53 @@ def parse_search(items: list[str]) -> dict:
     return out
 
 
-def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights: str,
-         candidates: list[dict] = (), reference: bool = True, protocol: str = "official",
-         only: list[str] = (), tune_scratch: bool = False) -> dict:  # fmt: skip
+def spec(
+    tasks: list[str],
+    seeds: int,
+    budget_epochs: int,
+    search: dict,
+    weights: str,
+    candidates: list[dict] = (),
+    reference: bool = True,
+    protocol: str = "official",
+    only: list[str] = (),
+    tune_scratch: bool = False,
+) -> dict:
     """The grid: the bundled encoder (six recipes, four of them tuned), random init, and the task-specific CNN
     (``reference``); and per candidate encoder, its linear probe and tuned post-training beside its random init.
     ``tune_scratch`` adds ``xresnet1d101`` from scratch with the same search (``scratch_tuned``); ``only``
     (``"LABEL/RECIPE"`` items) keeps just those cells."""
     bundled = ["linear_probe", "baseline_ft", *TUNED]
-    models = [
-        {"name": "ecg_vit_tiny", "weights": weights, "label": "bundled", "recipes": bundled},
-        {"name": "ecg_vit_tiny", "weights": None, "label": "random", "recipes": ["scratch"]},
-        {"name": "xresnet1d101", "weights": None, "recipes": ["scratch", *(["scratch_tuned"] if tune_scratch else [])]},
-    ] if reference else []  # fmt: skip
+    models = (
+        [
+            {"name": "ecg_vit_tiny", "weights": weights, "label": "bundled", "recipes": bundled},
+            {"name": "ecg_vit_tiny", "weights": None, "label": "random", "recipes": ["scratch"]},
+            {
+                "name": "xresnet1d101",
+                "weights": None,
+                "recipes": ["scratch", *(["scratch_tuned"] if tune_scratch else [])],
+            },
+        ]
+        if reference
+        else []
+    )
     for c in candidates:
-        models.append({"name": c["model"], "weights": c["weights"], "label": c["label"],
-                       "recipes": ["linear_probe", "post_training"]})  # fmt: skip
-        models.append({"name": c["model"], "weights": None, "label": f"{c['label']}_random",
-                       "recipes": ["linear_probe", "scratch"]})  # fmt: skip
+        models.append(
+            {
+                "name": c["model"],
+                "weights": c["weights"],
+                "label": c["label"],
+                "recipes": ["linear_probe", "post_training"],
+            }
+        )
+        models.append(
+            {
+                "name": c["model"],
+                "weights": None,
+                "label": f"{c['label']}_random",
+                "recipes": ["linear_probe", "scratch"],
+            }
+        )
     if only:
         models = keep_only(models, only)
     return {
@@ -135,11 +164,15 @@ def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights
         "models": models,
         "tasks": list(tasks),
         "recipes": [
-            "linear_probe", "baseline_ft", {"name": "baseline_ft", "label": "baseline_ft_tuned", "tune": search},
-            {"name": "lp_ft", "tune": search}, {"name": "post_training", "tune": search},
-            {"name": "post_training_no_lp", "tune": search}, "scratch",
+            "linear_probe",
+            "baseline_ft",
+            {"name": "baseline_ft", "label": "baseline_ft_tuned", "tune": search},
+            {"name": "lp_ft", "tune": search},
+            {"name": "post_training", "tune": search},
+            {"name": "post_training_no_lp", "tune": search},
+            "scratch",
             {"name": "scratch", "label": "scratch_tuned", "tune": search},
-        ],  # fmt: skip
+        ],
         "fractions": [1.0],
         "seeds": list(range(seeds)),
         "overrides": {"data.rate": 100, "training.num_workers": 0, "training.progress": False},
@@ -151,7 +184,10 @@ def spec(tasks: list[str], seeds: int, budget_epochs: int, search: dict, weights
 def keep_only(models: list[dict], only: list[str]) -> list[dict]:
     """The spec's models with only the ``"LABEL/RECIPE"`` cells of ``only``; an item matching no cell is an error."""
     wanted = {tuple(item.split("/", 1)) for item in only}
-    kept = [{**m, "recipes": [r for r in m["recipes"] if (m.get("label", m["name"]), r) in wanted]} for m in models]
+    kept = [
+        {**m, "recipes": [r for r in m["recipes"] if (m.get("label", m["name"]), r) in wanted]}
+        for m in models
+    ]
     found = {(m.get("label", m["name"]), r) for m in kept for r in m["recipes"]}
     if wanted - found:
         raise SystemExit(f"--only {sorted('/'.join(w) for w in wanted - found)}: no such cell in this grid")
@@ -169,7 +205,9 @@ def predictions(run_dir: str, drop_test_fold: int | None = None) -> dict:
 
 
 def _rows(table: pd.DataFrame, task: str, side: tuple[str, str]) -> pd.DataFrame:
-    return table[(table.task == task) & (table.model == side[0]) & (table.recipe == side[1])].sort_values("seed")
+    return table[(table.task == task) & (table.model == side[0]) & (table.recipe == side[1])].sort_values(
+        "seed"
+    )
 
 
 def _kept_classes(pred: dict, run_dirs, min_test_positives: int) -> np.ndarray:
@@ -186,8 +224,16 @@ def _metric(pred: dict, metric: str, keep: np.ndarray) -> float:
     return float(METRICS[metric](pred["y_true"][:, keep], pred["y_score"][:, keep]))
 
 
-def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str], metric: str, n_resamples: int,
-            min_test_positives: int = 1, drop_test_fold: int | None = None) -> dict | None:  # fmt: skip
+def compare(
+    table: pd.DataFrame,
+    task: str,
+    a: tuple[str, str],
+    b: tuple[str, str],
+    metric: str,
+    n_resamples: int,
+    min_test_positives: int = 1,
+    drop_test_fold: int | None = None,
+) -> dict | None:
     """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records, on the
     classes both score with at least ``min_test_positives`` test positives (recomputed from the predictions)."""
     rows = {side: _rows(table, task, side) for side in (a, b)}
@@ -201,19 +247,37 @@ def compare(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, st
         if not np.array_equal(p["ecg_ids"], ref["ecg_ids"]):
             raise SystemExit("runs were not scored on the same records: cannot pair them")
     keep = _kept_classes(ref, [d for r in rows.values() for d in r.run_dir], min_test_positives)
-    by_seed = {side: {int(s): _metric(p, metric, keep) for s, p in zip(rows[side].seed, preds[side])} for side in rows}
+    by_seed = {
+        side: {int(s): _metric(p, metric, keep) for s, p in zip(rows[side].seed, preds[side])}
+        for side in rows
+    }
     seeds = paired_seed_difference(by_seed[a], by_seed[b])
     boot = pooled_paired_bootstrap(
-        ref["y_true"][:, keep], [p["y_score"][:, keep] for p in preds[a]], [p["y_score"][:, keep] for p in preds[b]],
-        metric=metric, n_resamples=n_resamples, seed=0,
-    )  # fmt: skip
+        ref["y_true"][:, keep],
+        [p["y_score"][:, keep] for p in preds[a]],
+        [p["y_score"][:, keep] for p in preds[b]],
+        metric=metric,
+        n_resamples=n_resamples,
+        seed=0,
+    )
     return {
-        "task": task, "a": "/".join(a), "b": "/".join(b), "metric": metric, "n_classes": int(keep.sum()),
-        "a_mean": float(np.mean(list(by_seed[a].values()))), "b_mean": float(np.mean(list(by_seed[b].values()))),
-        "seed_diff": seeds["mean_diff"], "seed_low": seeds["ci_low"], "seed_high": seeds["ci_high"],
-        "seed_p": seeds["p_value"], "n_seeds": seeds["n"],
-        "boot_diff": boot["diff"], "boot_low": boot["low"], "boot_high": boot["high"], "boot_p": boot["p_value"],
-    }  # fmt: skip
+        "task": task,
+        "a": "/".join(a),
+        "b": "/".join(b),
+        "metric": metric,
+        "n_classes": int(keep.sum()),
+        "a_mean": float(np.mean(list(by_seed[a].values()))),
+        "b_mean": float(np.mean(list(by_seed[b].values()))),
+        "seed_diff": seeds["mean_diff"],
+        "seed_low": seeds["ci_low"],
+        "seed_high": seeds["ci_high"],
+        "seed_p": seeds["p_value"],
+        "n_seeds": seeds["n"],
+        "boot_diff": boot["diff"],
+        "boot_low": boot["low"],
+        "boot_high": boot["high"],
+        "boot_p": boot["p_value"],
+    }
 
 
 def chosen_counts(run_dirs) -> pd.Series:
@@ -225,8 +289,9 @@ def chosen_counts(run_dirs) -> pd.Series:
     return pd.Series([values_text(c) for c in choices if c], dtype=object).value_counts()
 
 
-def per_class_differences(table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str],
-                          drop_test_fold: int | None = None) -> list[dict]:  # fmt: skip
+def per_class_differences(
+    table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str], drop_test_fold: int | None = None
+) -> list[dict]:
     """Per class: test positives and the seed-mean AUROC / AUPRC of a and b (paired seeds), to see whether a
     macro difference is broad or one class's."""
     rows = {side: _rows(table, task, side) for side in (a, b)}
@@ -235,20 +300,34 @@ def per_class_differences(table: pd.DataFrame, task: str, a: tuple[str, str], b:
     common = sorted(set(rows[a].seed) & set(rows[b].seed))
     means = {}
     for side, r in rows.items():
-        per_seed = [per_class_table(p["y_true"], p["y_score"], list(p["class_names"]))
-                    for p in (predictions(d, drop_test_fold) for d in r[r.seed.isin(common)].run_dir)]  # fmt: skip
+        per_seed = [
+            per_class_table(p["y_true"], p["y_score"], list(p["class_names"]))
+            for p in (predictions(d, drop_test_fold) for d in r[r.seed.isin(common)].run_dir)
+        ]
         means[side] = pd.concat(per_seed).groupby("class", sort=False)[["auroc", "auprc", "n_pos"]].mean()
     out = []
     for cls, ra in means[a].iterrows():
         rb = means[b].loc[cls]
         if np.isfinite(ra.auroc) and np.isfinite(rb.auroc):
-            out.append({"task": task, "a": "/".join(a), "b": "/".join(b), "class": str(cls), "n_pos": int(ra.n_pos),
-                        "a_auroc": float(ra.auroc), "b_auroc": float(rb.auroc),
-                        "a_auprc": float(ra.auprc), "b_auprc": float(rb.auprc)})  # fmt: skip
+            out.append(
+                {
+                    "task": task,
+                    "a": "/".join(a),
+                    "b": "/".join(b),
+                    "class": str(cls),
+                    "n_pos": int(ra.n_pos),
+                    "a_auroc": float(ra.auroc),
+                    "b_auroc": float(rb.auroc),
+                    "a_auprc": float(ra.auprc),
+                    "b_auprc": float(rb.auprc),
+                }
+            )
     return out
 
 
-def recipe_table(table: pd.DataFrame, min_test_positives: int = 1, drop_test_fold: int | None = None) -> list[dict]:
+def recipe_table(
+    table: pd.DataFrame, min_test_positives: int = 1, drop_test_fold: int | None = None
+) -> list[dict]:
     """Per task, model and recipe: seed mean ± std of the test metrics (recomputed from the predictions on the
     classes with at least ``min_test_positives`` test positives), budget, steps used, chosen values."""
     out = []
@@ -258,14 +337,22 @@ def recipe_table(table: pd.DataFrame, min_test_positives: int = 1, drop_test_fol
         keeps = [_kept_classes(p, [d], min_test_positives) for p, d in zip(preds, r.run_dir)]
         auroc = np.array([_metric(p, "macro_auroc", k) for p, k in zip(preds, keeps)])
         auprc = np.array([_metric(p, "macro_auprc", k) for p, k in zip(preds, keeps)])
-        out.append({
-            "task": task, "model": model, "recipe": recipe, "n_seeds": len(r), "n_classes": int(keeps[0].sum()),
-            "auroc_mean": float(auroc.mean()), "auroc_std": float(auroc.std(ddof=1)) if len(r) > 1 else float("nan"),
-            "auprc_mean": float(auprc.mean()), "auprc_std": float(auprc.std(ddof=1)) if len(r) > 1 else float("nan"),
-            "max_steps": int(r.max_total_steps.max()) if r.max_total_steps.notna().any() else None,
-            "steps_used": float(pd.to_numeric(r.steps_run, errors="coerce").mean()),
-            "chosen": "; ".join(f"{k} ({n})" for k, n in chosen.items()),
-        })  # fmt: skip
+        out.append(
+            {
+                "task": task,
+                "model": model,
+                "recipe": recipe,
+                "n_seeds": len(r),
+                "n_classes": int(keeps[0].sum()),
+                "auroc_mean": float(auroc.mean()),
+                "auroc_std": float(auroc.std(ddof=1)) if len(r) > 1 else float("nan"),
+                "auprc_mean": float(auprc.mean()),
+                "auprc_std": float(auprc.std(ddof=1)) if len(r) > 1 else float("nan"),
+                "max_steps": int(r.max_total_steps.max()) if r.max_total_steps.notna().any() else None,
+                "steps_used": float(pd.to_numeric(r.steps_run, errors="coerce").mean()),
+                "chosen": "; ".join(f"{k} ({n})" for k, n in chosen.items()),
+            }
+        )
     return out
 
 
@@ -276,13 +363,25 @@ def baseline_learns(table: pd.DataFrame) -> list[dict]:
         final = read_final(r.run_dir)
         last = float(load_metrics(r.run_dir)["train_loss"].iloc[-1])
         prevalence = (final.get("prevalence_loss") or {}).get("train")
-        out.append({"task": r.task, "seed": int(r.seed), "final_train_loss": last, "prevalence_loss": prevalence,
-                    "learns": prevalence is not None and last < prevalence})  # fmt: skip
+        out.append(
+            {
+                "task": r.task,
+                "seed": int(r.seed),
+                "final_train_loss": last,
+                "prevalence_loss": prevalence,
+                "learns": prevalence is not None and last < prevalence,
+            }
+        )
     return out
 
 
-def to_markdown(recipes: list[dict], results: list[dict], learns: list[dict], protocol: str = "official",
-                per_class: list[dict] = ()) -> str:  # fmt: skip
+def to_markdown(
+    recipes: list[dict],
+    results: list[dict],
+    learns: list[dict],
+    protocol: str = "official",
+    per_class: list[dict] = (),
+) -> str:
     """The recipe table, the comparison table and the literal baseline's loss check, as Markdown."""
     chosen = "chosen on fold 9" if protocol == "official" else "chosen on each fold's validation fold (folds)"
     lines = [
@@ -307,78 +406,172 @@ def to_markdown(recipes: list[dict], results: list[dict], learns: list[dict], pr
             f"{r['boot_diff']:+.3f} [{r['boot_low']:+.3f}, {r['boot_high']:+.3f}], p={r['boot_p']:.3f} |"
         )
     if per_class:
-        lines += ["", "Per class, seed means (every class with test positives, also those the macro scores leave out):", "",
-                  "| task | a | b | class | test positives | AUROC a | AUROC b | a − b | AUPRC a | AUPRC b | a − b |",
-                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {r['task']} | {r['a']} | {r['b']} | {r['class']} | {r['n_pos']} | {r['a_auroc']:.3f} | "
-                  f"{r['b_auroc']:.3f} | {r['a_auroc'] - r['b_auroc']:+.3f} | {r['a_auprc']:.3f} | {r['b_auprc']:.3f} | "
-                  f"{r['a_auprc'] - r['b_auprc']:+.3f} |" for r in per_class]  # fmt: skip
+        lines += [
+            "",
+            "Per class, seed means (every class with test positives, also those the macro scores leave out):",
+            "",
+            "| task | a | b | class | test positives | AUROC a | AUROC b | a − b | AUPRC a | AUPRC b | a − b |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['task']} | {r['a']} | {r['b']} | {r['class']} | {r['n_pos']} | {r['a_auroc']:.3f} | "
+            f"{r['b_auroc']:.3f} | {r['a_auroc'] - r['b_auroc']:+.3f} | {r['a_auprc']:.3f} | {r['b_auprc']:.3f} | "
+            f"{r['a_auprc'] - r['b_auprc']:+.3f} |"
+            for r in per_class
+        ]
     if not learns:
         return "\n".join(lines)
     n_learn = sum(r["learns"] for r in learns)
     lines += ["", f"Literal baseline_ft ends below the prevalence loss in {n_learn} of {len(learns)} runs:"]
-    lines += [f"- {r['task']} seed {r['seed']}: final train loss {r['final_train_loss']:.4f}, prevalence loss "
-              f"{r['prevalence_loss']:.4f}" for r in learns]  # fmt: skip
+    lines += [
+        f"- {r['task']} seed {r['seed']}: final train loss {r['final_train_loss']:.4f}, prevalence loss "
+        f"{r['prevalence_loss']:.4f}"
+        for r in learns
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     """Run the grid (resuming finished cells) and write the tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default=str(shared_dir() / "data" / "ptbxl-500"))
     parser.add_argument("--out", default="runs/bundled-ptbxl500")
     parser.add_argument("--weights", default="bundled", help="encoder checkpoint (default: the bundled one)")
     parser.add_argument("--tasks", nargs="+", default=["superdiagnostic", "rhythm"])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--budget-epochs", type=int, default=40, help="every recipe's total epochs (default 40)")
-    parser.add_argument("--search", action="append", default=None, metavar="KEY=V1,V2",
-                        help="fold-9 search of the tuned recipes (default lr=1e-4,3e-4,1e-3 and head_lr_scale=1,10)")
+    parser.add_argument(
+        "--budget-epochs", type=int, default=40, help="every recipe's total epochs (default 40)"
+    )
+    parser.add_argument(
+        "--search",
+        action="append",
+        default=None,
+        metavar="KEY=V1,V2",
+        help="fold-9 search of the tuned recipes (default lr=1e-4,3e-4,1e-3 and head_lr_scale=1,10)",
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--n-resamples", type=int, default=1000)
-    parser.add_argument("--candidate", action="append", default=[], metavar="LABEL=MODEL:WEIGHTS",
-                        help="also evaluate a pretrained candidate encoder (linear probe, tuned post-training, "
-                             "and the same architecture from random weights)")  # fmt: skip
-    parser.add_argument("--no-reference", action="store_true",
-                        help="train only the candidates (compare them with the reference runs of --also)")
-    parser.add_argument("--min-test-positives", type=int, default=1, metavar="K",
-                        help="score only classes with at least K positives among the test records (default 1)")
-    parser.add_argument("--protocol", choices=("official", ROTATE), default="official",
-                        help="official split, or rotate-folds: every fold tests once (ten runs per cell, pooled)")
-    parser.add_argument("--only", action="append", default=[], metavar="LABEL/RECIPE",
-                        help="train only these cells of the grid (e.g. cnn/post_training, xresnet1d101/scratch)")
-    parser.add_argument("--tune-scratch", action="store_true",
-                        help="also train xresnet1d101 from scratch with the same fold-9 search (scratch_tuned)")
-    parser.add_argument("--drop-test-fold", type=int, default=None, metavar="K",
-                        help="rotate-folds: leave fold K's test predictions out of the tables (a fold that chose "
-                             "the encoder; 9 for the bundled ones)")  # fmt: skip
-    parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs there; train nothing")
-    parser.add_argument("--also", action="append", default=[], metavar="DIR",
-                        help="another results folder of this script (same data and seeds) whose runs join the tables")
+    parser.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="LABEL=MODEL:WEIGHTS",
+        help="also evaluate a pretrained candidate encoder (linear probe, tuned post-training, "
+        "and the same architecture from random weights)",
+    )
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="train only the candidates (compare them with the reference runs of --also)",
+    )
+    parser.add_argument(
+        "--min-test-positives",
+        type=int,
+        default=1,
+        metavar="K",
+        help="score only classes with at least K positives among the test records (default 1)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("official", ROTATE),
+        default="official",
+        help="official split, or rotate-folds: every fold tests once (ten runs per cell, pooled)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="LABEL/RECIPE",
+        help="train only these cells of the grid (e.g. cnn/post_training, xresnet1d101/scratch)",
+    )
+    parser.add_argument(
+        "--tune-scratch",
+        action="store_true",
+        help="also train xresnet1d101 from scratch with the same fold-9 search (scratch_tuned)",
+    )
+    parser.add_argument(
+        "--drop-test-fold",
+        type=int,
+        default=None,
+        metavar="K",
+        help="rotate-folds: leave fold K's test predictions out of the tables (a fold that chose "
+        "the encoder; 9 for the bundled ones)",
+    )
+    parser.add_argument(
+        "--tables-only", action="store_true", help="write the tables from the runs there; train nothing"
+    )
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another results folder of this script (same data and seeds) whose runs join the tables",
+    )
     args = parser.parse_args()
 
     search = parse_search(args.search or ["lr=1e-4,3e-4,1e-3", "head_lr_scale=1,10"])
     candidates = [parse_candidate(c) for c in args.candidate]
-    grid = spec(args.tasks, args.seeds, args.budget_epochs, search, args.weights, candidates, not args.no_reference,
-                args.protocol, args.only, args.tune_scratch)  # fmt: skip
+    grid = spec(
+        args.tasks,
+        args.seeds,
+        args.budget_epochs,
+        search,
+        args.weights,
+        candidates,
+        not args.no_reference,
+        args.protocol,
+        args.only,
+        args.tune_scratch,
+    )
     if not args.tables_only:
         run_benchmark(grid, args.data, args.out, jobs=args.jobs)
     table = pd.concat([collect_results(d) for d in [args.out, *args.also]], ignore_index=True)
     pairs = COMPARISONS + tuple(p for c in candidates for p in candidate_comparisons(c["label"]))
-    results = [c for task in args.tasks for a, b in pairs for metric in ("macro_auroc", "macro_auprc")
-               if (c := compare(table, task, a, b, metric, args.n_resamples, args.min_test_positives,
-                                args.drop_test_fold)) is not None]  # fmt: skip
-    recipes, learns = recipe_table(table, args.min_test_positives, args.drop_test_fold), baseline_learns(table)
-    decisive = [(c["label"], "post_training") for c in candidates]  # each candidate against the task-specific CNN
-    per_class = [r for task in args.tasks for a in decisive for r in
-                 per_class_differences(table, task, a, ("xresnet1d101", "scratch"), args.drop_test_fold)]  # fmt: skip
+    results = [
+        c
+        for task in args.tasks
+        for a, b in pairs
+        for metric in ("macro_auroc", "macro_auprc")
+        if (
+            c := compare(
+                table, task, a, b, metric, args.n_resamples, args.min_test_positives, args.drop_test_fold
+            )
+        )
+        is not None
+    ]
+    recipes, learns = (
+        recipe_table(table, args.min_test_positives, args.drop_test_fold),
+        baseline_learns(table),
+    )
+    decisive = [
+        (c["label"], "post_training") for c in candidates
+    ]  # each candidate against the task-specific CNN
+    per_class = [
+        r
+        for task in args.tasks
+        for a in decisive
+        for r in per_class_differences(table, task, a, ("xresnet1d101", "scratch"), args.drop_test_fold)
+    ]
     text = to_markdown(recipes, results, learns, args.protocol, per_class)
     print(text)
     out = Path(args.out)
     suffix = f"-min{args.min_test_positives}pos" if args.min_test_positives > 1 else ""
     (out / f"comparisons{suffix}.md").write_text(text + "\n")
-    payload = {"search": search, "budget_epochs": args.budget_epochs, "min_test_positives": args.min_test_positives,
-               "protocol": args.protocol, "drop_test_fold": args.drop_test_fold, "candidates": candidates, "also": args.also,
-               "recipes": recipes, "comparisons": results, "per_class": per_class, "literal_baseline_learns": learns}  # fmt: skip
+    payload = {
+        "search": search,
+        "budget_epochs": args.budget_epochs,
+        "min_test_positives": args.min_test_positives,
+        "protocol": args.protocol,
+        "drop_test_fold": args.drop_test_fold,
+        "candidates": candidates,
+        "also": args.also,
+        "recipes": recipes,
+        "comparisons": results,
+        "per_class": per_class,
+        "literal_baseline_learns": learns,
+    }
     (out / f"comparisons{suffix}.json").write_text(json.dumps(payload, indent=1))
 
 

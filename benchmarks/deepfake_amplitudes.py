@@ -39,18 +39,24 @@ def main() -> None:
     parser.add_argument("--ptbxl", type=Path, default=shared_dir() / "data" / "ptbxl-500")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        fake = open_corpus(generate_deepfake_corpus(Path(tmp) / "fake", args.n, seed=args.seed, rate=500), rate=500)
+        fake = open_corpus(
+            generate_deepfake_corpus(Path(tmp) / "fake", args.n, seed=args.seed, rate=500), rate=500
+        )
         real = open_corpus(args.ptbxl, rate=500, cache_dir=tmp)
-        print(f"deepfake-ecg: {len(fake)} ECGs (seed {args.seed}, scale {DEEPFAKE_SCALE_MV} mV per unit); "
-              f"PTB-XL: {len(real)} records from {args.ptbxl}")
+        print(
+            f"deepfake-ecg: {len(fake)} ECGs (seed {args.seed}, scale {DEEPFAKE_SCALE_MV} mV per unit); "
+            f"PTB-XL: {len(real)} records from {args.ptbxl}"
+        )
         for band_pass in (False, True):
             f, r = lead_stats(fake.signals, band_pass), lead_stats(real.signals, band_pass)
             print(f"\n{'band-passed 0.67-40 Hz' if band_pass else 'raw'} (medians over records, mV)")
             print("| lead | std fake | std PTB-XL | ratio | p2p fake | p2p PTB-XL | ratio |")
             print("|---|---:|---:|---:|---:|---:|---:|")
             for i, lead in enumerate(LEADS):
-                print(f"| {lead} | {f['std'][i]:.3f} | {r['std'][i]:.3f} | {f['std'][i] / r['std'][i]:.2f} "
-                      f"| {f['p2p'][i]:.3f} | {r['p2p'][i]:.3f} | {f['p2p'][i] / r['p2p'][i]:.2f} |")
+                print(
+                    f"| {lead} | {f['std'][i]:.3f} | {r['std'][i]:.3f} | {f['std'][i] / r['std'][i]:.2f} "
+                    f"| {f['p2p'][i]:.3f} | {r['p2p'][i]:.3f} | {f['p2p'][i] / r['p2p'][i]:.2f} |"
+                )
             ratio = np.median(f["p2p"] / r["p2p"])
             print(f"median over leads of the p2p ratio: {ratio:.2f}")
 

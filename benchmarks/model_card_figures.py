@@ -30,8 +30,11 @@ from ecgadapt.models import model_info
 from ecgadapt.paths import shared_dir
 from ecgadapt.pretrain.pretrain import OBJECTIVES, PretrainConfig, build_encoder, build_masked_model
 
-ORIGIN_LABELS = {"generated": "held-out generated ECGs", "synthetic": "held-out synthetic ECGs",
-                 "real": "held-out real ECGs (ptbxl-unlabelled-1785)"}  # fmt: skip
+ORIGIN_LABELS = {
+    "generated": "held-out generated ECGs",
+    "synthetic": "held-out synthetic ECGs",
+    "real": "held-out real ECGs (ptbxl-unlabelled-1785)",
+}
 ORIGIN_COLOURS = {"generated": "tab:blue", "synthetic": "tab:green", "real": "tab:purple"}
 
 
@@ -40,18 +43,38 @@ def loss_figure(metrics: pd.DataFrame, steps_per_epoch: int, title: str, unit: s
     fig = Figure(figsize=(7, 4), dpi=110)
     ax = fig.add_subplot()
     steps = metrics["epoch"] * steps_per_epoch
-    by_origin = [o for o in ORIGIN_LABELS if metrics.get(f"val_loss_{o}", pd.Series(dtype=float)).notna().any()]
-    ax.plot(steps, metrics["train_loss"], label="train batches" + (" (generated)" if not by_origin else ""),
-            color="0.5")  # fmt: skip
+    by_origin = [
+        o for o in ORIGIN_LABELS if metrics.get(f"val_loss_{o}", pd.Series(dtype=float)).notna().any()
+    ]
+    ax.plot(
+        steps,
+        metrics["train_loss"],
+        label="train batches" + (" (generated)" if not by_origin else ""),
+        color="0.5",
+    )
     if by_origin:
         for origin in by_origin:
-            ax.plot(steps, metrics[f"val_loss_{origin}"], label=ORIGIN_LABELS[origin], color=ORIGIN_COLOURS[origin],
-                    marker="o", ms=3)  # fmt: skip
+            ax.plot(
+                steps,
+                metrics[f"val_loss_{origin}"],
+                label=ORIGIN_LABELS[origin],
+                color=ORIGIN_COLOURS[origin],
+                marker="o",
+                ms=3,
+            )
     else:
-        ax.plot(steps, metrics["val_loss"], label="held-out generated ECGs", color="tab:blue", marker="o", ms=3)
+        ax.plot(
+            steps, metrics["val_loss"], label="held-out generated ECGs", color="tab:blue", marker="o", ms=3
+        )
     if metrics["real_val_loss"].notna().any():
-        ax.plot(steps, metrics["real_val_loss"], label="real PTB-XL records (never trained on)", color="tab:red",
-                marker="o", ms=3)  # fmt: skip
+        ax.plot(
+            steps,
+            metrics["real_val_loss"],
+            label="real PTB-XL records (never trained on)",
+            color="tab:red",
+            marker="o",
+            ms=3,
+        )
     ax.axhline(1.0, color="k", lw=0.8, ls=":", label=f"predicting each {unit}'s mean (loss 1)")
     ax.set(xlabel="optimiser steps", ylabel=f"masked-{unit} MSE (per-{unit} normalised)", title=title)
     ax.grid(alpha=0.3)
@@ -86,10 +109,14 @@ def reconstruction_figure(out: dict, rate: int, title: str) -> Figure:
 
 def main() -> None:
     """Write both figures for the pretraining run ``--run``."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", required=True, help="ecgadapt pretrain run directory")
     parser.add_argument("--out", default="src/ecgadapt/weights")
-    parser.add_argument("--real", default=str(shared_dir() / "data" / "ptbxl-500"), help="PTB-XL-layout folder")
+    parser.add_argument(
+        "--real", default=str(shared_dir() / "data" / "ptbxl-500"), help="PTB-XL-layout folder"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask")
     args = parser.parse_args()
 

@@ -59,7 +59,11 @@ def build_corpora(work: Path, shared: Path, n_deepfake: int, n_synthetic: int) -
     if n_deepfake:
         sources.append(f"deepfake:{n_deepfake}:0")
     if n_synthetic:
-        sources.append(str(write_synthetic_ptbxl(work / f"synthetic-{n_synthetic}-s7", n_synthetic, seed=7, rates=(100,))))
+        sources.append(
+            str(
+                write_synthetic_ptbxl(work / f"synthetic-{n_synthetic}-s7", n_synthetic, seed=7, rates=(100,))
+            )
+        )
     sources.append(f"npy:{shared / 'data' / 'ptbxl-unlabelled-1785' / 'signals_100hz.npy'}")
     return sources
 
@@ -76,7 +80,9 @@ def pooled_features(model, cache, rows: np.ndarray, batch: int = 64) -> np.ndarr
     return np.concatenate(out)
 
 
-def linear_probe_fold9(encoder: Path | None, model_name: str, ptbxl500: Path, cache_dir: Path, seed: int = 0) -> dict:
+def linear_probe_fold9(
+    encoder: Path | None, model_name: str, ptbxl500: Path, cache_dir: Path, seed: int = 0
+) -> dict:
     """Macro AUROC/AUPRC on fold 9 of a logistic-regression probe trained on folds 1-8 (fold 10 untouched);
     ``encoder`` None probes the architecture's random initialisation (under ``seed``), the control."""
     from sklearn.linear_model import LogisticRegression
@@ -116,8 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared", type=Path, default=None, help="shared data folder (default: ECGADAPT_SHARED)")
     p.add_argument("--deepfake", type=int, default=50000, help="generated ECGs (0: none)")
     p.add_argument("--synthetic", type=int, default=20000, help="ecgadapt synthetic ECGs (0: none)")
-    p.add_argument("--weights", type=float, nargs="+", default=None,
-                   help="mixture weights, one per corpus in the order generated, synthetic, real (default 1 1 1)")  # fmt: skip
+    p.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=None,
+        help="mixture weights, one per corpus in the order generated, synthetic, real (default 1 1 1)",
+    )
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--steps-per-epoch", type=int, default=250)
     p.add_argument("--batch-size", type=int, default=64)
@@ -132,31 +143,58 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     sources = build_corpora(work, shared, args.deepfake, args.synthetic)
     weights = args.weights or [1.0] * len(sources)
-    summary = {"argv": sys.argv, "corpora": sources, "weights": weights, "threads": args.threads, "candidates": {}}
+    summary = {
+        "argv": sys.argv,
+        "corpora": sources,
+        "weights": weights,
+        "threads": args.threads,
+        "candidates": {},
+    }
     for name in args.candidates:
         spec = CANDIDATES[name]
         cfg = PretrainConfig(
-            corpora=sources, corpus_weights=weights, cache_dir=str(work / "cache"), epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, warmup_epochs=min(2.0, args.epochs / 4),
-            seed=args.seed, num_workers=0, device=args.device, progress=False, **spec,
-        )  # fmt: skip
+            corpora=sources,
+            corpus_weights=weights,
+            cache_dir=str(work / "cache"),
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            warmup_epochs=min(2.0, args.epochs / 4),
+            seed=args.seed,
+            num_workers=0,
+            device=args.device,
+            progress=False,
+            **spec,
+        )
         t0 = time.perf_counter()
         run = run_pretrain(cfg, work / name, resume=(work / name / "config.yaml").is_file())
         encoder = run / ENCODER_FILE
         size_mb = encoder.stat().st_size / 1e6
         if size_mb > MAX_FILE_MB:
-            raise SystemExit(f"{encoder} is {size_mb:.1f} MB, over the {MAX_FILE_MB} MB budget for a shipped file")
+            raise SystemExit(
+                f"{encoder} is {size_mb:.1f} MB, over the {MAX_FILE_MB} MB budget for a shipped file"
+            )
         final = json.loads((run / "final.json").read_text())
         ptbxl500 = shared / "data" / "ptbxl-500"
         probe = linear_probe_fold9(encoder, spec["model"], ptbxl500, work / "cache")
         control = linear_probe_fold9(None, spec["model"], ptbxl500, work / "cache", seed=args.seed)
         summary["candidates"][name] = {
-            **spec, "encoder": str(encoder), "sha256": file_sha256(encoder), "size_mb": round(size_mb, 3),
-            "held_out_losses": {k: v for k, v in final["last"].items() if k.startswith(("val_loss", "train_loss"))},
-            "selection": probe, "random_init_control": control, "seconds": round(time.perf_counter() - t0, 1),
-        }  # fmt: skip
+            **spec,
+            "encoder": str(encoder),
+            "sha256": file_sha256(encoder),
+            "size_mb": round(size_mb, 3),
+            "held_out_losses": {
+                k: v for k, v in final["last"].items() if k.startswith(("val_loss", "train_loss"))
+            },
+            "selection": probe,
+            "random_init_control": control,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         print(json.dumps({name: summary["candidates"][name]}, indent=2), flush=True)
-    scored = {n: np.mean([c["selection"][t]["fold9_macro_auroc"] for t in TASKS]) for n, c in summary["candidates"].items()}
+    scored = {
+        n: np.mean([c["selection"][t]["fold9_macro_auroc"] for t in TASKS])
+        for n, c in summary["candidates"].items()
+    }
     summary["selected_by_fold9_macro_auroc"] = max(scored, key=scored.get) if scored else None
     (work / "selection.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"selection -> {work / 'selection.json'}: {summary['selected_by_fold9_macro_auroc']}")

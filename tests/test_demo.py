@@ -20,7 +20,9 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(threads)
 
 
-def test_demo_compares_literal_and_tuned_baselines_with_post_training_and_writes_the_report(tmp_path: Path, capsys) -> None:
+def test_demo_compares_literal_and_tuned_baselines_with_post_training_and_writes_the_report(
+    tmp_path: Path, capsys
+) -> None:
     text = run_demo(tmp_path / "demo", seeds=[0], n_records=120, budget_epochs=2, n_resamples=20)
     out = capsys.readouterr().out
     assert "task" in out and "superdiagnostic" in out and "bundled checkpoint" in out
@@ -28,12 +30,16 @@ def test_demo_compares_literal_and_tuned_baselines_with_post_training_and_writes
     assert all(recipe in table for recipe in ("baseline_ft", "baseline_ft_tuned", "post_training"))
     assert "post_training - baseline_ft, paired by seed" in text
     assert "post_training - baseline_ft_tuned, paired by seed" in text
-    assert "chosen on fold 9, baseline_ft_tuned: lr=" in text and "chosen on fold 9, post_training: lr=" in text
+    assert (
+        "chosen on fold 9, baseline_ft_tuned: lr=" in text and "chosen on fold 9, post_training: lr=" in text
+    )
     report = tmp_path / "demo" / "results" / "report" / "report.html"
     assert f"report: {report}" in text and report.is_file()
     runs = sorted(p.name for p in (tmp_path / "demo" / "results" / "runs").iterdir())
-    assert runs == [f"superdiagnostic__{DEMO_MODEL}__{r}__frac1__seed0" for r in ("baseline_ft", "baseline_ft_tuned",
-                                                                                  "post_training")]  # fmt: skip
+    assert runs == [
+        f"superdiagnostic__{DEMO_MODEL}__{r}__frac1__seed0"
+        for r in ("baseline_ft", "baseline_ft_tuned", "post_training")
+    ]
     again = run_demo(tmp_path / "demo", seeds=[0], n_records=120, budget_epochs=2, n_resamples=20)
     assert "0 runs trained" in capsys.readouterr().out
     assert again.split("report:")[0] == text.split("report:")[0]  # same table from the reused runs

@@ -57,7 +57,9 @@ def test_default_finetune_starts_from_the_bundled_encoder(tmp_path: Path, flags:
     ("flags", "expected"),
     [({"model__weights": "none"}, None), ({"model__name": "xresnet1d101"}, None)],
 )
-def test_explicit_none_or_other_model_keeps_random_init(tmp_path: Path, flags: dict, expected: object) -> None:
+def test_explicit_none_or_other_model_keeps_random_init(
+    tmp_path: Path, flags: dict, expected: object
+) -> None:
     cfg = build_config(data__root=str(tmp_path), out=str(tmp_path / "run"), **flags)
     assert cfg.model.weights is expected
 

@@ -31,17 +31,30 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="read a dataset once into a memory-mapped cache")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
     q = sources.add_parser("ptbxl", help="cache a PTB-XL folder at one sampling rate")
-    q.add_argument("--root", required=True, help="PTB-XL folder (holds ptbxl_database.csv, records100/, records500/)")
-    q.add_argument("--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz (default 500)")
-    q.add_argument("--cache", default=None, help="cache base folder (default $ECGADAPT_CACHE or ~/.cache/ecgadapt)")
+    q.add_argument(
+        "--root", required=True, help="PTB-XL folder (holds ptbxl_database.csv, records100/, records500/)"
+    )
+    q.add_argument(
+        "--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz (default 500)"
+    )
+    q.add_argument(
+        "--cache", default=None, help="cache base folder (default $ECGADAPT_CACHE or ~/.cache/ecgadapt)"
+    )
     q.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
-    q.add_argument("--verify", action="store_true",
-                   help="also compare the record files' content hashes (not only sizes and times) with the cache")  # fmt: skip
+    q.add_argument(
+        "--verify",
+        action="store_true",
+        help="also compare the record files' content hashes (not only sizes and times) with the cache",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.data.cache import prepare_cache
 
-        print(prepare_cache(args.root, args.rate, cache_dir=args.cache, workers=args.workers, verify=args.verify))
+        print(
+            prepare_cache(
+                args.root, args.rate, cache_dir=args.cache, workers=args.workers, verify=args.verify
+            )
+        )
         return 0
 
     q.set_defaults(func=run)
@@ -51,8 +64,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect datasets")
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     q = cmds.add_parser("stats", help="records and class positives per split of a task (reads only the CSVs)")
-    q.add_argument("--root", required=True, help="PTB-XL folder (holds ptbxl_database.csv and scp_statements.csv)")
-    q.add_argument("--task", required=True, help="all, diagnostic, subdiagnostic, superdiagnostic, form or rhythm")
+    q.add_argument(
+        "--root", required=True, help="PTB-XL folder (holds ptbxl_database.csv and scp_statements.csv)"
+    )
+    q.add_argument(
+        "--task", required=True, help="all, diagnostic, subdiagnostic, superdiagnostic, form or rhythm"
+    )
     q.add_argument("--rate", type=int, choices=(100, 500), default=None, help="sampling rate (recorded only)")
     q.add_argument("--test-fold", type=int, default=10, help="strat_fold of the test split (default 10)")
     q.add_argument("--val-fold", type=int, default=9, help="strat_fold of the validation split (default 9)")
@@ -63,7 +80,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
         from ecgadapt.data.stats import format_stats, split_stats
 
-        stats = split_stats(args.root, args.task, rate=args.rate, test_fold=args.test_fold, val_fold=args.val_fold)
+        stats = split_stats(
+            args.root, args.task, rate=args.rate, test_fold=args.test_fold, val_fold=args.val_fold
+        )
         print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
         return 0
 
@@ -100,30 +119,113 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         help="fine-tune a model on a PTB-XL task with a recipe (writes a run directory)",
         description="Precedence: defaults < recipe preset < --config YAML < explicit flags < --set.",
     )
-    p.add_argument("--data", dest="data__root", metavar="DIR", help="PTB-XL-layout folder (ptbxl_database.csv, records100/...)")
-    p.add_argument("--task", dest="data__task", metavar="TASK", help="all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm")
-    p.add_argument("--model", dest="model__name", metavar="NAME", help="registered model name, e.g. xresnet1d_tiny (the default), ecg_vit_tiny, st_mem_vit_b75")
-    p.add_argument("--weights", dest="model__weights", metavar="PATH", help="pretrained checkpoint PATH, 'bundled', or 'none' (default: 'bundled' where ecgadapt ships a checkpoint for the model, else none)")
-    p.add_argument("--recipe", help="scratch, linear_probe, baseline_ft, lp_ft, post_training, post_training_no_lp, "
-                   "post_training_no_sd, post_training_no_dropout")  # fmt: skip
-    p.add_argument("--fraction", dest="data__fraction", type=float, metavar="F", help="fraction of the training split (0, 1]")
-    p.add_argument("--seed", type=int, help="run seed (model head init, shuffling, crops, fraction subsample)")
-    p.add_argument("--rate", dest="data__rate", type=int, metavar="HZ", help="sampling rate of the records read (100 or 500)")
-    p.add_argument("--source", dest="data__source", choices=("ptbxl", "cinc", "folder"), help="layout of --data (default ptbxl)")
-    p.add_argument("--labels", dest="data__labels", metavar="CSV", help="labels CSV record,labels[,fold] of --source folder")
-    p.add_argument("--cache-dir", dest="data__cache_dir", metavar="DIR", help="cache base folder (default $ECGADAPT_CACHE)")
+    p.add_argument(
+        "--data",
+        dest="data__root",
+        metavar="DIR",
+        help="PTB-XL-layout folder (ptbxl_database.csv, records100/...)",
+    )
+    p.add_argument(
+        "--task",
+        dest="data__task",
+        metavar="TASK",
+        help="all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm",
+    )
+    p.add_argument(
+        "--model",
+        dest="model__name",
+        metavar="NAME",
+        help="registered model name, e.g. xresnet1d_tiny (the default), ecg_vit_tiny, st_mem_vit_b75",
+    )
+    p.add_argument(
+        "--weights",
+        dest="model__weights",
+        metavar="PATH",
+        help="pretrained checkpoint PATH, 'bundled', or 'none' (default: 'bundled' where ecgadapt ships a checkpoint for the model, else none)",
+    )
+    p.add_argument(
+        "--recipe",
+        help="scratch, linear_probe, baseline_ft, lp_ft, post_training, post_training_no_lp, "
+        "post_training_no_sd, post_training_no_dropout",
+    )
+    p.add_argument(
+        "--fraction",
+        dest="data__fraction",
+        type=float,
+        metavar="F",
+        help="fraction of the training split (0, 1]",
+    )
+    p.add_argument(
+        "--seed", type=int, help="run seed (model head init, shuffling, crops, fraction subsample)"
+    )
+    p.add_argument(
+        "--rate",
+        dest="data__rate",
+        type=int,
+        metavar="HZ",
+        help="sampling rate of the records read (100 or 500)",
+    )
+    p.add_argument(
+        "--source",
+        dest="data__source",
+        choices=("ptbxl", "cinc", "folder"),
+        help="layout of --data (default ptbxl)",
+    )
+    p.add_argument(
+        "--labels",
+        dest="data__labels",
+        metavar="CSV",
+        help="labels CSV record,labels[,fold] of --source folder",
+    )
+    p.add_argument(
+        "--cache-dir",
+        dest="data__cache_dir",
+        metavar="DIR",
+        help="cache base folder (default $ECGADAPT_CACHE)",
+    )
     p.add_argument("--epochs", type=int, help="maximum epochs of every stage")
     p.add_argument("--batch-size", dest="training__batch_size", type=int, metavar="N")
     p.add_argument("--num-workers", dest="training__num_workers", type=int, metavar="N")
-    p.add_argument("--device", dest="training__device", metavar="DEVICE", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    p.add_argument("--eval-windows", dest="training__eval_windows", type=int, metavar="N", help="crops averaged at val/test")
-    p.add_argument("--max-train-batches", dest="training__max_train_batches", type=int, metavar="N", help="cap batches/epoch")
-    p.add_argument("--config", help="YAML file with config sections (data, model, recipe, training, seed, out)")
-    p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any field, e.g. --set recipe.stages.1.drop_path_rate=0.2 (repeatable)")  # fmt: skip
-    p.add_argument("--tune", dest="tune_items", action="append", default=[], metavar="KEY=V1,V2,...",
-                   help="search KEY over the values on validation fold 9, e.g. --tune lr=1e-4,3e-4,1e-3 --tune "
-                   "head_lr_scale=1,10 (repeatable; only the chosen candidate is scored on the test fold)")  # fmt: skip
+    p.add_argument(
+        "--device",
+        dest="training__device",
+        metavar="DEVICE",
+        help="auto (CUDA if available), cpu, cuda or cuda:N",
+    )
+    p.add_argument(
+        "--eval-windows",
+        dest="training__eval_windows",
+        type=int,
+        metavar="N",
+        help="crops averaged at val/test",
+    )
+    p.add_argument(
+        "--max-train-batches",
+        dest="training__max_train_batches",
+        type=int,
+        metavar="N",
+        help="cap batches/epoch",
+    )
+    p.add_argument(
+        "--config", help="YAML file with config sections (data, model, recipe, training, seed, out)"
+    )
+    p.add_argument(
+        "--set",
+        dest="set_items",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any field, e.g. --set recipe.stages.1.drop_path_rate=0.2 (repeatable)",
+    )
+    p.add_argument(
+        "--tune",
+        dest="tune_items",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="search KEY over the values on validation fold 9, e.g. --tune lr=1e-4,3e-4,1e-3 --tune "
+        "head_lr_scale=1,10 (repeatable; only the chosen candidate is scored on the test fold)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="tune candidates trained in parallel (default 1)")
     p.add_argument("--out", help="run directory to create")
     g = p.add_mutually_exclusive_group()
@@ -153,14 +255,28 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="re-score a finished run's best checkpoint on a split")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.add_argument("--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)")
+    p.add_argument(
+        "--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
-    p.add_argument("--uncalibrated", action="store_true", help="score the raw probabilities, not the temperature-scaled ones")
-    p.add_argument("--data", default=None, metavar="DIR", help="score on this external dataset instead of a split")
-    p.add_argument("--source", choices=("cinc", "folder"), default="folder", help="layout of --data (default folder)")
-    p.add_argument("--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder")
-    p.add_argument("--name", default=None, help="name of the external set in the run (default: --data's folder name)")
+    p.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="score the raw probabilities, not the temperature-scaled ones",
+    )
+    p.add_argument(
+        "--data", default=None, metavar="DIR", help="score on this external dataset instead of a split"
+    )
+    p.add_argument(
+        "--source", choices=("cinc", "folder"), default="folder", help="layout of --data (default folder)"
+    )
+    p.add_argument(
+        "--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder"
+    )
+    p.add_argument(
+        "--name", default=None, help="name of the external set in the run (default: --data's folder name)"
+    )
 
     def run(args: argparse.Namespace) -> int:
         import json
@@ -170,19 +286,31 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         if args.data is not None:
             from ecgadapt.train.external import evaluate_external, format_external
 
-            r = evaluate_external(args.run_dir, args.data, args.source, args.labels, name=args.name,
-                                  eval_windows=args.eval_windows, device=args.device)  # fmt: skip
+            r = evaluate_external(
+                args.run_dir,
+                args.data,
+                args.source,
+                args.labels,
+                name=args.name,
+                eval_windows=args.eval_windows,
+                device=args.device,
+            )
             print(json.dumps(r, indent=2) if args.json else format_external(r))
             return 0
         m = evaluate_run(
-            args.run_dir, split=args.split, eval_windows=args.eval_windows, device=args.device,
+            args.run_dir,
+            split=args.split,
+            eval_windows=args.eval_windows,
+            device=args.device,
             uncalibrated=args.uncalibrated,
-        )  # fmt: skip
+        )
         if args.json:
             print(json.dumps(m, indent=2))
             return 0
-        print(f"{args.run_dir} [{m['split']}, {m['n_records']} records, {m['eval_windows']} window(s)]: "
-              f"macro AUROC {m['macro_auroc']:.4f}  macro AUPRC {m['macro_auprc']:.4f}")  # fmt: skip
+        print(
+            f"{args.run_dir} [{m['split']}, {m['n_records']} records, {m['eval_windows']} window(s)]: "
+            f"macro AUROC {m['macro_auroc']:.4f}  macro AUPRC {m['macro_auprc']:.4f}"
+        )
         for c in m["per_class"]:
             auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
             auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
@@ -193,23 +321,40 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="class probabilities of WFDB records or .npy arrays from a finished run")
+    p = sub.add_parser(
+        "predict", help="class probabilities of WFDB records or .npy arrays from a finished run"
+    )
     p.add_argument("--run", required=True, help="run directory written by 'ecgadapt finetune'")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="WFDB record (.hea or base name) or .npy (12,T)/(N,12,T)")
-    p.add_argument("--rate", type=float, default=None, help="sampling rate of .npy inputs in Hz (required unless <name>.json beside the array gives {\"rate\": HZ})")
-    p.add_argument("--eval-windows", type=int, default=None, help="minimum windows per record (default: the run's)")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="WFDB record (.hea or base name) or .npy (12,T)/(N,12,T)"
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help='sampling rate of .npy inputs in Hz (required unless <name>.json beside the array gives {"rate": HZ})',
+    )
+    p.add_argument(
+        "--eval-windows", type=int, default=None, help="minimum windows per record (default: the run's)"
+    )
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", default=None, help="output file (default: print)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--uncalibrated", action="store_true", help="raw probabilities, not the run's temperature-scaled ones")
+    p.add_argument(
+        "--uncalibrated", action="store_true", help="raw probabilities, not the run's temperature-scaled ones"
+    )
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.train.predict import predict, write_predictions
 
         df = predict(
-            args.run, args.inputs, rate=args.rate, eval_windows=args.eval_windows, device=args.device,
+            args.run,
+            args.inputs,
+            rate=args.rate,
+            eval_windows=args.eval_windows,
+            device=args.device,
             uncalibrated=args.uncalibrated,
-        )  # fmt: skip
+        )
         text = write_predictions(df, args.out, args.format)
         if args.out is None:
             print(text, end="")
@@ -226,9 +371,13 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "predict, evaluate and robustness then apply them unless given --uncalibrated.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
-    p.add_argument("--mode", choices=("global", "per_class", "none"), default=None,
-                   help="one temperature, one per class, or none (removes calibration.json); default: the run's "
-                   "training.calibration")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=("global", "per_class", "none"),
+        default=None,
+        help="one temperature, one per class, or none (removes calibration.json); default: the run's "
+        "training.calibration",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.eval.temperature import calibrate_run
@@ -247,12 +396,29 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
         "baseline_wander, powerline_50hz, powerline_60hz, amplitude_scaling, time_shift, zeroed_leads, lead_sets "
         "(six limb leads, I + II, II alone). Seeded: a rerun gives the same table.",
     )
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
-    p.add_argument("--data", default=None, help="the run's dataset folder, if it moved (default: the run's data.root)")
-    p.add_argument("--corruption", dest="corruptions", action="append", default=None, metavar="NAME",
-                   help="only this corruption (repeatable; default: all)")  # fmt: skip
-    p.add_argument("--severity", dest="severities", type=int, action="append", default=None, metavar="N",
-                   help="only this severity >= 1 (repeatable; default: all)")  # fmt: skip
+    p.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'"
+    )
+    p.add_argument(
+        "--data", default=None, help="the run's dataset folder, if it moved (default: the run's data.root)"
+    )
+    p.add_argument(
+        "--corruption",
+        dest="corruptions",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="only this corruption (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--severity",
+        dest="severities",
+        type=int,
+        action="append",
+        default=None,
+        metavar="N",
+        help="only this severity >= 1 (repeatable; default: all)",
+    )
     p.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--uncalibrated", action="store_true", help="loss and ECE of the raw probabilities")
@@ -262,9 +428,14 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
 
         for run_dir in args.run_dirs:
             table = run_robustness(
-                run_dir, args.data, corruptions=args.corruptions, severities=args.severities, seed=args.seed,
-                device=args.device, uncalibrated=args.uncalibrated,
-            )  # fmt: skip
+                run_dir,
+                args.data,
+                corruptions=args.corruptions,
+                severities=args.severities,
+                seed=args.seed,
+                device=args.device,
+                uncalibrated=args.uncalibrated,
+            )
             print(format_robustness(table, run_dir))
         return 0
 
@@ -279,20 +450,47 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         "--set edits the spec (seeds=[0,1], models.0.weights=PATH, stage_overrides.epochs=1) or, for config paths "
         "(training.batch_size=8), adds a shared override.",
     )
-    p.add_argument("--spec", required=True, help="built-in spec (paper-main, paper-data-efficiency, paper-ablation, "
-                   "paper-vs-task-specific) or a YAML file")  # fmt: skip
-    p.add_argument("--data", required=True, help="PTB-XL-layout folder (or the folder of --source cinc|folder)")
-    p.add_argument("--source", choices=("ptbxl", "cinc", "folder"), default=None, help="layout of --data (default ptbxl)")
-    p.add_argument("--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder")
+    p.add_argument(
+        "--spec",
+        required=True,
+        help="built-in spec (paper-main, paper-data-efficiency, paper-ablation, "
+        "paper-vs-task-specific) or a YAML file",
+    )
+    p.add_argument(
+        "--data", required=True, help="PTB-XL-layout folder (or the folder of --source cinc|folder)"
+    )
+    p.add_argument(
+        "--source", choices=("ptbxl", "cinc", "folder"), default=None, help="layout of --data (default ptbxl)"
+    )
+    p.add_argument(
+        "--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder"
+    )
     p.add_argument("--out", required=True, help="results folder (runs/, spec.yaml, results.csv)")
-    p.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
-                   help="spec or config override (repeatable)")  # fmt: skip
-    p.add_argument("--weights", default=None, help="checkpoint for every model whose spec says 'weights: required'")
-    p.add_argument("--protocol", choices=("official", "rotate-folds"), default=None, help="override the spec's protocol")
+    p.add_argument(
+        "--set",
+        dest="set_items",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="spec or config override (repeatable)",
+    )
+    p.add_argument(
+        "--weights", default=None, help="checkpoint for every model whose spec says 'weights: required'"
+    )
+    p.add_argument(
+        "--protocol", choices=("official", "rotate-folds"), default=None, help="override the spec's protocol"
+    )
     p.add_argument("--jobs", type=int, default=1, help="parallel runs of the local executor (default 1)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)")
-    p.add_argument("--gpus-per-cell", type=float, default=None, help="Ray GPUs per run (default: 1 if the cluster has GPUs)")
+    p.add_argument(
+        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)"
+    )
+    p.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        default=None,
+        help="Ray GPUs per run (default: 1 if the cluster has GPUs)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
@@ -300,17 +498,27 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
 
         data_sets = [f"data.{k}={v}" for k, v in (("source", args.source), ("labels", args.labels)) if v]
         run_benchmark(
-            args.spec, args.data, args.out, [*data_sets, *args.set_items], weights=args.weights, protocol=args.protocol,
-            jobs=args.jobs, executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell,
+            args.spec,
+            args.data,
+            args.out,
+            [*data_sets, *args.set_items],
+            weights=args.weights,
+            protocol=args.protocol,
+            jobs=args.jobs,
+            executor=args.executor,
+            address=args.address,
+            gpus_per_cell=args.gpus_per_cell,
             progress=not args.no_progress,
-        )  # fmt: skip
+        )
         return 0
 
     p.set_defaults(func=run)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="report.md + self-contained report.html (tables, figures) of a benchmark")
+    p = sub.add_parser(
+        "report", help="report.md + self-contained report.html (tables, figures) of a benchmark"
+    )
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="the --out folder of 'ecgadapt benchmark'")
     p.add_argument("--out", default=None, help="report folder (default RESULTS_DIR/report)")
     p.add_argument("--n-bootstrap", type=int, default=1000, help="record-bootstrap resamples (default 1000)")
@@ -336,13 +544,28 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         description="Writes config.yaml, env.json, metrics.csv, checkpoints/last.pt and, when finished, "
         "encoder.safetensors (load it with finetune --weights PATH).",
     )
-    p.add_argument("--model", metavar="NAME", help="model to pretrain: ecg_vit_* or xresnet1d_* (default ecg_vit_tiny)")
-    p.add_argument("--corpus", dest="corpora", action="append", metavar="SRC",
-                   help="PTB-XL folder, prepared cache, folder of WFDB records, deepfake:N[:SEED], or a preprocessed "
-                   "(records, 12, samples) array npy:FILE.npy[@RATE] (repeatable)")  # fmt: skip
-    p.add_argument("--corpus-weight", dest="corpus_weights", action="append", type=float, metavar="W",
-                   help="share of training draws for each --corpus, in order (default: by corpus size)")  # fmt: skip
-    p.add_argument("--real-val", metavar="DIR", help="real held-out set (e.g. PTB-XL) for the domain-gap loss")
+    p.add_argument(
+        "--model", metavar="NAME", help="model to pretrain: ecg_vit_* or xresnet1d_* (default ecg_vit_tiny)"
+    )
+    p.add_argument(
+        "--corpus",
+        dest="corpora",
+        action="append",
+        metavar="SRC",
+        help="PTB-XL folder, prepared cache, folder of WFDB records, deepfake:N[:SEED], or a preprocessed "
+        "(records, 12, samples) array npy:FILE.npy[@RATE] (repeatable)",
+    )
+    p.add_argument(
+        "--corpus-weight",
+        dest="corpus_weights",
+        action="append",
+        type=float,
+        metavar="W",
+        help="share of training draws for each --corpus, in order (default: by corpus size)",
+    )
+    p.add_argument(
+        "--real-val", metavar="DIR", help="real held-out set (e.g. PTB-XL) for the domain-gap loss"
+    )
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--epochs", type=int)
     p.add_argument("--steps-per-epoch", type=int, metavar="N", help="cap on optimiser steps per epoch")
@@ -353,14 +576,22 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-ratio", type=float)
     p.add_argument("--decoder-width", type=int)
     p.add_argument("--decoder-depth", type=int)
-    p.add_argument("--segment-size", type=int, metavar="N", help="samples per masked segment (xresnet1d; default 25)")
+    p.add_argument(
+        "--segment-size", type=int, metavar="N", help="samples per masked segment (xresnet1d; default 25)"
+    )
     p.add_argument("--val-fraction", type=float, help="share of each corpus held out (default 0.05)")
     p.add_argument("--seed", type=int)
     p.add_argument("--num-workers", type=int, metavar="N")
     p.add_argument("--device", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--cache-dir", metavar="DIR", help="where prepared and generated corpora go")
-    p.add_argument("--model-arg", dest="model_args", action="append", default=[], metavar="KEY=VALUE",
-                   help="architecture override, e.g. --model-arg depth=6 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--model-arg",
+        dest="model_args",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture override, e.g. --model-arg depth=6 (repeatable)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     g.add_argument("--force", action="store_true", help="replace an existing run directory")
@@ -381,10 +612,19 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo, _add_prepare, _add_data, _add_models, _add_finetune, _add_evaluate, _add_predict, _add_calibrate,
+    _add_demo,
+    _add_prepare,
+    _add_data,
+    _add_models,
+    _add_finetune,
+    _add_evaluate,
+    _add_predict,
+    _add_calibrate,
     _add_robustness,
-    _add_benchmark, _add_report, _add_pretrain,
-]  # fmt: skip
+    _add_benchmark,
+    _add_report,
+    _add_pretrain,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,9 +67,16 @@ def pretrained_encoder(out: Path, cache_dir: Path, *, n_corpus: int, epochs: int
         return encoder, f"masked-ECG pretraining from an earlier demo run ({run_dir})"
     corpus = write_synthetic_ptbxl(out / "corpus", n_records=n_corpus, seed=1, rates=(DEMO_RATE,))
     cfg = PretrainConfig(
-        model=DEMO_MODEL, corpora=[str(corpus)], cache_dir=str(cache_dir), epochs=epochs, batch_size=64,
-        lr=1e-3, warmup_epochs=1.0, seed=0, num_workers=0,
-    )  # fmt: skip
+        model=DEMO_MODEL,
+        corpora=[str(corpus)],
+        cache_dir=str(cache_dir),
+        epochs=epochs,
+        batch_size=64,
+        lr=1e-3,
+        warmup_epochs=1.0,
+        seed=0,
+        num_workers=0,
+    )
     run_pretrain(cfg, run_dir, resume=(run_dir / "config.yaml").is_file())
     return encoder, f"short masked-ECG pretraining on {n_corpus} other synthetic ECGs (seed 1)"
 
@@ -93,8 +100,12 @@ def demo_spec(weights: Path, seeds: Sequence[int], budget_epochs: int) -> dict:
         ],
         "fractions": [1.0],
         "seeds": [int(s) for s in seeds],
-        "overrides": {"data.rate": DEMO_RATE, "training.num_workers": 0, "training.progress": False,
-                      "training.min_steps": 0},  # fmt: skip
+        "overrides": {
+            "data.rate": DEMO_RATE,
+            "training.num_workers": 0,
+            "training.progress": False,
+            "training.min_steps": 0,
+        },
         "stage_overrides": {"patience": 3},
         "budget_epochs": budget_epochs,
     }
@@ -136,7 +147,9 @@ def run_demo(
     print(f"[1/5] synthetic PTB-XL-layout dataset ({n_records} records) in {out / 'data'}")
     root = write_synthetic_ptbxl(out / "data", n_records=n_records, seed=0)
     cache = load_or_prepare(root, DEMO_RATE, cache_dir=cache_dir)
-    print(f"      cache: {cache.signals.shape[0]} records x 12 leads x {cache.signals.shape[2]} samples at {cache.rate} Hz")
+    print(
+        f"      cache: {cache.signals.shape[0]} records x 12 leads x {cache.signals.shape[2]} samples at {cache.rate} Hz"
+    )
     print(task_overview(root))
     print(f"\n      {DEMO_TASK} positives per split:")
     print(class_positives(root, DEMO_TASK))

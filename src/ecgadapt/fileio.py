@@ -48,7 +48,9 @@ def write_error(path: str | os.PathLike, err: BaseException, fix: str = "") -> W
     code = getattr(err, "errno", None)
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "No space left" in str(err):
         free = free_bytes(path)
-        why = "the disk is full (no space left on device" + (f", {human_bytes(free)} free" if free is not None else "")
+        why = "the disk is full (no space left on device" + (
+            f", {human_bytes(free)} free" if free is not None else ""
+        )
         why += ")"
         fix = fix or "free some space on that disk, or write somewhere else"
     elif code == errno.EROFS:

@@ -53,7 +53,9 @@ def test_prepare_writes_signals_index_and_manifest(mini: Path, tmp_path: Path) -
         row = int(c.rows_of([ecg_id])[0])
         np.testing.assert_array_equal(c.signals[row], read_record(record_base(mini, db, ecg_id, 100), 100))
     m = json.loads((path / MANIFEST_FILE).read_text())
-    assert m["complete"] is True and m["rate"] == 100 and m["shape"] == [12, 12, 100] and m["dtype"] == "float32"
+    assert (
+        m["complete"] is True and m["rate"] == 100 and m["shape"] == [12, 12, 100] and m["dtype"] == "float32"
+    )
     assert m["source_root"] == str(mini.resolve())
     assert m["fingerprint"]["n_records"] == 12 and m["fingerprint"]["ptbxl_database.csv"]["size"] > 0
     y, classes = c.labels("rhythm")
@@ -119,7 +121,9 @@ def test_interrupted_prepare_leaves_nothing_and_rerun_builds(
     np.testing.assert_array_equal(c.signals[11], read_record(record_base(mini, db, 12, 100), 100))
 
 
-def test_failing_rebuild_keeps_the_existing_cache(mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_rebuild_keeps_the_existing_cache(
+    mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = prepare_cache(mini, 100, cache_dir=tmp_path, workers=1, progress=False)
     before = np.asarray(open_cache(path).signals).copy()
     csv = mini / "ptbxl_database.csv"

@@ -74,8 +74,24 @@ def test_verify_finds_same_size_same_time_content_changes(mini, tmp_path):
     problem = cache_problem(path, mini, 100, verify=True)
     assert problem is not None and dat.name in problem and "content" in problem
     inode = (path / SIGNALS_FILE).stat().st_ino
-    assert main(["prepare", "ptbxl", "--root", str(mini), "--rate", "100", "--cache", str(tmp_path / "c"),
-                 "--workers", "1", "--verify"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prepare",
+                "ptbxl",
+                "--root",
+                str(mini),
+                "--rate",
+                "100",
+                "--cache",
+                str(tmp_path / "c"),
+                "--workers",
+                "1",
+                "--verify",
+            ]
+        )
+        == 0
+    )
     assert (path / SIGNALS_FILE).stat().st_ino != inode
 
 

@@ -51,7 +51,10 @@ def test_splits_partition_the_labelled_records(real) -> None:
     labelled = set(real.index["ecg_id"][y.any(axis=1)].tolist())
     for k in (10, 3):
         test_fold, val_fold = rotate_folds(k)
-        parts = [set(ECGDataset(real, "rhythm", s, test_fold=test_fold, val_fold=val_fold).ecg_ids) for s in ("train", "val", "test")]
+        parts = [
+            set(ECGDataset(real, "rhythm", s, test_fold=test_fold, val_fold=val_fold).ecg_ids)
+            for s in ("train", "val", "test")
+        ]
         assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
         assert parts[0] | parts[1] | parts[2] == labelled
     folds = real.index.set_index("ecg_id")["strat_fold"]
@@ -60,7 +63,9 @@ def test_splits_partition_the_labelled_records(real) -> None:
 
 def test_fractions_are_nested_and_seeded(real) -> None:
     full = ECGDataset(real, "diagnostic", "train")
-    ids = {f: set(ECGDataset(real, "diagnostic", "train", fraction=f, seed=2).ecg_ids) for f in (0.1, 0.25, 0.5)}
+    ids = {
+        f: set(ECGDataset(real, "diagnostic", "train", fraction=f, seed=2).ecg_ids) for f in (0.1, 0.25, 0.5)
+    }
     assert len(ids[0.1]) == 35 and len(ids[0.5]) == 176
     assert ids[0.1] < ids[0.25] < ids[0.5] < set(full.ecg_ids)
     again = ECGDataset(real, "diagnostic", "train", fraction=0.25, seed=2)
@@ -76,7 +81,9 @@ def test_fraction_only_applies_to_train(real) -> None:
 def test_transform_output_passes_through(real) -> None:
     crop = ECGDataset(real, "rhythm", "val", transform=lambda x: x[:, 100:350])
     assert crop[0][0].shape == (12, 250)
-    windows = ECGDataset(real, "rhythm", "val", transform=lambda x: np.stack([x[:, :500], x[:, 500:]]).astype(np.float64))
+    windows = ECGDataset(
+        real, "rhythm", "val", transform=lambda x: np.stack([x[:, :500], x[:, 500:]]).astype(np.float64)
+    )
     x, _ = windows[0]
     assert x.shape == (2, 12, 500) and x.dtype == torch.float32
 
@@ -109,10 +116,14 @@ def test_unknown_task_and_split(real) -> None:
 
 
 def test_fraction_that_leaves_a_class_without_positives_warns_naming_it(tmp_path: Path) -> None:
-    cache = load_or_prepare(make_root(tmp_path, n_records=40), 100, cache_dir=tmp_path / "c", workers=1, progress=False)
+    cache = load_or_prepare(
+        make_root(tmp_path, n_records=40), 100, cache_dir=tmp_path / "c", workers=1, progress=False
+    )
     y_full = ECGDataset(cache, "superdiagnostic", "train").labels
     assert (y_full.sum(axis=0) > 0).all()  # every class has training positives in the whole split
-    with pytest.warns(UserWarning, match=r"fraction=0.01 keeps 1 training records .* no positive of \d class\(es\)") as rec:
+    with pytest.warns(
+        UserWarning, match=r"fraction=0.01 keeps 1 training records .* no positive of \d class\(es\)"
+    ) as rec:
         ds = ECGDataset(cache, "superdiagnostic", "train", fraction=0.01)
     lost = [c for c, has in zip(ds.class_names, ds.labels.any(axis=0)) if not has]
     assert lost and all(c in str(rec[0].message) for c in lost)
@@ -139,9 +150,13 @@ def test_remembered_deterministic_steps_give_bit_identical_items_and_respect_the
     memo[0][0].zero_()
     assert memo._memo[memo.rows[0]].any(), "an item must never share memory with the memo"
     assert not pickle.loads(pickle.dumps(memo))._memo, "workers start with an empty memo"
-    small = ECGDataset(real, "superdiagnostic", "train", transform=transform, memo_mb=0.1)  # 2 records of 48 kB
+    small = ECGDataset(
+        real, "superdiagnostic", "train", transform=transform, memo_mb=0.1
+    )  # 2 records of 48 kB
     [small[i] for i in range(5)]
     assert len(small._memo) == 2
     small.transform = Compose([Standardize("global"), ToFloat32()])
-    assert torch.equal(small[0][0], torch.from_numpy(small.transform(np.asarray(real.signals[small.rows[0]]))))
+    assert torch.equal(
+        small[0][0], torch.from_numpy(small.transform(np.asarray(real.signals[small.rows[0]])))
+    )
     assert len(small._memo) == 1, "a new transform starts a new memo"

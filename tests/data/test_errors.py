@@ -69,7 +69,9 @@ def test_truncated_dat(root: Path, tmp_path: Path) -> None:
     dat = hr(root, 5).with_suffix(".dat")
     with open(dat, "r+b") as fh:
         fh.truncate(dat.stat().st_size // 2)
-    err = assert_prepare_fails(root, tmp_path, r"record 00005_hr: signal file .*00005_hr\.dat is truncated", workers=1)
+    err = assert_prepare_fails(
+        root, tmp_path, r"record 00005_hr: signal file .*00005_hr\.dat is truncated", workers=1
+    )
     assert "header needs 12000" in str(err)
 
 
@@ -85,7 +87,9 @@ def test_record_with_nans(root: Path, tmp_path: Path) -> None:
     d = digital(0, 500)
     d[10:13, 7] = -32768  # format 16's missing-sample value, read as NaN
     write_record(hr(root, 2).parent, "00002_hr", d, 500)
-    err = assert_prepare_fails(root, tmp_path, r"record 00002_hr: 3 missing \(NaN\) sample\(s\) in lead\(s\) \['V2'\]")
+    err = assert_prepare_fails(
+        root, tmp_path, r"record 00002_hr: 3 missing \(NaN\) sample\(s\) in lead\(s\) \['V2'\]"
+    )
     assert "exclude the record" in str(err)
 
 
@@ -109,12 +113,17 @@ def test_bad_strat_fold_value(root: Path) -> None:
 
 def test_missing_csv(root: Path) -> None:
     (root / "scp_statements.csv").unlink()
-    with pytest.raises(DataError, match=r"scp_statements\.csv not found; point --data \(finetune, benchmark\) or --root \(prepare, data stats\) at"):
+    with pytest.raises(
+        DataError,
+        match=r"scp_statements\.csv not found; point --data \(finetune, benchmark\) or --root \(prepare, data stats\) at",
+    ):
         split_stats(root, "all")
 
 
 def test_unknown_task(root: Path, tmp_path: Path) -> None:
-    msg = "unknown task 'superdiag'; valid tasks: all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm"
+    msg = (
+        "unknown task 'superdiag'; valid tasks: all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm"
+    )
     with pytest.raises(ConfigError, match=msg):
         split_stats(root, "superdiag")
     c = open_cache(prepare_cache(root, 100, cache_dir=tmp_path, workers=1, progress=False))
@@ -126,18 +135,24 @@ def test_unknown_task(root: Path, tmp_path: Path) -> None:
 
 def test_wrong_sampling_rate_in_header(root: Path, tmp_path: Path) -> None:
     write_record(hr(root, 6).parent, "00006_hr", digital(0, 250), 250)
-    err = assert_prepare_fails(root, tmp_path, r"record 00006_hr: header .*00006_hr\.hea says 250 Hz but 500 Hz")
+    err = assert_prepare_fails(
+        root, tmp_path, r"record 00006_hr: header .*00006_hr\.hea says 250 Hz but 500 Hz"
+    )
     assert "--rate 250" in str(err)
 
 
 def test_unavailable_rate_requested(root: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"sampling rate 250 is not available in PTB-XL; use one of \[100, 500\]"):
+    with pytest.raises(
+        ConfigError, match=r"sampling rate 250 is not available in PTB-XL; use one of \[100, 500\]"
+    ):
         prepare_cache(root, 250, cache_dir=tmp_path, progress=False)
 
 
 def test_record_of_another_length(root: Path, tmp_path: Path) -> None:
     write_record(hr(root, 6).parent, "00006_hr", digital(0, 400), 500)
-    assert_prepare_fails(root, tmp_path, r"record 00006_hr: shape \(12, 400\) differs from the dataset's \(12, 500\)")
+    assert_prepare_fails(
+        root, tmp_path, r"record 00006_hr: shape \(12, 400\) differs from the dataset's \(12, 500\)"
+    )
 
 
 def test_open_cache_on_a_folder_that_is_not_one(tmp_path: Path) -> None:
@@ -150,7 +165,9 @@ def test_open_cache_on_a_folder_that_is_not_one(tmp_path: Path) -> None:
 def test_signals_file_swapped_under_the_manifest(root: Path, tmp_path: Path) -> None:
     path = prepare_cache(root, 100, cache_dir=tmp_path, workers=1, progress=False)
     np.save(path / "signals.npy", np.zeros((2, 12, 100), dtype=np.float32))
-    with pytest.raises(DataError, match=r"holds float32\[2, 12, 100\], the manifest says float32\[6, 12, 100\]"):
+    with pytest.raises(
+        DataError, match=r"holds float32\[2, 12, 100\], the manifest says float32\[6, 12, 100\]"
+    ):
         open_cache(path)
 
 
@@ -174,5 +191,7 @@ def test_non_numeric_likelihood_names_the_ecg_id(tmp_path: Path, likelihood: str
     rows = list(csv.DictReader(db.open()))
     rows[2]["scp_codes"] = f"{{'NORM': {likelihood}}}"
     write_database(root, rows)
-    with pytest.raises(DataError, match=r"scp_codes of ecg_id 3 gives code 'NORM' the likelihood .* not a number"):
+    with pytest.raises(
+        DataError, match=r"scp_codes of ecg_id 3 gives code 'NORM' the likelihood .* not a number"
+    ):
         read_database(root)

@@ -30,8 +30,16 @@ from ecgadapt.errors import DataError
 LOWER = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
 
 
-def write_cinc(folder: Path, name: str, d: np.ndarray, fs: int, dx: str, names=LEADS, unit: str = "mV",
-               gain: float = 1000.0) -> Path:  # fmt: skip
+def write_cinc(
+    folder: Path,
+    name: str,
+    d: np.ndarray,
+    fs: int,
+    dx: str,
+    names=LEADS,
+    unit: str = "mV",
+    gain: float = 1000.0,
+) -> Path:
     """One CinC 2020/2021 record: ``<name>.mat`` ('val', leads x samples) and a header with ``# Dx:``."""
     folder.mkdir(parents=True, exist_ok=True)
     savemat(folder / f"{name}.mat", {"val": d.T.astype(np.int16)})
@@ -79,8 +87,9 @@ def test_cinc_source_reads_mat_and_counts_unmapped_codes(tmp_path):
 def test_lower_case_reordered_leads_uv_units_and_250_hz(tmp_path):
     d = digital(3, 2500)  # 10 s at 250 Hz
     order = [11, 0, 5, 3, 2, 1, 4, 6, 7, 8, 9, 10]  # leads shuffled, names lower case
-    base = write_cinc(tmp_path, "B1", d[:, order], 250, "426783006", names=[LOWER[i] for i in order], unit="uV",
-                      gain=1.0)  # fmt: skip
+    base = write_cinc(
+        tmp_path, "B1", d[:, order], 250, "426783006", names=[LOWER[i] for i in order], unit="uV", gain=1.0
+    )
     x, fs = read_any_record(base)
     assert fs == 250
     np.testing.assert_allclose(x, d.T / 1000.0, rtol=1e-6)  # uV -> mV, back in LEADS order

@@ -32,14 +32,19 @@ def test_stats_match_independent_counts(csv_only: Path, task: str) -> None:
     assert tuple(stats["splits"][s]["records"] for s in ("train", "val", "test")) == HAND_RECORDS[task]
     for split in ("train", "val", "test"):
         assert stats["splits"][split]["records"] == indep[split]["records"]
-        assert {c: n for c, n in stats["splits"][split]["positives"].items() if n} == indep[split]["positives"]
+        assert {c: n for c, n in stats["splits"][split]["positives"].items() if n} == indep[split][
+            "positives"
+        ]
     assert len(stats["classes"]) == stats["num_classes"] == len(stats["splits"]["train"]["positives"])
 
 
 def test_dropped_counts_and_rotation(csv_only: Path) -> None:
     stats = split_stats(csv_only, "form")
     # folds hold 58+51+34+42+47+33+44+44 / 81 / 66 rows; the rest of each split has no form statement
-    assert [stats["splits"][s]["records"] + stats["splits"][s]["dropped_unlabeled"] for s in ("train", "val", "test")] == [353, 81, 66]
+    assert [
+        stats["splits"][s]["records"] + stats["splits"][s]["dropped_unlabeled"]
+        for s in ("train", "val", "test")
+    ] == [353, 81, 66]
     rot = split_stats(csv_only, "all", test_fold=1, val_fold=2)
     assert rot["splits"]["test"]["folds"] == [1] and rot["splits"]["test"]["records"] == 58
     assert rot["splits"]["val"]["records"] == 51
@@ -58,7 +63,9 @@ def test_cli_data_stats_table_and_json(csv_only: Path, capsys: pytest.CaptureFix
     assert main(["data", "stats", "--root", str(csv_only), "--task", "rhythm"]) == 0
     out = capsys.readouterr().out
     assert "rhythm (12 classes)" in out and "AFLT" in out
-    assert main(["data", "stats", "--root", str(csv_only), "--task", "rhythm", "--rate", "100", "--json"]) == 0
+    assert (
+        main(["data", "stats", "--root", str(csv_only), "--task", "rhythm", "--rate", "100", "--json"]) == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["rate"] == 100 and data["splits"]["val"]["positives"]["AFLT"] == 5
 
@@ -73,7 +80,18 @@ def test_cli_unknown_task_is_one_clear_error(csv_only: Path, capsys: pytest.Capt
 
 def test_cli_prepare_ptbxl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_root(tmp_path, n_records=4)
-    args = ["prepare", "ptbxl", "--root", str(root), "--rate", "500", "--cache", str(tmp_path / "c"), "--workers", "1"]
+    args = [
+        "prepare",
+        "ptbxl",
+        "--root",
+        str(root),
+        "--rate",
+        "500",
+        "--cache",
+        str(tmp_path / "c"),
+        "--workers",
+        "1",
+    ]
     assert main(args) == 0
     out = capsys.readouterr()
     path = Path(out.out.strip())
@@ -89,10 +107,15 @@ def test_cli_prepare_missing_root(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "not found" in capsys.readouterr().err
 
 
-def test_cli_end_to_end_on_synthetic(synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_end_to_end_on_synthetic(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from ecgadapt.data.dataset import ECGDataset
 
-    assert main(["prepare", "ptbxl", "--root", str(synthetic_root), "--rate", "100", "--cache", str(tmp_path)]) == 0
+    assert (
+        main(["prepare", "ptbxl", "--root", str(synthetic_root), "--rate", "100", "--cache", str(tmp_path)])
+        == 0
+    )
     cache = open_cache(Path(capsys.readouterr().out.strip()))
     assert cache.signals.shape == (120, 12, 1000)
     assert main(["data", "stats", "--root", str(synthetic_root), "--task", "superdiagnostic", "--json"]) == 0

@@ -17,9 +17,19 @@ from ecgadapt.errors import ConfigError, DataError
 
 N = 60
 PTBXL_STATEMENT_COLUMNS = [
-    "description", "diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass",
-    "Statement Category", "SCP-ECG Statement Description", "AHA code", "aECG REFID", "CDISC Code", "DICOM Code",
-]  # fmt: skip
+    "description",
+    "diagnostic",
+    "form",
+    "rhythm",
+    "diagnostic_class",
+    "diagnostic_subclass",
+    "Statement Category",
+    "SCP-ECG Statement Description",
+    "AHA code",
+    "aECG REFID",
+    "CDISC Code",
+    "DICOM Code",
+]
 PTBXL_LEADS = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
@@ -102,7 +112,16 @@ def test_writes_into_an_existing_empty_folder(tmp_path):
 
 
 def test_layout_matches_ptbxl(root, db):
-    for col in ("patient_id", "age", "sex", "scp_codes", "strat_fold", "filename_lr", "filename_hr", "report"):
+    for col in (
+        "patient_id",
+        "age",
+        "sex",
+        "scp_codes",
+        "strat_fold",
+        "filename_lr",
+        "filename_hr",
+        "report",
+    ):
         assert col in db.columns
     assert list(db.index) == list(range(1, N + 1))
     assert db.loc[7, "filename_lr"] == "records100/00000/00007_lr"
@@ -124,7 +143,9 @@ def test_layout_matches_ptbxl(root, db):
     assert list(st.columns) == PTBXL_STATEMENT_COLUMNS
     used = set().union(*db.codes.apply(set))
     assert used <= set(st.index)
-    assert isinstance(db.loc[1, "codes"], dict) and all(isinstance(v, float) for v in db.loc[1, "codes"].values())
+    assert isinstance(db.loc[1, "codes"], dict) and all(
+        isinstance(v, float) for v in db.loc[1, "codes"].values()
+    )
 
 
 def test_real_statement_attributes_match_ptbxl(ptbxl500):
@@ -140,6 +161,7 @@ def test_real_statement_attributes_match_ptbxl(ptbxl500):
 def test_every_benchmark_task_is_non_empty(root, db):
     st = pd.read_csv(root / "scp_statements.csv", index_col=0)
     diag = st[st.diagnostic == 1]
+
     def labels(c: dict, task: str) -> set[str]:
         if task == "all":
             return set(c)

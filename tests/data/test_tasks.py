@@ -18,27 +18,46 @@ from ecgadapt.errors import ConfigError, DataError
 # Hand-verified from ptbxl_database.csv / scp_statements.csv of the first 500 PTB-XL records.
 HAND_LABELS = {
     1: {  # {'NORM': 100.0, 'LVOLT': 0.0, 'SR': 0.0}: likelihood 0.0 still counts
-        "all": {"LVOLT", "NORM", "SR"}, "diagnostic": {"NORM"}, "subdiagnostic": {"NORM"},
-        "superdiagnostic": {"NORM"}, "form": {"LVOLT"}, "rhythm": {"SR"},
+        "all": {"LVOLT", "NORM", "SR"},
+        "diagnostic": {"NORM"},
+        "subdiagnostic": {"NORM"},
+        "superdiagnostic": {"NORM"},
+        "form": {"LVOLT"},
+        "rhythm": {"SR"},
     },
     8: {  # {'IMI': 35.0, 'ABQRS': 0.0, 'SR': 0.0}
-        "all": {"ABQRS", "IMI", "SR"}, "diagnostic": {"IMI"}, "subdiagnostic": {"IMI"},
-        "superdiagnostic": {"MI"}, "form": {"ABQRS"}, "rhythm": {"SR"},
+        "all": {"ABQRS", "IMI", "SR"},
+        "diagnostic": {"IMI"},
+        "subdiagnostic": {"IMI"},
+        "superdiagnostic": {"MI"},
+        "form": {"ABQRS"},
+        "rhythm": {"SR"},
     },
     26: {  # {'NST_': 100.0, 'DIG': 100.0, 'SR': 0.0}: DIG's subclass is STTC, NST_'s is NST_
-        "all": {"DIG", "NST_", "SR"}, "diagnostic": {"DIG", "NST_"}, "subdiagnostic": {"NST_", "STTC"},
-        "superdiagnostic": {"STTC"}, "form": {"DIG", "NST_"}, "rhythm": {"SR"},
+        "all": {"DIG", "NST_", "SR"},
+        "diagnostic": {"DIG", "NST_"},
+        "subdiagnostic": {"NST_", "STTC"},
+        "superdiagnostic": {"STTC"},
+        "form": {"DIG", "NST_"},
+        "rhythm": {"SR"},
     },
     77: {  # {'AMI': 50.0, 'IRBBB': 100.0, 'SR': 0.0}: no form statement
-        "all": {"AMI", "IRBBB", "SR"}, "diagnostic": {"AMI", "IRBBB"}, "subdiagnostic": {"AMI", "IRBBB"},
-        "superdiagnostic": {"CD", "MI"}, "form": set(), "rhythm": {"SR"},
+        "all": {"AMI", "IRBBB", "SR"},
+        "diagnostic": {"AMI", "IRBBB"},
+        "subdiagnostic": {"AMI", "IRBBB"},
+        "superdiagnostic": {"CD", "MI"},
+        "form": set(),
+        "rhythm": {"SR"},
     },
     500: {  # {'IMI': 50.0, 'LVH': 100.0, 'ISC_': 100.0, 'IVCD': 100.0, 'QWAVE': 0.0, 'STD_': 0.0, 'AFIB': 0.0}
         "all": {"AFIB", "IMI", "ISC_", "IVCD", "LVH", "QWAVE", "STD_"},
-        "diagnostic": {"IMI", "ISC_", "IVCD", "LVH"}, "subdiagnostic": {"IMI", "ISC_", "IVCD", "LVH"},
-        "superdiagnostic": {"CD", "HYP", "MI", "STTC"}, "form": {"QWAVE", "STD_"}, "rhythm": {"AFIB"},
+        "diagnostic": {"IMI", "ISC_", "IVCD", "LVH"},
+        "subdiagnostic": {"IMI", "ISC_", "IVCD", "LVH"},
+        "superdiagnostic": {"CD", "HYP", "MI", "STTC"},
+        "form": {"QWAVE", "STD_"},
+        "rhythm": {"AFIB"},
     },
-}  # fmt: skip
+}
 
 # Labelled records per split (train folds 1-8, val 9, test 10), checked with an independent csv/ast count.
 HAND_RECORDS = {
@@ -57,7 +76,14 @@ HAND_POSITIVES = {
     ("rhythm", "SR"): (291, 63, 53),
     ("all", "NORM"): (225, 36, 36),
 }
-NUM_CLASSES = {"all": 71, "diagnostic": 44, "subdiagnostic": 23, "superdiagnostic": 5, "form": 19, "rhythm": 12}
+NUM_CLASSES = {
+    "all": 71,
+    "diagnostic": 44,
+    "subdiagnostic": 23,
+    "superdiagnostic": 5,
+    "form": 19,
+    "rhythm": 12,
+}
 
 
 def independent_counts(root: Path, task: str) -> dict:
@@ -73,7 +99,11 @@ def independent_counts(root: Path, task: str) -> dict:
             return code if s[task] == "1.0" else None
         if s["diagnostic"] != "1.0":
             return None
-        return {"diagnostic": code, "subdiagnostic": s["diagnostic_subclass"], "superdiagnostic": s["diagnostic_class"]}[task]
+        return {
+            "diagnostic": code,
+            "subdiagnostic": s["diagnostic_subclass"],
+            "superdiagnostic": s["diagnostic_class"],
+        }[task]
 
     out = {split: {"records": 0, "positives": {}} for split in ("train", "val", "test")}
     with open(root / "ptbxl_database.csv", newline="") as fh:
@@ -104,8 +134,19 @@ def test_superdiagnostic_and_rhythm_class_names(real) -> None:
     _, st = real
     assert task_classes(st, "superdiagnostic") == ["CD", "HYP", "MI", "NORM", "STTC"]
     assert task_classes(st, "rhythm") == [
-        "AFIB", "AFLT", "BIGU", "PACE", "PSVT", "SARRH", "SBRAD", "SR", "STACH", "SVARR", "SVTAC", "TRIGU",
-    ]  # fmt: skip
+        "AFIB",
+        "AFLT",
+        "BIGU",
+        "PACE",
+        "PSVT",
+        "SARRH",
+        "SBRAD",
+        "SR",
+        "STACH",
+        "SVARR",
+        "SVTAC",
+        "TRIGU",
+    ]
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -160,5 +201,7 @@ def test_unknown_scp_code_is_a_data_error(tmp_path: Path) -> None:
 
 def test_unknown_task_lists_the_valid_ones(real) -> None:
     _, st = real
-    with pytest.raises(ConfigError, match="valid tasks: all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm"):
+    with pytest.raises(
+        ConfigError, match="valid tasks: all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm"
+    ):
         task_classes(st, "diagnostics")

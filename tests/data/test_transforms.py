@@ -149,9 +149,20 @@ def test_compose_runs_in_order():
         (InputSpec(sampling_rate=250, length=2250), True, 1, (12, 2250)),
         (InputSpec(sampling_rate=250, length=2250), False, 3, (3, 12, 2250)),
         (InputSpec(sampling_rate=500, length=5000, normalisation="global"), False, 1, (12, 5000)),
-        (InputSpec(sampling_rate=100, length=500, normalisation="minmax", band_pass=None, flatten_leads=True),
-         False, 1, (1, 6000)),
-        (InputSpec(sampling_rate=100, length=500, normalisation="none", flatten_leads=True), False, 2, (2, 1, 6000)),
+        (
+            InputSpec(
+                sampling_rate=100, length=500, normalisation="minmax", band_pass=None, flatten_leads=True
+            ),
+            False,
+            1,
+            (1, 6000),
+        ),
+        (
+            InputSpec(sampling_rate=100, length=500, normalisation="none", flatten_leads=True),
+            False,
+            2,
+            (2, 1, 6000),
+        ),
         (InputSpec(sampling_rate=500, length=1000, leads=("I", "II", "V1")), True, 1, (3, 1000)),
     ],
 )
@@ -171,7 +182,9 @@ def test_build_transforms_normalises_and_selects_leads():
     y = pipe(x)
     np.testing.assert_allclose(y.mean(1), 0, atol=1e-4)
     np.testing.assert_allclose(y.std(1), 1, atol=1e-3)
-    raw = build_transforms(InputSpec(500, 5000, leads=("V1", "I"), normalisation="none", band_pass=None), 500, False)(x)
+    raw = build_transforms(
+        InputSpec(500, 5000, leads=("V1", "I"), normalisation="none", band_pass=None), 500, False
+    )(x)
     assert raw[0].mean() > 90 and abs(raw[1].mean() - 1) < 0.2
     with pytest.raises(ConfigError):
         build_transforms(InputSpec(500, 5000, normalisation="zscore"), 500, False)

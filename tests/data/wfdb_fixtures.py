@@ -75,7 +75,9 @@ def make_root(
     for i in range(n_records):
         ecg_id = i + 1
         for fs, suffix, sub in ((100, "lr", "records100"), (500, "hr", "records500")):
-            write_record(root / sub / "00000", f"{ecg_id:05d}_{suffix}", digital(ecg_id * 7 + fs, fs * seconds), fs)
+            write_record(
+                root / sub / "00000", f"{ecg_id:05d}_{suffix}", digital(ecg_id * 7 + fs, fs * seconds), fs
+            )
         rows.append(
             {
                 "ecg_id": ecg_id,
@@ -89,7 +91,9 @@ def make_root(
     write_database(root, rows)
     with open(root / "scp_statements.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["", "description", "diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"])
+        w.writerow(
+            ["", "description", "diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"]
+        )
         for code, *rest in STATEMENTS:
             w.writerow([code, code.lower(), *rest])
     return root

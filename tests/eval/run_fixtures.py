@@ -33,23 +33,40 @@ def scores(y: np.ndarray, quality: float, seed: int) -> np.ndarray:
     return (1 / (1 + np.exp(-logits))).astype(np.float32)
 
 
-def config(task: str = "superdiagnostic", recipe: str = "post_training", seed: int = 0, fraction: float = 1.0,
-           model: str = "ecg_vit_tiny", test_fold: int = 10, val_fold: int = 9) -> dict:
+def config(
+    task: str = "superdiagnostic",
+    recipe: str = "post_training",
+    seed: int = 0,
+    fraction: float = 1.0,
+    model: str = "ecg_vit_tiny",
+    test_fold: int = 10,
+    val_fold: int = 9,
+) -> dict:
     """A plain config dict shaped like ``FinetuneConfig.to_dict()``."""
     stages = [{"name": "finetune", "trainable": "all", "epochs": 3, "lr": 1e-4, "drop_path_rate": 0.0}]
     if recipe.startswith("post_training") or recipe == "lp_ft":
-        stages = [{"name": "probe", "trainable": "head", "epochs": 2, "lr": 1e-3, "drop_path_rate": 0.0},
-                  {"name": "finetune", "trainable": "all", "epochs": 3, "lr": 1e-4, "drop_path_rate": 0.2}]
+        stages = [
+            {"name": "probe", "trainable": "head", "epochs": 2, "lr": 1e-3, "drop_path_rate": 0.0},
+            {"name": "finetune", "trainable": "all", "epochs": 3, "lr": 1e-4, "drop_path_rate": 0.2},
+        ]
     return {
-        "data": {"root": "/data/ptbxl", "rate": 100, "task": task, "fraction": fraction, "seed": None,
-                 "cache_dir": None, "test_fold": test_fold, "val_fold": val_fold},
+        "data": {
+            "root": "/data/ptbxl",
+            "rate": 100,
+            "task": task,
+            "fraction": fraction,
+            "seed": None,
+            "cache_dir": None,
+            "test_fold": test_fold,
+            "val_fold": val_fold,
+        },
         "model": {"name": model, "weights": None, "kwargs": {"width": 16}},
         "recipe": {"name": recipe, "stages": stages, "pretrained": True},
         "training": {"batch_size": 8, "max_train_batches": 2},
         "seed": seed,
         "out": None,
         "notes": [],
-    }  # fmt: skip
+    }
 
 
 def write_run(
@@ -73,9 +90,20 @@ def write_run(
     rng = np.random.default_rng(seed)
     for i, st in enumerate(stages):
         for e in range(st["epochs"]):
-            rows.append({"stage": i, "stage_name": st["name"], "epoch": e, "train_loss": 0.7 - 0.01 * e,
-                         "val_loss": 0.69, "val_macro_auroc": 0.5 + 0.05 * (i + e) + 0.01 * rng.random(),
-                         "val_macro_auprc": 0.3, "lr": st["lr"], "time_s": 0.1, "best": 1})  # fmt: skip
+            rows.append(
+                {
+                    "stage": i,
+                    "stage_name": st["name"],
+                    "epoch": e,
+                    "train_loss": 0.7 - 0.01 * e,
+                    "val_loss": 0.69,
+                    "val_macro_auroc": 0.5 + 0.05 * (i + e) + 0.01 * rng.random(),
+                    "val_macro_auprc": 0.3,
+                    "lr": st["lr"],
+                    "time_s": 0.1,
+                    "best": 1,
+                }
+            )
     with (run_dir / "metrics.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -88,26 +116,48 @@ def write_run(
     out = {}
     for split, y, ids in (("val", y_val, ids_val), ("test", y_test, ids_test)):
         s = scores(y, quality, seed * 1000 + (split == "test") + int(cfg["data"]["test_fold"]) * 7)
-        np.savez(run_dir / f"predictions_{split}.npz", ecg_ids=np.asarray(ids), class_names=np.asarray(CLASSES[: y.shape[1]]),
-                 y_true=y.astype(np.int8), y_score=s)  # fmt: skip
+        np.savez(
+            run_dir / f"predictions_{split}.npz",
+            ecg_ids=np.asarray(ids),
+            class_names=np.asarray(CLASSES[: y.shape[1]]),
+            y_true=y.astype(np.int8),
+            y_score=s,
+        )
         out[split] = classification_metrics(y, s, CLASSES[: y.shape[1]])
         out[split]["loss"] = 0.6
     final = {
-        "recipe": cfg["recipe"]["name"], "stages": stages, "seed": seed, "fraction": cfg["data"]["fraction"],
-        "task": task, "model": cfg["model"]["name"], "weights": None, "notes": [],
+        "recipe": cfg["recipe"]["name"],
+        "stages": stages,
+        "seed": seed,
+        "fraction": cfg["data"]["fraction"],
+        "task": task,
+        "model": cfg["model"]["name"],
+        "weights": None,
+        "notes": [],
         "class_names": list(CLASSES[: y_test.shape[1]]),
         "n_records": {"train": 300, "val": len(y_val), "test": len(y_test)},
-        "best": {"stage": len(stages) - 1, "stage_name": stages[-1]["name"], "epoch": 1,
-                 "val": {"macro_auroc": out["val"]["macro_auroc"], "macro_auprc": out["val"]["macro_auprc"]}},
-        "val": out["val"], "test": out["test"],
+        "best": {
+            "stage": len(stages) - 1,
+            "stage_name": stages[-1]["name"],
+            "epoch": 1,
+            "val": {"macro_auroc": out["val"]["macro_auroc"], "macro_auprc": out["val"]["macro_auprc"]},
+        },
+        "val": out["val"],
+        "test": out["test"],
         "timings": {"train_s": 1.5, "final_eval_s": 0.2},
-    }  # fmt: skip
+    }
     (run_dir / "final.json").write_text(json.dumps(final, indent=2))
     return run_dir
 
 
-QUALITY = {"baseline_ft": 0.8, "post_training": 1.2, "post_training_no_lp": 1.0, "post_training_no_sd": 1.1,
-           "post_training_no_dropout": 1.15, "scratch": 0.3}  # fmt: skip
+QUALITY = {
+    "baseline_ft": 0.8,
+    "post_training": 1.2,
+    "post_training_no_lp": 1.0,
+    "post_training_no_sd": 1.1,
+    "post_training_no_dropout": 1.15,
+    "scratch": 0.3,
+}
 
 
 def fabricate_results(
@@ -127,8 +177,13 @@ def fabricate_results(
                 for seed in seeds:
                     cfg = config(task, recipe, seed, fraction)
                     name = f"{task}__ecg_vit_tiny__{recipe}__frac{fraction:g}__seed{seed}"
-                    write_run(root / "runs" / name, cfg, y_test=y, ids_test=ids,
-                              quality=QUALITY.get(recipe, 1.0) * (0.6 + 0.4 * fraction))  # fmt: skip
+                    write_run(
+                        root / "runs" / name,
+                        cfg,
+                        y_test=y,
+                        ids_test=ids,
+                        quality=QUALITY.get(recipe, 1.0) * (0.6 + 0.4 * fraction),
+                    )
     return root
 
 
@@ -150,9 +205,20 @@ def add_shift_results(root: Path, corruptions=("gaussian_noise", "lead_sets")) -
             c = CORRUPTIONS[name]
             for s in c.severities:
                 auroc = clean - 0.04 * s / quality
-                rows.append({"corruption": name, "severity": s, "level": c.level(s), "macro_auroc": auroc,
-                             "macro_auprc": auroc - 0.3, "loss": 0.5 + 0.05 * s, "ece": 0.05, "n_records": 80,
-                             "seed": 0, "calibration": "global"})  # fmt: skip
+                rows.append(
+                    {
+                        "corruption": name,
+                        "severity": s,
+                        "level": c.level(s),
+                        "macro_auroc": auroc,
+                        "macro_auprc": auroc - 0.3,
+                        "loss": 0.5 + 0.05 * s,
+                        "ece": 0.05,
+                        "n_records": 80,
+                        "seed": 0,
+                        "calibration": "global",
+                    }
+                )
         with (run_dir / "robustness.csv").open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()

@@ -152,9 +152,13 @@ def test_pooled_paired_bootstrap_averages_runs():
     runs_b = [s + 1.5 * rng.normal(size=s.shape) for _ in range(2)]
     res = pooled_paired_bootstrap(y, runs_a, runs_b, n_resamples=80, seed=1, return_samples=True)
     single = [bootstrap_ci(y, r, n_resamples=80, seed=1, return_samples=True) for r in runs_a + runs_b]
-    expected = np.mean([x["samples"] for x in single[:3]], axis=0) - np.mean([x["samples"] for x in single[3:]], axis=0)
+    expected = np.mean([x["samples"] for x in single[:3]], axis=0) - np.mean(
+        [x["samples"] for x in single[3:]], axis=0
+    )
     np.testing.assert_allclose(res["samples"], expected, atol=1e-12)
-    assert res["diff"] == pytest.approx(np.mean([x["point"] for x in single[:3]]) - np.mean([x["point"] for x in single[3:]]))
+    assert res["diff"] == pytest.approx(
+        np.mean([x["point"] for x in single[:3]]) - np.mean([x["point"] for x in single[3:]])
+    )
     assert res["n_runs_a"] == 3 and res["n_runs_b"] == 2 and res["low"] > 0
 
 
@@ -174,7 +178,9 @@ def test_seed_summary():
     arr = np.array(vals)
     assert res["mean"] == pytest.approx(arr.mean()) and res["std"] == pytest.approx(arr.std(ddof=1))
     half = 3.182446305284263 * arr.std(ddof=1) / 2  # t_{0.975, 3} * s / sqrt(4)
-    assert res["ci_low"] == pytest.approx(arr.mean() - half) and res["ci_high"] == pytest.approx(arr.mean() + half)
+    assert res["ci_low"] == pytest.approx(arr.mean() - half) and res["ci_high"] == pytest.approx(
+        arr.mean() + half
+    )
     one = seed_summary([0.5])
     assert one["n"] == 1 and np.isnan(one["std"]) and np.isnan(one["ci_low"])
     with pytest.raises(MetricInputError, match="NaN or inf"):

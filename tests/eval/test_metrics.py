@@ -86,7 +86,9 @@ def test_class_without_positive_or_negative_is_excluded_and_listed():
     table = per_class_table(y, s, ["NORM", "MI", "STTC", "CD"])
     assert list(table["class"]) == ["NORM", "MI", "STTC", "CD"]
     assert list(table["scored"]) == [True, False, True, False]
-    assert np.isnan(table.loc[1, "auroc"]) and table.loc[0, "auprc"] == pytest.approx(res["per_class"][0]["auprc"])
+    assert np.isnan(table.loc[1, "auroc"]) and table.loc[0, "auprc"] == pytest.approx(
+        res["per_class"][0]["auprc"]
+    )
 
 
 def test_no_scorable_class_raises():

@@ -50,7 +50,9 @@ def results_dir(tmp_path):
 
 def test_compare_recipes_matches_the_statistics_it_names(results_dir):
     table = collect_results(results_dir).assign(setting="m")
-    comp = compare_recipes(table, "post_training", "baseline_ft", ("setting", "task", "fraction"), n_resamples=200)
+    comp = compare_recipes(
+        table, "post_training", "baseline_ft", ("setting", "task", "fraction"), n_resamples=200
+    )
     assert len(comp) == 2 * 2  # tasks x metrics
     row = comp[(comp["task"] == "rhythm") & (comp["metric"] == "macro_auroc")].iloc[0]
     t = table[table["task"] == "rhythm"]
@@ -84,7 +86,10 @@ def _section(html: str, sid: str) -> str:
 
 def test_report_renders_every_section_self_contained(tmp_path):
     root = fabricate_results(
-        tmp_path / "res", recipes=("baseline_ft", "post_training", "post_training_no_sd"), fractions=(0.5, 1.0), seeds=(0, 1)
+        tmp_path / "res",
+        recipes=("baseline_ft", "post_training", "post_training_no_sd"),
+        fractions=(0.5, 1.0),
+        seeds=(0, 1),
     )
     add_shift_results(root)
     before = _pyplot_figures()
@@ -93,13 +98,18 @@ def test_report_renders_every_section_self_contained(tmp_path):
     assert not rep.absent, rep.absent
     page = rep.html.read_text()
     for sid, title in [
-        ("overview", "Overview"), ("main-results", "Main results"),
-        ("improvement", "Relative improvement of post-training over the baselines"), ("data-efficiency", "Data efficiency"),
-        ("training-dynamics", "Training dynamics"), ("ablation", "Ablation of post_training"),
-        ("per-class", "Per-class results"), ("exclusions", "Classes left out of the macro metrics"),
-        ("calibration", "Calibration"), ("temperature-scaling", "Calibration after temperature scaling"),
+        ("overview", "Overview"),
+        ("main-results", "Main results"),
+        ("improvement", "Relative improvement of post-training over the baselines"),
+        ("data-efficiency", "Data efficiency"),
+        ("training-dynamics", "Training dynamics"),
+        ("ablation", "Ablation of post_training"),
+        ("per-class", "Per-class results"),
+        ("exclusions", "Classes left out of the macro metrics"),
+        ("calibration", "Calibration"),
+        ("temperature-scaling", "Calibration after temperature scaling"),
         ("robustness", "Robustness to shift"),
-    ]:  # fmt: skip
+    ]:
         assert f"<h2>{title}</h2>" in _section(page, sid)
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)
     assert len(images) == len(rep.figures) >= 5  # efficiency, dynamics, ablation, 2 reliability
@@ -124,9 +134,12 @@ def test_report_says_why_sections_are_absent(tmp_path):
     rep = build_report(root, tmp_path / "rep", n_resamples=50)
     assert rep.html.parent == tmp_path / "rep"
     assert set(rep.absent) == {
-        "Relative improvement of post-training over the baselines", "Data efficiency", "Ablation of post_training",
-        "Calibration after temperature scaling", "Robustness to shift",
-    }  # fmt: skip
+        "Relative improvement of post-training over the baselines",
+        "Data efficiency",
+        "Ablation of post_training",
+        "Calibration after temperature scaling",
+        "Robustness to shift",
+    }
     assert "baseline_ft" in rep.absent["Relative improvement of post-training over the baselines"]
     assert "same training fraction" in rep.absent["Data efficiency"]
     assert "ecgadapt robustness RUN" in rep.absent["Robustness to shift"]
@@ -165,7 +178,12 @@ def test_report_uses_only_the_spec_cells_and_names_stale_and_foreign_runs(tmp_pa
     rep = build_report(root, n_resamples=20)
     overview = _section(rep.html.read_text(), "overview")
     assert "Left out: 2 other finished run(s)" in overview
-    assert stale in overview and "stale" in overview and foreign in overview and "not a cell of the spec" in overview
+    assert (
+        stale in overview
+        and "stale" in overview
+        and foreign in overview
+        and "not a cell of the spec" in overview
+    )
     main = _section(rep.html.read_text(), "main-results")
     assert "<td>1</td>" in main  # each recipe keeps one seed (one run of each was left out)
 
@@ -175,8 +193,12 @@ def test_report_lists_classes_left_out_with_their_reason(tmp_path):
     for run in (root / "runs").iterdir():
         final = json.loads((run / "final.json").read_text())
         pred = np.load(run / "predictions_test.npz")
-        final["test"] = classification_metrics(pred["y_true"], pred["y_score"], list(pred["class_names"]),
-                                               exclude={"HYP": "no positive in the training split"})  # fmt: skip
+        final["test"] = classification_metrics(
+            pred["y_true"],
+            pred["y_score"],
+            list(pred["class_names"]),
+            exclude={"HYP": "no positive in the training split"},
+        )
         (run / "final.json").write_text(json.dumps(final))
     rep = build_report(root, n_resamples=20)
     section = _section(rep.html.read_text(), "exclusions")
@@ -184,8 +206,12 @@ def test_report_lists_classes_left_out_with_their_reason(tmp_path):
 
 
 def test_improvement_compares_post_training_with_the_literal_and_the_tuned_baseline(tmp_path):
-    root = fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), recipes=("baseline_ft", "baseline_ft_tuned",
-                             "post_training"), seeds=(0, 1))  # fmt: skip
+    root = fabricate_results(
+        tmp_path / "res",
+        tasks=("superdiagnostic",),
+        recipes=("baseline_ft", "baseline_ft_tuned", "post_training"),
+        seeds=(0, 1),
+    )
     for run in (root / "runs").glob("*baseline_ft_tuned*"):
         final = json.loads((run / "final.json").read_text())
         final["tuning"] = {"chosen_values": {"lr": 0.001, "head_lr_scale": 10}, "candidates": [{}, {}]}

@@ -33,7 +33,9 @@ def test_collect_results_one_row_per_run_with_flat_config_and_metrics(results_di
     table = collect_results(results_dir)
     assert len(table) == 2 * 2 * 2  # tasks x recipes x seeds
     assert list(table.columns[: len(KEY_COLUMNS)]) == list(KEY_COLUMNS)
-    row = table[(table["task"] == "rhythm") & (table["recipe"] == "post_training") & (table["seed"] == 1)].iloc[0]
+    row = table[
+        (table["task"] == "rhythm") & (table["recipe"] == "post_training") & (table["seed"] == 1)
+    ].iloc[0]
     final = json.loads((results_dir / "runs" / row["cell_id"] / "final.json").read_text())
     assert row["test_macro_auroc"] == pytest.approx(final["test"]["macro_auroc"])
     assert row["val_macro_auprc"] == pytest.approx(final["val"]["macro_auprc"])
@@ -87,8 +89,16 @@ def _fold_runs(tmp_path, n_per_fold=12, dup=False):
         if dup and k == 3:
             ids_t[0] = ids_all[0]  # a record of fold 1 again
         cfg = config(test_fold=k, val_fold=v)
-        dirs.append(write_run(tmp_path / "cell" / f"fold{k:02d}", cfg, y_test=y_all[sl_t], ids_test=ids_t,
-                              y_val=y_all[sl_v], ids_val=ids_all[sl_v]))  # fmt: skip
+        dirs.append(
+            write_run(
+                tmp_path / "cell" / f"fold{k:02d}",
+                cfg,
+                y_test=y_all[sl_t],
+                ids_test=ids_t,
+                y_val=y_all[sl_v],
+                ids_val=ids_all[sl_v],
+            )
+        )
     return dirs, y_all, ids_all
 
 
@@ -122,7 +132,9 @@ def test_write_pooled_cell_is_scored_on_the_concatenation(tmp_path):
     expected = classification_metrics(pooled["y_true"], pooled["y_score"], CLASSES)
     assert final["test"]["macro_auroc"] == pytest.approx(expected["macro_auroc"])
     assert final["test"]["n_records"] == len(ids_all) == final["n_records"]["test"]
-    assert final["n_records"]["train"] == 300 and final["n_records"]["train_all_folds"] == 3000  # per model, all
+    assert (
+        final["n_records"]["train"] == 300 and final["n_records"]["train_all_folds"] == 3000
+    )  # per model, all
     table = collect_results([cell])
     row = table.iloc[0]
     assert row["protocol"] == "rotate-folds" and row["n_folds"] == 10 and row["n_test"] == len(ids_all)
@@ -136,13 +148,21 @@ def test_pooled_cell_states_its_folds_budgets_tuned_choices_and_pretraining_over
     import yaml
 
     dirs, _, _ = _fold_runs(tmp_path)
-    for k, d in enumerate(dirs, 1):  # fold k: budget 200 + k steps, ran 100 + k; lr 1e-3 chosen in 7 of 10 folds
+    for k, d in enumerate(
+        dirs, 1
+    ):  # fold k: budget 200 + k steps, ran 100 + k; lr 1e-3 chosen in 7 of 10 folds
         final = json.loads((d / "final.json").read_text())
         lr = 1e-3 if k <= 7 else 1e-4
-        final["budget"] = {"max_total_steps": 200 + k, "total_steps_run": 100 + k,
-                           "stages": [{"name": "finetune", "stopped_early": k == 4}]}  # fmt: skip
-        final["tuning"] = {"chosen_values": {"lr": lr}, "search_steps": 10,
-                           "candidates": [{"id": "lr=0.001"}, {"id": "lr=0.0001"}]}  # fmt: skip
+        final["budget"] = {
+            "max_total_steps": 200 + k,
+            "total_steps_run": 100 + k,
+            "stages": [{"name": "finetune", "stopped_early": k == 4}],
+        }
+        final["tuning"] = {
+            "chosen_values": {"lr": lr},
+            "search_steps": 10,
+            "candidates": [{"id": "lr=0.001"}, {"id": "lr=0.0001"}],
+        }
         final["pretraining_overlap"] = {"train": 5 + k, "val": int(k == 2), "test": int(k == 3)}
         (d / "final.json").write_text(json.dumps(final))
     cell = tmp_path / "cell"
@@ -156,14 +176,22 @@ def test_pooled_cell_states_its_folds_budgets_tuned_choices_and_pretraining_over
     row = collect_results([cell]).iloc[0]
     assert row["tuned"] == "lr=0.001 (7/10); lr=0.0001 (3/10)"
     assert row["n_candidates"] == 20 and row["search_steps"] == 100
-    assert row["max_total_steps"] == 210 and row["steps_run"] == pytest.approx(105.5)  # largest budget, mean used
+    assert row["max_total_steps"] == 210 and row["steps_run"] == pytest.approx(
+        105.5
+    )  # largest budget, mean used
     assert bool(row["stopped_early"]) is True
-    assert final["pretraining_overlap"] == {"train": 15, "val": 1, "test": 1}  # the report's overlap warning reads it
+    assert final["pretraining_overlap"] == {
+        "train": 15,
+        "val": 1,
+        "test": 1,
+    }  # the report's overlap warning reads it
     assert row["pretraining_overlap_test"] == 1 and row["pretraining_overlap_val"] == 1
 
 
 def test_write_results_csv_and_parquet(results_dir):
-    pytest.importorskip("pyarrow", reason="parquet needs the optional pyarrow (pip install 'ecgadapt[parquet]')")
+    pytest.importorskip(
+        "pyarrow", reason="parquet needs the optional pyarrow (pip install 'ecgadapt[parquet]')"
+    )
     table = collect_results(results_dir)
     paths = write_results(table, results_dir)
     assert [p.name for p in paths] == ["results.csv", "results.parquet"]

@@ -61,8 +61,11 @@ def test_report_shows_ece_before_and_after_scaling_and_robustness_side_by_side(s
             before.append(expected_calibration_error(p["y_true"], p["y_score"]))
             t = load_calibration(d)["temperatures"]
             after.append(expected_calibration_error(p["y_true"], apply_temperature(p["y_score"], t)))
-        m = re.search(rf"\| ecg_vit_tiny \| superdiagnostic \| {recipe} \| 3 \| global \| [0-9.]+ \| ([0-9.]+) ± [0-9.]+ "
-                      rf"\| ([0-9.]+) ± [0-9.]+ \|", temp)  # fmt: skip
+        m = re.search(
+            rf"\| ecg_vit_tiny \| superdiagnostic \| {recipe} \| 3 \| global \| [0-9.]+ \| ([0-9.]+) ± [0-9.]+ "
+            rf"\| ([0-9.]+) ± [0-9.]+ \|",
+            temp,
+        )
         assert m, temp
         assert float(m.group(1)) == pytest.approx(np.mean(before), abs=5e-4)
         assert float(m.group(2)) == pytest.approx(np.mean(after), abs=5e-4)

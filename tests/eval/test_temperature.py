@@ -86,8 +86,15 @@ def test_bad_inputs_are_refused():
 def run(tmp_path):
     """A fabricated finished run whose validation and test scores are over-confident."""
     (y_test, p_test), (y_val, p_val) = _data(80, 4.0, seed=8), _data(120, 4.0, seed=7)
-    run = write_run(tmp_path / "run", config(), y_test=y_test, ids_test=np.arange(80), y_val=y_val,
-                    ids_val=np.arange(120) + 500, quality=3.0)  # fmt: skip
+    run = write_run(
+        tmp_path / "run",
+        config(),
+        y_test=y_test,
+        ids_test=np.arange(80),
+        y_val=y_val,
+        ids_val=np.arange(120) + 500,
+        quality=3.0,
+    )
     for split, p in (("val", p_val), ("test", p_test)):
         with np.load(run / f"predictions_{split}.npz") as z:
             d = dict(z)
@@ -97,8 +104,11 @@ def run(tmp_path):
 
 
 def test_run_calibration_is_fitted_without_touching_the_test_fold(run, monkeypatch):
-    expected = fit_temperature(np.load(run / "predictions_val.npz")["y_true"],
-                               np.load(run / "predictions_val.npz")["y_score"], "global")  # fmt: skip
+    expected = fit_temperature(
+        np.load(run / "predictions_val.npz")["y_true"],
+        np.load(run / "predictions_val.npz")["y_score"],
+        "global",
+    )
     opened: list[str] = []
     real_load = np.load
 

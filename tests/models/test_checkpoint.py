@@ -114,7 +114,9 @@ def test_pickled_code_is_never_executed(tmp_path, capsys: pytest.CaptureFixture[
 def test_legacy_pickle_with_foreign_objects_says_how_to_convert(tmp_path) -> None:
     path = tmp_path / "legacy.pt"
     torch.save({"model": _sd(Toy()), "payload": _Custom()}, path, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match=r"cannot read .* safely: .*isolated environment.*safetensors") as info:
+    with pytest.raises(
+        CheckpointError, match=r"cannot read .* safely: .*isolated environment.*safetensors"
+    ) as info:
         read_checkpoint(path)
     assert "weights_only=False" not in str(info.value)  # never the advice that would run the payload
 

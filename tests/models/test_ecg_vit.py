@@ -54,8 +54,10 @@ def test_default_models_map_12x1000_to_logits(name: str) -> None:
 
 
 def test_small_is_larger_than_tiny() -> None:
-    n = {name: sum(p.numel() for p in create_model(name, num_classes=0).parameters()) for name in
-         ("ecg_vit_tiny", "ecg_vit_small")}
+    n = {
+        name: sum(p.numel() for p in create_model(name, num_classes=0).parameters())
+        for name in ("ecg_vit_tiny", "ecg_vit_small")
+    }
     assert n["ecg_vit_small"] > 5 * n["ecg_vit_tiny"]
 
 
@@ -105,8 +107,12 @@ def test_shorter_input_uses_the_first_position_rows() -> None:
 
 @pytest.mark.parametrize(
     ("shape", "match"),
-    [((2, 12, 120), "multiple of patch_size"), ((2, 12, 250), "at most 200"), ((2, 8, 200), "12, samples"),
-     ((12, 200), "12, samples")],
+    [
+        ((2, 12, 120), "multiple of patch_size"),
+        ((2, 12, 250), "at most 200"),
+        ((2, 8, 200), "12, samples"),
+        ((12, 200), "12, samples"),
+    ],
 )
 def test_bad_input_shapes_raise_one_clear_error(shape: tuple[int, ...], match: str) -> None:
     with pytest.raises(DataError, match=match):
@@ -230,4 +236,8 @@ def test_finer_token_variant_is_registered_with_half_second_patches(tmp_path: Pa
 
     path = save_encoder(model, tmp_path / "p50.safetensors", "ecg_vit_tiny_p50")
     loaded = create_model("ecg_vit_tiny_p50", num_classes=2, pretrained=path)
-    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items() if not k.startswith("head."))
+    assert all(
+        torch.equal(loaded.state_dict()[k], v)
+        for k, v in model.state_dict().items()
+        if not k.startswith("head.")
+    )

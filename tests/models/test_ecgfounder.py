@@ -94,8 +94,10 @@ def test_one_lead_release_loads_into_one_channel_model(folder: Path) -> None:
     plan = plan_load(twelve, released, keymap_for("ecgfounder"))
     assert [m[0] for m in plan.mismatched] == ["first_conv.conv.weight"]
     (problem,) = describe_problems(plan, keymap_for("ecgfounder"))
-    assert problem.endswith("file [64, 1, 16] vs model [64, 12, 16] (the file takes 1 input lead(s): build the "
-                            "model with in_channels=1)")  # fmt: skip
+    assert problem.endswith(
+        "file [64, 1, 16] vs model [64, 12, 16] (the file takes 1 input lead(s): build the "
+        "model with in_channels=1)"
+    )
 
 
 def test_missing_block_names_the_offending_keys(folder: Path, tiny_sd: dict, tmp_path: Path) -> None:
@@ -123,8 +125,14 @@ def test_st_mem_checkpoint_is_refused_with_its_family(folder: Path, compat: Path
 def test_same_padding_and_stage_lengths() -> None:
     assert same_pad(torch.zeros(1, 1, 625), 16, 2).shape[-1] == 625 + 15
     assert same_pad(torch.zeros(1, 1, 5000), 16, 2).shape[-1] == 5000 + 14
-    model = create_model(NAME, num_classes=2, base_filters=16, filter_list=[16, 40, 64], m_blocks_list=[1, 1, 1],
-                         groups_width=8)  # fmt: skip
+    model = create_model(
+        NAME,
+        num_classes=2,
+        base_filters=16,
+        filter_list=[16, 40, 64],
+        m_blocks_list=[1, 1, 1],
+        groups_width=8,
+    )
     lengths = []
     for stage in model.stage_list:
         stage.register_forward_hook(lambda m, a, o: lengths.append(o.shape[-1]))
@@ -141,8 +149,9 @@ def test_wrong_lead_count_is_a_clear_error() -> None:
 
 
 def _small(**kw):
-    return create_model(NAME, num_classes=3, base_filters=16, filter_list=[16, 32], m_blocks_list=[2, 3],
-                        groups_width=8, **kw)  # fmt: skip
+    return create_model(
+        NAME, num_classes=3, base_filters=16, filter_list=[16, 32], m_blocks_list=[2, 3], groups_width=8, **kw
+    )
 
 
 def test_drop_path_schedule_runs_over_all_blocks_of_all_stages() -> None:

@@ -94,8 +94,11 @@ def test_fine_tuned_format_loads_head_and_reproduces_logits(
     model = create_model(NAME, num_classes=5, **tiny_overrides(folder))
     plan = load_pretrained(model, NAME, path)
     assert plan.head == "loaded"
-    assert set(plan.ignored) == {"hubert_ecg.final_proj.0.weight", "hubert_ecg.final_proj.0.bias",
-                                 "hubert_ecg.label_embedding.0.weight"}  # fmt: skip
+    assert set(plan.ignored) == {
+        "hubert_ecg.final_proj.0.weight",
+        "hubert_ecg.final_proj.0.bias",
+        "hubert_ecg.label_embedding.0.weight",
+    }
     with torch.no_grad():
         logits = model.eval()(x)
     assert_reference(logits, folder, "logits.npy")
@@ -106,9 +109,11 @@ def test_old_weight_norm_spelling_is_accepted(
     folder: Path, tiny_sd: dict, x: torch.Tensor, tmp_path: Path
 ) -> None:
     renamed = {
-        k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
+        k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        ): v
         for k, v in tiny_sd.items()
-    }  # fmt: skip
+    }
     assert "encoder.pos_conv_embed.conv.weight_g" in renamed
     path = tmp_path / "old.pt"
     torch.save(renamed, path)
@@ -144,11 +149,14 @@ def test_pt_release_with_pickled_config_object_loads(
 
 
 @needs_transformers
-@pytest.mark.parametrize(("name", "file"), [
-    ("hubert_ecg_small", "keys_full.json"),
-    ("hubert_ecg_base", "keys_full_base.json"),
-    ("hubert_ecg_large", "keys_full_large.json"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "file"),
+    [
+        ("hubert_ecg_small", "keys_full.json"),
+        ("hubert_ecg_base", "keys_full_base.json"),
+        ("hubert_ecg_large", "keys_full_large.json"),
+    ],
+)
 def test_full_layouts_match_release(folder: Path, name: str, file: str) -> None:
     released = meta_state_dict(folder / file)
     with torch.device("meta"):
@@ -172,8 +180,10 @@ def test_base_checkpoint_into_small_model_names_keys_and_fitting_model(tmp_path:
         load_pretrained(small, NAME, path)
     message = str(exc.value)
     assert "unexpected keys (64): encoder.layers.10.attention.k_proj.bias" in message
-    assert "shape mismatch feature_projection.projection.weight -> hubert_ecg.feature_projection.projection.weight: " \
-           "file [768, 512] vs model [512, 512] (hidden size" in message  # fmt: skip
+    assert (
+        "shape mismatch feature_projection.projection.weight -> hubert_ecg.feature_projection.projection.weight: "
+        "file [768, 512] vs model [512, 512] (hidden size" in message
+    )
     assert "(+130 more shape mismatches)" in message
     assert "fits: hubert_ecg_base" in message
 
@@ -190,8 +200,16 @@ def test_flattening_accepts_all_three_layouts(folder: Path, x: torch.Tensor) -> 
 
 
 def _small(**kw):
-    return create_model(NAME, num_classes=2, conv_dim=[16] * 5, hidden_size=16, num_hidden_layers=3,
-                        num_attention_heads=2, intermediate_size=32, **kw)  # fmt: skip
+    return create_model(
+        NAME,
+        num_classes=2,
+        conv_dim=[16] * 5,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        **kw,
+    )
 
 
 @needs_transformers

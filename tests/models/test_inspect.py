@@ -91,12 +91,18 @@ def test_models_list_without_transformers_says_why(monkeypatch: pytest.MonkeyPat
     assert "hubert_ecg_base: HuBERT-ECG models need" in describe_models()
 
 
-def test_inspect_does_not_call_a_file_with_nan_weights_a_fit(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_does_not_call_a_file_with_nan_weights_a_fit(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
     if "xresnet1d50" not in list_models():
         pytest.skip("xresnet1d50 is not registered")
     from safetensors.torch import save_file
 
-    sd = {k: v.clone() for k, v in create_model("xresnet1d50", num_classes=5).state_dict().items() if not k.startswith("head")}
+    sd = {
+        k: v.clone()
+        for k, v in create_model("xresnet1d50", num_classes=5).state_dict().items()
+        if not k.startswith("head")
+    }
     key = next(k for k, t in sd.items() if t.is_floating_point())
     sd[key].view(-1)[:3] = float("nan")
     path = tmp_path / "nan.safetensors"

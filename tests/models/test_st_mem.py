@@ -144,8 +144,17 @@ def test_unknown_override_is_a_config_error() -> None:
 
 
 def _small(**kw):
-    return create_model("st_mem_vit_b75", num_classes=2, seq_len=300, width=32, depth=4, mlp_dim=64, heads=2,
-                        dim_head=16, **kw)  # fmt: skip
+    return create_model(
+        "st_mem_vit_b75",
+        num_classes=2,
+        seq_len=300,
+        width=32,
+        depth=4,
+        mlp_dim=64,
+        heads=2,
+        dim_head=16,
+        **kw,
+    )
 
 
 def test_drop_path_schedule_is_linear_per_block() -> None:

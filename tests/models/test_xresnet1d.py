@@ -74,7 +74,13 @@ def test_reset_classifier_linear_and_fastai_head():
     fast = tiny(head_hidden=16, drop_rate=0.5)
     assert isinstance(fast.head_drop, nn.Identity)
     assert [type(m) for m in fast.head] == [
-        nn.BatchNorm1d, nn.Dropout, nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Dropout, nn.Linear
+        nn.BatchNorm1d,
+        nn.Dropout,
+        nn.Linear,
+        nn.ReLU,
+        nn.BatchNorm1d,
+        nn.Dropout,
+        nn.Linear,
     ]
     assert fast.head[1].p == 0.25 and fast.head[5].p == 0.5
     fast.reset_classifier(4)
@@ -241,7 +247,10 @@ def test_tiny_supports_linear_probing_and_stochastic_depth_for_post_training(tmp
     assert {id(p) for p in trainable} == {id(p) for p in model.get_classifier().parameters()}
     set_train_mode(model, "head")
     assert not model.stages.training and model.head.training
-    assert model.forward_head(model.forward_features(torch.randn(2, 12, 1000)), pre_logits=True).shape == (2, 512)
+    assert model.forward_head(model.forward_features(torch.randn(2, 12, 1000)), pre_logits=True).shape == (
+        2,
+        512,
+    )
     set_trainable(model, "all")
     set_drop_rates(model, 0.1, 0.2, reference=reference_model("xresnet1d_tiny", 4, 0.1, 0.2))
     assert model.drop_path_rates() == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2])  # rising linearly

@@ -185,7 +185,9 @@ def test_npy_with_nans_names_the_rows_and_writes_nothing(tmp_path: Path) -> None
     x[4, 0, 0] = np.inf
     file = tmp_path / "nan_100hz.npy"
     np.save(file, x)
-    with pytest.raises(DataError, match=r"NaN or infinite values in 2 record\(s\) \(rows \[1, 4\]\).*drop or repair") as err:
+    with pytest.raises(
+        DataError, match=r"NaN or infinite values in 2 record\(s\) \(rows \[1, 4\]\).*drop or repair"
+    ) as err:
         open_corpus(file, cache_dir=tmp_path / "cache", progress=False)
     assert str(file) in str(err.value)
     assert not list((tmp_path / "cache" / "corpora").glob("*"))
@@ -207,19 +209,30 @@ def test_lead_normalised_corpus_refuses_a_model_that_needs_millivolts(tmp_path: 
     file = tmp_path / "signals_100hz.npy"
     np.save(file, _zscored(n=2))
     corpus = open_corpus(file, cache_dir=tmp_path / "cache", progress=False)
-    check_corpus_input(corpus, model_info("ecg_vit_tiny").input_spec, "ecg_vit_tiny")  # per-lead z-score: fine
+    check_corpus_input(
+        corpus, model_info("ecg_vit_tiny").input_spec, "ecg_vit_tiny"
+    )  # per-lead z-score: fine
     with pytest.raises(ConfigError, match=r"already z-scored per lead.*'global'.*normalises per lead"):
         check_corpus_input(corpus, model_info("xresnet1d50").input_spec, "xresnet1d50")
 
 
 def test_corpus_origin_tells_synthetic_from_real(synthetic_root: Path, tmp_path: Path) -> None:
     assert open_corpus(synthetic_root, rate=100, cache_dir=tmp_path, progress=False).origin == "synthetic"
-    assert open_corpus(synthetic_root / "records100", cache_dir=tmp_path, progress=False).origin == "synthetic"
+    assert (
+        open_corpus(synthetic_root / "records100", cache_dir=tmp_path, progress=False).origin == "synthetic"
+    )
 
 
-def test_the_shared_unlabelled_ptbxl_array_opens_as_real_lead_normalised(shared: Path, tmp_path: Path) -> None:
+def test_the_shared_unlabelled_ptbxl_array_opens_as_real_lead_normalised(
+    shared: Path, tmp_path: Path
+) -> None:
     file = shared / "data" / "ptbxl-unlabelled-1785" / "signals_100hz.npy"
     if not file.is_file():
         pytest.skip(f"{file} not found")
     corpus = open_corpus(f"npy:{file}", rate=100, cache_dir=tmp_path, progress=False)
-    assert (corpus.origin, corpus.rate, corpus.normalisation, corpus.signals.shape) == ("real", 100, "lead", (1785, 12, 1000))
+    assert (corpus.origin, corpus.rate, corpus.normalisation, corpus.signals.shape) == (
+        "real",
+        100,
+        "lead",
+        (1785, 12, 1000),
+    )

@@ -77,7 +77,8 @@ def test_targets_are_normalised_per_patch() -> None:
     scaled = target * torch.rand(2, 6, 1) * 5 + torch.randn(2, 6, 1) * 3  # per-patch gain and offset
     torch.testing.assert_close(masked_patch_loss(pred, scaled, mask), masked_patch_loss(pred, target, mask))
     assert not torch.allclose(
-        masked_patch_loss(pred, scaled, mask, norm_target=False), masked_patch_loss(pred, target, mask, norm_target=False)
+        masked_patch_loss(pred, scaled, mask, norm_target=False),
+        masked_patch_loss(pred, target, mask, norm_target=False),
     )
 
 
@@ -125,7 +126,9 @@ def test_reconstruct_keeps_visible_patches_and_is_seeded() -> None:
     torch.testing.assert_close(out["reconstruction"][visible], x[visible])
     assert not torch.allclose(out["reconstruction"], x)
     again = model.reconstruct(x, seed=3)
-    assert torch.equal(again["mask"], out["mask"]) and torch.equal(again["reconstruction"], out["reconstruction"])
+    assert torch.equal(again["mask"], out["mask"]) and torch.equal(
+        again["reconstruction"], out["reconstruction"]
+    )
     assert not torch.equal(model.reconstruct(x, seed=4)["mask"], out["mask"])
     assert model.training  # restored
 

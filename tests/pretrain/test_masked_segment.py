@@ -28,7 +28,9 @@ def _real_like_batch(root: Path, cache_dir: Path, n: int = 16, offset: int = 0) 
     corpus = open_corpus(root, rate=100, cache_dir=cache_dir, progress=False)
     spec = create_model("xresnet1d_tiny", num_classes=0).input_spec
     transform = build_transforms(spec, corpus.rate, train=False)
-    return torch.stack([torch.from_numpy(transform(np.asarray(corpus.signals[i]))) for i in range(offset, offset + n)])
+    return torch.stack(
+        [torch.from_numpy(transform(np.asarray(corpus.signals[i]))) for i in range(offset, offset + n)]
+    )
 
 
 def test_masking_hides_exactly_the_ratio_of_segments_and_zeroes_them() -> None:
@@ -89,10 +91,18 @@ def test_run_pretrain_writes_an_xresnet1d_encoder_that_create_model_loads(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
     cfg = PretrainConfig(
-        model="xresnet1d_tiny", model_kwargs=dict(SMALL), corpora=[str(synthetic_root)], cache_dir=str(tmp_path / "c"),
-        decoder_width=16, epochs=1, steps_per_epoch=2, batch_size=8, mask_ratio=0.5, max_val_samples=8,
+        model="xresnet1d_tiny",
+        model_kwargs=dict(SMALL),
+        corpora=[str(synthetic_root)],
+        cache_dir=str(tmp_path / "c"),
+        decoder_width=16,
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=8,
+        mask_ratio=0.5,
+        max_val_samples=8,
         progress=False,
-    )  # fmt: skip
+    )
     run = run_pretrain(cfg, tmp_path / "run")
     state = load_file(run / "encoder.safetensors")
     assert not any(k.startswith(("head.", "decoder.")) for k in state)

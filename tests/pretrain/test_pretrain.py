@@ -32,10 +32,21 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _cfg(root: Path, cache_dir: Path, **kw) -> PretrainConfig:
     base = dict(
-        model="ecg_vit_tiny", model_kwargs=dict(TINY), corpora=[str(root)], cache_dir=str(cache_dir),
-        decoder_width=32, decoder_depth=1, decoder_heads=2, epochs=3, steps_per_epoch=3, batch_size=8,
-        lr=2e-3, warmup_epochs=0.5, max_val_samples=16, progress=False,
-    )  # fmt: skip
+        model="ecg_vit_tiny",
+        model_kwargs=dict(TINY),
+        corpora=[str(root)],
+        cache_dir=str(cache_dir),
+        decoder_width=32,
+        decoder_depth=1,
+        decoder_heads=2,
+        epochs=3,
+        steps_per_epoch=3,
+        batch_size=8,
+        lr=2e-3,
+        warmup_epochs=0.5,
+        max_val_samples=16,
+        progress=False,
+    )
     return PretrainConfig(**{**base, **kw})
 
 
@@ -53,10 +64,18 @@ def test_split_rows_holds_out_a_seeded_fraction() -> None:
     assert len(split_rows(10, 0.01, 7, seed=3)[1]) == 1
 
 
-def test_run_writes_config_metrics_and_a_loadable_encoder(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_run_writes_config_metrics_and_a_loadable_encoder(
+    synthetic_root: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     cfg = _cfg(synthetic_root, cache_dir, epochs=2, real_val=str(synthetic_root / "records100"))
     run = run_pretrain(cfg, tmp_path / "run")
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "env.json", "metrics.csv", "final.json", "encoder.safetensors"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "env.json",
+        "metrics.csv",
+        "final.json",
+        "encoder.safetensors",
+    }
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["input_spec"]["sampling_rate"] == 100 and saved["input_spec"]["length"] == 200
     rows = _metrics(run)
@@ -69,7 +88,9 @@ def test_run_writes_config_metrics_and_a_loadable_encoder(synthetic_root: Path, 
     mae = build_masked_model(cfg, build_encoder(cfg))
     mae.load_state_dict(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"])
     trained = mae.encoder.eval()
-    loaded = create_model("ecg_vit_tiny", num_classes=5, pretrained=run / "encoder.safetensors", **TINY).eval()
+    loaded = create_model(
+        "ecg_vit_tiny", num_classes=5, pretrained=run / "encoder.safetensors", **TINY
+    ).eval()
     x = torch.randn(3, 12, 200)
     with torch.no_grad():
         assert torch.equal(loaded.forward_features(x), trained.forward_features(x))
@@ -79,7 +100,9 @@ def test_run_writes_config_metrics_and_a_loadable_encoder(synthetic_root: Path, 
     assert meta["model"] == "ecg_vit_tiny" and '"sampling_rate": 100' in meta["input_spec"]
 
 
-def test_existing_run_is_never_overwritten_silently(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_existing_run_is_never_overwritten_silently(
+    synthetic_root: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     cfg = _cfg(synthetic_root, cache_dir, epochs=1, steps_per_epoch=1)
     run = run_pretrain(cfg, tmp_path / "run")
     stamp = (run / "encoder.safetensors").stat().st_mtime_ns
@@ -110,7 +133,9 @@ def test_a_pretraining_run_being_written_is_refused_and_never_deleted(
     assert (run / "encoder.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_a_capped_steps_per_epoch_says_so(synthetic_root: Path, cache_dir: Path, tmp_path: Path, capsys) -> None:
+def test_a_capped_steps_per_epoch_says_so(
+    synthetic_root: Path, cache_dir: Path, tmp_path: Path, capsys
+) -> None:
     cfg = _cfg(synthetic_root, cache_dir, epochs=1, steps_per_epoch=3, batch_size=64, max_val_samples=4)
     run_pretrain(cfg, tmp_path / "run")
     out = capsys.readouterr().out
@@ -136,7 +161,9 @@ def test_resume_repeats_the_uninterrupted_run(synthetic_root: Path, cache_dir: P
     cut = run_pretrain(cfg, tmp_path / "cut", resume=True)
     a, b = load_file(full / "encoder.safetensors"), load_file(cut / "encoder.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert (full / "encoder.safetensors").read_bytes() == (cut / "encoder.safetensors").read_bytes()  # same file
+    assert (full / "encoder.safetensors").read_bytes() == (
+        cut / "encoder.safetensors"
+    ).read_bytes()  # same file
     losses = lambda run: [(r["train_loss"], r["val_loss"]) for r in _metrics(run)]  # noqa: E731
     assert losses(full) == losses(cut) and len(losses(cut)) == 3
 
@@ -158,11 +185,33 @@ def test_cli_pretrain_runs_and_refuses_to_overwrite(
 ) -> None:
     out = tmp_path / "cli"
     args = [
-        "pretrain", "--model", "ecg_vit_tiny", "--corpus", str(synthetic_root), "--out", str(out),
-        "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "1", "--cache-dir", str(cache_dir),
-        "--decoder-width", "32", "--decoder-depth", "1", "--no-progress",
-        "--model-arg", "width=32", "--model-arg", "depth=1", "--model-arg", "heads=2",
-    ]  # fmt: skip
+        "pretrain",
+        "--model",
+        "ecg_vit_tiny",
+        "--corpus",
+        str(synthetic_root),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--steps-per-epoch",
+        "1",
+        "--cache-dir",
+        str(cache_dir),
+        "--decoder-width",
+        "32",
+        "--decoder-depth",
+        "1",
+        "--no-progress",
+        "--model-arg",
+        "width=32",
+        "--model-arg",
+        "depth=1",
+        "--model-arg",
+        "heads=2",
+    ]
     assert main(args) == 0
     assert (out / "encoder.safetensors").is_file()
     saved = yaml.safe_load((out / "config.yaml").read_text())
@@ -182,16 +231,22 @@ def test_mixture_indices_follow_the_weights_not_the_sizes() -> None:
     assert (rows == again).all()
 
 
-def test_mixed_corpora_report_held_out_losses_per_origin(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_mixed_corpora_report_held_out_losses_per_origin(
+    synthetic_root: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     import numpy as np
 
     real = tmp_path / "real_100hz.npy"  # a lead-normalised array, like ptbxl-unlabelled-1785
     x = np.random.default_rng(0).normal(size=(40, 12, 1000))
     np.save(real, ((x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)).astype(np.float16))
     cfg = _cfg(
-        synthetic_root, cache_dir, corpora=[str(synthetic_root), f"npy:{real}"], corpus_weights=[1.0, 3.0],
-        epochs=1, val_fraction=0.1,
-    )  # fmt: skip
+        synthetic_root,
+        cache_dir,
+        corpora=[str(synthetic_root), f"npy:{real}"],
+        corpus_weights=[1.0, 3.0],
+        epochs=1,
+        val_fraction=0.1,
+    )
     run = run_pretrain(cfg, tmp_path / "run")
     row = _metrics(run)[0]
     assert float(row["val_loss_synthetic"]) > 0 and float(row["val_loss_real"]) > 0
@@ -200,20 +255,47 @@ def test_mixed_corpora_report_held_out_losses_per_origin(synthetic_root: Path, c
     assert abs(float(row["val_loss"]) - pooled) < 1e-6
     final = yaml.safe_load((run / "final.json").read_text())
     assert [(c["origin"], c["weight"], c["normalisation"]) for c in final["corpora"]] == [
-        ("synthetic", 1.0, "none"), ("real", 3.0, "lead"),
+        ("synthetic", 1.0, "none"),
+        ("real", 3.0, "lead"),
     ]
     with pytest.raises(ConfigError, match="one weight >= 0 per corpus"):
         run_pretrain(dataclasses.replace(cfg, corpus_weights=[1.0]), tmp_path / "bad")
 
 
-def test_cli_passes_corpus_weights_and_the_cnn_objective(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_cli_passes_corpus_weights_and_the_cnn_objective(
+    synthetic_root: Path, cache_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "cnn"
     args = [
-        "pretrain", "--model", "xresnet1d_tiny", "--corpus", str(synthetic_root), "--corpus-weight", "2",
-        "--out", str(out), "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "1", "--segment-size", "50",
-        "--mask-ratio", "0.5", "--decoder-width", "16", "--cache-dir", str(cache_dir), "--no-progress",
-        "--model-arg", "widths=[8,8,8,8]", "--model-arg", "stem_widths=[8,8,8]",
-    ]  # fmt: skip
+        "pretrain",
+        "--model",
+        "xresnet1d_tiny",
+        "--corpus",
+        str(synthetic_root),
+        "--corpus-weight",
+        "2",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--steps-per-epoch",
+        "1",
+        "--segment-size",
+        "50",
+        "--mask-ratio",
+        "0.5",
+        "--decoder-width",
+        "16",
+        "--cache-dir",
+        str(cache_dir),
+        "--no-progress",
+        "--model-arg",
+        "widths=[8,8,8,8]",
+        "--model-arg",
+        "stem_widths=[8,8,8]",
+    ]
     assert main(args) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["corpus_weights"] == [2.0] and saved["segment_size"] == 50
@@ -230,7 +312,9 @@ def test_the_same_encoder_and_metadata_always_give_the_same_bytes(tmp_path: Path
     torch.manual_seed(0)
     encoder = create_model("ecg_vit_tiny", num_classes=0, **TINY)
     extra = {f"key_{i}": i for i in range(12)}  # many keys: safetensors alone writes them in hash order
-    files = [save_encoder(encoder, tmp_path / f"{i}.safetensors", "ecg_vit_tiny", extra=extra) for i in range(4)]
+    files = [
+        save_encoder(encoder, tmp_path / f"{i}.safetensors", "ecg_vit_tiny", extra=extra) for i in range(4)
+    ]
     assert len({f.read_bytes() for f in files}) == 1
     raw = files[0].read_bytes()
     header = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])

@@ -41,7 +41,13 @@ def tiny_config(
             "data": {"root": str(root), "rate": 100, "cache_dir": str(cache_dir)},
             "model": {"name": model, "kwargs": dict(TINY.get(model, {}) if kwargs is None else kwargs)},
             "recipe": {"name": recipe},
-            "training": {"batch_size": 16, "num_workers": 0, "progress": False, "max_train_batches": 2, "min_steps": 0},
+            "training": {
+                "batch_size": 16,
+                "num_workers": 0,
+                "progress": False,
+                "max_train_batches": 2,
+                "min_steps": 0,
+            },
             "seed": 0,
             "out": str(out),
         }

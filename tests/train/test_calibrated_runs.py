@@ -17,8 +17,11 @@ from ecgadapt.train.rundir import load_predictions
 
 
 def test_finetune_fits_calibration_from_val_predictions_even_without_test_scoring(make_cfg):
-    run = run_finetune(make_cfg("linear_probe", "cand", "training.score_test=false", "training.calibration=per_class",
-                                epochs=1))  # fmt: skip
+    run = run_finetune(
+        make_cfg(
+            "linear_probe", "cand", "training.score_test=false", "training.calibration=per_class", epochs=1
+        )
+    )
     assert not (run / "predictions_test.npz").exists()
     cal = load_calibration(run)
     val = load_predictions(run / "predictions_val.npz")

@@ -12,9 +12,15 @@ from ecgadapt.train.compare import compare_runs, format_summary, summarise_runs
 
 def _fake_run(path, recipe, seed, auroc, auprc):
     path.mkdir()
-    final = {"recipe": recipe, "seed": seed, "model": "m", "task": "t", "fraction": 1.0,
-             "test": {"macro_auroc": auroc, "macro_auprc": auprc},
-             "best": {"stage_name": "finetune", "epoch": 3, "val": {"macro_auroc": 0.8}}}  # fmt: skip
+    final = {
+        "recipe": recipe,
+        "seed": seed,
+        "model": "m",
+        "task": "t",
+        "fraction": 1.0,
+        "test": {"macro_auroc": auroc, "macro_auprc": auprc},
+        "best": {"stage_name": "finetune", "epoch": 3, "val": {"macro_auroc": 0.8}},
+    }
     (path / "final.json").write_text(json.dumps(final))
     return path
 

@@ -12,10 +12,19 @@ from ecgadapt.train.recipes import get_recipe
 def _custom() -> FinetuneConfig:
     return apply_overrides(
         FinetuneConfig(),
-        ["data.root=/data/ptbxl", "data.fraction=0.3", "model.name=xresnet1d101", "model.weights=/w.pt",
-         "model.kwargs.layers=[1, 2]", "recipe.stages.1.drop_path_rate=0.15", "training.ema=0.999",
-         "training.max_train_batches=3", "seed=4", "out=runs/x"],
-    )  # fmt: skip
+        [
+            "data.root=/data/ptbxl",
+            "data.fraction=0.3",
+            "model.name=xresnet1d101",
+            "model.weights=/w.pt",
+            "model.kwargs.layers=[1, 2]",
+            "recipe.stages.1.drop_path_rate=0.15",
+            "training.ema=0.999",
+            "training.max_train_batches=3",
+            "seed=4",
+            "out=runs/x",
+        ],
+    )
 
 
 @pytest.mark.parametrize("make", [FinetuneConfig, _custom])
@@ -30,7 +39,9 @@ def test_overrides_reach_nested_fields_with_types():
     cfg = _custom()
     assert cfg.recipe.stages[1].drop_path_rate == 0.15 and cfg.recipe.stages[0].drop_path_rate == 0.0
     assert cfg.model.kwargs == {"layers": [1, 2]} and cfg.training.ema == 0.999 and cfg.seed == 4
-    assert apply_overrides(cfg, ["recipe.stages.0.lr=1e-4"]).recipe.stages[0].lr == 1e-4  # YAML reads 1e-4 as text
+    assert (
+        apply_overrides(cfg, ["recipe.stages.0.lr=1e-4"]).recipe.stages[0].lr == 1e-4
+    )  # YAML reads 1e-4 as text
     assert apply_overrides(cfg, ["training.grad_clip=null"]).training.grad_clip is None
 
 
@@ -47,7 +58,9 @@ def test_partial_stages_merge_over_the_preset():
 
 
 def test_custom_recipe_needs_full_stages():
-    cfg = FinetuneConfig.from_dict({"recipe": {"name": "mine", "stages": [{"trainable": "head", "epochs": 3}]}})
+    cfg = FinetuneConfig.from_dict(
+        {"recipe": {"name": "mine", "stages": [{"trainable": "head", "epochs": 3}]}}
+    )
     assert cfg.recipe.name == "mine" and cfg.recipe.stages[0].epochs == 3
     with pytest.raises(ConfigError, match="unknown recipe"):
         FinetuneConfig.from_dict({"recipe": {"name": "mine"}})

@@ -180,7 +180,7 @@ def test_benchmark_spec_external_sets_and_report_section(synthetic_root, tmp_pat
             "training.num_workers": 0,
             "training.batch_size": 16,
             "data.cache_dir": str(tmp_path / "cache"),
-        },  # fmt: skip
+        },
         "external": [{"name": "copies", "data": str(folder), "source": "folder", "labels": str(labels)}],
     }
     run_benchmark(spec, synthetic_root, tmp_path / "res", [], progress=False)

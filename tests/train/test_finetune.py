@@ -37,8 +37,11 @@ def _equal(a: dict, b: dict) -> bool:
 def _num_classes(cfg) -> int:
     from ecgadapt.data.cache import load_or_prepare
 
-    return len(load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False).labels(
-        cfg.data.task)[1])  # fmt: skip
+    return len(
+        load_or_prepare(cfg.data.root, cfg.data.rate, cache_dir=cfg.data.cache_dir, progress=False).labels(
+            cfg.data.task
+        )[1]
+    )
 
 
 def test_linear_probe_leaves_backbone_params_and_buffers_bit_identical(make_cfg):
@@ -96,7 +99,9 @@ def test_post_training_stage2_starts_from_best_stage1_head_with_regularisation_o
     best0_head = {k.removeprefix("head."): v for k, v in best0["model"].items() if k.startswith("head.")}
     assert _equal(seen["start1"], best0_head), "stage 2 did not start from the best stage-1 head"
     assert _equal(seen["head0.0"], best0_head)
-    assert not _equal(seen["start1"], seen["head0.1"]), "stage 2 started from the last, not the best, stage-1 head"
+    assert not _equal(seen["start1"], seen["head0.1"]), (
+        "stage 2 started from the last, not the best, stage-1 head"
+    )
     # stage 1: no regularisation; stage 2: dropout 0.1 everywhere, DropPath linear 0 -> 0.2 over the blocks
     assert set(seen["drops0"]["drop_path"]) == {0.0} and set(seen["drops0"]["dropout"]) == {0.0}
     assert seen["drops1"]["drop_path"] == pytest.approx([0.0, 0.0, 0.2, 0.2])  # 2 blocks x 2 DropPaths
@@ -114,10 +119,16 @@ def test_baseline_ft_starts_from_a_seeded_random_head_not_an_lp_head(make_cfg, m
     fresh = _state(build_model(base, _num_classes(base)))
     fresh["head.bias"] = torch.as_tensor(prior_log_odds(_train_labels(base)), dtype=torch.float32)
     other_seed = base.__class__.from_dict({**base.to_dict(), "seed": 1, "notes": []})
-    assert _equal(starts[0], fresh), "baseline_ft must start from the seeded model, its head bias at the priors"
+    assert _equal(starts[0], fresh), (
+        "baseline_ft must start from the seeded model, its head bias at the priors"
+    )
     assert _equal(starts[1], fresh), "post_training stage 1 starts from the same seeded model"
-    assert not torch.equal(starts[0]["head.weight"], starts[2]["head.weight"]), "baseline head equals the LP head"
-    assert not torch.equal(fresh["head.weight"], _state(build_model(other_seed, _num_classes(base)))["head.weight"])
+    assert not torch.equal(starts[0]["head.weight"], starts[2]["head.weight"]), (
+        "baseline head equals the LP head"
+    )
+    assert not torch.equal(
+        fresh["head.weight"], _state(build_model(other_seed, _num_classes(base)))["head.weight"]
+    )
 
 
 def _train_labels(cfg) -> np.ndarray:
@@ -136,7 +147,9 @@ def test_head_bias_prior_makes_the_first_loss_the_prevalence_loss(make_cfg):
     bias = model.get_classifier().bias.detach().double().numpy()
     np.testing.assert_allclose(1 / (1 + np.exp(-bias)), np.clip(labels.mean(0), 1e-3, 1 - 1e-3), rtol=1e-5)
     logits = torch.as_tensor(bias).expand(len(labels), -1)  # the head's output when its weights are 0
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.as_tensor(labels, dtype=torch.float64))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.as_tensor(labels, dtype=torch.float64)
+    )
     assert float(loss) == pytest.approx(prevalence_loss(labels), rel=1e-3)
     zero = make_cfg("baseline_ft", "zero", "training.head_bias_init=zero", epochs=1)
     assert zero.training.head_bias_init == "zero"
@@ -152,7 +165,9 @@ def test_a_saved_config_without_head_bias_init_reads_as_the_old_zero_init(tmp_pa
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
     old = FinetuneConfig.from_saved(tmp_path / "config.yaml")
     assert old.training.head_bias_init == "zero"
-    assert config_sha256(old.to_dict()) != config_sha256(new.to_dict()), "an old run would be reused as a new one"
+    assert config_sha256(old.to_dict()) != config_sha256(new.to_dict()), (
+        "an old run would be reused as a new one"
+    )
     with pytest.raises(ConfigError, match="head_bias_init"):
         FinetuneConfig.from_dict({"training": {"head_bias_init": "ones"}})
 
@@ -191,7 +206,10 @@ def _metrics_without_time(run) -> pd.DataFrame:
 
 
 def test_killed_and_resumed_run_matches_uninterrupted_run_exactly(make_cfg):
-    extra = ("training.ema=0.9", "training.pos_weight=true")  # EMA state and dropout RNG must survive a resume too
+    extra = (
+        "training.ema=0.9",
+        "training.pos_weight=true",
+    )  # EMA state and dropout RNG must survive a resume too
     full = run_finetune(make_cfg("post_training", "full", *extra))
     cfg = make_cfg("post_training", "killed", *extra)
     with pytest.raises(Killed):  # mid-epoch in stage 1 (epoch 2, first batch)
@@ -203,7 +221,10 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_exactly(make_cfg):
     a = json.loads((full / "final.json").read_text())
     b = json.loads((resumed / "final.json").read_text())
     assert a["test"] == b["test"] and a["val"] == b["val"] and a["best"] == b["best"]
-    assert _equal(load_checkpoint(full / "checkpoints/best.pt")["model"], load_checkpoint(resumed / "checkpoints/best.pt")["model"])
+    assert _equal(
+        load_checkpoint(full / "checkpoints/best.pt")["model"],
+        load_checkpoint(resumed / "checkpoints/best.pt")["model"],
+    )
     pd.testing.assert_frame_equal(_metrics_without_time(full), _metrics_without_time(resumed))
     env = json.loads((resumed / "env.json").read_text())
     assert len(env["resumes"]) == 2
@@ -231,13 +252,18 @@ def test_test_fold_is_scored_only_after_training_ends(make_cfg, monkeypatch):
 
     monkeypatch.setattr(loop, "predict_loader", spy_predict)
     monkeypatch.setattr(evaluate_module, "predict_loader", spy_predict)
-    run_finetune(make_cfg("lp_ft", "iso"), callbacks=[lambda e, i: events.append(e) if e == "epoch_end" else None])
+    run_finetune(
+        make_cfg("lp_ft", "iso"), callbacks=[lambda e, i: events.append(e) if e == "epoch_end" else None]
+    )
 
     last_epoch = max(i for i, e in enumerate(events) if e == "epoch_end")
     test_events = [i for i, e in enumerate(events) if "test" in e]
     assert test_events and min(test_events) > last_epoch, events
     assert events.count("dataset:test:fold10") == 1
-    assert [e for e in events if e.startswith("dataset")][:2] == ["dataset:train:fold10", "dataset:val:fold10"]
+    assert [e for e in events if e.startswith("dataset")][:2] == [
+        "dataset:train:fold10",
+        "dataset:val:fold10",
+    ]
 
 
 @pytest.fixture
@@ -247,14 +273,32 @@ def finished_run(make_cfg):
 
 def test_run_dir_holds_every_artifact(finished_run):
     run = finished_run
-    for name in ("config.yaml", "env.json", "metrics.csv", "final.json", "predictions_val.npz", "predictions_test.npz"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "metrics.csv",
+        "final.json",
+        "predictions_val.npz",
+        "predictions_test.npz",
+    ):
         assert (run / name).is_file(), name
     for name in ("best.pt", "last.pt", "best_stage0.pt", "best_stage1.pt"):
         assert (run / "checkpoints" / name).is_file(), name
     env = json.loads((run / "env.json").read_text())
-    assert {"python", "torch", "numpy", "device", "git_commit", "hostname", "start_time", "command_line"} <= set(env)
+    assert {
+        "python",
+        "torch",
+        "numpy",
+        "device",
+        "git_commit",
+        "hostname",
+        "start_time",
+        "command_line",
+    } <= set(env)
     rows = pd.read_csv(run / "metrics.csv")
-    assert {"stage", "epoch", "train_loss", "val_macro_auroc", "val_macro_auprc", "lr", "time_s"} <= set(rows.columns)
+    assert {"stage", "epoch", "train_loss", "val_macro_auroc", "val_macro_auprc", "lr", "time_s"} <= set(
+        rows.columns
+    )
     final = json.loads((run / "final.json").read_text())
     for key in ("test", "val", "best", "recipe", "seed", "fraction", "task", "model", "timings"):
         assert key in final, key
@@ -284,7 +328,9 @@ def test_existing_run_dir_needs_resume_or_overwrite(finished_run, make_cfg):
         run_finetune(make_cfg("lp_ft", "done", "training.batch_size=8", epochs=1), resume=True)
     before = json.loads((finished_run / "final.json").read_text())
     run_finetune(cfg, overwrite=True)
-    assert json.loads((finished_run / "final.json").read_text())["test"] == before["test"]  # same seed, same result
+    assert (
+        json.loads((finished_run / "final.json").read_text())["test"] == before["test"]
+    )  # same seed, same result
 
 
 def test_scratch_ignores_given_weights_and_says_so(make_cfg, tmp_path):
@@ -309,15 +355,22 @@ def test_bundled_weights_into_another_architecture_name_the_keys(make_cfg):
 
 def test_options_multicrop_layer_decay_select_metric(make_cfg):
     cfg = make_cfg(
-        "baseline_ft", "opts", "training.eval_windows=3", "recipe.stages.0.layer_decay=0.7",
-        "training.select_metric=macro_auprc", "training.grad_clip=null",
-        model="xresnet1d50", epochs=1,
-    )  # fmt: skip
+        "baseline_ft",
+        "opts",
+        "training.eval_windows=3",
+        "recipe.stages.0.layer_decay=0.7",
+        "training.select_metric=macro_auprc",
+        "training.grad_clip=null",
+        model="xresnet1d50",
+        epochs=1,
+    )
     run = run_finetune(cfg)
     final = json.loads((run / "final.json").read_text())
     assert final["eval_windows"] == 3
     one = evaluate_run(run, eval_windows=1, device="cpu")
-    assert one["eval_windows"] == 1 and one["macro_auroc"] != final["test"]["macro_auroc"]  # 3 x 2.5 s crops differ
+    assert (
+        one["eval_windows"] == 1 and one["macro_auroc"] != final["test"]["macro_auroc"]
+    )  # 3 x 2.5 s crops differ
 
 
 def test_cli_finetune_then_evaluate(make_cfg, tmp_path, capsys):
@@ -325,14 +378,36 @@ def test_cli_finetune_then_evaluate(make_cfg, tmp_path, capsys):
     cfg_file = tmp_path / "cfg.yaml"
     cfg.to_yaml(cfg_file)
     out = tmp_path / "cli_run"
-    rc = main(["finetune", "--config", str(cfg_file), "--recipe", "linear_probe", "--seed", "3", "--epochs", "1",
-               "--set", "recipe.stages.0.lr=0.01", "--out", str(out), "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "finetune",
+            "--config",
+            str(cfg_file),
+            "--recipe",
+            "linear_probe",
+            "--seed",
+            "3",
+            "--epochs",
+            "1",
+            "--set",
+            "recipe.stages.0.lr=0.01",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["seed"] == 3 and saved["recipe"]["stages"][0]["lr"] == 0.01 and saved["model"]["kwargs"]["width"] == 16
+    assert (
+        saved["seed"] == 3
+        and saved["recipe"]["stages"][0]["lr"] == 0.01
+        and saved["model"]["kwargs"]["width"] == 16
+    )
     assert main(["finetune", "--config", str(cfg_file), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["finetune", "--out", str(out), "--resume", "--no-progress"]) == 0  # resumes from the run's config
+    assert (
+        main(["finetune", "--out", str(out), "--resume", "--no-progress"]) == 0
+    )  # resumes from the run's config
     capsys.readouterr()
     assert main(["evaluate", str(out), "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
@@ -342,19 +417,25 @@ def test_cli_finetune_then_evaluate(make_cfg, tmp_path, capsys):
 
 def test_pretrained_weights_load_the_backbone_and_never_the_file_head(make_cfg, tmp_path, monkeypatch):
     cfg = make_cfg("baseline_ft", "pre", epochs=1)
-    donor = build_model(make_cfg("baseline_ft", "x", "seed=7"), _num_classes(cfg))  # same shapes, head included
+    donor = build_model(
+        make_cfg("baseline_ft", "x", "seed=7"), _num_classes(cfg)
+    )  # same shapes, head included
     torch.save({"model": donor.state_dict()}, tmp_path / "pretrained.pt")
     starts = _record_stage_starts(monkeypatch)
     run_finetune(make_cfg("baseline_ft", "pre", f"model.weights={tmp_path / 'pretrained.pt'}", epochs=1))
     fresh = _state(build_model(cfg, _num_classes(cfg)))  # no weights: the seeded fresh model
-    fresh["head.bias"] = torch.as_tensor(prior_log_odds(_train_labels(cfg)), dtype=torch.float32)  # at the priors
+    fresh["head.bias"] = torch.as_tensor(
+        prior_log_odds(_train_labels(cfg)), dtype=torch.float32
+    )  # at the priors
     donor_state = _state(donor)
     for key, value in starts[0].items():
         expected = fresh[key] if key.startswith("head.") else donor_state[key]
         assert torch.equal(value, expected), key
 
 
-def test_records_the_initial_weights_were_pretrained_on_are_counted_and_flagged(make_cfg, monkeypatch, capsys):
+def test_records_the_initial_weights_were_pretrained_on_are_counted_and_flagged(
+    make_cfg, monkeypatch, capsys
+):
     import ecgadapt.train.finetune as finetune_module
     from ecgadapt.data.cache import load_or_prepare
 
@@ -363,12 +444,17 @@ def test_records_the_initial_weights_were_pretrained_on_are_counted_and_flagged(
     by_fold = {f: index.loc[index["strat_fold"] == f, "ecg_id"].tolist() for f in (1, 9, 10)}
     seen = frozenset([*by_fold[10][:2], by_fold[9][0], *by_fold[1][:3]])  # 2 test, 1 validation, 3 training
     monkeypatch.setattr(finetune_module, "seen_ptbxl_ids", lambda sha: seen)
-    assert finetune_module.pretraining_overlap(None, cfg.data, "sha") is None  # synthetic data: ids are not PTB-XL's
+    assert (
+        finetune_module.pretraining_overlap(None, cfg.data, "sha") is None
+    )  # synthetic data: ids are not PTB-XL's
     monkeypatch.setattr("ecgadapt.data.synthetic.MARKER_NAME", "no-such-marker")  # as if it were real PTB-XL
     final = json.loads((run_finetune(cfg) / "final.json").read_text())
     assert final["pretraining_overlap"] == {"train": 3, "val": 1, "test": 2}
     assert any("signals of 2 test and 1 validation records" in note for note in final["notes"])
-    assert "note: the initial weights were pretrained on the (unlabelled) signals of 2 test" in capsys.readouterr().out
+    assert (
+        "note: the initial weights were pretrained on the (unlabelled) signals of 2 test"
+        in capsys.readouterr().out
+    )
 
 
 def test_only_the_bundled_cnn_has_seen_ptbxl_records_and_none_of_ptbxl_500(shared, tmp_path):

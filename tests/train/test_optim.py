@@ -84,7 +84,14 @@ def test_vit_no_decay_includes_embeddings_and_norms():
     model = TinyViT()
     groups = param_groups(model, weight_decay=0.1, lr=1e-3)
     decay, no_decay = names_by_decay(groups)
-    assert {"cls_token", "pos_embed", "norm.weight", "norm.bias", "blocks.0.0.weight", "blocks.0.1.bias"} <= no_decay
+    assert {
+        "cls_token",
+        "pos_embed",
+        "norm.weight",
+        "norm.bias",
+        "blocks.0.0.weight",
+        "blocks.0.1.bias",
+    } <= no_decay
     assert decay == {"patch_embed.weight", "head.weight"} | {f"blocks.{i}.1.weight" for i in range(3)}
     assert {g["name"] for g in groups} == {"decay", "no_decay"}
     assert all(g["lr_scale"] == 1.0 and g["lr"] == 1e-3 for g in groups)
@@ -167,7 +174,9 @@ def test_schedule_values_warmup_and_cosine():
         opt.step()
         sched.step()
         lrs[step] = (head["lr"], stem["lr"])
-    assert lrs[0][0] == pytest.approx(1e-3) and lrs[0][1] > 0  # the first warm-up step already learns: 1/10 of lr
+    assert (
+        lrs[0][0] == pytest.approx(1e-3) and lrs[0][1] > 0
+    )  # the first warm-up step already learns: 1/10 of lr
     assert lrs[5][0] == pytest.approx(0.6e-2)
     assert lrs[9][0] == pytest.approx(1e-2) and lrs[10][0] == pytest.approx(1e-2)  # warm-up end: the peak
     assert lrs[60][0] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5))  # half-way down the cosine

@@ -79,8 +79,23 @@ def test_unknown_input_and_wfdb_rate_conflict(trained_run, test_record, tmp_path
 def test_cli_predict_json_to_file(trained_run, test_record, tmp_path, capsys):
     _, base, expected, classes = test_record
     out = tmp_path / "p.json"
-    assert main(["predict", "--run", str(trained_run), str(base), "--format", "json", "--out", str(out),
-                 "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(trained_run),
+                str(base),
+                "--format",
+                "json",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(out.read_text())
     assert rows[0]["record"] == base.name
     assert [rows[0][c] for c in classes] == pytest.approx(expected.tolist(), abs=1e-6)
@@ -88,7 +103,9 @@ def test_cli_predict_json_to_file(trained_run, test_record, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("record,input,windows,")
 
 
-def test_predict_applies_the_runs_temperature_scaling_and_uncalibrated_gives_raw(trained_run, test_record, capsys):
+def test_predict_applies_the_runs_temperature_scaling_and_uncalibrated_gives_raw(
+    trained_run, test_record, capsys
+):
     _, base, _, classes = test_record
     calibration = load_calibration(trained_run)
     assert calibration["mode"] == "global" and calibration["temperatures"][0] != 1.0  # the default, fitted
@@ -100,7 +117,17 @@ def test_predict_applies_the_runs_temperature_scaling_and_uncalibrated_gives_raw
     assert df.attrs["calibration"] == "global"
     scaled = apply_temperature(raw, calibration["temperatures"])
     np.testing.assert_allclose(df[classes].to_numpy()[0], scaled, atol=1e-6)
-    argv = ["predict", "--run", str(trained_run), str(base), "--device", "cpu", "--uncalibrated", "--format", "json"]
+    argv = [
+        "predict",
+        "--run",
+        str(trained_run),
+        str(base),
+        "--device",
+        "cpu",
+        "--uncalibrated",
+        "--format",
+        "json",
+    ]
     assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [rows[0][c] for c in classes] == pytest.approx(raw.tolist(), abs=1e-6)
@@ -132,6 +159,22 @@ def test_npy_rate_from_a_sidecar(trained_run, test_record, tmp_path):
 def test_unusable_rates_are_refused_with_one_message(trained_run, test_record, tmp_path, capsys, rate):
     _, base, _, _ = test_record
     np.save(tmp_path / "rec.npy", read_record(base))
-    assert main(["predict", "--run", str(trained_run), str(tmp_path / "rec.npy"), "--rate", rate, "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(trained_run),
+                str(tmp_path / "rec.npy"),
+                "--rate",
+                rate,
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert f"--rate {float(rate)!r} is not a usable sampling rate" in err and len(err.strip().splitlines()) == 1
+    assert (
+        f"--rate {float(rate)!r} is not a usable sampling rate" in err and len(err.strip().splitlines()) == 1
+    )

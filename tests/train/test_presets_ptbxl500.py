@@ -42,10 +42,21 @@ def test_every_preset_runs_end_to_end_on_real_ptbxl(ptbxl500, real_cache_dir, pr
     for recipe in list_recipes():
         cfg = FinetuneConfig.from_dict(
             {
-                "data": {"root": str(ptbxl500), "rate": 100, "task": "superdiagnostic", "cache_dir": str(real_cache_dir)},
+                "data": {
+                    "root": str(ptbxl500),
+                    "rate": 100,
+                    "task": "superdiagnostic",
+                    "cache_dir": str(real_cache_dir),
+                },
                 "model": {"name": "ecg_vit_tiny", "weights": str(pretrained), "kwargs": TINY_VIT},
                 "recipe": {"name": recipe},
-                "training": {"batch_size": 16, "num_workers": 0, "progress": False, "max_train_batches": 2, "min_steps": 0},
+                "training": {
+                    "batch_size": 16,
+                    "num_workers": 0,
+                    "progress": False,
+                    "max_train_batches": 2,
+                    "min_steps": 0,
+                },
                 "out": str(tmp_path / recipe),
             }
         )

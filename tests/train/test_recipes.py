@@ -34,16 +34,26 @@ def _diff(a: Stage, b: Stage) -> set[str]:
 
 def test_presets_have_the_documented_shape():
     assert set(list_recipes()) == {
-        "scratch", "linear_probe", "baseline_ft", "lp_ft", "post_training",
-        "post_training_no_lp", "post_training_no_sd", "post_training_no_dropout",
-    }  # fmt: skip
+        "scratch",
+        "linear_probe",
+        "baseline_ft",
+        "lp_ft",
+        "post_training",
+        "post_training_no_lp",
+        "post_training_no_sd",
+        "post_training_no_dropout",
+    }
     pt = get_recipe("post_training")
     probe, ft = pt.stages
     assert probe.trainable == "head" and probe.patience and probe.drop_rate == probe.drop_path_rate == 0
     assert ft.trainable == "all" and 0.1 <= ft.drop_path_rate <= 0.2 and 0.1 <= ft.drop_rate <= 0.2
     (base,) = get_recipe("baseline_ft").stages
     assert base.trainable == "all" and base.drop_rate == 0 and base.drop_path_rate == 0
-    assert _diff(base, ft) == {"drop_rate", "drop_path_rate", "epochs"}  # baseline_ft's one stage has the whole budget
+    assert _diff(base, ft) == {
+        "drop_rate",
+        "drop_path_rate",
+        "epochs",
+    }  # baseline_ft's one stage has the whole budget
     (scratch,) = get_recipe("scratch").stages
     assert get_recipe("scratch").pretrained is False and scratch.trainable == "all"
     assert all(get_recipe(n).pretrained for n in list_recipes() if n != "scratch")
@@ -52,9 +62,12 @@ def test_presets_have_the_documented_shape():
 
 @pytest.mark.parametrize(
     "name, changed",
-    [("post_training_no_sd", {"drop_path_rate"}), ("post_training_no_dropout", {"drop_rate"}),
-     ("lp_ft", {"drop_rate", "drop_path_rate"})],
-)  # fmt: skip
+    [
+        ("post_training_no_sd", {"drop_path_rate"}),
+        ("post_training_no_dropout", {"drop_rate"}),
+        ("lp_ft", {"drop_rate", "drop_path_rate"}),
+    ],
+)
 def test_two_stage_ablations_differ_from_post_training_in_named_fields_only(name, changed):
     pt, other = get_recipe("post_training"), get_recipe(name)
     assert _diff(pt.stages[0], other.stages[0]) == set()
@@ -63,14 +76,20 @@ def test_two_stage_ablations_differ_from_post_training_in_named_fields_only(name
 
 def test_no_lp_ablation_is_the_regularised_stage_alone():
     (only,) = get_recipe("post_training_no_lp").stages
-    assert _diff(only, get_recipe("post_training").stages[1]) == {"epochs"}  # with the probe's share of the budget
+    assert _diff(only, get_recipe("post_training").stages[1]) == {
+        "epochs"
+    }  # with the probe's share of the budget
 
 
 def test_every_preset_has_the_same_maximum_budget():
     """Built-in comparisons are fair by construction: the stages of every preset add up to the same epochs."""
     totals = {name: sum(s.epochs for s in get_recipe(name).stages) for name in list_recipes()}
     assert set(totals.values()) == {BUDGET_EPOCHS}, totals
-    assert all(s.max_steps is None and s.warmup_epochs < s.epochs for n in list_recipes() for s in get_recipe(n).stages)
+    assert all(
+        s.max_steps is None and s.warmup_epochs < s.epochs
+        for n in list_recipes()
+        for s in get_recipe(n).stages
+    )
     assert all(s.min_delta > 0 for n in list_recipes() for s in get_recipe(n).stages)
 
 
@@ -87,9 +106,17 @@ def test_get_recipe_returns_independent_copies_and_rejects_unknown_names():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("trainable", "backbone"), ("epochs", 0), ("lr", 0.0), ("drop_path_rate", 1.0),
-                     ("patience", 0), ("layer_decay", 1.5), ("warmup_epochs", -1.0)],
-)  # fmt: skip
+    "field, value",
+    [
+        ("trainable", "backbone"),
+        ("epochs", 0),
+        ("lr", 0.0),
+        ("drop_path_rate", 1.0),
+        ("patience", 0),
+        ("layer_decay", 1.5),
+        ("warmup_epochs", -1.0),
+    ],
+)
 def test_stage_validation_names_the_field(field, value):
     stage = dataclasses.replace(get_recipe("baseline_ft").stages[0], **{field: value})
     with pytest.raises(ConfigError, match=field):
@@ -186,7 +213,9 @@ def test_stochastic_depth_on_a_model_without_droppath_is_a_clear_error():
 
 
 def _float_attributes(model: torch.nn.Module) -> dict[str, float]:
-    return {f"{n}.{k}": v for n, m in model.named_modules() for k, v in vars(m).items() if isinstance(v, float)}
+    return {
+        f"{n}.{k}": v for n, m in model.named_modules() for k, v in vars(m).items() if isinstance(v, float)
+    }
 
 
 def _registered() -> list[str]:

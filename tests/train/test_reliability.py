@@ -181,8 +181,13 @@ def test_stop_signal_ends_finetune_cleanly_and_says_how_to_resume(make_cfg, tmp_
     cfg.to_yaml(cfg_file)
     out = tmp_path / "stopped"
     code = f"import sys; from ecgadapt.cli import main; sys.exit(main(['finetune', '--config', {str(cfg_file)!r}, '--out', {str(out)!r}, '--no-progress']))"  # noqa: E501
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoints" / "last.pt").is_file() and time.monotonic() < deadline:
@@ -227,13 +232,38 @@ def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, s
 
     out = tmp_path / "res"
     args = [
-        sys.executable, "-m", "ecgadapt.cli", "benchmark", "--spec", "paper-main", "--data", str(synthetic_root),
-        "--out", str(out), "--jobs", "2", "--no-progress",
-        "--set", "models=[{name: ecg_vit_tiny, weights: null, kwargs: {width: 16, depth: 1, heads: 1, patch_size: 250}}]",
-        "--set", "recipes=[linear_probe]", "--set", "tasks=[superdiagnostic]", "--set", "seeds=[0,1,2,3]",
-        "--set", "stage_overrides.epochs=500", "--set", "training.min_steps=0", "--set", "training.max_train_batches=1",
-        "--set", f"data.cache_dir={syn_cache_dir}", "--set", "data.rate=100",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "ecgadapt.cli",
+        "benchmark",
+        "--spec",
+        "paper-main",
+        "--data",
+        str(synthetic_root),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--no-progress",
+        "--set",
+        "models=[{name: ecg_vit_tiny, weights: null, kwargs: {width: 16, depth: 1, heads: 1, patch_size: 250}}]",
+        "--set",
+        "recipes=[linear_probe]",
+        "--set",
+        "tasks=[superdiagnostic]",
+        "--set",
+        "seeds=[0,1,2,3]",
+        "--set",
+        "stage_overrides.epochs=500",
+        "--set",
+        "training.min_steps=0",
+        "--set",
+        "training.max_train_batches=1",
+        "--set",
+        f"data.cache_dir={syn_cache_dir}",
+        "--set",
+        "data.rate=100",
+    ]
     log = tmp_path / "stderr.txt"
     with log.open("w") as fh:  # a file, not a pipe: its reader would wait for every process that inherited it
         env = {**os.environ, "OMP_NUM_THREADS": "1", "ECGADAPT_TEST_MARK": str(tmp_path)}
@@ -298,8 +328,11 @@ def test_evaluate_external_robustness_and_selection_refuse_a_run_being_written(m
     run = run_finetune(make_cfg("linear_probe", "held", epochs=1))
     before = sorted(p.name for p in run.iterdir())
     with RunLock(run):  # a training process writing it (flock: conflicts even from this process)
-        for call in (lambda: evaluate_external(run, tmp_path, "folder"), lambda: run_robustness(run),
-                     lambda: finish_tuned_run(run)):  # fmt: skip
+        for call in (
+            lambda: evaluate_external(run, tmp_path, "folder"),
+            lambda: run_robustness(run),
+            lambda: finish_tuned_run(run),
+        ):
             with pytest.raises(RunLockedError, match=str(run)):
                 call()
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written

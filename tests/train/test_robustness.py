@@ -90,18 +90,39 @@ def test_end_to_end_on_real_ptbxl500(ptbxl500, tmp_path, capsys):
     from ecgadapt.train.config import FinetuneConfig, apply_overrides
     from ecgadapt.train.finetune import run_finetune
 
-    cfg = FinetuneConfig.from_dict({
-        "data": {"root": str(ptbxl500), "rate": 100, "cache_dir": str(tmp_path / "cache")},
-        "model": {"name": "ecg_vit_tiny", "kwargs": {"width": 16, "depth": 2, "heads": 2, "patch_size": 50}},
-        "recipe": {"name": "lp_ft"},
-        "training": {"batch_size": 16, "num_workers": 0, "progress": False, "max_train_batches": 2, "min_steps": 0},
-        "out": str(tmp_path / "run"),
-    })  # fmt: skip
+    cfg = FinetuneConfig.from_dict(
+        {
+            "data": {"root": str(ptbxl500), "rate": 100, "cache_dir": str(tmp_path / "cache")},
+            "model": {
+                "name": "ecg_vit_tiny",
+                "kwargs": {"width": 16, "depth": 2, "heads": 2, "patch_size": 50},
+            },
+            "recipe": {"name": "lp_ft"},
+            "training": {
+                "batch_size": 16,
+                "num_workers": 0,
+                "progress": False,
+                "max_train_batches": 2,
+                "min_steps": 0,
+            },
+            "out": str(tmp_path / "run"),
+        }
+    )
     run = run_finetune(apply_overrides(cfg, ["recipe.stages.0.epochs=1", "recipe.stages.1.epochs=1"]))
     assert (run / "calibration.json").is_file()
     assert main(["calibrate", str(run), "--mode", "per_class"]) == 0
-    argv = ["robustness", str(run), "--corruption", "electrode_motion", "--corruption", "lead_sets", "--severity", "3",
-            "--device", "cpu"]  # fmt: skip
+    argv = [
+        "robustness",
+        str(run),
+        "--corruption",
+        "electrode_motion",
+        "--corruption",
+        "lead_sets",
+        "--severity",
+        "3",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     assert "electrode_motion" in capsys.readouterr().out
     table = pd.read_csv(run / ROBUSTNESS_CSV)

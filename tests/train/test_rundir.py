@@ -86,7 +86,12 @@ def test_flat_config_and_resume_check_name_the_changed_stage_field(tmp_path):
     saved = {"out": "a", "model": {"kwargs": {"x": 1}}, "recipe": {"stages": [{"lr": 1e-3}, {"lr": 1e-4}]}}
     now = {"out": "b", "model": {"kwargs": {"x": 1}}, "recipe": {"stages": [{"lr": 1e-3}, {"lr": 5e-4}]}}
     flat_saved, flat_now = flat_config(saved), flat_config(now)
-    assert flat_saved == {"out": "a", "model.kwargs": {"x": 1}, "recipe.stages.0.lr": 1e-3, "recipe.stages.1.lr": 1e-4}
+    assert flat_saved == {
+        "out": "a",
+        "model.kwargs": {"x": 1},
+        "recipe.stages.0.lr": 1e-3,
+        "recipe.stages.1.lr": 1e-4,
+    }
     assert changed_keys(flat_saved, flat_now, free={"out"}) == ["recipe.stages.1.lr"]
     check_resume_config(flat_saved, {**flat_now, "recipe.stages.1.lr": 1e-4}, {"out"}, tmp_path)
     with pytest.raises(ConfigError, match=r"recipe\.stages\.1\.lr: 0\.0001 in the run, 0\.0005 now"):
@@ -101,7 +106,10 @@ def test_config_hash_ignores_fields_at_their_default_so_older_runs_keep_theirs()
 
     cfg = FinetuneConfig().to_dict()
     older = copy.deepcopy(cfg)
-    del older["data"]["source"], older["recipe"]["stages"][0]["head_lr_scale"]  # written before these fields existed
+    del (
+        older["data"]["source"],
+        older["recipe"]["stages"][0]["head_lr_scale"],
+    )  # written before these fields existed
     assert config_sha256(older) == config_sha256(cfg)
     cfg["recipe"]["stages"][0]["head_lr_scale"] = 10.0
     assert config_sha256(cfg) != config_sha256(older)  # a value that differs from the default still counts

@@ -24,8 +24,13 @@ def test_tune_override_and_candidate_grid(make_cfg):
     cfg = make_cfg("post_training", "t", tune_override("lr=1e-4,1e-3"), tune_override("head_lr_scale=1,10"))
     cands = candidate_configs(cfg)
     assert len(cands) == 4 and all(not c.training.score_test and not c.tune for c in cands.values())
-    lrs = {(c.recipe.stages[0].lr, c.recipe.stages[1].lr, c.recipe.stages[1].head_lr_scale) for c in cands.values()}
-    assert lrs == {(1e-3, lr, h) for lr in (1e-4, 1e-3) for h in (1, 10)}  # plain keys set the fine-tuning stage only
+    lrs = {
+        (c.recipe.stages[0].lr, c.recipe.stages[1].lr, c.recipe.stages[1].head_lr_scale)
+        for c in cands.values()
+    }
+    assert lrs == {
+        (1e-3, lr, h) for lr in (1e-4, 1e-3) for h in (1, 10)
+    }  # plain keys set the fine-tuning stage only
     with pytest.raises(ConfigError, match="not a tunable stage field"):
         make_cfg("post_training", "t2", "tune.name=[a,b]").validate()
 
@@ -55,7 +60,9 @@ def test_tuning_never_touches_the_test_fold_before_the_choice(make_cfg, monkeypa
     scores = {c["id"]: c["val_macro_auroc"] for c in chosen["candidates"]}
     assert chosen["chosen"] == max(scores, key=scores.get)  # the best validation macro AUROC wins
     final = read_json(run / "final.json")
-    assert final["test"] is not None and final["tuning"]["chosen_values"] == {"lr": float(chosen["chosen_values"]["lr"])}
+    assert final["test"] is not None and final["tuning"]["chosen_values"] == {
+        "lr": float(chosen["chosen_values"]["lr"])
+    }
     others = [c for c in scores if c != chosen["chosen"]]
     assert all(read_json(run / "candidates" / c / "final.json")["test"] is None for c in others)
     assert not any((run / "candidates" / c / "predictions_test.npz").exists() for c in others)
@@ -69,7 +76,9 @@ def test_selection_picks_the_best_validation_score_and_refuses_test_scored_candi
         (d / "final.json").write_text(json.dumps({"val": {"macro_auroc": auroc}, "test": None}))
         dirs[cid] = d
     assert select_candidate(dirs)[0] == "b"  # ties go to the first
-    (tmp_path / "a" / "final.json").write_text(json.dumps({"val": {"macro_auroc": 0.5}, "test": {"macro_auroc": 1}}))
+    (tmp_path / "a" / "final.json").write_text(
+        json.dumps({"val": {"macro_auroc": 0.5}, "test": {"macro_auroc": 1}})
+    )
     with pytest.raises(Exception, match="scored on the test fold before selection"):
         select_candidate(dirs)
 
@@ -97,7 +106,16 @@ def test_finetune_cli_tune_flag_runs_the_search(make_cfg, tmp_path, capsys):
     cfg_file = tmp_path / "c.yaml"
     cfg.to_yaml(cfg_file)
     out = tmp_path / "tuned"
-    argv = ["finetune", "--config", str(cfg_file), "--tune", "lr=1e-3,1e-2", "--out", str(out), "--no-progress"]
+    argv = [
+        "finetune",
+        "--config",
+        str(cfg_file),
+        "--tune",
+        "lr=1e-3,1e-2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert "tuning" in capsys.readouterr().out and len(list((out / "candidates").iterdir())) == 2
     assert read_json(out / "tune.json")["chosen_values"]["lr"] in (1e-3, 1e-2)

@@ -50,7 +50,9 @@ INDEX_COLUMNS = ("ecg_id", "patient_id", "strat_fold", "row", "filename", "scp_c
 log = logging.getLogger(__name__)
 
 
-def default_cache_path(root: str | os.PathLike, rate: int, cache_dir: str | os.PathLike | None = None) -> Path:
+def default_cache_path(
+    root: str | os.PathLike, rate: int, cache_dir: str | os.PathLike | None = None
+) -> Path:
     """``<cache_dir>/<root's name>-<hash of its absolute path>/rate<rate>`` (cache_dir defaults to the user cache)."""
     root = Path(root).expanduser().resolve()
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name).strip("._") or "root"
@@ -137,7 +139,9 @@ def records_problem(path: Path, root: str | os.PathLike, manifest: dict, verify:
                 changed.append(f"{f} (size {old[0]} -> {new[0]} bytes)")
             else:
                 changed.append(f"{f} (modified)")
-        return _describe(changed, "changed") if changed else "the record files changed since the cache was built"
+        return (
+            _describe(changed, "changed") if changed else "the record files changed since the cache was built"
+        )
     if verify:
         hashes = hash_records(root, files)
         changed = [f for f in files if hashes[f] != saved.get("sha256", {}).get(f)]
@@ -269,7 +273,9 @@ class ECGCache:
 
                 y, classes, _ = class_labels(list(self.index["scp_codes"]), self.statements, task)
             else:
-                y, classes = task_labels(self.index["scp_codes"], self.statements, task, ids=self.index["ecg_id"].tolist())
+                y, classes = task_labels(
+                    self.index["scp_codes"], self.statements, task, ids=self.index["ecg_id"].tolist()
+                )
             y.setflags(write=False)
             self._labels[task] = (y, classes)
         y, classes = self._labels[task]
@@ -295,7 +301,9 @@ def open_cache(path: str | os.PathLike) -> ECGCache:
     """Open a complete cache folder written by :func:`prepare_cache` (DataError with the fix otherwise)."""
     path = Path(path).expanduser()
     if not path.is_dir():
-        raise DataError(f"cache folder {path} not found; run `ecgadapt prepare ptbxl --root <PTB-XL folder> --rate <100|500>`")
+        raise DataError(
+            f"cache folder {path} not found; run `ecgadapt prepare ptbxl --root <PTB-XL folder> --rate <100|500>`"
+        )
     manifest = _read_manifest(path)
     hint = _rebuild_hint(path, manifest)
     try:
@@ -312,7 +320,9 @@ def open_cache(path: str | os.PathLike) -> ECGCache:
         statements = pd.read_csv(path / STATEMENTS_CSV, index_col=0)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise DataError(f"{path} has an unreadable index or statements file ({err}); {hint}") from err
-    if list(index.columns) != list(INDEX_COLUMNS) or not np.array_equal(index["row"].to_numpy(), np.arange(len(signals))):
+    if list(index.columns) != list(INDEX_COLUMNS) or not np.array_equal(
+        index["row"].to_numpy(), np.arange(len(signals))
+    ):
         raise DataError(f"{path / INDEX_FILE} does not match {SIGNALS_FILE} row for row; {hint}")
     index["scp_codes"] = [json.loads(s) for s in index["scp_codes"]]
     index["patient_id"] = index["patient_id"].astype("Int64")
@@ -334,7 +344,9 @@ def read_manifest(path: str | os.PathLike) -> tuple[dict | None, str | None]:
         return None, str(err)
 
 
-def cache_problem(path: str | os.PathLike, root: str | os.PathLike, rate: int, verify: bool = False) -> str | None:
+def cache_problem(
+    path: str | os.PathLike, root: str | os.PathLike, rate: int, verify: bool = False
+) -> str | None:
     """Why the cache at ``path`` cannot stand for ``root`` at ``rate``; None when it is valid and current.
 
     The CSVs and every record file are compared by size and modification time; ``verify`` also compares the
@@ -379,11 +391,15 @@ def prepare_cache(
         raise ConfigError(f"workers={workers} must be at least 1")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune and benchmark, --root for prepare)")
+        raise DataError(
+            f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune and benchmark, --root for prepare)"
+        )
     target = default_cache_path(root, rate, cache_dir)
     database = read_database(root)
     statements = read_statements(root)
-    task_labels(database["scp_codes"], statements, "all", ids=database["ecg_id"].tolist())  # every code defined
+    task_labels(
+        database["scp_codes"], statements, "all", ids=database["ecg_id"].tolist()
+    )  # every code defined
     if len(database) == 0:
         raise DataError(f"{root / DATABASE_CSV} lists no records; nothing to prepare")
     fingerprint = source_fingerprint(root, len(database))
@@ -398,14 +414,18 @@ def prepare_cache(
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         if is_write_problem(err):
-            raise write_error(target.parent, err, "pass --cache DIR (or set ECGADAPT_CACHE) to a writable folder") from None
+            raise write_error(
+                target.parent, err, "pass --cache DIR (or set ECGADAPT_CACHE) to a writable folder"
+            ) from None
         raise
     _remove_stale(target)
 
     column = FILENAME_COLUMN[rate]
     if database[column].isna().any():
         ids = database.loc[database[column].isna(), "ecg_id"].tolist()
-        raise DataError(f"{root / DATABASE_CSV}: {column} is empty for ecg_id(s) {ids[:5]}; fill it or drop those rows")
+        raise DataError(
+            f"{root / DATABASE_CSV}: {column} is empty for ecg_id(s) {ids[:5]}; fill it or drop those rows"
+        )
     bases = [str(root / f) for f in database[column]]
     n_samples = read_header(bases[0]).sig_len
     shape = (len(database), len(LEADS), n_samples)
@@ -442,7 +462,9 @@ def prepare_cache(
             "seconds": round(time.perf_counter() - start, 3),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if cache_problem(target, root, rate, verify=verify) is None:  # a concurrent prepare finished first: keep it
+        if (
+            cache_problem(target, root, rate, verify=verify) is None
+        ):  # a concurrent prepare finished first: keep it
             shutil.rmtree(tmp, ignore_errors=True)
             _say(progress, f"reusing valid cache {target} (another prepare finished first)")
             return target
@@ -452,7 +474,9 @@ def prepare_cache(
         if is_write_problem(err):
             raise _space_error(target, need, err) from None
         raise
-    _say(progress, f"prepared {len(database)} records at {rate} Hz into {target} ({manifest['seconds']:.1f} s)")
+    _say(
+        progress, f"prepared {len(database)} records at {rate} Hz into {target} ({manifest['seconds']:.1f} s)"
+    )
     return target
 
 
@@ -467,7 +491,9 @@ def _check_space(target: Path, shape: tuple[int, ...]) -> int:
 
 def _space_error(target: Path, need: int, err: BaseException, free: int | None = None) -> WriteError:
     if getattr(err, "errno", None) not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return write_error(target.parent, err, "pass --cache DIR (or set ECGADAPT_CACHE) to a writable folder")
+        return write_error(
+            target.parent, err, "pass --cache DIR (or set ECGADAPT_CACHE) to a writable folder"
+        )
     free = free_bytes(target.parent) if free is None else free
     have = f"only {human_bytes(free)} free" if free is not None else "not enough free"
     return WriteError(
@@ -560,5 +586,7 @@ def load_or_prepare(
     if source != "ptbxl":
         from ecgadapt.data.sources import load_source
 
-        return load_source(source, root, rate, labels, cache_dir=cache_dir, workers=workers, progress=progress)
+        return load_source(
+            source, root, rate, labels, cache_dir=cache_dir, workers=workers, progress=progress
+        )
     return open_cache(prepare_cache(root, rate, cache_dir=cache_dir, workers=workers, progress=progress))

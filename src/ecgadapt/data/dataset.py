@@ -71,7 +71,11 @@ class ECGDataset(Dataset):
         folds = self.cache.index["strat_fold"].to_numpy()
         ids = self.cache.index["ecg_id"].to_numpy(dtype=np.int64)
         first = record_starts(ids)
-        keep = split_mask(folds, split, test_fold, val_fold) if rows is None else np.isin(np.arange(len(folds)), rows)
+        keep = (
+            split_mask(folds, split, test_fold, val_fold)
+            if rows is None
+            else np.isin(np.arange(len(folds)), rows)
+        )
         rows = np.flatnonzero(keep & y_all.any(axis=1) & first)
         if fraction != 1.0:
             full = rows
@@ -169,9 +173,15 @@ def record_mean(ecg_ids: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) -> 
     return y_true[starts], mean.astype(y_prob.dtype)
 
 
-def _warn_lost_classes(y: np.ndarray, full: np.ndarray, kept: np.ndarray, classes, fraction: float, task: str) -> None:
+def _warn_lost_classes(
+    y: np.ndarray, full: np.ndarray, kept: np.ndarray, classes, fraction: float, task: str
+) -> None:
     """Warn, naming them, about classes that have training positives but none in the ``fraction`` kept."""
-    lost = [c for c, before, after in zip(classes, y[full].any(axis=0), y[kept].any(axis=0)) if before and not after]
+    lost = [
+        c
+        for c, before, after in zip(classes, y[full].any(axis=0), y[kept].any(axis=0))
+        if before and not after
+    ]
     if lost:
         import warnings
 

@@ -32,8 +32,10 @@ def check_rate(rate: int) -> int:
 
 def _require_file(path: Path) -> Path:
     if not path.is_file():
-        raise DataError(f"{path} not found; point --data (finetune, benchmark) or --root (prepare, data stats) at a PTB-XL folder "
-            f"holding {path.name} ({_FIX_DOWNLOAD})")
+        raise DataError(
+            f"{path} not found; point --data (finetune, benchmark) or --root (prepare, data stats) at a PTB-XL folder "
+            f"holding {path.name} ({_FIX_DOWNLOAD})"
+        )
     return path
 
 
@@ -48,9 +50,13 @@ def _parse_codes(text: object, path: Path, ecg_id: int) -> dict[str, float]:
     try:
         codes = ast.literal_eval(str(text))
     except (ValueError, SyntaxError) as err:
-        raise DataError(f"{path}: scp_codes of ecg_id {ecg_id} is not a dict literal: {text!r}; {_FIX_DOWNLOAD}") from err
+        raise DataError(
+            f"{path}: scp_codes of ecg_id {ecg_id} is not a dict literal: {text!r}; {_FIX_DOWNLOAD}"
+        ) from err
     if not isinstance(codes, dict):
-        raise DataError(f"{path}: scp_codes of ecg_id {ecg_id} is not a dict literal: {text!r}; {_FIX_DOWNLOAD}")
+        raise DataError(
+            f"{path}: scp_codes of ecg_id {ecg_id} is not a dict literal: {text!r}; {_FIX_DOWNLOAD}"
+        )
     out = {}
     for k, v in codes.items():
         try:
@@ -69,13 +75,17 @@ def read_database(root: str | os.PathLike) -> pd.DataFrame:
     df = _read_csv(path)
     missing = [c for c in DATABASE_COLUMNS if c not in df.columns]
     if missing:
-        raise DataError(f"{path} lacks column(s) {missing}; it must be PTB-XL's ptbxl_database.csv ({_FIX_DOWNLOAD})")
+        raise DataError(
+            f"{path} lacks column(s) {missing}; it must be PTB-XL's ptbxl_database.csv ({_FIX_DOWNLOAD})"
+        )
     if df["ecg_id"].isna().any() or df["ecg_id"].duplicated().any():
         raise DataError(f"{path}: column ecg_id has empty or duplicate values; {_FIX_DOWNLOAD}")
     folds = pd.to_numeric(df["strat_fold"], errors="coerce")
     bad = df.loc[folds.isna() | ~folds.isin(range(1, 11)), "ecg_id"].tolist()
     if bad:
-        raise DataError(f"{path}: strat_fold must be an integer 1-10, not for ecg_id(s) {bad[:5]}; {_FIX_DOWNLOAD}")
+        raise DataError(
+            f"{path}: strat_fold must be an integer 1-10, not for ecg_id(s) {bad[:5]}; {_FIX_DOWNLOAD}"
+        )
     df = df.assign(ecg_id=df["ecg_id"].astype(np.int64), strat_fold=folds.astype(np.int64))
     df["patient_id"] = pd.to_numeric(df["patient_id"], errors="coerce").astype("Int64")
     df["scp_codes"] = [_parse_codes(t, path, i) for t, i in zip(df["scp_codes"], df["ecg_id"])]
@@ -88,7 +98,9 @@ def read_statements(root: str | os.PathLike) -> pd.DataFrame:
     df = _read_csv(path, index_col=0)
     missing = [c for c in STATEMENT_COLUMNS if c not in df.columns]
     if missing:
-        raise DataError(f"{path} lacks column(s) {missing}; it must be PTB-XL's scp_statements.csv ({_FIX_DOWNLOAD})")
+        raise DataError(
+            f"{path} lacks column(s) {missing}; it must be PTB-XL's scp_statements.csv ({_FIX_DOWNLOAD})"
+        )
     df.index = df.index.astype(str)
     if df.index.duplicated().any():
         raise DataError(f"{path}: duplicate statement codes {sorted(set(df.index[df.index.duplicated()]))}")
@@ -147,11 +159,26 @@ def read_header(base: str | os.PathLike) -> Header:
             gains.append(gain if gain != 0 else 200.0)
             baselines.append(baseline)
     except (IndexError, ValueError) as err:
-        raise DataError(f"record {Path(base).name}: cannot parse header {path} ({err}); {_FIX_DOWNLOAD}") from err
+        raise DataError(
+            f"record {Path(base).name}: cannot parse header {path} ({err}); {_FIX_DOWNLOAD}"
+        ) from err
     if len(names) != n_sig:
-        raise DataError(f"record {Path(base).name}: header {path} declares {n_sig} signals but describes {len(names)}")
+        raise DataError(
+            f"record {Path(base).name}: header {path} declares {n_sig} signals but describes {len(names)}"
+        )
     simple &= len(set(files)) == 1
-    return Header(path, n_sig, fs, sig_len, tuple(names), tuple(files), tuple(fmts), tuple(gains), tuple(baselines), simple)
+    return Header(
+        path,
+        n_sig,
+        fs,
+        sig_len,
+        tuple(names),
+        tuple(files),
+        tuple(fmts),
+        tuple(gains),
+        tuple(baselines),
+        simple,
+    )
 
 
 def lead_order(header: Header) -> np.ndarray:
@@ -182,7 +209,9 @@ def _read_simple(base: Path, header: Header) -> np.ndarray:
         raise DataError(
             f"record {base.name}: signal file {dat} is truncated ({size} bytes, header needs {expected}); {_FIX_DOWNLOAD}"
         )
-    digital = np.fromfile(dat, dtype="<i2", count=header.sig_len * header.n_sig).reshape(header.sig_len, header.n_sig)
+    digital = np.fromfile(dat, dtype="<i2", count=header.sig_len * header.n_sig).reshape(
+        header.sig_len, header.n_sig
+    )
     # Same float64 arithmetic as wfdb's dac(), so the float32 result is bitwise what wfdb.rdsamp gives.
     phys = digital.astype(np.float64)
     np.subtract(phys, np.asarray(header.baselines, dtype=np.float64), phys)
@@ -199,7 +228,9 @@ def _read_wfdb(base: Path, header: Header) -> np.ndarray:
     except FileNotFoundError as err:
         raise DataError(f"record {base.name}: signal file {err.filename} not found; {_FIX_DOWNLOAD}") from err
     except ValueError as err:
-        raise DataError(f"record {base.name}: signal file is truncated or corrupt ({err}); {_FIX_DOWNLOAD}") from err
+        raise DataError(
+            f"record {base.name}: signal file is truncated or corrupt ({err}); {_FIX_DOWNLOAD}"
+        ) from err
     sig = np.asarray(rec.p_signal, dtype=np.float64)
     if sig.shape != (header.sig_len, header.n_sig):
         raise DataError(

@@ -39,7 +39,20 @@ __all__ = ["write_synthetic_ptbxl", "scp_statements_frame", "synthesize_record",
 
 GENERATOR_VERSION = 1
 MARKER_NAME = ".ecgadapt_synthetic.json"
-PTBXL_LEAD_NAMES: tuple[str, ...] = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
+PTBXL_LEAD_NAMES: tuple[str, ...] = (
+    "I",
+    "II",
+    "III",
+    "AVR",
+    "AVL",
+    "AVF",
+    "V1",
+    "V2",
+    "V3",
+    "V4",
+    "V5",
+    "V6",
+)
 DURATION_S = 10.0
 BASE_RATE = 500
 _MARGIN = 100  # extra samples at 500 Hz on each side, dropped after decimation (multiple of 5)
@@ -67,55 +80,292 @@ _CAT_OSTT = "other ST-T descriptive statements"
 # code: (description, diagnostic, form, rhythm, class, subclass, category, scp description, AHA, aECG, CDISC, DICOM)
 _STATEMENTS: dict[str, tuple] = {
     "NORM": ("normal ECG", 1, 0, 0, "NORM", "NORM", "Normal/abnormal", "normal ECG", "1", "", "", "F-000B7"),
-    "IMI": ("inferior myocardial infarction", 1, 0, 0, "MI", "IMI", "Myocardial Infarction",
-            "inferior myocardial infarction", "161", "", "", ""),
-    "ILMI": ("inferolateral myocardial infarction", 1, 0, 0, "MI", "IMI", "Myocardial Infarction",
-             "inferolateral myocardial infarction", "", "", "", ""),
-    "ASMI": ("anteroseptal myocardial infarction", 1, 0, 0, "MI", "AMI", "Myocardial Infarction",
-             "anteroseptal myocardial infarction", "165", "", "", ""),
-    "AMI": ("anterior myocardial infarction", 1, 0, 0, "MI", "AMI", "Myocardial Infarction",
-            "anterior myocardial infarction", "160", "", "", ""),
-    "NDT": ("non-diagnostic T abnormalities", 1, 1, 0, "STTC", "STTC", _CAT_OSTT,
-            "non-diagnostic T abnormalities", "", "", "", ""),
-    "NST_": ("non-specific ST changes", 1, 1, 0, "STTC", "NST_", _CAT_STT, "non-specific ST changes", "145",
-             "MDC_ECG_RHY_STHILOST", "", ""),
-    "ISC_": ("non-specific ischemic", 1, 0, 0, "STTC", "ISC_", _CAT_STT, "ischemic ST-T changes", "226",
-             "", "", ""),
-    "ISCAL": ("ischemic in anterolateral leads", 1, 0, 0, "STTC", "ISCA", "ischemic ST-T changes",
-              "in anterolateral leads", "", "", "", ""),
-    "LVH": ("left ventricular hypertrophy", 1, 0, 0, "HYP", "LVH", "Ventricular Hypertrophy",
-            "left ventricular hypertrophy", "142", "", "C71076", ""),
-    "RVH": ("right ventricular hypertrophy", 1, 0, 0, "HYP", "RVH", "Ventricular Hypertrophy",
-            "right ventricular hypertrophy", "143", "", "C71077", ""),
-    "CLBBB": ("complete left bundle branch block", 1, 0, 0, "CD", "CLBBB", _CAT_IVCD,
-              "(complete) left bundle branch block", "104", "MDC_ECG_BEAT_LBB_BLK_COMP", "C62269",
-              "D3-33120 or 122752"),
-    "CRBBB": ("complete right bundle branch block", 1, 0, 0, "CD", "CRBBB", _CAT_IVCD,
-              "(complete) right bundle branch block", "106", "MDC_ECG_BEAT_RBB_BLK_COMP", "C62270", "D3-33110"),
-    "IVCD": ("non-specific intraventricular conduction disturbance (block)", 1, 0, 0, "CD", "IVCD", _CAT_IVCD,
-             "non-specific intraventricular conduction disturbance", "107", "MDC_ECG_BEAT_BLK_IVCD", "C62271",
-             "D3-33000"),
-    "LAFB": ("left anterior fascicular block", 1, 0, 0, "CD", "LAFB/LPFB", _CAT_IVCD,
-             "left anterior fascicular block", "101", "MDC_ECG_BEAT_BLK_ANT_L_HEMI", "C62267", "D3-33140"),
-    "1AVB": ("first degree AV block", 1, 0, 0, "CD", "_AVB",
-             "Sinus node dysfunction, atrial and AV-conduction defects", "first degree AV block", "",
-             "MDC_ECG_RHY_AV_HEART_BLK_DEG_1", "C111088", ""),
+    "IMI": (
+        "inferior myocardial infarction",
+        1,
+        0,
+        0,
+        "MI",
+        "IMI",
+        "Myocardial Infarction",
+        "inferior myocardial infarction",
+        "161",
+        "",
+        "",
+        "",
+    ),
+    "ILMI": (
+        "inferolateral myocardial infarction",
+        1,
+        0,
+        0,
+        "MI",
+        "IMI",
+        "Myocardial Infarction",
+        "inferolateral myocardial infarction",
+        "",
+        "",
+        "",
+        "",
+    ),
+    "ASMI": (
+        "anteroseptal myocardial infarction",
+        1,
+        0,
+        0,
+        "MI",
+        "AMI",
+        "Myocardial Infarction",
+        "anteroseptal myocardial infarction",
+        "165",
+        "",
+        "",
+        "",
+    ),
+    "AMI": (
+        "anterior myocardial infarction",
+        1,
+        0,
+        0,
+        "MI",
+        "AMI",
+        "Myocardial Infarction",
+        "anterior myocardial infarction",
+        "160",
+        "",
+        "",
+        "",
+    ),
+    "NDT": (
+        "non-diagnostic T abnormalities",
+        1,
+        1,
+        0,
+        "STTC",
+        "STTC",
+        _CAT_OSTT,
+        "non-diagnostic T abnormalities",
+        "",
+        "",
+        "",
+        "",
+    ),
+    "NST_": (
+        "non-specific ST changes",
+        1,
+        1,
+        0,
+        "STTC",
+        "NST_",
+        _CAT_STT,
+        "non-specific ST changes",
+        "145",
+        "MDC_ECG_RHY_STHILOST",
+        "",
+        "",
+    ),
+    "ISC_": (
+        "non-specific ischemic",
+        1,
+        0,
+        0,
+        "STTC",
+        "ISC_",
+        _CAT_STT,
+        "ischemic ST-T changes",
+        "226",
+        "",
+        "",
+        "",
+    ),
+    "ISCAL": (
+        "ischemic in anterolateral leads",
+        1,
+        0,
+        0,
+        "STTC",
+        "ISCA",
+        "ischemic ST-T changes",
+        "in anterolateral leads",
+        "",
+        "",
+        "",
+        "",
+    ),
+    "LVH": (
+        "left ventricular hypertrophy",
+        1,
+        0,
+        0,
+        "HYP",
+        "LVH",
+        "Ventricular Hypertrophy",
+        "left ventricular hypertrophy",
+        "142",
+        "",
+        "C71076",
+        "",
+    ),
+    "RVH": (
+        "right ventricular hypertrophy",
+        1,
+        0,
+        0,
+        "HYP",
+        "RVH",
+        "Ventricular Hypertrophy",
+        "right ventricular hypertrophy",
+        "143",
+        "",
+        "C71077",
+        "",
+    ),
+    "CLBBB": (
+        "complete left bundle branch block",
+        1,
+        0,
+        0,
+        "CD",
+        "CLBBB",
+        _CAT_IVCD,
+        "(complete) left bundle branch block",
+        "104",
+        "MDC_ECG_BEAT_LBB_BLK_COMP",
+        "C62269",
+        "D3-33120 or 122752",
+    ),
+    "CRBBB": (
+        "complete right bundle branch block",
+        1,
+        0,
+        0,
+        "CD",
+        "CRBBB",
+        _CAT_IVCD,
+        "(complete) right bundle branch block",
+        "106",
+        "MDC_ECG_BEAT_RBB_BLK_COMP",
+        "C62270",
+        "D3-33110",
+    ),
+    "IVCD": (
+        "non-specific intraventricular conduction disturbance (block)",
+        1,
+        0,
+        0,
+        "CD",
+        "IVCD",
+        _CAT_IVCD,
+        "non-specific intraventricular conduction disturbance",
+        "107",
+        "MDC_ECG_BEAT_BLK_IVCD",
+        "C62271",
+        "D3-33000",
+    ),
+    "LAFB": (
+        "left anterior fascicular block",
+        1,
+        0,
+        0,
+        "CD",
+        "LAFB/LPFB",
+        _CAT_IVCD,
+        "left anterior fascicular block",
+        "101",
+        "MDC_ECG_BEAT_BLK_ANT_L_HEMI",
+        "C62267",
+        "D3-33140",
+    ),
+    "1AVB": (
+        "first degree AV block",
+        1,
+        0,
+        0,
+        "CD",
+        "_AVB",
+        "Sinus node dysfunction, atrial and AV-conduction defects",
+        "first degree AV block",
+        "",
+        "MDC_ECG_RHY_AV_HEART_BLK_DEG_1",
+        "C111088",
+        "",
+    ),
     "ABQRS": ("abnormal QRS", 0, 1, 0, "", "", "Normal/abnormal", "abnormal QRS", "", "", "", ""),
     "QWAVE": ("Q waves present", 0, 1, 0, "", "", _CAT_QRS, "Q waves present", "", "", "", ""),
-    "STD_": ("non-specific ST depression", 0, 1, 0, "", "", _CAT_STT, "non-specific ST depression", "502",
-             "", "", "F-38278"),
+    "STD_": (
+        "non-specific ST depression",
+        0,
+        1,
+        0,
+        "",
+        "",
+        _CAT_STT,
+        "non-specific ST depression",
+        "502",
+        "",
+        "",
+        "F-38278",
+    ),
     "INVT": ("inverted T-waves", 0, 1, 0, "", "", _CAT_OSTT, "inverted T-waves", "367", "", "", ""),
     "LOWT": ("low amplitude T-waves", 0, 1, 0, "", "", _CAT_OSTT, "low amplitude T-waves", "366", "", "", ""),
-    "LVOLT": ("low QRS voltages in the frontal and horizontal leads", 0, 1, 0, "", "", _CAT_QRS,
-              "low QRS voltages in the frontal and horizontal leads", "", "", "", ""),
+    "LVOLT": (
+        "low QRS voltages in the frontal and horizontal leads",
+        0,
+        1,
+        0,
+        "",
+        "",
+        _CAT_QRS,
+        "low QRS voltages in the frontal and horizontal leads",
+        "",
+        "",
+        "",
+        "",
+    ),
     "HVOLT": ("high QRS voltage", 0, 1, 0, "", "", _CAT_QRS, "high QRS voltage", "", "", "", ""),
     "SR": ("sinus rhythm", 0, 0, 1, "", "", _CAT_RHY, "sinus rhythm", "20", "MDC_ECG_RHY_SINUS_RHY", "", ""),
-    "AFIB": ("atrial fibrillation", 0, 0, 1, "", "", _CAT_RHY, "atrial fibrillation", "50",
-             "MDC_ECG_RHY_ATR_FIB", "", "D3-31520"),
-    "STACH": ("sinus tachycardia", 0, 0, 1, "", "", _CAT_RHY, "sinus tachycardia", "21",
-              "MDC_ECG_RHY_SINUS_TACHY", "", ""),
-    "SBRAD": ("sinus bradycardia", 0, 0, 1, "", "", _CAT_RHY, "sinus bradycardia", "22",
-              "MDC_ECG_RHY_SINUS_BRADY", "", ""),
+    "AFIB": (
+        "atrial fibrillation",
+        0,
+        0,
+        1,
+        "",
+        "",
+        _CAT_RHY,
+        "atrial fibrillation",
+        "50",
+        "MDC_ECG_RHY_ATR_FIB",
+        "",
+        "D3-31520",
+    ),
+    "STACH": (
+        "sinus tachycardia",
+        0,
+        0,
+        1,
+        "",
+        "",
+        _CAT_RHY,
+        "sinus tachycardia",
+        "21",
+        "MDC_ECG_RHY_SINUS_TACHY",
+        "",
+        "",
+    ),
+    "SBRAD": (
+        "sinus bradycardia",
+        0,
+        0,
+        1,
+        "",
+        "",
+        _CAT_RHY,
+        "sinus bradycardia",
+        "22",
+        "MDC_ECG_RHY_SINUS_BRADY",
+        "",
+        "",
+    ),
 }
 _DIAGNOSTIC = [c for c, row in _STATEMENTS.items() if row[1]]
 _FORM_ONLY = [c for c, row in _STATEMENTS.items() if row[2] and not row[1]]
@@ -343,7 +593,14 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
         qrs_d = max(qrs_d, 0.1 + 0.055 * s + rng.uniform(0, 0.01))
         rprime = _unit(np.array([-0.6, 0.05, 0.8]) + rng.normal(0, 0.1, 3))
         mains = [(c, w * 0.8, a, d) for c, w, a, d in mains]
-        extra.append((0.32 * qrs_d + 0.012, 0.13 * qrs_d, 0.13 * qrs_d, rprime * rng.uniform(0.35, 0.8) * (0.2 + 0.8 * s)))
+        extra.append(
+            (
+                0.32 * qrs_d + 0.012,
+                0.13 * qrs_d,
+                0.13 * qrs_d,
+                rprime * rng.uniform(0.35, 0.8) * (0.2 + 0.8 * s),
+            )
+        )
         t_dir = _unit(t_dir - np.array([0.0, 0.0, 0.5 * s]))  # T inverted in V1-V3
     if "IVCD" in codes:
         s = sev["IVCD"]
@@ -373,7 +630,9 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
             sept_amp *= 1.0 - 0.9 * s
         toward = -away
         # lost electrical force over the dead wall
-        mains = [(c, w, a, _unit(d - 0.35 * s * toward * np.clip(d @ toward, 0, None))) for c, w, a, d in mains]
+        mains = [
+            (c, w, a, _unit(d - 0.35 * s * toward * np.clip(d @ toward, 0, None))) for c, w, a, d in mains
+        ]
         if rng.random() < 0.45:  # evolving infarct: T inverted over the infarct
             t_dir = _unit(t_dir - 0.9 * s * toward)
         lab["qwave"] = rng.random() < 0.45
@@ -419,7 +678,7 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
     comps.append((0.3 * qrs_d, 0.1 * qrs_d, 0.1 * qrs_d, term_dir * term_amp * amp_r / 1.25 * voltage))
     for c, sl, sr, v in extra:
         comps.append((c, sl, sr, v * voltage))
-    t_sr = 0.034 * sq_rr ** 0.7
+    t_sr = 0.034 * sq_rr**0.7
     t_sl = 1.5 * t_sr
     t_c = qrs_d / 2 + (qtc * sq_rr - 0.09) - 2 * t_sr
     t_c = max(t_c, qrs_d / 2 + 0.06 + t_sl)
@@ -448,8 +707,10 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
         start = int(round(tb * fs)) + pad - zero
         if start < 0 or start + tau.size > heart.shape[1]:
             continue
-        heart[:, start:start + tau.size] += template * (1 + resp_depth * np.sin(2 * np.pi * resp_f * tb + resp_ph))
-    heart = heart[:, pad:pad + n_total]
+        heart[:, start : start + tau.size] += template * (
+            1 + resp_depth * np.sin(2 * np.pi * resp_f * tb + resp_ph)
+        )
+    heart = heart[:, pad : pad + n_total]
     t = np.arange(n_total) / fs
     if rhythm == "AFIB":  # fibrillatory waves 4-9 Hz, mostly inferior / anterior
         f_dir = _unit(np.array([-0.2, 0.5, 0.8]) + rng.normal(0, 0.2, 3))
@@ -466,7 +727,11 @@ def synthesize_record(rng: np.random.Generator, lab: dict) -> tuple[np.ndarray, 
     wander_amp = rng.uniform(0.02, 0.12) * (3.0 if rng.random() < 0.12 else 1.0)
     for _ in range(2):
         f = rng.uniform(0.05, 0.5, (8, 1))
-        leads8 += wander_amp * rng.uniform(0.2, 1.0, (8, 1)) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3, (8, 1)))
+        leads8 += (
+            wander_amp
+            * rng.uniform(0.2, 1.0, (8, 1))
+            * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3, (8, 1)))
+        )
     white = rng.uniform(0.003, 0.02) * (2.0 if rng.random() < 0.1 else 1.0)
     leads8 += rng.normal(0.0, white, leads8.shape)
     burst = rng.random() < 0.1
@@ -568,7 +833,12 @@ def write_synthetic_ptbxl(
     """
     rates_t = _check_args(n_records, rates)
     out = Path(out_dir).expanduser().absolute()
-    params = {"generator_version": GENERATOR_VERSION, "n_records": int(n_records), "seed": int(seed), "rates": list(rates_t)}
+    params = {
+        "generator_version": GENERATOR_VERSION,
+        "n_records": int(n_records),
+        "seed": int(seed),
+        "rates": list(rates_t),
+    }
     marker = out / MARKER_NAME
     if marker.is_file():
         try:
@@ -582,7 +852,9 @@ def write_synthetic_ptbxl(
             f"to write n_records={n_records}, seed={seed}, rates={rates_t}"
         )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} exists and is not an empty folder; choose an empty or new folder for the synthetic data")
+        raise DataError(
+            f"{out} exists and is not an empty folder; choose an empty or new folder for the synthetic data"
+        )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -627,7 +899,9 @@ def _write_all(root: Path, n: int, seed: int, rates: tuple[int, ...]) -> None:
             _write_wfdb(root / fn_lr, _to_digital(low[:, _MARGIN // 5 : -_MARGIN // 5]), 100)
         p = int(patients[k])
         day = int(rec_rng.integers(0, 365 * 15))
-        date = pd.Timestamp("1985-01-01") + pd.Timedelta(days=day, seconds=int(rec_rng.integers(6 * 3600, 20 * 3600)))
+        date = pd.Timestamp("1985-01-01") + pd.Timedelta(
+            days=day, seconds=int(rec_rng.integers(6 * 3600, 20 * 3600))
+        )
         rows.append(
             {
                 "ecg_id": ecg_id,
@@ -643,7 +917,9 @@ def _write_all(root: Path, n: int, seed: int, rates: tuple[int, ...]) -> None:
                 "report": ", ".join(_STATEMENTS[c][0] for c in codes),
                 "scp_codes": str(codes),
                 "heart_axis": _heart_axis(meta["theta"]),
-                "infarction_stadium1": "unknown" if any(c in codes for c in ("IMI", "ILMI", "ASMI", "AMI")) else np.nan,
+                "infarction_stadium1": "unknown"
+                if any(c in codes for c in ("IMI", "ILMI", "ASMI", "AMI"))
+                else np.nan,
                 "infarction_stadium2": np.nan,
                 "validated_by": np.nan,
                 "second_opinion": False,

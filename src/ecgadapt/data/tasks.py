@@ -80,6 +80,8 @@ def task_labels(
     return y, classes
 
 
-def database_labels(database: pd.DataFrame, statements: pd.DataFrame, task: str) -> tuple[np.ndarray, list[str]]:
+def database_labels(
+    database: pd.DataFrame, statements: pd.DataFrame, task: str
+) -> tuple[np.ndarray, list[str]]:
     """:func:`task_labels` for every row of a database read by :func:`ecgadapt.data.ptbxl.read_database`."""
     return task_labels(database["scp_codes"], statements, task, ids=database["ecg_id"].tolist())

@@ -313,7 +313,9 @@ def build_transforms(input_spec, source_rate: int, train: bool, n_eval_windows: 
     elif norm == "minmax":
         steps.append(MinMax())
     elif norm != "none":
-        raise ConfigError(f"unknown normalisation {norm!r} in input spec; use 'lead', 'global', 'minmax' or 'none'")
+        raise ConfigError(
+            f"unknown normalisation {norm!r} in input spec; use 'lead', 'global', 'minmax' or 'none'"
+        )
     if train:
         steps.append(RandomCrop(input_spec.length))
     elif n_eval_windows > 1:

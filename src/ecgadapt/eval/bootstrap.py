@@ -60,7 +60,9 @@ def resample_indices(
     y = np.asarray(y_true)
     y = y[:, None] if y.ndim == 1 else y
     if y.ndim != 2 or y.shape[0] < 2:
-        raise MetricInputError(f"bootstrap needs y_true of shape (records >= 2, classes), got {np.shape(y_true)}")
+        raise MetricInputError(
+            f"bootstrap needs y_true of shape (records >= 2, classes), got {np.shape(y_true)}"
+        )
     n = y.shape[0]
     n_pos = y.sum(axis=0)
     required = (n_pos > 0) & (n_pos < n)
@@ -105,14 +107,20 @@ class _Scorer:
         self.metric = metric
         if isinstance(metric, str):
             if metric not in METRICS:
-                raise ConfigError(f"unknown bootstrap metric {metric!r}; choose one of {METRICS} or pass a callable")
+                raise ConfigError(
+                    f"unknown bootstrap metric {metric!r}; choose one of {METRICS} or pass a callable"
+                )
             self.ranked = RankedScores(self.y_true, self.y_score, validate=False)
             self.column = METRICS.index(metric)
             self.scorable = self.ranked.scorable
             if not self.scorable.any():
-                raise MetricInputError(f"cannot compute {metric}: no class has both a positive and a negative record")
+                raise MetricInputError(
+                    f"cannot compute {metric}: no class has both a positive and a negative record"
+                )
         elif not callable(metric):
-            raise ConfigError(f"metric must be one of {METRICS} or a callable (y_true, y_score) -> float, got {metric!r}")
+            raise ConfigError(
+                f"metric must be one of {METRICS} or a callable (y_true, y_score) -> float, got {metric!r}"
+            )
 
     def point(self) -> float:
         """The metric on the full set."""
@@ -128,7 +136,9 @@ class _Scorer:
             for lo in range(0, len(idx), _CHUNK):
                 rows = idx[lo : lo + _CHUNK]
                 k = len(rows)
-                counts = np.bincount((rows + (np.arange(k) * n)[:, None]).ravel(), minlength=k * n).reshape(k, n)
+                counts = np.bincount((rows + (np.arange(k) * n)[:, None]).ravel(), minlength=k * n).reshape(
+                    k, n
+                )
                 per_class = self.ranked.per_class(counts)[self.column]
                 out[lo : lo + k] = per_class[:, self.scorable].mean(axis=1)
             return out
@@ -237,7 +247,9 @@ def paired_bootstrap(
     return_samples: bool = False,
 ) -> dict[str, Any]:
     """Paired bootstrap of ``metric(a) - metric(b)`` on the same resampled records: diff, interval, p-value."""
-    out = pooled_paired_bootstrap(y_true, [score_a], [score_b], metric, n_resamples, seed, alpha, return_samples)
+    out = pooled_paired_bootstrap(
+        y_true, [score_a], [score_b], metric, n_resamples, seed, alpha, return_samples
+    )
     del out["n_runs_a"], out["n_runs_b"]
     return out
 

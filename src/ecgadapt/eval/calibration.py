@@ -94,9 +94,13 @@ def per_class_calibration_error(
 ) -> dict[str, float]:
     """ECE of each class separately, keyed by class name (``class_0`` ... by default)."""
     yt, yp = _check_probs(y_true, y_prob)
-    names = [f"class_{i}" for i in range(yt.shape[1])] if class_names is None else [str(n) for n in class_names]
+    names = (
+        [f"class_{i}" for i in range(yt.shape[1])] if class_names is None else [str(n) for n in class_names]
+    )
     if len(names) != yt.shape[1]:
-        raise MetricInputError(f"class_names has {len(names)} names but the labels have {yt.shape[1]} classes")
+        raise MetricInputError(
+            f"class_names has {len(names)} names but the labels have {yt.shape[1]} classes"
+        )
     return {name: _ece(_bin_stats(yt[:, j], yp[:, j], n_bins, strategy)) for j, name in enumerate(names)}
 
 
@@ -145,7 +149,9 @@ def plot_reliability(
     for name, table in tables.items():
         missing = {"mean_prob", "frac_pos", "count"} - set(getattr(table, "columns", ()))
         if missing:
-            raise ConfigError(f"reliability table for {name!r} lacks columns {sorted(missing)}; build it with reliability_curve")
+            raise ConfigError(
+                f"reliability table for {name!r} lacks columns {sorted(missing)}; build it with reliability_curve"
+            )
     if ax is None:
         fig = Figure(figsize=(5, 5))
         ax = fig.add_subplot()
@@ -153,7 +159,9 @@ def plot_reliability(
         fig = ax.figure
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
     for name, table in tables.items():
-        ax.plot(table["mean_prob"], table["frac_pos"], marker="o", label=f"{name} (ECE {_curve_ece(table):.3f})")
+        ax.plot(
+            table["mean_prob"], table["frac_pos"], marker="o", label=f"{name} (ECE {_curve_ece(table):.3f})"
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean predicted probability")

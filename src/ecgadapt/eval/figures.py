@@ -37,7 +37,18 @@ METRIC_LABELS = {
     "val_macro_auprc": "validation macro AUPRC",
     "val_loss": "validation loss",
 }
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_PALETTE = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -149,11 +160,17 @@ def training_dynamics_figure(
             for _, row in b.iterrows():
                 ax.axvline(row["x"] + 0.5, color=colors.get(recipe), linestyle="--", linewidth=1, alpha=0.8)
                 ax.annotate(
-                    f"{row['stage_name']} →", (row["x"] + 0.5, 0.02), xycoords=("data", "axes fraction"),
-                    fontsize="x-small", color=colors.get(recipe), ha="left",
-                )  # fmt: skip
+                    f"{row['stage_name']} →",
+                    (row["x"] + 0.5, 0.02),
+                    xycoords=("data", "axes fraction"),
+                    fontsize="x-small",
+                    color=colors.get(recipe),
+                    ha="left",
+                )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        _label_panel(ax, task, "epoch (over all stages)", METRIC_LABELS.get(metric, metric) if j == 0 else None)
+        _label_panel(
+            ax, task, "epoch (over all stages)", METRIC_LABELS.get(metric, metric) if j == 0 else None
+        )
     return _finish_grid(fig, axes, title)
 
 
@@ -181,16 +198,27 @@ def ablation_figure(
         x = np.arange(len(tasks)) + (k - (len(recipes) - 1) / 2) * width
         err = part["err"].to_numpy(float)
         ax.bar(
-            x, part["mean"].to_numpy(float), width, yerr=np.where(np.isfinite(err), err, 0.0), capsize=3,
-            color=colors.get(recipe), label=recipe,
-        )  # fmt: skip
+            x,
+            part["mean"].to_numpy(float),
+            width,
+            yerr=np.where(np.isfinite(err), err, 0.0),
+            capsize=3,
+            color=colors.get(recipe),
+            label=recipe,
+        )
         lows.append(np.nanmin(part["mean"].to_numpy(float) - np.nan_to_num(err)))
         ref = summary[summary["recipe"] == reference].set_index("task").reindex(tasks)["mean"].to_numpy(float)
         if reference in recipes and recipe != reference:
             for xi, m, e, r in zip(x, part["mean"].to_numpy(float), np.nan_to_num(err), ref):
                 if np.isfinite(m) and np.isfinite(r):
-                    ax.annotate(f"{m - r:+.3f}", (xi, m + e), textcoords="offset points", xytext=(0, 2),
-                                ha="center", fontsize="x-small")  # fmt: skip
+                    ax.annotate(
+                        f"{m - r:+.3f}",
+                        (xi, m + e),
+                        textcoords="offset points",
+                        xytext=(0, 2),
+                        ha="center",
+                        fontsize="x-small",
+                    )
     low = float(np.nanmin(lows)) if lows else 0.0
     ax.set_ylim(max(0.0, low - 0.05), None)
     ax.set_xticks(np.arange(len(tasks)), tasks)
@@ -203,7 +231,9 @@ def ablation_figure(
 
 
 def reliability_figure(
-    tables: Mapping[str, pd.DataFrame], title: str = "Reliability diagram", colors: Mapping[str, str] | None = None
+    tables: Mapping[str, pd.DataFrame],
+    title: str = "Reliability diagram",
+    colors: Mapping[str, str] | None = None,
 ) -> Figure:
     """Reliability curves (one per recipe, legend with ECE) on an Agg figure."""
     fig = new_figure(4.6, 4.6)

@@ -95,9 +95,7 @@ def _class_names(class_names: Sequence[str] | None, n_classes: int) -> list[str]
         return [f"class_{i}" for i in range(n_classes)]
     names = [str(n) for n in class_names]
     if len(names) != n_classes:
-        raise MetricInputError(
-            f"class_names has {len(names)} names but the labels have {n_classes} classes"
-        )
+        raise MetricInputError(f"class_names has {len(names)} names but the labels have {n_classes} classes")
     return names
 
 
@@ -209,6 +207,7 @@ class RankedScores:
         auprc = np.divide(self._segment_sum(wp * precision), n_pos, out=np.full_like(n_pos, np.nan), where=ok)
         return auroc, auprc
 
+
 def _require_scorable(ranked: RankedScores, what: str) -> None:
     """Raise when no class has both a positive and a negative record."""
     if not ranked.scorable.any():
@@ -310,7 +309,9 @@ def per_class_table(y_true: np.ndarray, y_score: np.ndarray, class_names: Sequen
     import pandas as pd
 
     result = classification_metrics(y_true, y_score, class_names)
-    table = pd.DataFrame(result["per_class"], columns=["class", "auroc", "auprc", "prevalence", "n_pos", "n_neg"])
+    table = pd.DataFrame(
+        result["per_class"], columns=["class", "auroc", "auprc", "prevalence", "n_pos", "n_neg"]
+    )
     table[["auroc", "auprc"]] = table[["auroc", "auprc"]].astype(float)
     table["scored"] = table["auroc"].notna()
     return table

@@ -68,9 +68,16 @@ __all__ = [
 
 TASK_ORDER = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 RECIPE_ORDER = (
-    "scratch", "linear_probe", "baseline_ft", "baseline_ft_tuned", "lp_ft", "post_training", "post_training_no_lp", "post_training_no_sd",
+    "scratch",
+    "linear_probe",
+    "baseline_ft",
+    "baseline_ft_tuned",
+    "lp_ft",
+    "post_training",
+    "post_training_no_lp",
+    "post_training_no_sd",
     "post_training_no_dropout",
-)  # fmt: skip
+)
 ABLATIONS = ("post_training_no_lp", "post_training_no_sd", "post_training_no_dropout", "lp_ft")
 METRICS = ("macro_auroc", "macro_auprc")
 METRIC_NAMES = {"macro_auroc": "macro AUROC", "macro_auprc": "macro AUPRC"}
@@ -141,7 +148,16 @@ def summarise(table: pd.DataFrame, by: Sequence[str], column: str, alpha: float 
             s = seed_summary(values, alpha)
         else:
             s = {"mean": math.nan, "std": math.nan, "n": 0, "ci_low": math.nan, "ci_high": math.nan}
-        rows.append({**dict(zip(by, keys)), "mean": s["mean"], "std": s["std"], "n": s["n"], "t_low": s["ci_low"], "t_high": s["ci_high"]})
+        rows.append(
+            {
+                **dict(zip(by, keys)),
+                "mean": s["mean"],
+                "std": s["std"],
+                "n": s["n"],
+                "t_low": s["ci_low"],
+                "t_high": s["ci_high"],
+            }
+        )
     return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "t_low", "t_high"])
 
 
@@ -217,16 +233,27 @@ def compare_recipes(
                 "mean_b": mean_b,
                 "rel_improvement_pct": relative_improvement(mean_a, mean_b),
                 "n_seeds": len(common),
-                "seed_diff": math.nan, "seed_low": math.nan, "seed_high": math.nan, "seed_p": math.nan,
-                "boot_diff": math.nan, "boot_low": math.nan, "boot_high": math.nan, "boot_p": math.nan,
+                "seed_diff": math.nan,
+                "seed_low": math.nan,
+                "seed_high": math.nan,
+                "seed_p": math.nan,
+                "boot_diff": math.nan,
+                "boot_low": math.nan,
+                "boot_high": math.nan,
+                "boot_p": math.nan,
                 "note": "",
-            }  # fmt: skip
+            }
             if len(common) >= 1:
                 sa = dict(zip(pa["seed"], pa[col]))
                 sb = dict(zip(pb["seed"], pb[col]))
                 try:
                     d = paired_seed_difference({s: sa[s] for s in common}, {s: sb[s] for s in common}, alpha)
-                    row.update(seed_diff=d["mean_diff"], seed_low=d["ci_low"], seed_high=d["ci_high"], seed_p=d["p_value"])
+                    row.update(
+                        seed_diff=d["mean_diff"],
+                        seed_low=d["ci_low"],
+                        seed_high=d["ci_high"],
+                        seed_p=d["p_value"],
+                    )
                 except MetricInputError as err:
                     row["note"] = str(err)
             if len(common) < len(set(pa["seed"]) | set(pb["seed"])):
@@ -242,7 +269,12 @@ def compare_recipes(
                     boot = pooled_paired_bootstrap(
                         y, scores[: len(dirs_a)], scores[len(dirs_a) :], metric, n_resamples, seed, alpha
                     )
-                    row.update(boot_diff=boot["diff"], boot_low=boot["low"], boot_high=boot["high"], boot_p=boot["p_value"])
+                    row.update(
+                        boot_diff=boot["diff"],
+                        boot_low=boot["low"],
+                        boot_high=boot["high"],
+                        boot_p=boot["p_value"],
+                    )
                 except MetricInputError as err:
                     row["note"] = f"no record bootstrap: {err}"
             rows.append(row)
@@ -308,7 +340,9 @@ def select_spec_runs(table: pd.DataFrame, results_dir: Path) -> tuple[pd.DataFra
     from ecgadapt.train.rundir import saved_config_sha256
 
     spec_path = results_dir / "spec.yaml"
-    resolved = (yaml.safe_load(spec_path.read_text()) or {}).get("resolved") or {} if spec_path.is_file() else {}
+    resolved = (
+        (yaml.safe_load(spec_path.read_text()) or {}).get("resolved") or {} if spec_path.is_file() else {}
+    )
     cells = resolved.get("cells")
     if not cells:
         return table, pd.DataFrame(columns=["Run", "Reason"])
@@ -319,8 +353,15 @@ def select_spec_runs(table: pd.DataFrame, results_dir: Path) -> tuple[pd.DataFra
         cid, sha = r["cell_id"], r.get("config_sha256")
         if cid not in wanted:
             left.append({"Run": cid, "Reason": "not a cell of the spec in spec.yaml"})
-        elif cid in hashes and isinstance(sha, str) and sha != hashes[cid] and saved_config_sha256(r["run_dir"]) != hashes[cid]:
-            left.append({"Run": cid, "Reason": "stale: run with a config other than the spec's (config hash differs)"})
+        elif (
+            cid in hashes
+            and isinstance(sha, str)
+            and sha != hashes[cid]
+            and saved_config_sha256(r["run_dir"]) != hashes[cid]
+        ):
+            left.append(
+                {"Run": cid, "Reason": "stale: run with a config other than the spec's (config hash differs)"}
+            )
         else:
             keep.append(i)
     return table.loc[keep].reset_index(drop=True), pd.DataFrame(left, columns=["Run", "Reason"])
@@ -367,7 +408,9 @@ def _slug(text: str) -> str:
 
 
 class _Builder:
-    def __init__(self, table: pd.DataFrame, results_dir: Path, n_resamples: int, alpha: float, seed: int) -> None:
+    def __init__(
+        self, table: pd.DataFrame, results_dir: Path, n_resamples: int, alpha: float, seed: int
+    ) -> None:
         table, self.left_out = select_spec_runs(table, results_dir)
         if table.empty:
             raise DataError(
@@ -375,10 +418,14 @@ class _Builder:
                 "left out); run `ecgadapt benchmark` with this --out first"
             )
         spec_path = results_dir / "spec.yaml"
-        resolved = (yaml.safe_load(spec_path.read_text()) or {}).get("resolved") or {} if spec_path.is_file() else {}
+        resolved = (
+            (yaml.safe_load(spec_path.read_text()) or {}).get("resolved") or {} if spec_path.is_file() else {}
+        )
         self.spec_cells: list[str] = list(resolved.get("cells") or [])
         table = table.copy()
-        table["setting"] = [m if p != ROTATE else f"{m} (rotate-folds)" for m, p in zip(table["model"], table["protocol"])]
+        table["setting"] = [
+            m if p != ROTATE else f"{m} (rotate-folds)" for m, p in zip(table["model"], table["protocol"])
+        ]
         self.table = table
         self.results_dir = results_dir
         self.n_resamples, self.alpha, self.seed = n_resamples, alpha, seed
@@ -404,7 +451,9 @@ class _Builder:
             "recipe": {r: i for i, r in enumerate(self.recipes)},
             "setting": {s: i for i, s in enumerate(self.settings)},
         }
-        return df.sort_values(keys, key=lambda col: col.map(rank[col.name]) if col.name in rank else col, kind="stable")
+        return df.sort_values(
+            keys, key=lambda col: col.map(rank[col.name]) if col.name in rank else col, kind="stable"
+        )
 
     # --- sections ---
     def overview(self) -> Section:
@@ -446,7 +495,11 @@ class _Builder:
                 f"Note: {len(missing)} cell(s) of the spec have not finished (e.g. {', '.join(missing[:3])}); rerun "
                 "`ecgadapt benchmark` with the same --out to finish them."
             )
-        seen = t[["pretraining_overlap_test", "pretraining_overlap_val"]].apply(pd.to_numeric, errors="coerce").fillna(0)
+        seen = (
+            t[["pretraining_overlap_test", "pretraining_overlap_val"]]
+            .apply(pd.to_numeric, errors="coerce")
+            .fillna(0)
+        )
         tainted = seen[(seen > 0).any(axis=1)]
         if len(tainted):
             lines.append(
@@ -476,17 +529,23 @@ class _Builder:
                 ci = "–"
                 if aligned is not None:
                     try:
-                        b = seed_averaged_bootstrap(aligned[0], aligned[1], metric, self.n_resamples, self.seed, self.alpha)
+                        b = seed_averaged_bootstrap(
+                            aligned[0], aligned[1], metric, self.n_resamples, self.seed, self.alpha
+                        )
                         ci = _ci(b["low"], b["high"])
                     except MetricInputError:
                         pass
                 row[f"{label} CI (records)"] = ci
                 row[f"{label} CI (seeds, t)"] = _ci(s["ci_low"], s["ci_high"]) if s else "–"
             ece = part["test_ece"].to_numpy(float)
-            row["ECE mean ± std"] = _pm(float(np.mean(ece)), float(np.std(ece, ddof=1)) if len(ece) > 1 else math.nan)
+            row["ECE mean ± std"] = _pm(
+                float(np.mean(ece)), float(np.std(ece, ddof=1)) if len(ece) > 1 else math.nan
+            )
             if ROTATE in set(part["protocol"]):
                 for metric in METRICS:
-                    fold_mean = pd.to_numeric(part.get(f"fold_mean_test_{metric}"), errors="coerce").to_numpy(float)
+                    fold_mean = pd.to_numeric(part.get(f"fold_mean_test_{metric}"), errors="coerce").to_numpy(
+                        float
+                    )
                     row[f"{METRIC_NAMES[metric]} per-fold mean"] = (
                         _fmt(float(np.nanmean(fold_mean))) if np.isfinite(fold_mean).any() else "–"
                     )
@@ -520,17 +579,29 @@ class _Builder:
             test = read_final(r["run_dir"]).get("test") or {}
             reasons = {e["class"]: e["reason"] for e in test.get("exclusions") or []}
             for cls in test.get("excluded_classes") or []:
-                rows.append({"Model": r["setting"], "Task": r["task"], "Class": cls,
-                             "Reason": reasons.get(cls, "no positive or no negative in the scored split"),
-                             "run_dir": r["run_dir"]})  # fmt: skip
+                rows.append(
+                    {
+                        "Model": r["setting"],
+                        "Task": r["task"],
+                        "Class": cls,
+                        "Reason": reasons.get(cls, "no positive or no negative in the scored split"),
+                        "run_dir": r["run_dir"],
+                    }
+                )
         if not rows:
             return Section(
-                "exclusions", title,
-                ["None: every class of every run was scored (each has a training positive and enough test positives)."],
-            )  # fmt: skip
+                "exclusions",
+                title,
+                [
+                    "None: every class of every run was scored (each has a training positive and enough test positives)."
+                ],
+            )
         df = pd.DataFrame(rows)
         df = (
-            df.groupby(["Model", "Task", "Class", "Reason"], sort=False)["run_dir"].nunique().rename("Runs").reset_index()
+            df.groupby(["Model", "Task", "Class", "Reason"], sort=False)["run_dir"]
+            .nunique()
+            .rename("Runs")
+            .reset_index()
         )
         text = (
             "Macro AUROC/AUPRC average only the classes that can be scored fairly; these were left out, in the runs "
@@ -549,14 +620,26 @@ class _Builder:
             return Section("improvement", title, absent=f"the results hold no run of {', '.join(missing)}")
         comps = [
             compare_recipes(
-                self.table, treatment, b, ("setting", "task", "fraction"), self.n_resamples, self.seed, self.alpha,
+                self.table,
+                treatment,
+                b,
+                ("setting", "task", "fraction"),
+                self.n_resamples,
+                self.seed,
+                self.alpha,
                 self.predictions,
             )
             for b in baselines
-        ]  # fmt: skip
-        comp = pd.concat([c for c in comps if not c.empty], ignore_index=True) if any(not c.empty for c in comps) else pd.DataFrame()
+        ]
+        comp = (
+            pd.concat([c for c in comps if not c.empty], ignore_index=True)
+            if any(not c.empty for c in comps)
+            else pd.DataFrame()
+        )
         if comp.empty:
-            return Section("improvement", title, absent=f"no task has runs of both {treatment} and a baseline")
+            return Section(
+                "improvement", title, absent=f"no task has runs of both {treatment} and a baseline"
+            )
         comp = self.sort(comp.assign(recipe=comp["b"]))
         df = pd.DataFrame(
             {
@@ -567,7 +650,9 @@ class _Builder:
                 "Baseline": comp["b"].map(self.describe_recipe),
                 "Baseline mean": comp["mean_b"].map(_fmt),
                 f"{treatment} mean": comp["mean_a"].map(_fmt),
-                "Rel. improvement": comp["rel_improvement_pct"].map(lambda v: "–" if not np.isfinite(v) else f"{v:+.2f}%"),
+                "Rel. improvement": comp["rel_improvement_pct"].map(
+                    lambda v: "–" if not np.isfinite(v) else f"{v:+.2f}%"
+                ),
                 "Seeds": comp["n_seeds"],
                 "Paired Δ over seeds [t CI]": _deltas(comp, "seed"),
                 "p (paired t)": comp["seed_p"].map(_p),
@@ -609,9 +694,10 @@ class _Builder:
         title = "Data efficiency"
         if len(self.fractions) < 2:
             return Section(
-                "data-efficiency", title,
+                "data-efficiency",
+                title,
                 absent=f"every run used the same training fraction ({self.fractions[0]:g}); a curve needs two or more",
-            )  # fmt: skip
+            )
         blocks: list[Any] = [
             "Test metric against the fraction of the training folds used (nested, stratified subsets); line = mean "
             "over seeds, band = 95% seed t-interval (absent with one seed)."
@@ -624,7 +710,9 @@ class _Builder:
                 frames.append(s.assign(metric=metric, low=s["t_low"], high=s["t_high"]))
             summary = self.sort(pd.concat(frames, ignore_index=True))
             fig = data_efficiency_figure(summary, METRICS, self.colors, title=f"Data efficiency: {setting}")
-            blocks.append(self.figure(f"data_efficiency_{_slug(setting)}", fig, f"Data efficiency of {setting}."))
+            blocks.append(
+                self.figure(f"data_efficiency_{_slug(setting)}", fig, f"Data efficiency of {setting}.")
+            )
             auroc = summary[summary["metric"] == "macro_auroc"]
             wide = auroc.assign(v=[_pm(m, s) for m, s in zip(auroc["mean"], auroc["std"])]).pivot_table(
                 index=["task", "recipe"], columns="fraction", values="v", aggfunc="first"
@@ -664,8 +752,14 @@ class _Builder:
             any_curve = True
             cdf = self.sort(pd.concat(curves, ignore_index=True))
             bdf = pd.concat(bounds, ignore_index=True)
-            fig = training_dynamics_figure(cdf, bdf, "val_macro_auroc", self.colors, title=f"Training dynamics: {setting}")
-            blocks.append(self.figure(f"training_dynamics_{_slug(setting)}", fig, f"Validation AUROC per epoch, {setting}."))
+            fig = training_dynamics_figure(
+                cdf, bdf, "val_macro_auroc", self.colors, title=f"Training dynamics: {setting}"
+            )
+            blocks.append(
+                self.figure(
+                    f"training_dynamics_{_slug(setting)}", fig, f"Validation AUROC per epoch, {setting}."
+                )
+            )
         if not any_curve:
             return Section("training-dynamics", title, absent="no run directory holds a metrics.csv")
         return Section("training-dynamics", title, blocks)
@@ -695,12 +789,20 @@ class _Builder:
             s = summarise(part, ["task", "recipe"], "test_macro_auroc", self.alpha)
             s = self.sort(s.assign(err=s["std"]))
             fig = ablation_figure(s, "test macro AUROC", self.colors, title=f"Ablation: {setting}")
-            blocks.append(self.figure(f"ablation_{_slug(setting)}", fig, f"Ablation of post_training, {setting}."))
+            blocks.append(
+                self.figure(f"ablation_{_slug(setting)}", fig, f"Ablation of post_training, {setting}.")
+            )
             for other in [r for r in shown if r != "post_training"]:
                 comp = compare_recipes(
-                    part, other, "post_training", ("setting", "task", "fraction"), self.n_resamples, self.seed,
-                    self.alpha, self.predictions,
-                )  # fmt: skip
+                    part,
+                    other,
+                    "post_training",
+                    ("setting", "task", "fraction"),
+                    self.n_resamples,
+                    self.seed,
+                    self.alpha,
+                    self.predictions,
+                )
                 rows.append(comp)
         comp = self.sort(pd.concat(rows, ignore_index=True)) if rows else pd.DataFrame()
         if not comp.empty:
@@ -747,7 +849,10 @@ class _Builder:
                     g = part[part["recipe"] == recipe].groupby("class", sort=False)[["auroc", "auprc"]].mean()
                     out[f"{recipe} AUROC"] = g["auroc"].reindex(out.index).map(_fmt)
                     out[f"{recipe} AUPRC"] = g["auprc"].reindex(out.index).map(_fmt)
-                blocks += [("h3", f"{setting} — {task}"), out.reset_index().rename(columns={"class": "Class"})]
+                blocks += [
+                    ("h3", f"{setting} — {task}"),
+                    out.reset_index().rename(columns={"class": "Class"}),
+                ]
         return Section("per-class", title, blocks)
 
     def reliability(self) -> Section:
@@ -776,13 +881,22 @@ class _Builder:
                     ece = grp["test_ece"].to_numpy(float)
                     ece_rows.append(
                         {
-                            "Model": setting, "Task": task, "Recipe": recipe, "Seeds": len(ece),
-                            "ECE mean ± std": _pm(float(np.mean(ece)), float(np.std(ece, ddof=1)) if len(ece) > 1 else math.nan),
+                            "Model": setting,
+                            "Task": task,
+                            "Recipe": recipe,
+                            "Seeds": len(ece),
+                            "ECE mean ± std": _pm(
+                                float(np.mean(ece)), float(np.std(ece, ddof=1)) if len(ece) > 1 else math.nan
+                            ),
                         }
-                    )  # fmt: skip
+                    )
                 if tables:
                     fig = reliability_figure(tables, title=f"{task} ({setting})", colors=self.colors)
-                    blocks.append(self.figure(f"reliability_{_slug(setting)}_{task}", fig, f"Reliability, {task}, {setting}."))
+                    blocks.append(
+                        self.figure(
+                            f"reliability_{_slug(setting)}_{task}", fig, f"Reliability, {task}, {setting}."
+                        )
+                    )
         if not ece_rows:
             return Section("calibration", title, absent="no run holds test predictions that can be binned")
         blocks.insert(1, pd.DataFrame(ece_rows))
@@ -830,12 +944,18 @@ def temperature_section(b: _Builder) -> Section:
                 n_used += len(ys)
                 ece_b = [expected_calibration_error(y, s) for y, s in zip(ys, raw)]
                 ece_a = [expected_calibration_error(y, s) for y, s in zip(ys, scaled)]
-                rows.append({
-                    "Model": setting, "Task": task, "Recipe": recipe, "Runs": len(ys), "Mode": ", ".join(sorted(modes)),
-                    "Mean temperature": _fmt(float(np.mean(temps)), 3),
-                    "Test ECE before": _pm(float(np.mean(ece_b)), _sd(ece_b)),
-                    "Test ECE after": _pm(float(np.mean(ece_a)), _sd(ece_a)),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "Model": setting,
+                        "Task": task,
+                        "Recipe": recipe,
+                        "Runs": len(ys),
+                        "Mode": ", ".join(sorted(modes)),
+                        "Mean temperature": _fmt(float(np.mean(temps)), 3),
+                        "Test ECE before": _pm(float(np.mean(ece_b)), _sd(ece_b)),
+                        "Test ECE after": _pm(float(np.mean(ece_a)), _sd(ece_a)),
+                    }
+                )
                 y = np.concatenate(ys)
                 before_curves[recipe] = reliability_curve(y, np.concatenate(raw), n_bins=15)
                 after_curves[recipe] = reliability_curve(y, np.concatenate(scaled), n_bins=15)
@@ -849,12 +969,15 @@ def temperature_section(b: _Builder) -> Section:
                 blocks.append(b.figure(f"temperature_{_slug(setting)}_{task}", fig, caption))
     if not rows:
         return Section(
-            "temperature-scaling", title,
+            "temperature-scaling",
+            title,
             absent="no run holds a calibration.json; fit one with `ecgadapt calibrate RUN` (new runs fit it themselves)",
-        )  # fmt: skip
+        )
     blocks.insert(1, pd.DataFrame(rows))
     if n_used < len(b.main):
-        blocks.append(f"{len(b.main) - n_used} run(s) at this fraction have no calibration.json and are left out.")
+        blocks.append(
+            f"{len(b.main) - n_used} run(s) at this fraction have no calibration.json and are left out."
+        )
     return Section("temperature-scaling", title, blocks)
 
 
@@ -882,7 +1005,13 @@ def external_sections(b: _Builder) -> list[Section]:
     title = "External evaluation"
     rows, diffs = [], []
     curves: dict[tuple[str, str, str], dict[str, tuple]] = {}
-    names = sorted({f.name[len("external_") : -len(".json")] for d in b.main["run_dir"] for f in Path(d).glob("external_*.json")})
+    names = sorted(
+        {
+            f.name[len("external_") : -len(".json")]
+            for d in b.main["run_dir"]
+            for f in Path(d).glob("external_*.json")
+        }
+    )
     if not names:
         return []
     for name in names:
@@ -892,19 +1021,31 @@ def external_sections(b: _Builder) -> list[Section]:
             if not all(f.is_file() for f in files):
                 continue
             ext = [json.loads(f.read_text()) for f in files]
-            row = {"External set": name, "Model": setting, "Task": task, "Recipe": recipe, "Seeds": len(part),
-                   "Records": ext[0]["n_records"], "Shared classes": ", ".join(ext[0]["shared_classes"])}  # fmt: skip
+            row = {
+                "External set": name,
+                "Model": setting,
+                "Task": task,
+                "Recipe": recipe,
+                "Seeds": len(part),
+                "Records": ext[0]["n_records"],
+                "Shared classes": ", ".join(ext[0]["shared_classes"]),
+            }
             for m in METRICS:
                 row[f"PTB-XL {METRIC_NAMES[m]}"] = _fmt(float(np.mean(part[f"test_{m}"].to_numpy(float))))
                 row[f"external {METRIC_NAMES[m]}"] = _fmt(float(np.mean([e[m] for e in ext])))
             cals = [e.get("calibration") or {} for e in ext]
-            for key, label in (("ece_raw", "external ECE before scaling"), ("ece_calibrated", "external ECE after scaling")):
+            for key, label in (
+                ("ece_raw", "external ECE before scaling"),
+                ("ece_calibrated", "external ECE after scaling"),
+            ):
                 values = [c[key] for c in cals if c.get(key) is not None]
                 row[label] = _fmt(float(np.mean(values))) if values else "–"
             rows.append(row)
             preds = [load_npz(Path(d) / f"predictions_external_{name}.npz") for d in part["run_dir"]]
             groups[(setting, task, recipe)] = preds
-            curves.setdefault((name, setting, task), {})[recipe] = _external_curves(list(part["run_dir"]), preds)
+            curves.setdefault((name, setting, task), {})[recipe] = _external_curves(
+                list(part["run_dir"]), preds
+            )
         for (ka, pa), (kb, pb) in itertools.combinations(groups.items(), 2):
             if ka[:2] != kb[:2]:
                 continue
@@ -914,14 +1055,28 @@ def external_sections(b: _Builder) -> list[Section]:
             y, scores = aligned
             for m in METRICS:
                 try:
-                    r = pooled_paired_bootstrap(y, scores[: len(pa)], scores[len(pa) :], m, b.n_resamples, b.seed, b.alpha)
+                    r = pooled_paired_bootstrap(
+                        y, scores[: len(pa)], scores[len(pa) :], m, b.n_resamples, b.seed, b.alpha
+                    )
                 except MetricInputError:
                     continue
-                diffs.append({"External set": name, "Model": ka[0], "Task": ka[1], "A": ka[2], "B": kb[2],
-                              "Metric": METRIC_NAMES[m], "A - B": _fmt(r["diff"], 4), "95% CI": _ci(r["low"], r["high"]),
-                              "p": _p(r["p_value"])})  # fmt: skip
+                diffs.append(
+                    {
+                        "External set": name,
+                        "Model": ka[0],
+                        "Task": ka[1],
+                        "A": ka[2],
+                        "B": kb[2],
+                        "Metric": METRIC_NAMES[m],
+                        "A - B": _fmt(r["diff"], 4),
+                        "95% CI": _ci(r["low"], r["high"]),
+                        "p": _p(r["p_value"]),
+                    }
+                )
     if not rows:
-        return [Section("external", title, absent="no group of runs was scored on an external set by every seed")]
+        return [
+            Section("external", title, absent="no group of runs was scored on an external set by every seed")
+        ]
     blocks: list[Any] = [
         "Macro AUROC/AUPRC on each external set (classes shared with the run only; mean over seeds) beside the "
         f"PTB-XL test score, at training fraction {b.main_fraction:g}; and the external ECE before and after each "
@@ -929,13 +1084,18 @@ def external_sections(b: _Builder) -> list[Section]:
         pd.DataFrame(rows),
     ]
     if diffs:
-        blocks += ["Paired differences between recipes on the same external records (seed-averaged metric, "
-                   f"{b.n_resamples} record-bootstrap resamples).", pd.DataFrame(diffs)]  # fmt: skip
+        blocks += [
+            "Paired differences between recipes on the same external records (seed-averaged metric, "
+            f"{b.n_resamples} record-bootstrap resamples).",
+            pd.DataFrame(diffs),
+        ]
     for (name, setting, task), by_recipe in curves.items():
         fig = _before_after_figure(b, by_recipe, f"{name}, {task} ({setting})")
         if fig is not None:
             caption = f"Reliability on the external set {name} before and after temperature scaling, {task}, {setting}."
-            blocks.append(b.figure(f"external_reliability_{_slug(name)}_{_slug(setting)}_{task}", fig, caption))
+            blocks.append(
+                b.figure(f"external_reliability_{_slug(name)}_{_slug(setting)}_{task}", fig, caption)
+            )
     return [Section("external", title, blocks)]
 
 
@@ -951,7 +1111,11 @@ def _external_curves(run_dirs: list[str], preds: list[dict]) -> tuple | None:
         scaled.append(probs if fitted is not None else None)
     try:
         before = reliability_curve(np.concatenate(ys), np.concatenate(raw), n_bins=15)
-        after = None if any(s is None for s in scaled) else reliability_curve(np.concatenate(ys), np.concatenate(scaled), n_bins=15)
+        after = (
+            None
+            if any(s is None for s in scaled)
+            else reliability_curve(np.concatenate(ys), np.concatenate(scaled), n_bins=15)
+        )
     except (MetricInputError, ValueError):
         return None
     return before, after
@@ -980,7 +1144,10 @@ def _before_after_figure(b: _Builder, by_recipe: dict[str, tuple | None], title:
 def _align_curves(logs: list[pd.DataFrame], column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean/min/max of ``column`` per (stage, epoch) over runs, stages laid end to end; and stage starts."""
     stages = sorted({int(s) for m in logs for s in m["stage"].dropna()})
-    length = {s: max(int(m.loc[m["stage"] == s, "epoch"].max()) + 1 for m in logs if (m["stage"] == s).any()) for s in stages}
+    length = {
+        s: max(int(m.loc[m["stage"] == s, "epoch"].max()) + 1 for m in logs if (m["stage"] == s).any())
+        for s in stages
+    }
     offset, pos = {}, 0
     for s in stages:
         offset[s] = pos
@@ -988,13 +1155,21 @@ def _align_curves(logs: list[pd.DataFrame], column: str) -> tuple[pd.DataFrame, 
     rows = []
     for m in logs:
         for stage, epoch, value, name in zip(m["stage"], m["epoch"], m[column], m["stage_name"]):
-            rows.append({"x": offset[int(stage)] + int(epoch), "value": value, "stage": int(stage), "stage_name": name})
+            rows.append(
+                {
+                    "x": offset[int(stage)] + int(epoch),
+                    "value": value,
+                    "stage": int(stage),
+                    "stage_name": name,
+                }
+            )
     df = pd.DataFrame(rows)
     curve = df.groupby("x")["value"].agg(["mean", "min", "max"]).reset_index()
     curve = curve.rename(columns={"min": "low", "max": "high"})
     names = df.drop_duplicates("stage").set_index("stage")["stage_name"]
     bounds = pd.DataFrame(
-        [{"x": offset[s], "stage_name": names.get(s, f"stage {s}")} for s in stages[1:]], columns=["x", "stage_name"]
+        [{"x": offset[s], "stage_name": names.get(s, f"stage {s}")} for s in stages[1:]],
+        columns=["x", "stage_name"],
     )
     return curve, bounds
 
@@ -1031,7 +1206,8 @@ def _md_table(df: pd.DataFrame) -> str:
 def _html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False)
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        for row in df.itertuples(index=False)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -1108,10 +1284,19 @@ def build_report(
     out = Path(out).expanduser() if out is not None else results_dir / "report"
     b = _Builder(table, results_dir, n_resamples, alpha, seed)
     sections = [
-        b.overview(), b.main_table(), b.improvement(), b.data_efficiency(), b.dynamics(), b.ablation(),
-        b.per_class(), b.exclusions(), b.reliability(), temperature_section(b), robustness_section(b),
+        b.overview(),
+        b.main_table(),
+        b.improvement(),
+        b.data_efficiency(),
+        b.dynamics(),
+        b.ablation(),
+        b.per_class(),
+        b.exclusions(),
+        b.reliability(),
+        temperature_section(b),
+        robustness_section(b),
         *external_sections(b),
-    ]  # fmt: skip
+    ]
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -1128,4 +1313,3 @@ def build_report(
         sections=[s.title for s in sections if not s.absent],
         absent={s.title: s.absent for s in sections if s.absent},
     )
-

@@ -58,12 +58,32 @@ OFFICIAL = "official"
 KEY_COLUMNS = ("cell_id", "task", "model", "recipe", "fraction", "seed", "protocol")
 #: Metric columns of the results table.
 METRIC_COLUMNS = (
-    "test_macro_auroc", "test_macro_auprc", "test_ece", "test_loss", "test_n_classes_scored",
-    "val_macro_auroc", "val_macro_auprc", "val_ece", "val_loss",
-    "best_stage", "best_stage_name", "best_epoch", "best_val_macro_auroc", "best_val_macro_auprc",
-    "epochs_run", "train_s", "final_eval_s", "n_train", "n_val", "n_test", "n_folds",
-    "max_total_steps", "steps_run", "stopped_early", "tuned",
-)  # fmt: skip
+    "test_macro_auroc",
+    "test_macro_auprc",
+    "test_ece",
+    "test_loss",
+    "test_n_classes_scored",
+    "val_macro_auroc",
+    "val_macro_auprc",
+    "val_ece",
+    "val_loss",
+    "best_stage",
+    "best_stage_name",
+    "best_epoch",
+    "best_val_macro_auroc",
+    "best_val_macro_auprc",
+    "epochs_run",
+    "train_s",
+    "final_eval_s",
+    "n_train",
+    "n_val",
+    "n_test",
+    "n_folds",
+    "max_total_steps",
+    "steps_run",
+    "stopped_early",
+    "tuned",
+)
 
 
 # --- small readers -----------------------------------------------------------------------------------------
@@ -153,7 +173,9 @@ def pool_predictions(run_dirs: Sequence[str | Path], split: str = "test") -> dic
     classes = [str(c) for c in parts[0]["class_names"]]
     for d, p in zip(run_dirs, parts):
         if [str(c) for c in p["class_names"]] != classes:
-            raise DataError(f"{d}: its classes differ from {run_dirs[0]}'s; pooled runs must score the same task")
+            raise DataError(
+                f"{d}: its classes differ from {run_dirs[0]}'s; pooled runs must score the same task"
+            )
     ids = np.concatenate([p["ecg_ids"] for p in parts])
     uniq, counts = np.unique(ids, return_counts=True)
     if np.any(counts > 1):
@@ -171,7 +193,9 @@ def pool_predictions(run_dirs: Sequence[str | Path], split: str = "test") -> dic
     }
 
 
-def _score(pred: dict[str, np.ndarray], min_positives: int = 1, exclude: dict[str, str] | None = None) -> dict:
+def _score(
+    pred: dict[str, np.ndarray], min_positives: int = 1, exclude: dict[str, str] | None = None
+) -> dict:
     """Classification metrics (macro + per class) and mean BCE loss of pooled predictions."""
     y, p = pred["y_true"].astype(np.float64), np.clip(pred["y_score"].astype(np.float64), 1e-7, 1 - 1e-7)
     try:
@@ -189,7 +213,8 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
     finals = [read_final(d) for d in fold_dirs]
     first = finals[0]
     out: dict[str, Any] = {
-        key: first.get(key) for key in ("recipe", "stages", "seed", "fraction", "task", "model", "weights", "class_names")
+        key: first.get(key)
+        for key in ("recipe", "stages", "seed", "fraction", "task", "model", "weights", "class_names")
     }
     out["protocol"] = ROTATE
     # A class untrained in any fold is left out of the pooled macro metrics, with the folds' reason.
@@ -201,9 +226,12 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
         out[split] = _score(pred, min_positives, untrained)
         out[split]["n_records"] = len(pred["ecg_ids"])
     out["fold_mean"] = {
-        f"{split}_{m}": float(np.nanmean([float((f.get(split) or {}).get(m, math.nan) or math.nan) for f in finals]))
-        for split in SPLITS for m in ("macro_auroc", "macro_auprc")
-    }  # fmt: skip
+        f"{split}_{m}": float(
+            np.nanmean([float((f.get(split) or {}).get(m, math.nan) or math.nan) for f in finals])
+        )
+        for split in SPLITS
+        for m in ("macro_auroc", "macro_auprc")
+    }
     out["folds"] = [
         {
             "run": Path(d).name,
@@ -217,7 +245,9 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
     ]
     out["budget"] = _pooled_budget([f.get("budget") or {} for f in finals])
     overlaps = [f["pretraining_overlap"] for f in finals if f.get("pretraining_overlap")]
-    if overlaps:  # each record is tested (and validated) in one fold: sum those; train: the most any model saw
+    if (
+        overlaps
+    ):  # each record is tested (and validated) in one fold: sum those; train: the most any model saw
         out["pretraining_overlap"] = {
             "train": max(int(o.get("train") or 0) for o in overlaps),
             **{split: sum(int(o.get(split) or 0) for o in overlaps) for split in ("val", "test")},
@@ -295,7 +325,11 @@ def write_pooled_cell(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> 
     for split in SPLITS:
         pred = pool_predictions(fold_dirs, split)
         save_predictions(
-            cell_dir / f"predictions_{split}.npz", pred["ecg_ids"], pred["class_names"], pred["y_true"], pred["y_score"]
+            cell_dir / f"predictions_{split}.npz",
+            pred["ecg_ids"],
+            pred["class_names"],
+            pred["y_true"],
+            pred["y_score"],
         )
     write_json(cell_dir / FINAL, final)
     return final
@@ -310,7 +344,9 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
-        if name == "model.kwargs" or (isinstance(value, list) and not any(isinstance(v, dict) for v in value)):
+        if name == "model.kwargs" or (
+            isinstance(value, list) and not any(isinstance(v, dict) for v in value)
+        ):
             out[name] = json.dumps(value, sort_keys=True)
         elif isinstance(value, dict):
             out.update(flatten(value, name + "."))
@@ -345,7 +381,9 @@ def find_runs(source: str | Path | Iterable[str | Path]) -> list[Path]:
         if (root / FINAL).is_file():
             return [root]
         if not root.is_dir():
-            raise DataError(f"results folder {root} does not exist; pass the --out folder of `ecgadapt benchmark`")
+            raise DataError(
+                f"results folder {root} does not exist; pass the --out folder of `ecgadapt benchmark`"
+            )
         base = root / "runs" if (root / "runs").is_dir() else root
         return sorted(p for p in base.iterdir() if is_finished(p))
     dirs = [Path(p) for p in source]
@@ -477,9 +515,18 @@ def collect_results(source: str | Path | Iterable[str | Path], ece_bins: int = 1
     table = pd.DataFrame(rows)
     first = [c for c in (*KEY_COLUMNS, *METRIC_COLUMNS, "run_dir") if c in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]
-    for col in ("test_macro_auroc", "test_macro_auprc", "val_macro_auroc", "val_macro_auprc", "test_ece", "val_ece"):
+    for col in (
+        "test_macro_auroc",
+        "test_macro_auprc",
+        "val_macro_auroc",
+        "val_macro_auprc",
+        "test_ece",
+        "val_ece",
+    ):
         table[col] = pd.to_numeric(table[col], errors="coerce")
-    return table.sort_values(["task", "model", "recipe", "fraction", "seed"], kind="stable").reset_index(drop=True)
+    return table.sort_values(["task", "model", "recipe", "fraction", "seed"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def collect_per_class(source: str | Path | Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
@@ -492,7 +539,20 @@ def collect_per_class(source: str | Path | Iterable[str | Path] | pd.DataFrame) 
         keys.pop("cell_id")
         for entry in (final.get("test") or {}).get("per_class") or []:
             rows.append({**keys, **entry})
-    cols = ["task", "model", "recipe", "fraction", "seed", "run_dir", "class", "auroc", "auprc", "prevalence", "n_pos", "n_neg"]
+    cols = [
+        "task",
+        "model",
+        "recipe",
+        "fraction",
+        "seed",
+        "run_dir",
+        "class",
+        "auroc",
+        "auprc",
+        "prevalence",
+        "n_pos",
+        "n_neg",
+    ]
     table = pd.DataFrame(rows, columns=cols)
     table[["auroc", "auprc"]] = table[["auroc", "auprc"]].astype(float)
     return table
@@ -524,7 +584,9 @@ def write_results(table: pd.DataFrame, results_dir: str | Path) -> list[Path]:
     frame = table.copy()
     for col in frame.columns:  # mixed-type object columns (e.g. None and numbers) become strings
         if frame[col].dtype == object and frame[col].map(type).nunique() > 1:
-            frame[col] = frame[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+            frame[col] = frame[col].map(
+                lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+            )
     frame.to_parquet(pq_path, index=False)
     written.append(pq_path)
     return written

@@ -78,11 +78,16 @@ def robustness_summary(
         worst = shifted.loc[shifted["mean"].idxmin()] if not shifted.empty else None
         c = float(clean.iloc[0]) if len(clean) else math.nan
         m = float(shifted["mean"].mean()) if not shifted.empty else math.nan
-        rows.append({
-            **dict(zip([*by, "corruption"], keys)), "clean": c, "corrupted_mean": m, "drop": c - m,
-            "worst": float(worst["mean"]) if worst is not None else math.nan,
-            "worst_level": str(worst["level"]) if worst is not None else "",
-        })  # fmt: skip
+        rows.append(
+            {
+                **dict(zip([*by, "corruption"], keys)),
+                "clean": c,
+                "corrupted_mean": m,
+                "drop": c - m,
+                "worst": float(worst["mean"]) if worst is not None else math.nan,
+                "worst_level": str(worst["level"]) if worst is not None else "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -137,9 +142,10 @@ def robustness_section(builder: Any):
     long = collect_robustness(builder.main)
     if long.empty:
         return Section(
-            "robustness", title,
+            "robustness",
+            title,
             absent=f"no run holds a {ROBUSTNESS_CSV}; run `ecgadapt robustness RUN` on the runs of the benchmark",
-        )  # fmt: skip
+        )
     summary = summarise_robustness(long)
     blocks: list[Any] = [
         f"Test macro AUROC at fraction {builder.main_fraction:g} under seeded corruptions applied to the raw records "
@@ -174,7 +180,7 @@ def robustness_section(builder: Any):
                         "Drop": s["drop"].map(lambda v: _fmt(v, 4)),
                         "Worst": [f"{_fmt(w)} ({lvl})" for w, lvl in zip(s["worst"], s["worst_level"])],
                     }
-                ),  # fmt: skip
+                ),
             ]
     missing = len(builder.main) - long["run_dir"].nunique()
     if missing:

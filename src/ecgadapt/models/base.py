@@ -17,7 +17,9 @@ class InputSpec:
     sampling_rate: int
     length: int
     leads: tuple[str, ...] = LEADS
-    normalisation: str = "lead"  # "lead": per-lead z-score; "global": one mean/std per record; "minmax"; "none"
+    normalisation: str = (
+        "lead"  # "lead": per-lead z-score; "global": one mean/std per record; "minmax"; "none"
+    )
     band_pass: tuple[float, float] | None = (0.67, 40.0)
     flatten_leads: bool = False  # True for models that take leads concatenated into one 1-D sequence
 

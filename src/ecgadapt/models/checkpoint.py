@@ -163,7 +163,11 @@ def load_failure_reason(path: str | Path, err: BaseException) -> str:
     if size == 0:
         return "the file is empty (0 bytes): the download or copy was cut short; fetch or copy it again"
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    safe = [ln for ln in lines if "weights_only" not in ln and "trust the source" not in ln and "can still be loaded" not in ln]
+    safe = [
+        ln
+        for ln in lines
+        if "weights_only" not in ln and "trust the source" not in ln and "can still be loaded" not in ln
+    ]
     detail = next((ln for ln in safe if "WeightsUnpickler error" in ln or "Unsupported" in ln), None)
     if detail is None and safe:
         detail = safe[0]
@@ -181,7 +185,9 @@ def _torch_load(path: Path) -> tuple[object, tuple[str, ...]]:
     except pickle.UnpicklingError as err:
         first_error = load_failure_reason(path, err)
     except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {load_failure_reason(path, err)}") from None
+        raise CheckpointError(
+            f"cannot read {path} as a torch checkpoint: {load_failure_reason(path, err)}"
+        ) from None
     names: list[str] = []
     if hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
         try:

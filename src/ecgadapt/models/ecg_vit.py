@@ -15,7 +15,9 @@ from ecgadapt.models.checkpoint import KeyMap, register_keymap
 from ecgadapt.models.layers import DropPath, drop_path_schedule
 from ecgadapt.models.registry import register_model
 
-ECG_VIT_INPUT_SPEC = InputSpec(sampling_rate=100, length=1000, leads=LEADS, normalisation="lead", band_pass=(0.67, 40.0))
+ECG_VIT_INPUT_SPEC = InputSpec(
+    sampling_rate=100, length=1000, leads=LEADS, normalisation="lead", band_pass=(0.67, 40.0)
+)
 """Native input of the ``ecg_vit_*`` models: 12 leads, 10 s at 100 Hz, per-lead z-scored, 0.67-40 Hz."""
 
 
@@ -201,7 +203,9 @@ class ECGViT(ECGModel):
         return self.num_layers()
 
 
-_ARCH_HINT = "the file was saved from an ecg_vit with other seq_len/patch_size/width: pass the same model overrides"
+_ARCH_HINT = (
+    "the file was saved from an ecg_vit with other seq_len/patch_size/width: pass the same model overrides"
+)
 ECG_VIT_KEYMAP = register_keymap(
     KeyMap(
         family="ecg_vit",
@@ -225,11 +229,24 @@ def _ecg_vit_info(name: str, description: str) -> ModelInfo:
 
 def _build(defaults: dict, num_classes: int, drop_rate: float, drop_path_rate: float, **overrides) -> ECGViT:
     unknown = set(overrides) - {
-        "seq_len", "patch_size", "num_leads", "width", "depth", "heads", "mlp_ratio", "qkv_bias", "pos_embed",
-    }  # fmt: skip
+        "seq_len",
+        "patch_size",
+        "num_leads",
+        "width",
+        "depth",
+        "heads",
+        "mlp_ratio",
+        "qkv_bias",
+        "pos_embed",
+    }
     if unknown:
         raise ConfigError(f"unknown ecg_vit option(s): {', '.join(sorted(unknown))}")
-    return ECGViT(num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate, **{**defaults, **overrides})
+    return ECGViT(
+        num_classes=num_classes,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        **{**defaults, **overrides},
+    )
 
 
 # tiny is sized for CPU fine-tuning (>= 250 samples/s at batch 32 on 2 threads; benchmarks/bench_models.py):
@@ -241,21 +258,32 @@ _SMALL = dict(seq_len=1000, patch_size=100, width=192, depth=6, heads=3, mlp_rat
 _TINY_P50 = dict(seq_len=1000, patch_size=50, width=64, depth=4, heads=2, mlp_ratio=2.0)
 
 
-@register_model(_ecg_vit_info("ecg_vit_tiny", "Compact ECG ViT: 12 leads x 8 patches of 1.25 s, width 96, depth 4"))
-def ecg_vit_tiny(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> ECGViT:
+@register_model(
+    _ecg_vit_info("ecg_vit_tiny", "Compact ECG ViT: 12 leads x 8 patches of 1.25 s, width 96, depth 4")
+)
+def ecg_vit_tiny(
+    *, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides
+) -> ECGViT:
     """The tiny ECG ViT (CPU-friendly)."""
     return _build(_TINY, num_classes, drop_rate, drop_path_rate, **overrides)
 
 
 @register_model(_ecg_vit_info("ecg_vit_small", "ECG ViT: 12 leads x 10 patches of 1 s, width 192, depth 6"))
-def ecg_vit_small(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> ECGViT:
+def ecg_vit_small(
+    *, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides
+) -> ECGViT:
     """The small ECG ViT."""
     return _build(_SMALL, num_classes, drop_rate, drop_path_rate, **overrides)
 
 
 @register_model(
-    _ecg_vit_info("ecg_vit_tiny_p50", "Compact ECG ViT with finer tokens: 12 leads x 20 patches of 0.5 s, width 64, depth 4")
+    _ecg_vit_info(
+        "ecg_vit_tiny_p50",
+        "Compact ECG ViT with finer tokens: 12 leads x 20 patches of 0.5 s, width 64, depth 4",
+    )
 )
-def ecg_vit_tiny_p50(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> ECGViT:
+def ecg_vit_tiny_p50(
+    *, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides
+) -> ECGViT:
     """The tiny ECG ViT with 0.5 s patches (finer morphology per token)."""
     return _build(_TINY_P50, num_classes, drop_rate, drop_path_rate, **overrides)

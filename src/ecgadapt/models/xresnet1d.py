@@ -44,7 +44,9 @@ from ecgadapt.models.registry import register_model
 XRESNET1D_INPUT_SPEC = InputSpec(sampling_rate=100, length=250, normalisation="global", band_pass=None)
 """Native input of the PTB-XL benchmark's xresnet1d: 100 Hz, 2.5 s windows, one mean/std per record, no filter."""
 
-XRESNET1D_TINY_INPUT_SPEC = InputSpec(sampling_rate=100, length=1000, normalisation="lead", band_pass=(0.67, 40.0))
+XRESNET1D_TINY_INPUT_SPEC = InputSpec(
+    sampling_rate=100, length=1000, normalisation="lead", band_pass=(0.67, 40.0)
+)
 """Input of the self-pretrained ``xresnet1d_tiny``: that of ``ecg_vit`` (10 s at 100 Hz, per-lead z-score,
 0.67-40 Hz), so that it pretrains on the same corpora, including per-lead z-scored real arrays."""
 
@@ -53,7 +55,13 @@ class ConvBnAct(nn.Sequential):
     """Conv1d (no bias) -> BatchNorm1d -> optional ReLU, 'same' padding."""
 
     def __init__(
-        self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, act: bool = True, zero_bn: bool = False
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int,
+        stride: int = 1,
+        act: bool = True,
+        zero_bn: bool = False,
     ) -> None:
         layers: list[nn.Module] = [
             nn.Conv1d(in_ch, out_ch, kernel_size, stride=stride, padding=(kernel_size - 1) // 2, bias=False),
@@ -150,7 +158,10 @@ class XResNet1d(ECGModel):
 
         stem_ch = [in_chans, *stem_widths]
         self.stem = nn.Sequential(
-            *[ConvBnAct(stem_ch[i], stem_ch[i + 1], stem_kernel_size, stride=2 if i == 0 else 1) for i in range(3)],
+            *[
+                ConvBnAct(stem_ch[i], stem_ch[i + 1], stem_kernel_size, stride=2 if i == 0 else 1)
+                for i in range(3)
+            ],
             nn.MaxPool1d(kernel_size=3, stride=2, padding=1),
         )
         rates = drop_path_schedule(drop_path_rate, sum(layers))
@@ -217,7 +228,9 @@ class XResNet1d(ECGModel):
             return self._block_offsets[int(parts[1])] + int(parts[2]) + 1
         if parts[0] in ("head", "head_drop"):
             return self.num_layers()
-        raise ConfigError(f"xresnet1d has no parameter named {param_name!r}; expected stem.*, stages.*, head.*")
+        raise ConfigError(
+            f"xresnet1d has no parameter named {param_name!r}; expected stem.*, stages.*, head.*"
+        )
 
     def drop_path_rates(self) -> list[float]:
         """DropPath rate of every block, in forward order."""
@@ -234,21 +247,25 @@ def _make(
     kwargs = dict(layers=default_layers)
     kwargs.update(overrides)
     try:
-        return XResNet1d(num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate, **kwargs)
+        return XResNet1d(
+            num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate, **kwargs
+        )
     except TypeError as exc:
         raise ConfigError(f"xresnet1d: unknown override in {sorted(overrides)} ({exc})") from None
 
 
-@register_model(
-    ModelInfo("xresnet1d101", "xresnet1d", XRESNET1D_INPUT_SPEC, _DESCRIPTION.format(depth=101))
-)
-def xresnet1d101(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> XResNet1d:
+@register_model(ModelInfo("xresnet1d101", "xresnet1d", XRESNET1D_INPUT_SPEC, _DESCRIPTION.format(depth=101)))
+def xresnet1d101(
+    *, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides
+) -> XResNet1d:
     """XResNet1d-101: bottleneck stages [3, 4, 23, 3]."""
     return _make((3, 4, 23, 3), num_classes, drop_rate, drop_path_rate, **overrides)
 
 
 @register_model(ModelInfo("xresnet1d50", "xresnet1d", XRESNET1D_INPUT_SPEC, _DESCRIPTION.format(depth=50)))
-def xresnet1d50(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> XResNet1d:
+def xresnet1d50(
+    *, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides
+) -> XResNet1d:
     """XResNet1d-50: bottleneck stages [3, 4, 6, 3]."""
     return _make((3, 4, 6, 3), num_classes, drop_rate, drop_path_rate, **overrides)
 
@@ -256,7 +273,12 @@ def xresnet1d50(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: flo
 # tiny is sized like ecg_vit_tiny for CPU fine-tuning on 10 s records: four bottleneck blocks (one per stage),
 # bottleneck widths 32-64, 512 pooled features, 0.17 M parameters; pretrained by masked-segment reconstruction
 # (ecgadapt.pretrain.masked_segment).
-_TINY = dict(layers=(1, 1, 1, 1), widths=(32, 32, 64, 64), stem_widths=(16, 16, 32), input_spec=XRESNET1D_TINY_INPUT_SPEC)
+_TINY = dict(
+    layers=(1, 1, 1, 1),
+    widths=(32, 32, 64, 64),
+    stem_widths=(16, 16, 32),
+    input_spec=XRESNET1D_TINY_INPUT_SPEC,
+)
 
 
 @register_model(
@@ -268,7 +290,9 @@ _TINY = dict(layers=(1, 1, 1, 1), widths=(32, 32, 64, 64), stem_widths=(16, 16, 
         checkpoint_formats=("ecgadapt",),
     )
 )
-def xresnet1d_tiny(*, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides) -> XResNet1d:
+def xresnet1d_tiny(
+    *, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides
+) -> XResNet1d:
     """The tiny XResNet1d (CPU-friendly, per-lead normalised 10 s input)."""
     kwargs = {**_TINY, **overrides}
     return _make(kwargs.pop("layers"), num_classes, drop_rate, drop_path_rate, **kwargs)

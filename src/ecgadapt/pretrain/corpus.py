@@ -117,10 +117,13 @@ def _read_corpus_manifest(path: Path) -> dict | None:
 def _open_folder(path: Path, manifest: dict) -> Corpus:
     kind = manifest["kind"]
     corpus = Corpus(
-        name=manifest.get("name", path.name), path=path, rate=int(manifest["rate"]), kind=kind,
+        name=manifest.get("name", path.name),
+        path=path,
+        rate=int(manifest["rate"]),
+        kind=kind,
         origin=manifest.get("origin", "generated" if kind == "deepfake" else "real"),
         normalisation=manifest.get("normalisation", "none"),
-    )  # fmt: skip
+    )
     if list(corpus.signals.shape) != list(manifest["shape"]):
         raise DataError(
             f"{path / SIGNALS_FILE} has shape {list(corpus.signals.shape)}, the manifest says {manifest['shape']}; "
@@ -199,7 +202,9 @@ def prepare_wfdb_corpus(
     root = Path(root).expanduser().resolve()
     headers = sorted(root.rglob("*.hea"))
     if not headers:
-        raise DataError(f"{root} holds no WFDB records (*.hea); pass a PTB-XL folder, a corpus folder or WFDB records")
+        raise DataError(
+            f"{root} holds no WFDB records (*.hea); pass a PTB-XL folder, a corpus folder or WFDB records"
+        )
     fingerprint = _wfdb_fingerprint(headers)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name).strip("._") or "root"
     target = _corpus_dir("wfdb", f"{name}-{hashlib.sha256(str(root).encode()).hexdigest()[:10]}", cache_dir)
@@ -222,9 +227,13 @@ def prepare_wfdb_corpus(
 
     shape = (len(headers), len(LEADS), length)
     meta = {
-        "name": root.name, "kind": "wfdb", "rate": rates[0], "source": str(root), "fingerprint": fingerprint,
+        "name": root.name,
+        "kind": "wfdb",
+        "rate": rates[0],
+        "source": str(root),
+        "fingerprint": fingerprint,
         "origin": _folder_origin(root),
-    }  # fmt: skip
+    }
     return _build_corpus(target, shape, meta, fill, progress)
 
 
@@ -235,7 +244,14 @@ def twelve_from_eight(eight: np.ndarray) -> np.ndarray:
     """(..., 8, T) leads I, II, V1-V6 -> (..., 12, T) in LEADS order (III, aVR, aVL, aVF from Einthoven/Goldberger)."""
     lead_i, lead_ii = eight[..., 0, :], eight[..., 1, :]
     limb = np.stack(
-        [lead_i, lead_ii, lead_ii - lead_i, -(lead_i + lead_ii) / 2, lead_i - lead_ii / 2, lead_ii - lead_i / 2],
+        [
+            lead_i,
+            lead_ii,
+            lead_ii - lead_i,
+            -(lead_i + lead_ii) / 2,
+            lead_i - lead_ii / 2,
+            lead_ii - lead_i / 2,
+        ],
         axis=-2,
     )
     return np.concatenate([limb, eight[..., 2:, :]], axis=-2).astype(np.float32)
@@ -257,7 +273,9 @@ def _deepfake_generator(device: str):
 
     weights = Path(deepfakeecg.__file__).parent / "checkpoints" / "g_stat.pt"
     if not weights.is_file():
-        raise ConfigError(f"deepfake-ecg is installed but its packaged weights {weights} are missing; reinstall it")
+        raise ConfigError(
+            f"deepfake-ecg is installed but its packaged weights {weights} are missing; reinstall it"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the package calls a deprecated init function
         net = Generator()
@@ -287,7 +305,9 @@ def generate_deepfake_corpus(
     from ecgadapt.data.transforms import Resample
 
     if n < 1 or chunk_size < 1:
-        raise ConfigError(f"need n >= 1 and chunk_size >= 1 to generate ECGs, got n={n}, chunk_size={chunk_size}")
+        raise ConfigError(
+            f"need n >= 1 and chunk_size >= 1 to generate ECGs, got n={n}, chunk_size={chunk_size}"
+        )
     out_dir = Path(out_dir).expanduser()
     wanted = {"n": int(n), "seed": int(seed), "rate": int(rate)}
     if out_dir.exists():
@@ -306,7 +326,9 @@ def generate_deepfake_corpus(
     noise_rng = torch.Generator().manual_seed(int(seed))
 
     def fill(signals: np.ndarray) -> None:
-        with tqdm(total=n, desc="generate deepfake ECGs", unit="ECG", disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=n, desc="generate deepfake ECGs", unit="ECG", disable=not progress, leave=False
+        ) as bar:
             for start in range(0, n, chunk_size):
                 b = min(chunk_size, n - start)
                 noise = torch.rand(b, len(DEEPFAKE_LEADS), DEEPFAKE_LENGTH, generator=noise_rng) * 2 - 1
@@ -369,7 +391,9 @@ def _open_npy(file: Path) -> np.ndarray:
     except (ValueError, OSError) as err:
         raise DataError(f"{file} is not a readable .npy array ({err}); save it with numpy.save") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-        raise DataError(f"{file} holds {getattr(array, 'dtype', type(array))} values; save the signals as a float array")
+        raise DataError(
+            f"{file} holds {getattr(array, 'dtype', type(array))} values; save the signals as a float array"
+        )
     if array.ndim != 3 or min(array.shape) < 1:
         raise DataError(
             f"{file} has shape {list(array.shape)}; a corpus array must be (records, {len(LEADS)} leads, samples): "
@@ -441,10 +465,15 @@ def prepare_npy_corpus(
             signals[start : start + _CHUNK] = array[start : start + _CHUNK]
 
     meta = {
-        "name": file.parent.name, "kind": "npy", "origin": _folder_origin(file.parent), "rate": rate,
-        "source": str(file), "fingerprint": fingerprint, "normalisation": normalisation,
+        "name": file.parent.name,
+        "kind": "npy",
+        "origin": _folder_origin(file.parent),
+        "rate": rate,
+        "source": str(file),
+        "fingerprint": fingerprint,
+        "normalisation": normalisation,
         "units": "z-score per lead" if normalisation == "lead" else "mV",
-    }  # fmt: skip
+    }
     return _build_corpus(target, tuple(int(d) for d in array.shape), meta, fill, progress)
 
 
@@ -511,6 +540,8 @@ def open_corpus(
         return Corpus(name=cache.root.name, path=cache.path, rate=cache.rate, kind="ptbxl", origin=origin)
     if (path / DATABASE_CSV).is_file():
         cache = load_or_prepare(path, _ptbxl_rate(rate), cache_dir=cache_dir, progress=progress)
-        return Corpus(name=path.name, path=cache.path, rate=cache.rate, kind="ptbxl", origin=_folder_origin(path))
+        return Corpus(
+            name=path.name, path=cache.path, rate=cache.rate, kind="ptbxl", origin=_folder_origin(path)
+        )
     target = prepare_wfdb_corpus(path, cache_dir=cache_dir, progress=progress)
     return _open_folder(target, _read_corpus_manifest(target))

@@ -14,7 +14,9 @@ from ecgadapt.errors import ConfigError
 from ecgadapt.models.ecg_vit import Block, ECGViT, sincos_position_table
 
 
-def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_target: bool = True) -> torch.Tensor:
+def masked_patch_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_target: bool = True
+) -> torch.Tensor:
     """Mean squared error over masked patches only; targets optionally normalised per patch (mean 0, var 1).
 
     ``pred`` and ``target`` are (B, N, P) patches, ``mask`` (B, N) is True where a token was hidden.
@@ -29,10 +31,16 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 
 
 def random_token_mask(
-    batch: int, num_tokens: int, num_masked: int, device: torch.device, generator: torch.Generator | None = None
+    batch: int,
+    num_tokens: int,
+    num_masked: int,
+    device: torch.device,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(keep, mask)``: ``num_masked`` random tokens hidden per sample; visible indices (B, K) ascending, mask (B, N)."""
-    noise = torch.rand(batch, num_tokens, generator=generator, device=generator.device if generator else device)
+    noise = torch.rand(
+        batch, num_tokens, generator=generator, device=generator.device if generator else device
+    )
     keep = noise.to(device).argsort(dim=1)[:, : num_tokens - num_masked].sort(dim=1).values
     mask = torch.ones(batch, num_tokens, dtype=torch.bool, device=device)
     mask.scatter_(1, keep, False)
@@ -59,7 +67,11 @@ def reconstruction(
         std = (target.var(dim=-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
         pred = pred * std + mean
     recon = torch.where(mask[..., None], pred, target)
-    return {"input": x, "reconstruction": recon.reshape(x.shape), "mask": mask.reshape(x.shape[0], num_leads, -1)}
+    return {
+        "input": x,
+        "reconstruction": recon.reshape(x.shape),
+        "mask": mask.reshape(x.shape[0], num_leads, -1),
+    }
 
 
 class MaskedECGModel(nn.Module):
@@ -85,7 +97,9 @@ class MaskedECGModel(nn.Module):
         if not 0.0 < mask_ratio < 1.0:
             raise ConfigError(f"mask_ratio must lie strictly between 0 and 1, got {mask_ratio}")
         if decoder_width % decoder_heads:
-            raise ConfigError(f"decoder_width {decoder_width} is not divisible by decoder_heads {decoder_heads}")
+            raise ConfigError(
+                f"decoder_width {decoder_width} is not divisible by decoder_heads {decoder_heads}"
+            )
         self.encoder = encoder
         self.mask_ratio = float(mask_ratio)
         self.norm_target = norm_target
@@ -93,7 +107,9 @@ class MaskedECGModel(nn.Module):
         self.decoder_embed = nn.Linear(encoder.width, decoder_width)
         self.mask_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, decoder_width), std=0.02))
         self.register_buffer("decoder_pos_embed", sincos_position_table(n, decoder_width)[None])
-        self.decoder_lead_embed = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, leads, decoder_width), std=0.02))
+        self.decoder_lead_embed = nn.Parameter(
+            nn.init.trunc_normal_(torch.zeros(1, leads, decoder_width), std=0.02)
+        )
         self.decoder_blocks = nn.ModuleList(Block(decoder_width, decoder_heads) for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_width)
         self.decoder_pred = nn.Linear(decoder_width, encoder.patch_size)

@@ -44,7 +44,11 @@ class MaskedSegmentModel(nn.Module):
         if segment_size < 2:
             raise ConfigError(f"segment_size must be >= 2 samples, got {segment_size}")
         self.encoder = encoder
-        self.segment_size, self.mask_ratio, self.norm_target = int(segment_size), float(mask_ratio), norm_target
+        self.segment_size, self.mask_ratio, self.norm_target = (
+            int(segment_size),
+            float(mask_ratio),
+            norm_target,
+        )
         self.num_leads = encoder.input_spec.num_leads
         channels = encoder.num_features // 2  # ConcatPool1d doubles the last stage's channels
         self.decoder = nn.Sequential(

@@ -58,9 +58,15 @@ ENCODER_FILE = "encoder.safetensors"
 ORIGINS = ("generated", "synthetic", "real")
 """Corpus origins with a held-out loss column each (``val_loss_<origin>``)."""
 METRIC_COLUMNS = (
-    "epoch", "train_loss", "val_loss", *(f"val_loss_{o}" for o in ORIGINS), "real_val_loss", "lr",
-    "samples_per_s", "time_s",
-)  # fmt: skip
+    "epoch",
+    "train_loss",
+    "val_loss",
+    *(f"val_loss_{o}" for o in ORIGINS),
+    "real_val_loss",
+    "lr",
+    "samples_per_s",
+    "time_s",
+)
 OBJECTIVES = {"ecg_vit": "masked-ecg", "xresnet1d": "masked-segment"}
 """Pretraining objective of each supported model family."""
 _RESUME_FREE = {"num_workers", "device", "progress", "cache_dir"}  # may change between a run and its resume
@@ -72,8 +78,12 @@ class PretrainConfig:
 
     model: str = "ecg_vit_tiny"
     model_kwargs: dict = field(default_factory=dict)  # architecture overrides passed to create_model
-    corpora: list[str] = field(default_factory=list)  # folders, "deepfake:N[:SEED]", "npy:FILE" (see open_corpus)
-    corpus_weights: list[float] = field(default_factory=list)  # share of training draws per corpus (empty: by size)
+    corpora: list[str] = field(
+        default_factory=list
+    )  # folders, "deepfake:N[:SEED]", "npy:FILE" (see open_corpus)
+    corpus_weights: list[float] = field(
+        default_factory=list
+    )  # share of training draws per corpus (empty: by size)
     real_val: str | None = None  # a real held-out set (e.g. PTB-XL) to measure the domain gap on
     cache_dir: str | None = None  # where prepared/generated corpora go (default: the user cache)
     input_spec: dict | None = None  # resolved from the model: rate, length, normalisation, band-pass
@@ -141,8 +151,10 @@ class PretrainConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ConfigError(f"need lr > 0, weight_decay >= 0, warmup_epochs >= 0; got {self.lr}, "
-                              f"{self.weight_decay}, {self.warmup_epochs}")
+            raise ConfigError(
+                f"need lr > 0, weight_decay >= 0, warmup_epochs >= 0; got {self.lr}, "
+                f"{self.weight_decay}, {self.warmup_epochs}"
+            )
 
 
 def build_pretrain_config(
@@ -177,7 +189,9 @@ class CorpusDataset(Dataset):
         return torch.from_numpy(self.transform(np.asarray(self.corpus.signals[self.rows[i]])))
 
 
-def mixture_indices(sizes: Sequence[int], weights: Sequence[float], n: int, generator: torch.Generator) -> np.ndarray:
+def mixture_indices(
+    sizes: Sequence[int], weights: Sequence[float], n: int, generator: torch.Generator
+) -> np.ndarray:
     """``n`` indices into the concatenation of parts of ``sizes``: part k drawn with probability ``weights[k]``
     (normalised), rows uniformly within it, with replacement."""
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -202,7 +216,11 @@ def save_encoder(encoder: ECGModel, path: str | Path, model_name: str, extra: di
     path = Path(path)
     head = set(encoder.head_parameter_names())
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items() if k not in head}
-    metadata = {"format": "ecgadapt", "model": model_name, "input_spec": json.dumps(encoder.input_spec.to_dict())}
+    metadata = {
+        "format": "ecgadapt",
+        "model": model_name,
+        "input_spec": json.dumps(encoder.input_spec.to_dict()),
+    }
     metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
@@ -224,9 +242,13 @@ def sort_safetensors_metadata(path: str | Path) -> None:
         header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
         text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
         if len(text) > size:  # never: the same keys and values, only reordered
-            raise DataError(f"{path}: the sorted safetensors header does not fit ({len(text)} > {size} bytes)")
+            raise DataError(
+                f"{path}: the sorted safetensors header does not fit ({len(text)} > {size} bytes)"
+            )
         f.seek(8)
-        f.write(text.ljust(size, b" "))  # safetensors pads its header with spaces; the data offsets stay valid
+        f.write(
+            text.ljust(size, b" ")
+        )  # safetensors pads its header with spaces; the data offsets stay valid
 
 
 def build_encoder(cfg: PretrainConfig) -> ECGModel:
@@ -240,13 +262,20 @@ def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel
     reconstruction for xresnet1d (see ``OBJECTIVES``)."""
     if OBJECTIVES[model_info(cfg.model).family] == "masked-segment":
         return MaskedSegmentModel(
-            encoder, segment_size=cfg.segment_size, mask_ratio=cfg.mask_ratio, decoder_width=cfg.decoder_width,
+            encoder,
+            segment_size=cfg.segment_size,
+            mask_ratio=cfg.mask_ratio,
+            decoder_width=cfg.decoder_width,
             norm_target=cfg.norm_target,
-        )  # fmt: skip
+        )
     return MaskedECGModel(
-        encoder, decoder_width=cfg.decoder_width, decoder_depth=cfg.decoder_depth,
-        decoder_heads=cfg.decoder_heads, mask_ratio=cfg.mask_ratio, norm_target=cfg.norm_target,
-    )  # fmt: skip
+        encoder,
+        decoder_width=cfg.decoder_width,
+        decoder_depth=cfg.decoder_depth,
+        decoder_heads=cfg.decoder_heads,
+        mask_ratio=cfg.mask_ratio,
+        norm_target=cfg.norm_target,
+    )
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -267,7 +296,12 @@ def _read_metrics(path: Path) -> list[dict]:
 
 @torch.no_grad()
 def masked_loss(
-    model: MaskedECGModel | MaskedSegmentModel, dataset: Dataset, batch_size: int, device: torch.device, seed: int, amp: bool
+    model: MaskedECGModel | MaskedSegmentModel,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    amp: bool,
 ) -> float | None:
     """Mean masked-patch loss over ``dataset`` with masks fixed by ``seed`` (the same every epoch)."""
     if len(dataset) == 0:
@@ -297,7 +331,9 @@ def _train_epoch(
     model.train()
     t0 = time.perf_counter()
     loss_sum, n_seen = 0.0, 0
-    bar = tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+    bar = tqdm(
+        total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False
+    )
     for step, x in enumerate(loader):
         if step >= steps:
             break
@@ -306,8 +342,10 @@ def _train_epoch(
             loss, _, _ = model(x)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise DataError(f"pretraining loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
-                            "lower --lr or check the corpus for flat or corrupt records")
+            raise DataError(
+                f"pretraining loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
+                "lower --lr or check the corpus for flat or corrupt records"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip is not None:
@@ -351,7 +389,9 @@ def _run_pretrain(
     t_start = time.perf_counter()
     cfg = dataclasses.replace(cfg, corpora=[str(c) for c in cfg.corpora])
     cfg.validate()
-    run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=force)  # refuses a directory another process holds
+    run_dir = prepare_run_dir(
+        out_dir, resume=resume, overwrite=force
+    )  # refuses a directory another process holds
     held.enter_context(RunLock(run_dir))
     encoder = build_encoder(cfg)
     spec = encoder.input_spec
@@ -363,11 +403,16 @@ def _run_pretrain(
     device = resolve_device(cfg.device)
     write_env(run_dir, device, resumed=resume)
 
-    corpora = [open_corpus(c, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress) for c in cfg.corpora]
+    corpora = [
+        open_corpus(c, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress)
+        for c in cfg.corpora
+    ]
     train_parts, val_parts = [], []
     for k, corpus in enumerate(corpora):
         check_corpus_input(corpus, spec, cfg.model)
-        train_rows, val_rows = split_rows(len(corpus), cfg.val_fraction, cfg.max_val_samples, derive_seed(cfg.seed, k))
+        train_rows, val_rows = split_rows(
+            len(corpus), cfg.val_fraction, cfg.max_val_samples, derive_seed(cfg.seed, k)
+        )
         train_parts.append(CorpusDataset(corpus, train_rows, build_transforms(spec, corpus.rate, train=True)))
         val_parts.append(CorpusDataset(corpus, val_rows, build_transforms(spec, corpus.rate, train=False)))
     train_set, val_set = ConcatDataset(train_parts), ConcatDataset(val_parts)
@@ -377,12 +422,18 @@ def _run_pretrain(
         if any(c.origin == o and len(v) for v, c in zip(val_parts, corpora))
     }
     if len(train_set) == 0:
-        raise DataError(f"the pretraining corpora {cfg.corpora} hold no training ECGs after the held-out split")
+        raise DataError(
+            f"the pretraining corpora {cfg.corpora} hold no training ECGs after the held-out split"
+        )
     real_set = None
     if cfg.real_val is not None:
-        real = open_corpus(cfg.real_val, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress)
+        real = open_corpus(
+            cfg.real_val, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress
+        )
         check_corpus_input(real, spec, cfg.model)
-        rows = np.random.default_rng(derive_seed(cfg.seed, 1000)).permutation(len(real))[: cfg.max_val_samples]
+        rows = np.random.default_rng(derive_seed(cfg.seed, 1000)).permutation(len(real))[
+            : cfg.max_val_samples
+        ]
         real_set = CorpusDataset(real, np.sort(rows), build_transforms(spec, real.rate, train=False))
 
     model = build_masked_model(cfg, encoder).to(device)
@@ -390,8 +441,10 @@ def _run_pretrain(
     n_batches = len(train_set) // cfg.batch_size if drop_last else 1
     steps = min(n_batches, cfg.steps_per_epoch or n_batches)
     if cfg.steps_per_epoch and cfg.steps_per_epoch > steps:
-        print(f"  note: steps_per_epoch {cfg.steps_per_epoch} is capped at {steps}, one pass over the "
-              f"{len(train_set)} training ECGs (an epoch never repeats a record)")  # fmt: skip
+        print(
+            f"  note: steps_per_epoch {cfg.steps_per_epoch} is capped at {steps}, one pass over the "
+            f"{len(train_set)} training ECGs (an epoch never repeats a record)"
+        )
     total_steps = steps * cfg.epochs
     optimizer = create_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     warmup = min(total_steps, round(cfg.warmup_epochs * steps))
@@ -422,38 +475,57 @@ def _run_pretrain(
         epoch_set, shuffle = train_set, True
         if cfg.corpus_weights:  # a weighted mixture: draw this epoch's rows up front, in order
             drawn = mixture_indices(
-                [len(p) for p in train_parts], cfg.corpus_weights, steps * cfg.batch_size,
+                [len(p) for p in train_parts],
+                cfg.corpus_weights,
+                steps * cfg.batch_size,
                 epoch_generator(cfg.seed, 1, epoch),
-            )  # fmt: skip
+            )
             epoch_set, shuffle = Subset(train_set, drawn.tolist()), False
         loader = make_loader(
-            epoch_set, cfg.batch_size, cfg.num_workers, shuffle=shuffle,
-            generator=epoch_generator(cfg.seed, 0, epoch), drop_last=drop_last, pin_memory=device.type == "cuda",
-        )  # fmt: skip
+            epoch_set,
+            cfg.batch_size,
+            cfg.num_workers,
+            shuffle=shuffle,
+            generator=epoch_generator(cfg.seed, 0, epoch),
+            drop_last=drop_last,
+            pin_memory=device.type == "cuda",
+        )
         t0 = time.perf_counter()
         train_loss, n_seen = _train_epoch(model, loader, optimizer, scheduler, steps, cfg, device, epoch)
         train_time = time.perf_counter() - t0
         val_seed = derive_seed(cfg.seed, 7)
-        by_origin = {o: masked_loss(model, v, cfg.batch_size, device, val_seed, cfg.amp) for o, v in val_by_origin.items()}
+        by_origin = {
+            o: masked_loss(model, v, cfg.batch_size, device, val_seed, cfg.amp)
+            for o, v in val_by_origin.items()
+        }
         row = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
             "val_loss": (
-                sum(loss * len(val_by_origin[o]) for o, loss in by_origin.items()) / len(val_set) if by_origin else None
+                sum(loss * len(val_by_origin[o]) for o, loss in by_origin.items()) / len(val_set)
+                if by_origin
+                else None
             ),
             **{f"val_loss_{o}": by_origin.get(o) for o in ORIGINS},
             "real_val_loss": (
-                masked_loss(model, real_set, cfg.batch_size, device, val_seed, cfg.amp) if real_set is not None else None
+                masked_loss(model, real_set, cfg.batch_size, device, val_seed, cfg.amp)
+                if real_set is not None
+                else None
             ),
             "lr": optimizer.param_groups[0]["lr"],
             "samples_per_s": n_seen / train_time,
             "time_s": time.perf_counter() - t0,
         }
         rows.append(row)
-        save_checkpoint(last, {
-            "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-        })  # fmt: skip
+        save_checkpoint(
+            last,
+            {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+        )
         _write_metrics(run_dir / METRICS, rows)
         fmt = {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
         print(
@@ -464,11 +536,20 @@ def _run_pretrain(
         for callback in callbacks:
             callback("epoch_end", row)
 
-    save_encoder(encoder, run_dir / ENCODER_FILE, cfg.model, extra={
-        "model_kwargs": dict(cfg.model_kwargs), "pretrain": OBJECTIVES[model_info(cfg.model).family],
-        "epochs": cfg.epochs, "mask_ratio": cfg.mask_ratio, "seed": cfg.seed, "corpora": list(cfg.corpora),
-        "corpus_weights": list(cfg.corpus_weights),
-    })  # fmt: skip
+    save_encoder(
+        encoder,
+        run_dir / ENCODER_FILE,
+        cfg.model,
+        extra={
+            "model_kwargs": dict(cfg.model_kwargs),
+            "pretrain": OBJECTIVES[model_info(cfg.model).family],
+            "epochs": cfg.epochs,
+            "mask_ratio": cfg.mask_ratio,
+            "seed": cfg.seed,
+            "corpora": list(cfg.corpora),
+            "corpus_weights": list(cfg.corpus_weights),
+        },
+    )
     final = {
         "model": cfg.model,
         "model_kwargs": dict(cfg.model_kwargs),
@@ -479,9 +560,19 @@ def _run_pretrain(
         "n_train": len(train_set),
         "n_val": len(val_set),
         "n_real_val": len(real_set) if real_set is not None else None,
-        "corpora": [{"source": s, "path": str(c.path), "kind": c.kind, "origin": c.origin, "rate": c.rate, "n": len(c),
-                     "normalisation": c.normalisation, "weight": cfg.corpus_weights[k] if cfg.corpus_weights else None}
-                    for k, (s, c) in enumerate(zip(cfg.corpora, corpora))],
+        "corpora": [
+            {
+                "source": s,
+                "path": str(c.path),
+                "kind": c.kind,
+                "origin": c.origin,
+                "rate": c.rate,
+                "n": len(c),
+                "normalisation": c.normalisation,
+                "weight": cfg.corpus_weights[k] if cfg.corpus_weights else None,
+            }
+            for k, (s, c) in enumerate(zip(cfg.corpora, corpora))
+        ],
         "last": {k: rows[-1].get(k) for k in METRIC_COLUMNS} if rows else None,
         "device": str(device),
         "this_invocation_s": time.perf_counter() - t_start,

@@ -65,9 +65,11 @@ class Run:
 
 def make_run(run_dir: Path, config: FinetuneConfig) -> Run:
     """A :class:`Run` of ``config`` in ``run_dir``, with its tune candidates when the config has ``tune``."""
-    candidates = [
-        Run(Path(c.out), c, c.data.test_fold, c.data.val_fold) for c in candidate_configs(config).values()
-    ] if config.tune else []  # fmt: skip
+    candidates = (
+        [Run(Path(c.out), c, c.data.test_fold, c.data.val_fold) for c in candidate_configs(config).values()]
+        if config.tune
+        else []
+    )
     return Run(Path(run_dir), config, config.data.test_fold, config.data.val_fold, candidates)
 
 
@@ -119,7 +121,9 @@ def _safe(text: str) -> str:
     return _SAFE.sub("-", text).strip("-") or "x"
 
 
-def cell_id(task: str, model: str, recipe: str, fraction: float, seed: int, protocol: str = "official") -> str:
+def cell_id(
+    task: str, model: str, recipe: str, fraction: float, seed: int, protocol: str = "official"
+) -> str:
     """``<task>__<model>__<recipe>__frac<fraction>__seed<seed>`` (plus ``__rotate-folds``)."""
     parts = [_safe(task), _safe(model), _safe(recipe), f"frac{fraction:g}", f"seed{seed}"]
     if protocol == ROTATE:
@@ -260,4 +264,3 @@ def _check_inputs(run: Run) -> None:
 def spec_config_hashes(cells: list[Cell]) -> dict[str, str]:
     """``{cell id: config hash}`` of every official-protocol cell (what the report checks finished runs against)."""
     return {c.cell_id: config_sha256(c.runs[0].config.to_dict()) for c in cells if c.protocol != ROTATE}
-

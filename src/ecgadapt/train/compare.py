@@ -10,8 +10,19 @@ import pandas as pd
 from ecgadapt.errors import ConfigError
 from ecgadapt.train.rundir import FINAL, read_json
 
-COLUMNS = ("run_dir", "recipe", "model", "task", "fraction", "seed", "test_macro_auroc", "test_macro_auprc",
-           "val_macro_auroc", "best_stage", "best_epoch")  # fmt: skip
+COLUMNS = (
+    "run_dir",
+    "recipe",
+    "model",
+    "task",
+    "fraction",
+    "seed",
+    "test_macro_auroc",
+    "test_macro_auprc",
+    "val_macro_auroc",
+    "best_stage",
+    "best_epoch",
+)
 
 
 def compare_runs(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
@@ -64,7 +75,11 @@ def format_summary(summary: pd.DataFrame, digits: int = 3) -> str:
         sd = "n/a" if pd.isna(std) else f"{std:.{digits}f}"
         return f"{mean:.{digits}f} ± {sd}"
 
-    keys = [c for c in summary.columns if c not in ("n_seeds", "auroc_mean", "auroc_std", "auprc_mean", "auprc_std")]
+    keys = [
+        c
+        for c in summary.columns
+        if c not in ("n_seeds", "auroc_mean", "auroc_std", "auprc_mean", "auprc_std")
+    ]
     table = pd.DataFrame(
         {
             **{k: summary[k].astype(str) for k in keys},

@@ -72,8 +72,12 @@ class TrainingConfig:
     min_test_positives: int = 1  # macro metrics leave out classes with fewer positives in the scored split
     exclude_untrained_classes: bool = True  # ... and classes with no positive in the training split
     score_test: bool = True  # False: a tuning candidate, scored on the validation fold only (see train.tune)
-    calibration: str = "global"  # temperature scaling fitted on the validation fold: global, per_class or none
-    head_bias_init: str = "prior"  # a fresh head's bias: "prior" (log-odds of the training prevalence) or "zero"
+    calibration: str = (
+        "global"  # temperature scaling fitted on the validation fold: global, per_class or none
+    )
+    head_bias_init: str = (
+        "prior"  # a fresh head's bias: "prior" (log-odds of the training prevalence) or "zero"
+    )
     progress: bool = True  # tqdm progress bars
 
 
@@ -85,7 +89,9 @@ class FinetuneConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     recipe: Recipe = field(default_factory=lambda: get_recipe("post_training"))
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    tune: dict = field(default_factory=dict)  # {stage field: [values]}: search on the validation fold (train.tune)
+    tune: dict = field(
+        default_factory=dict
+    )  # {stage field: [values]}: search on the validation fold (train.tune)
     seed: int = 0
     out: str | None = None
     notes: list[str] = field(default_factory=list)  # resolution notes (e.g. weights ignored by "scratch")
@@ -102,7 +108,9 @@ class FinetuneConfig:
         cfg = _build(cls, d, "")
         cfg.recipe = _recipe_from(recipe)
         if isinstance(cfg.tune, dict):
-            cfg.tune = {k: [_numeric(v) for v in vs] if isinstance(vs, list) else vs for k, vs in cfg.tune.items()}
+            cfg.tune = {
+                k: [_numeric(v) for v in vs] if isinstance(vs, list) else vs for k, vs in cfg.tune.items()
+            }
         cfg.validate()
         return cfg
 
@@ -135,11 +143,15 @@ class FinetuneConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` on a value that cannot work, naming the field."""
         if self.data.task not in TASKS:
-            raise ConfigError(f"data.task: unknown task {self.data.task!r}; choose one of: {', '.join(TASKS)}")
+            raise ConfigError(
+                f"data.task: unknown task {self.data.task!r}; choose one of: {', '.join(TASKS)}"
+            )
         if not 0.0 < self.data.fraction <= 1.0:
             raise ConfigError(f"data.fraction must lie in (0, 1], got {self.data.fraction!r}")
         if self.data.source not in ("ptbxl", "cinc", "folder"):
-            raise ConfigError(f"data.source: unknown source {self.data.source!r}; choose one of: ptbxl, cinc, folder")
+            raise ConfigError(
+                f"data.source: unknown source {self.data.source!r}; choose one of: ptbxl, cinc, folder"
+            )
         if self.data.rate <= 0:
             raise ConfigError(f"data.rate must be positive, got {self.data.rate!r}")
         if self.data.test_fold == self.data.val_fold:
@@ -167,7 +179,9 @@ class FinetuneConfig:
         if t.ema is not None and not 0.0 < t.ema < 1.0:
             raise ConfigError(f"training.ema must lie in (0, 1) or be null, got {t.ema!r}")
         if t.calibration not in ("global", "per_class", "none"):
-            raise ConfigError(f"training.calibration must be global, per_class or none, got {t.calibration!r}")
+            raise ConfigError(
+                f"training.calibration must be global, per_class or none, got {t.calibration!r}"
+            )
         if t.head_bias_init not in HEAD_BIAS_INITS:
             raise ConfigError(f"training.head_bias_init must be prior or zero, got {t.head_bias_init!r}")
         self.recipe.validate()
@@ -184,7 +198,9 @@ def _numeric(value: Any) -> Any:
             number = float(value)
         except ValueError:
             return value
-        return int(number) if number.is_integer() and "e" not in value.lower() and "." not in value else number
+        return (
+            int(number) if number.is_integer() and "e" not in value.lower() and "." not in value else number
+        )
     return value
 
 
@@ -220,9 +236,13 @@ def _recipe_from(d: Any) -> Recipe:
     d = dict(d)
     unknown = set(d) - {"name", "stages", "pretrained"}
     if unknown:
-        raise ConfigError(f"recipe: unknown field(s) {', '.join(sorted(unknown))}; allowed: name, stages, pretrained")
+        raise ConfigError(
+            f"recipe: unknown field(s) {', '.join(sorted(unknown))}; allowed: name, stages, pretrained"
+        )
     if "name" not in d:
-        raise ConfigError("recipe.name is required (a preset such as post_training, or your own name with stages)")
+        raise ConfigError(
+            "recipe.name is required (a preset such as post_training, or your own name with stages)"
+        )
     name = str(d["name"])
     try:
         base = get_recipe(name)
@@ -343,7 +363,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``"recipe.stages.1.drop_path_rate=0.2"`` -> (["recipe", "stages", "1", "drop_path_rate"], 0.2)."""
     if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like section.field=value (e.g. training.batch_size=32)")
+        raise ConfigError(
+            f"override {item!r} must look like section.field=value (e.g. training.batch_size=32)"
+        )
     key, raw = item.split("=", 1)
     path = [p for p in key.strip().split(".") if p]
     if not path:
@@ -364,7 +386,9 @@ def set_in(d: dict, path: list[str], value: Any) -> None:
         where = f"{where}.{key}" if where else key
         if isinstance(node, list):
             if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
-                raise ConfigError(f"override {'.'.join(path)}: {where} is not an index into a list of {len(node)}")
+                raise ConfigError(
+                    f"override {'.'.join(path)}: {where} is not an index into a list of {len(node)}"
+                )
             key = int(key)  # type: ignore[assignment]
         elif isinstance(node, dict):
             if key not in node and not (last or where.endswith("model.kwargs")):

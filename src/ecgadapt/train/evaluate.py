@@ -45,7 +45,9 @@ def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> t
     for key in ("model_name", "num_classes", "class_names", "model_kwargs"):
         if key not in ckpt:
             raise CheckpointError(f"{path} lacks {key!r}: it was not written by ecgadapt finetune")
-    model = create_model(ckpt["model_name"], num_classes=int(ckpt["num_classes"]), **dict(ckpt["model_kwargs"]))
+    model = create_model(
+        ckpt["model_name"], num_classes=int(ckpt["num_classes"]), **dict(ckpt["model_kwargs"])
+    )
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as err:
@@ -85,7 +87,9 @@ def score_split(
 
     The macro metrics leave out ``exclude``'s classes and those with fewer than ``training.min_test_positives``."""
     t = cfg.training
-    loader = make_loader(dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda")
+    loader = make_loader(
+        dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda"
+    )
     y_true, y_prob = predict_loader(model, loader, device)
     return score(y_true, y_prob, dataset.class_names, t.min_test_positives, exclude), y_true, y_prob
 
@@ -108,17 +112,24 @@ def evaluate_run(
         if cfg.data.root is None:
             raise ConfigError(f"{run_dir}/{CONFIG} has no data.root; cannot find the data to evaluate on")
         d = cfg.data
-        cache = load_or_prepare(d.root, d.rate, cache_dir=d.cache_dir, progress=False, source=d.source, labels=d.labels)
+        cache = load_or_prepare(
+            d.root, d.rate, cache_dir=d.cache_dir, progress=False, source=d.source, labels=d.labels
+        )
     dataset = eval_dataset(cache, cfg, model.input_spec, split, windows)
     if list(dataset.class_names) != list(meta["class_names"]):
         raise CheckpointError(
             f"the classes of task {cfg.data.task!r} in {cfg.data.root} differ from those the run was trained on"
         )
     final_path = Path(run_dir) / "final.json"
-    untrained = (json.loads(final_path.read_text()).get("untrained_classes") or {}) if final_path.is_file() else {}
+    untrained = (
+        (json.loads(final_path.read_text()).get("untrained_classes") or {}) if final_path.is_file() else {}
+    )
     metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained)
     rules = (cfg.training.min_test_positives, untrained)
-    metrics = {**metrics, **calibrated_scores(run_dir, y_true, y_prob, dataset.class_names, uncalibrated, rules)}
+    metrics = {
+        **metrics,
+        **calibrated_scores(run_dir, y_true, y_prob, dataset.class_names, uncalibrated, rules),
+    }
     return {"split": split, "eval_windows": windows, "n_records": len(dataset.record_ids), **metrics}
 
 

@@ -36,7 +36,12 @@ def _run_job(job: dict, cache: Any = None) -> dict:
             run_finetune(FinetuneConfig.from_dict(job["config"]), resume=job["resume"], **kwargs)
         return {**_small(job), "ok": True}
     except Exception as err:  # noqa: BLE001 - one failed cell must not stop the grid
-        return {**_small(job), "ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        return {
+            **_small(job),
+            "ok": False,
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+        }
 
 
 def _small(job: dict) -> dict:
@@ -96,7 +101,7 @@ def _import_ray():
         import ray
     except ImportError:
         raise ConfigError(
-            "the ray executor needs Ray, which is not installed: pip install \"ecgadapt[ray]\" (or use --executor local)"
+            'the ray executor needs Ray, which is not installed: pip install "ecgadapt[ray]" (or use --executor local)'
         ) from None
     return ray
 
@@ -132,4 +137,3 @@ def _run_ray(
     finally:
         if started:
             ray.shutdown()
-

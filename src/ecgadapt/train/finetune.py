@@ -90,7 +90,9 @@ def resolve_config(cfg: FinetuneConfig) -> FinetuneConfig:
     elif weights == "bundled":
         cfg.notes.append(f"model.weights 'bundled' resolved to {bundled_weights(cfg.model.name)}")
     elif not Path(weights).expanduser().exists():
-        raise ConfigError(f"model.weights {weights!r} does not exist; pass --weights PATH to a checkpoint or 'bundled'")
+        raise ConfigError(
+            f"model.weights {weights!r} does not exist; pass --weights PATH to a checkpoint or 'bundled'"
+        )
     return cfg
 
 
@@ -101,8 +103,6 @@ def weights_to_load(cfg: FinetuneConfig) -> Path | None:
     if cfg.model.weights == "bundled":
         return bundled_weights(cfg.model.name)
     return Path(cfg.model.weights).expanduser()
-
-
 
 
 def build_model(cfg: FinetuneConfig, num_classes: int) -> ECGModel:
@@ -180,16 +180,27 @@ def _run_finetune(
     d = cfg.data
     if cache is None:
         cache = load_or_prepare(
-            d.root, d.rate, cache_dir=d.cache_dir, progress=cfg.training.progress, source=d.source, labels=d.labels
+            d.root,
+            d.rate,
+            cache_dir=d.cache_dir,
+            progress=cfg.training.progress,
+            source=d.source,
+            labels=d.labels,
         )
     _, class_names = cache.labels(d.task)
     model = build_model(cfg, len(class_names))
     spec = model.input_spec
     train_set = ECGDataset(
-        cache, d.task, "train", fraction=d.fraction, seed=d.seed if d.seed is not None else cfg.seed,
-        transform=build_transforms(spec, cache.rate, train=True), test_fold=d.test_fold, val_fold=d.val_fold,
+        cache,
+        d.task,
+        "train",
+        fraction=d.fraction,
+        seed=d.seed if d.seed is not None else cfg.seed,
+        transform=build_transforms(spec, cache.rate, train=True),
+        test_fold=d.test_fold,
+        val_fold=d.val_fold,
         segments="random",
-    )  # fmt: skip
+    )
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     overlap = pretraining_overlap(cache, d, inputs["weights_sha256"])
     if overlap and (overlap["val"] or overlap["test"]):
@@ -225,28 +236,45 @@ def _run_finetune(
         "seed": cfg.seed,
     }
     trainer = Trainer(
-        model, cfg.recipe, train_set, val_set, run_dir=run_dir, settings=cfg.training, seed=cfg.seed,
-        device=device, drop_reference=_drop_reference_factory(cfg, len(class_names)),
-        pos_weight=pos_weight, checkpoint_meta=meta, callbacks=callbacks,
-    )  # fmt: skip
+        model,
+        cfg.recipe,
+        train_set,
+        val_set,
+        run_dir=run_dir,
+        settings=cfg.training,
+        seed=cfg.seed,
+        device=device,
+        drop_reference=_drop_reference_factory(cfg, len(class_names)),
+        pos_weight=pos_weight,
+        checkpoint_meta=meta,
+        callbacks=callbacks,
+    )
     print(f"  {trainer.describe_budget()}")
     result = trainer.run(resume=resume)
     _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs, overlap)
     return run_dir
 
 
-def pretraining_overlap(cache: ECGCache, data: DataConfig, weights_sha256: str | None) -> dict[str, int] | None:
+def pretraining_overlap(
+    cache: ECGCache, data: DataConfig, weights_sha256: str | None
+) -> dict[str, int] | None:
     """Records per split (train folds, validation fold, test fold) whose signals the initial weights were
     pretrained on: PTB-XL ecg_ids listed beside a bundled checkpoint; None when the weights saw no PTB-XL record."""
     from ecgadapt.data.synthetic import MARKER_NAME
 
     seen = seen_ptbxl_ids(weights_sha256)
     if not seen or data.source != "ptbxl" or (Path(data.root) / MARKER_NAME).is_file():
-        return None  # other weights, another source, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)
+        return (
+            None  # other weights, another source, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)
+        )
     folds = cache.index["strat_fold"].to_numpy()
     is_seen = np.isin(cache.index["ecg_id"].to_numpy(), np.fromiter(seen, dtype=np.int64))
     test, val = folds == data.test_fold, folds == data.val_fold
-    return {"train": int((is_seen & ~test & ~val).sum()), "val": int((is_seen & val).sum()), "test": int((is_seen & test).sum())}
+    return {
+        "train": int((is_seen & ~test & ~val).sum()),
+        "val": int((is_seen & val).sum()),
+        "test": int((is_seen & test).sum()),
+    }
 
 
 def check_start(cfg: FinetuneConfig, cache: ECGCache | None = None) -> None:
@@ -257,7 +285,9 @@ def check_start(cfg: FinetuneConfig, cache: ECGCache | None = None) -> None:
     _, class_names = cache.labels(d.task)
     model = build_model(cfg, len(class_names))
     seed = d.seed if d.seed is not None else cfg.seed
-    ECGDataset(cache, d.task, "train", fraction=d.fraction, seed=seed, test_fold=d.test_fold, val_fold=d.val_fold)
+    ECGDataset(
+        cache, d.task, "train", fraction=d.fraction, seed=seed, test_fold=d.test_fold, val_fold=d.val_fold
+    )
     eval_dataset(cache, cfg, model.input_spec, "val", cfg.training.eval_windows)
 
 
@@ -317,7 +347,9 @@ def _final_step(
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
     val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
     save_predictions(run_dir / "predictions_val.npz", val_set.record_ids, val_set.class_names, y_val, p_val)
-    fit_run_calibration(run_dir, cfg.training.calibration)  # from predictions_val.npz only, never the test fold
+    fit_run_calibration(
+        run_dir, cfg.training.calibration
+    )  # from predictions_val.npz only, never the test fold
     final = {
         "recipe": cfg.recipe.name,
         "stages": [dataclasses.asdict(s) for s in cfg.recipe.stages],
@@ -365,7 +397,9 @@ def _score_test(
     t0 = time.perf_counter()
     test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
     test_metrics, y_test, p_test = score_split(model, test_set, cfg, device, final.get("untrained_classes"))
-    save_predictions(run_dir / "predictions_test.npz", test_set.record_ids, test_set.class_names, y_test, p_test)
+    save_predictions(
+        run_dir / "predictions_test.npz", test_set.record_ids, test_set.class_names, y_test, p_test
+    )
     final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
     final["n_records"] = {**final["n_records"], "test": len(test_set.record_ids)}
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}
@@ -392,5 +426,7 @@ def score_test_fold(run_dir: str | Path, cache: ECGCache | None = None, device: 
     model, _ = load_run_model(run_dir, dev)
     if cache is None:
         d = cfg.data
-        cache = load_or_prepare(d.root, d.rate, cache_dir=d.cache_dir, progress=False, source=d.source, labels=d.labels)
+        cache = load_or_prepare(
+            d.root, d.rate, cache_dir=d.cache_dir, progress=False, source=d.source, labels=d.labels
+        )
     return _score_test(cfg, run_dir, cache, model, dev, final)

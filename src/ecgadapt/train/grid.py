@@ -175,7 +175,9 @@ def execute_runs(
     try:
         for wave_train, wave_tuned in _waves(train, tuned, by_seed=executor == "local"):
             results += run_batch(wave_train)
-            ready = [(c, r) for c, r in wave_tuned if all((x.run_dir / FINAL).is_file() for x in r.candidates)]
+            ready = [
+                (c, r) for c, r in wave_tuned if all((x.run_dir / FINAL).is_file() for x in r.candidates)
+            ]
             bar.total -= len(wave_tuned) - len(ready)
             bar.refresh()
             results += run_batch([_select_job(cid, run) for cid, run in ready])
@@ -191,8 +193,10 @@ def _waves(train: list[dict], tuned: list[tuple[str, Run]], by_seed: bool) -> li
     if not by_seed:
         return [(train, tuned)]
     seeds = sorted({j["config"]["seed"] for j in train} | {r.config.seed for _, r in tuned})
-    return [([j for j in train if j["config"]["seed"] == s], [(c, r) for c, r in tuned if r.config.seed == s])
-            for s in seeds]  # fmt: skip
+    return [
+        ([j for j in train if j["config"]["seed"] == s], [(c, r) for c, r in tuned if r.config.seed == s])
+        for s in seeds
+    ]
 
 
 def _select_job(cell_id: str, run: Run) -> dict:
@@ -221,10 +225,16 @@ def run_grid(
     _write_yaml(out / "spec.yaml", _spec_record(spec, data, out, cells, executor, jobs))
     by_cell = {c.cell_id: c for c in cells}
     ran, skipped, failed = execute_runs(
-        [(c.cell_id, r) for c in cells for r in c.runs], jobs=jobs, executor=executor, address=address,
-        gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell, progress=progress, desc=f"benchmark {spec.name}",
+        [(c.cell_id, r) for c in cells for r in c.runs],
+        jobs=jobs,
+        executor=executor,
+        address=address,
+        gpus_per_cell=gpus_per_cell,
+        cpus_per_cell=cpus_per_cell,
+        progress=progress,
+        desc=f"benchmark {spec.name}",
         on_done=lambda result: _finish_cell(by_cell[result["cell_id"]]),
-    )  # fmt: skip
+    )
     for cell in cells:
         _finish_cell(cell)
     if spec.external:
@@ -249,8 +259,10 @@ def run_tuned(
         check_start(cfg, cache)  # bad inputs stop here: an old run that --overwrite would replace is kept
         prepare_run_dir(run_dir, overwrite=overwrite)
     run = make_run(run_dir, cfg)
-    print(f"tuning {run_dir}: {len(run.candidates)} candidates of {cfg.recipe.name} ({', '.join(cfg.tune)}), "
-          f"chosen by validation {cfg.training.select_metric} on fold {cfg.data.val_fold}")  # fmt: skip
+    print(
+        f"tuning {run_dir}: {len(run.candidates)} candidates of {cfg.recipe.name} ({', '.join(cfg.tune)}), "
+        f"chosen by validation {cfg.training.select_metric} on fold {cfg.data.val_fold}"
+    )
     _, _, failed = execute_runs(
         [(run_dir.name, run)], jobs=jobs, progress=cfg.training.progress, desc="candidates", cache=cache
     )
@@ -272,13 +284,17 @@ def _prepare_cache(config: dict, open_it: bool) -> Any:
     d = config["data"]
     source, labels = d.get("source", "ptbxl"), d.get("labels")
     if open_it or source != "ptbxl":  # a source other than PTB-XL is prepared by opening it
-        cache = load_or_prepare(d["root"], d["rate"], cache_dir=d.get("cache_dir"), progress=False, source=source, labels=labels)
+        cache = load_or_prepare(
+            d["root"], d["rate"], cache_dir=d.get("cache_dir"), progress=False, source=source, labels=labels
+        )
         return cache if open_it else None
     prepare_cache(d["root"], d["rate"], cache_dir=d.get("cache_dir"), progress=False)
     return None
 
 
-def _spec_record(spec: GridSpec, data: str | Path, out: Path, cells: list[Cell], executor: str, jobs: int) -> dict:
+def _spec_record(
+    spec: GridSpec, data: str | Path, out: Path, cells: list[Cell], executor: str, jobs: int
+) -> dict:
     import ecgadapt
 
     return {
@@ -323,9 +339,16 @@ def run_benchmark(
     """
     grid_spec = load_spec(spec, sets, weights=weights, protocol=protocol)
     report = run_grid(
-        grid_spec, data, out, jobs=jobs, executor=executor, address=address, gpus_per_cell=gpus_per_cell,
-        cpus_per_cell=cpus_per_cell, progress=progress,
-    )  # fmt: skip
+        grid_spec,
+        data,
+        out,
+        jobs=jobs,
+        executor=executor,
+        address=address,
+        gpus_per_cell=gpus_per_cell,
+        cpus_per_cell=cpus_per_cell,
+        progress=progress,
+    )
     table = collect_results(out)
     import warnings
 
@@ -340,7 +363,9 @@ def run_benchmark(
         f"done, {len(report.failed)} failed -> {Path(out) / 'results.csv'} ({len(table)} rows)"
     )
     if report.failed:
-        lines = "; ".join(f"{Path(k).name}: {v.splitlines()[0] if v else v}" for k, v in list(report.failed.items())[:5])
+        lines = "; ".join(
+            f"{Path(k).name}: {v.splitlines()[0] if v else v}" for k, v in list(report.failed.items())[:5]
+        )
         raise ECGAdaptError(
             f"{len(report.failed)} of {len(report.ran) + len(report.failed)} runs failed ({lines}); fix the cause and "
             "rerun the same command: finished cells are skipped and the failed ones resume"

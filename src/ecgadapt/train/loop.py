@@ -324,7 +324,9 @@ class Trainer:
         self.class_names = list(getattr(val_set, "class_names", []) or [])
         self.excluded_classes = class_exclusions(train_set, self.class_names, settings)
         eval_bs = settings.eval_batch_size or settings.batch_size
-        self.val_loader = make_loader(val_set, eval_bs, settings.num_workers, pin_memory=device.type == "cuda")
+        self.val_loader = make_loader(
+            val_set, eval_bs, settings.num_workers, pin_memory=device.type == "cuda"
+        )
         self.amp = settings.amp and device.type == "cuda"
 
     # --- paths ---
@@ -342,7 +344,9 @@ class Trainer:
     # --- the stages ---
     def steps_per_epoch(self) -> int:
         """Optimiser steps per epoch (see :func:`batches_per_epoch`)."""
-        return batches_per_epoch(len(self.train_set), self.settings.batch_size, self.settings.max_train_batches)[0]
+        return batches_per_epoch(
+            len(self.train_set), self.settings.batch_size, self.settings.max_train_batches
+        )[0]
 
     @property
     def plans(self) -> list[StagePlan]:
@@ -357,23 +361,32 @@ class Trainer:
             "min_steps": int(self.settings.min_steps),
             "max_total_steps": sum(p.max_steps for p in plans),
             "stages": [
-                {"name": p.name, "max_steps": p.max_steps, "min_steps": p.min_steps, "warmup_steps": p.warmup_steps,
-                 "max_epochs": p.epochs}
+                {
+                    "name": p.name,
+                    "max_steps": p.max_steps,
+                    "min_steps": p.min_steps,
+                    "warmup_steps": p.warmup_steps,
+                    "max_epochs": p.epochs,
+                }
                 for p in plans
             ],
-        }  # fmt: skip
+        }
         if state is not None:
             for i, entry in enumerate(out["stages"]):
                 entry["steps_run"] = state.stage_steps[i] if i < len(state.stage_steps) else 0
                 entry["epochs_run"] = state.stage_epochs[i] if i < len(state.stage_epochs) else 0
-                entry["stopped_early"] = bool(state.stopped_early[i]) if i < len(state.stopped_early) else False
+                entry["stopped_early"] = (
+                    bool(state.stopped_early[i]) if i < len(state.stopped_early) else False
+                )
             out["total_steps_run"] = sum(e["steps_run"] for e in out["stages"])
         return out
 
     def describe_budget(self) -> str:
         """One line for the run header: each stage's maximum (and floor) in optimiser steps."""
         plans = self.plans
-        parts = [f"{p.name} <= {p.max_steps}" + (f" (>= {p.min_steps})" if p.min_steps else "") for p in plans]
+        parts = [
+            f"{p.name} <= {p.max_steps}" + (f" (>= {p.min_steps})" if p.min_steps else "") for p in plans
+        ]
         return (
             f"budget: {' + '.join(parts)} = <= {sum(p.max_steps for p in plans)} optimiser steps "
             f"({self.steps_per_epoch()} per epoch of {len(self.train_set)} records)"
@@ -388,9 +401,12 @@ class Trainer:
     def build_optimizer(self, stage: Stage, plan: StagePlan):
         """AdamW (no decay on norms/biases/embeddings) and its per-step warmup-cosine schedule over the plan."""
         optimizer = create_optimizer(
-            self.model, lr=stage.lr, weight_decay=stage.weight_decay, layer_decay=stage.layer_decay,
+            self.model,
+            lr=stage.lr,
+            weight_decay=stage.weight_decay,
+            layer_decay=stage.layer_decay,
             head_lr_scale=stage.head_lr_scale,
-        )  # fmt: skip
+        )
         scheduler = cosine_schedule_with_warmup(
             optimizer, plan.warmup_steps, plan.max_steps, min_lr_ratio=stage.min_lr_ratio
         )
@@ -415,10 +431,14 @@ class Trainer:
                 self.model.load_state_dict(load_checkpoint(self.stage_best_path(i - 1))["model"])
             if not mid_stage:
                 state = FitState(
-                    stage=i, n_metric_rows=state.n_metric_rows, train_time_s=state.train_time_s,
-                    stage_times_s=state.stage_times_s, stage_steps=state.stage_steps, stage_epochs=state.stage_epochs,
+                    stage=i,
+                    n_metric_rows=state.n_metric_rows,
+                    train_time_s=state.train_time_s,
+                    stage_times_s=state.stage_times_s,
+                    stage_steps=state.stage_steps,
+                    stage_epochs=state.stage_epochs,
                     stopped_early=state.stopped_early,
-                )  # fmt: skip
+                )
             state = self._run_stage(i, stage, self.plans[i], state, ckpt if mid_stage else None)
             ckpt = None
         last = len(self.recipe.stages) - 1
@@ -428,13 +448,20 @@ class Trainer:
         return FitResult(
             best_path=self.best_path,
             stage_best_paths=[self.stage_best_path(i) for i in range(last + 1)],
-            best={"stage": best["stage"], "stage_name": best["stage_name"], "epoch": best["epoch"], "val": best["val"]},
+            best={
+                "stage": best["stage"],
+                "stage_name": best["stage_name"],
+                "epoch": best["epoch"],
+                "val": best["val"],
+            },
             train_time_s=state.train_time_s,
             stage_times_s=list(state.stage_times_s),
             budget=self.budget(state),
         )
 
-    def _run_stage(self, i: int, stage: Stage, plan: StagePlan, state: FitState, ckpt: dict | None) -> FitState:
+    def _run_stage(
+        self, i: int, stage: Stage, plan: StagePlan, state: FitState, ckpt: dict | None
+    ) -> FitState:
         self.configure_stage(stage)
         optimizer, scheduler = self.build_optimizer(stage, plan)
         ema = ModelEMA(self.model, self.settings.ema) if self.settings.ema else None
@@ -444,8 +471,12 @@ class Trainer:
             if ema is not None and ckpt.get("ema") is not None:
                 ema.load_state_dict(ckpt["ema"])
             set_rng_state(ckpt["rng"])
-        for per_stage, empty in ((state.stage_times_s, 0.0), (state.stage_steps, 0), (state.stage_epochs, 0),
-                                 (state.stopped_early, False)):  # fmt: skip
+        for per_stage, empty in (
+            (state.stage_times_s, 0.0),
+            (state.stage_steps, 0),
+            (state.stage_epochs, 0),
+            (state.stopped_early, False),
+        ):
             if len(per_stage) <= i:
                 per_stage.append(empty)
         for epoch in range(state.epoch + 1, plan.epochs):
@@ -454,7 +485,9 @@ class Trainer:
             train_loss, last_lr = self._train_epoch(i, stage, plan, epoch, optimizer, scheduler, ema)
             eval_model = ema.module if ema is not None else self.model
             y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device)
-            val = score(y_true, y_prob, self.class_names, self.settings.min_test_positives, self.excluded_classes)
+            val = score(
+                y_true, y_prob, self.class_names, self.settings.min_test_positives, self.excluded_classes
+            )
             metric = self.settings.select_metric
             improved = _better(val[metric], state.best_score, metric)
             if _significant(val[metric], state.ref_score, metric, stage.min_delta):
@@ -480,9 +513,10 @@ class Trainer:
             state.stage_steps[i] = plan.steps_through(epoch)
             state.stage_epochs[i] = epoch + 1
             stop = (
-                stage.patience is not None and state.bad_epochs >= stage.patience
+                stage.patience is not None
+                and state.bad_epochs >= stage.patience
                 and plan.steps_through(epoch) >= plan.min_steps
-            )  # fmt: skip
+            )
             last = epoch == plan.epochs - 1
             state.stopped_early[i] = stop and not last
             state.stage_done = stop or last
@@ -530,15 +564,22 @@ class Trainer:
         s = self.settings
         _, drop_last = batches_per_epoch(len(self.train_set), s.batch_size)
         loader = make_loader(
-            self.train_set, s.batch_size, s.num_workers, shuffle=True, generator=epoch_generator(self.seed, i, epoch),
-            drop_last=drop_last, pin_memory=self.device.type == "cuda",
-        )  # fmt: skip
+            self.train_set,
+            s.batch_size,
+            s.num_workers,
+            shuffle=True,
+            generator=epoch_generator(self.seed, i, epoch),
+            drop_last=drop_last,
+            pin_memory=self.device.type == "cuda",
+        )
         steps = plan.steps_in_epoch(epoch)
         set_train_mode(self.model, stage.trainable)
         params = [p for p in self.model.parameters() if p.requires_grad]
         head_only = stage.trainable == "head"
         total, count, last_lr = 0.0, 0, 0.0
-        bar = tqdm(total=steps, desc=f"{stage.name} {epoch + 1}/{plan.epochs}", leave=False, disable=not s.progress)
+        bar = tqdm(
+            total=steps, desc=f"{stage.name} {epoch + 1}/{plan.epochs}", leave=False, disable=not s.progress
+        )
         for b, (x, y) in enumerate(loader):
             if b >= steps:
                 break
@@ -597,7 +638,17 @@ def fit(
 ) -> FitResult:
     """Train ``model`` through ``recipe``'s stages on ``train_set``, selecting on ``val_set``; see the module doc."""
     trainer = Trainer(
-        model, recipe, train_set, val_set, run_dir=run_dir, settings=settings, seed=seed, device=device,
-        drop_reference=drop_reference, pos_weight=pos_weight, checkpoint_meta=checkpoint_meta, callbacks=callbacks,
-    )  # fmt: skip
+        model,
+        recipe,
+        train_set,
+        val_set,
+        run_dir=run_dir,
+        settings=settings,
+        seed=seed,
+        device=device,
+        drop_reference=drop_reference,
+        pos_weight=pos_weight,
+        checkpoint_meta=checkpoint_meta,
+        callbacks=callbacks,
+    )
     return trainer.run(resume=resume)

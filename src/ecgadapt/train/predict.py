@@ -64,9 +64,11 @@ def sidecar_rate(path: Path) -> float | None:
     try:
         meta = json.loads(side.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"sidecar {side} of input {path} is not readable JSON ({err}); fix it or pass --rate") from err
+        raise DataError(
+            f"sidecar {side} of input {path} is not readable JSON ({err}); fix it or pass --rate"
+        ) from err
     if not isinstance(meta, dict) or "rate" not in meta:
-        raise DataError(f"sidecar {side} of input {path} has no \"rate\" (Hz); add it or pass --rate")
+        raise DataError(f'sidecar {side} of input {path} has no "rate" (Hz); add it or pass --rate')
     return check_rate_value(meta["rate"], f"sidecar {side}: rate")
 
 
@@ -91,7 +93,7 @@ def load_inputs(
         if rate is None and side is None:
             raise DataError(
                 f"input {path}: the sampling rate of a .npy array is unknown; pass --rate HZ (e.g. --rate 500), or "
-                f"write {path.with_suffix('.json')} holding {{\"rate\": HZ}}; ecgadapt does not guess it"
+                f'write {path.with_suffix(".json")} holding {{"rate": HZ}}; ecgadapt does not guess it'
             )
         src_rate = float(rate) if rate is not None else side
         try:
@@ -136,7 +138,9 @@ def check_signal(name: str, x: np.ndarray, rate: float, spec: InputSpec) -> np.n
         raise DataError(f"input {name}: dtype {x.dtype} is not numeric")
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
-        raise DataError(f"input {name}: {int((~np.isfinite(x)).sum())} NaN/inf sample(s); fill or drop them first")
+        raise DataError(
+            f"input {name}: {int((~np.isfinite(x)).sum())} NaN/inf sample(s); fill or drop them first"
+        )
     resampled = x.shape[1] * spec.sampling_rate / rate
     if resampled + 1e-6 < spec.length:
         need = math.ceil(spec.length * rate / spec.sampling_rate)
@@ -193,9 +197,13 @@ def predict(
             if windows.ndim == 2:
                 windows = windows[None]
             probs = _window_probs(model, torch.from_numpy(windows), dev, batch_size, cfg.training.amp)
-            rows.append({"record": name, "input": str(item), "windows": w, **dict(zip(class_names, probs.tolist()))})
+            rows.append(
+                {"record": name, "input": str(item), "windows": w, **dict(zip(class_names, probs.tolist()))}
+            )
     df = pd.DataFrame(rows, columns=["record", "input", "windows", *class_names])
-    probs, calibration = calibrate_probs(run_dir, df[class_names].to_numpy(np.float64), class_names, uncalibrated)
+    probs, calibration = calibrate_probs(
+        run_dir, df[class_names].to_numpy(np.float64), class_names, uncalibrated
+    )
     if calibration is not None and len(df):
         df[class_names] = probs
     df.attrs["calibration"] = None if calibration is None else calibration["mode"]
@@ -203,7 +211,9 @@ def predict(
 
 
 @torch.no_grad()
-def _window_probs(model, windows: torch.Tensor, device: torch.device, batch_size: int, amp: bool) -> np.ndarray:
+def _window_probs(
+    model, windows: torch.Tensor, device: torch.device, batch_size: int, amp: bool
+) -> np.ndarray:
     """Mean sigmoid probability over a record's windows (W, leads, L)."""
     out = []
     for chunk in windows.split(batch_size):

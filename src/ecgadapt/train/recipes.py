@@ -49,7 +49,9 @@ class Stage:
         if int(self.epochs) != self.epochs or self.epochs < 1:
             raise ConfigError(f"{where}: epochs must be a positive integer, got {self.epochs!r}")
         if self.max_steps is not None and (int(self.max_steps) != self.max_steps or self.max_steps < 1):
-            raise ConfigError(f"{where}: max_steps must be a positive integer or null, got {self.max_steps!r}")
+            raise ConfigError(
+                f"{where}: max_steps must be a positive integer or null, got {self.max_steps!r}"
+            )
         if not self.lr > 0:
             raise ConfigError(f"{where}: lr must be > 0, got {self.lr!r}")
         if not self.head_lr_scale > 0:
@@ -106,18 +108,29 @@ PROBE = Stage(name="probe", trainable="head", epochs=PROBE_EPOCHS, lr=1e-3, weig
 """Linear probing: frozen backbone in eval mode, only the head trains, until validation stops improving."""
 
 FINETUNE = Stage(
-    name="finetune", trainable="all", epochs=BUDGET_EPOCHS - PROBE_EPOCHS, lr=1e-4, weight_decay=0.05,
-    warmup_epochs=2.0, **_EARLY_STOP,
-)  # fmt: skip
+    name="finetune",
+    trainable="all",
+    epochs=BUDGET_EPOCHS - PROBE_EPOCHS,
+    lr=1e-4,
+    weight_decay=0.05,
+    warmup_epochs=2.0,
+    **_EARLY_STOP,
+)
 """Plain full fine-tuning: no stochastic depth, no extra dropout."""
 
 REGULARISED = replace(FINETUNE, drop_rate=0.1, drop_path_rate=0.2)
 """Post-training's fine-tuning stage: full fine-tuning with dropout and stochastic depth on."""
 
 SCRATCH = Stage(
-    name="train", trainable="all", epochs=BUDGET_EPOCHS, lr=1e-3, weight_decay=0.05, warmup_epochs=3.0,
-    patience=10, min_delta=1e-3,
-)  # fmt: skip
+    name="train",
+    trainable="all",
+    epochs=BUDGET_EPOCHS,
+    lr=1e-3,
+    weight_decay=0.05,
+    warmup_epochs=3.0,
+    patience=10,
+    min_delta=1e-3,
+)
 """Training from random initialisation."""
 
 
@@ -134,7 +147,9 @@ _PRESETS: dict[str, Recipe] = {
     "post_training": Recipe("post_training", [PROBE, REGULARISED]),
     "post_training_no_lp": Recipe("post_training_no_lp", [_whole_budget(REGULARISED)]),
     "post_training_no_sd": Recipe("post_training_no_sd", [PROBE, replace(REGULARISED, drop_path_rate=0.0)]),
-    "post_training_no_dropout": Recipe("post_training_no_dropout", [PROBE, replace(REGULARISED, drop_rate=0.0)]),
+    "post_training_no_dropout": Recipe(
+        "post_training_no_dropout", [PROBE, replace(REGULARISED, drop_rate=0.0)]
+    ),
 }
 
 

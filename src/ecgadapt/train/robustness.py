@@ -35,8 +35,17 @@ from ecgadapt.train.loop import make_loader, predict_loader, resolve_device, sco
 ROBUSTNESS_CSV = "robustness.csv"
 ROBUSTNESS_PNG = "robustness.png"
 COLUMNS = (
-    "corruption", "severity", "level", "macro_auroc", "macro_auprc", "loss", "ece", "n_records", "seed", "calibration",
-)  # fmt: skip
+    "corruption",
+    "severity",
+    "level",
+    "macro_auroc",
+    "macro_auprc",
+    "loss",
+    "ece",
+    "n_records",
+    "seed",
+    "calibration",
+)
 
 
 class CorruptedDataset(Dataset):
@@ -126,10 +135,17 @@ def run_robustness(
 
 def _row(name: str, severity: int, level: str, m: dict, n: int, seed: int) -> dict:
     return {
-        "corruption": name, "severity": severity, "level": level, "macro_auroc": m["macro_auroc"],
-        "macro_auprc": m["macro_auprc"], "loss": m["loss"], "ece": m["ece"], "n_records": n, "seed": seed,
+        "corruption": name,
+        "severity": severity,
+        "level": level,
+        "macro_auroc": m["macro_auroc"],
+        "macro_auprc": m["macro_auprc"],
+        "loss": m["loss"],
+        "ece": m["ece"],
+        "n_records": n,
+        "seed": seed,
         "calibration": m["calibration"] or "none",
-    }  # fmt: skip
+    }
 
 
 def format_robustness(table: pd.DataFrame, run_dir: str | Path) -> str:

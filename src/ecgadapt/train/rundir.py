@@ -37,16 +37,33 @@ METRICS = "metrics.csv"
 FINAL = "final.json"
 CHECKPOINTS = "checkpoints"
 METRIC_COLUMNS = (
-    "stage", "stage_name", "epoch", "train_loss", "val_loss", "val_macro_auroc", "val_macro_auprc",
-    "lr", "time_s", "best", "optimizer_steps",
-)  # fmt: skip
+    "stage",
+    "stage_name",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_macro_auroc",
+    "val_macro_auprc",
+    "lr",
+    "time_s",
+    "best",
+    "optimizer_steps",
+)
 
 
 INPUTS = "inputs.json"
 RESULT_FREE_FIELDS = frozenset(
-    {"out", "notes", "data.cache_dir", "training.device", "training.num_workers", "training.progress",
-     "training.eval_batch_size", "training.calibration"}
-)  # fmt: skip
+    {
+        "out",
+        "notes",
+        "data.cache_dir",
+        "training.device",
+        "training.num_workers",
+        "training.progress",
+        "training.eval_batch_size",
+        "training.calibration",
+    }
+)
 """Config fields that cannot change a run's result (where it goes, how fast it runs): left out of its hash."""
 
 
@@ -64,7 +81,9 @@ def _default_value(key: str) -> Any:
     if key in HASH_DEFAULTS:
         return HASH_DEFAULTS[key]
     if key not in _DEFAULTS:
-        _DEFAULTS.update({k: v for k, v in flat_config(FinetuneConfig().to_dict()).items() if not k.startswith("recipe.")})
+        _DEFAULTS.update(
+            {k: v for k, v in flat_config(FinetuneConfig().to_dict()).items() if not k.startswith("recipe.")}
+        )
     return _DEFAULTS.get(key, _MISSING)
 
 
@@ -81,9 +100,10 @@ def config_sha256(config: dict) -> str:
     Fields at their library default are left out, so a field that a newer ecgadapt adds (at a default that
     keeps the old behaviour) does not change the hash of configs written before it existed."""
     flat = {
-        k: v for k, v in flat_config(config).items()
+        k: v
+        for k, v in flat_config(config).items()
         if k not in RESULT_FREE_FIELDS and not _same(v, _default_value(k))
-    }  # fmt: skip
+    }
     text = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -140,7 +160,9 @@ def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False
     writing (its lock is held) is refused.
     """
     if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other: resume continues a run, overwrite deletes it")
+        raise ConfigError(
+            "--resume and --overwrite exclude each other: resume continues a run, overwrite deletes it"
+        )
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"run directory {path} exists and is not a folder; choose another --out")
@@ -224,12 +246,19 @@ def git_commit(start: Path | None = None) -> str | None:
     start = start or Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "-C", str(start), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ["git", "-C", str(start), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         dirty = subprocess.run(
             ["git", "-C", str(start), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     commit = out.stdout.strip()
@@ -248,7 +277,9 @@ def environment(device: torch.device | str) -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or "cpu",
         "cuda": torch.version.cuda,
         "torch_threads": torch.get_num_threads(),
         "git_commit": git_commit(),

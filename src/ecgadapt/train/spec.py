@@ -37,9 +37,19 @@ from ecgadapt.train.recipes import Stage
 PROTOCOLS = ("official", ROTATE)
 REQUIRED = "required"  # placeholder weights: must be given with --weights or --set models.N.weights=...
 SPEC_KEYS = (
-    "name", "description", "protocol", "models", "tasks", "recipes", "fractions", "seeds", "overrides",
-    "stage_overrides", "budget_epochs", "external",
-)  # fmt: skip
+    "name",
+    "description",
+    "protocol",
+    "models",
+    "tasks",
+    "recipes",
+    "fractions",
+    "seeds",
+    "overrides",
+    "stage_overrides",
+    "budget_epochs",
+    "external",
+)
 EXTERNAL_KEYS = ("name", "data", "source", "labels")
 CONFIG_SECTIONS = ("data", "model", "recipe", "training", "seed", "out", "notes")
 # Config fields set by the grid's axes or by the command line, never by ``overrides``.
@@ -51,7 +61,10 @@ _AXIS_FIELDS = {
     "out": "--out",
     "notes": "(set by run_finetune)",
 }
-_AXIS_PREFIXES = {"model": "models (name, weights, kwargs of each entry)", "recipe": "recipes or stage_overrides"}
+_AXIS_PREFIXES = {
+    "model": "models (name, weights, kwargs of each entry)",
+    "recipe": "recipes or stage_overrides",
+}
 
 
 @dataclass
@@ -84,7 +97,9 @@ class GridSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     stage_overrides: dict[str, Any] = field(default_factory=dict)
     budget_epochs: int | None = None  # every recipe's total epochs (recipes.with_budget); None: the presets'
-    external: list[dict] = field(default_factory=list)  # external sets {name, data, source, labels} (train.external)
+    external: list[dict] = field(
+        default_factory=list
+    )  # external sets {name, data, source, labels} (train.external)
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
@@ -93,33 +108,53 @@ class GridSpec:
         d.pop("source")
         if not d["external"]:  # absent unless used, so specs without it keep their recorded form
             d.pop("external")
-        d["models"] = [{k: v for k, v in m.items() if k in ("name", "weights") or v not in (None, {})} for m in d["models"]]
+        d["models"] = [
+            {k: v for k, v in m.items() if k in ("name", "weights") or v not in (None, {})}
+            for m in d["models"]
+        ]
         return d
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<dict>") -> GridSpec:
         """Validate plain data (e.g. a parsed YAML spec) into a spec; errors name ``source`` and the key."""
         if not isinstance(d, dict):
-            raise ConfigError(f"spec {source}: expected a mapping of {', '.join(SPEC_KEYS)}, got {type(d).__name__}")
+            raise ConfigError(
+                f"spec {source}: expected a mapping of {', '.join(SPEC_KEYS)}, got {type(d).__name__}"
+            )
         unknown = set(d) - set(SPEC_KEYS)
         if unknown:
-            raise ConfigError(f"spec {source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(SPEC_KEYS)}")
+            raise ConfigError(
+                f"spec {source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(SPEC_KEYS)}"
+            )
         for key in ("models", "tasks", "recipes"):
             if not d.get(key):
                 raise ConfigError(f"spec {source}: '{key}' must be a non-empty list")
         spec = cls(
             name=str(d.get("name") or Path(source).stem),
-            models=[_model_entry(m, i, source) for i, m in enumerate(_as_list(d["models"], "models", source))],
+            models=[
+                _model_entry(m, i, source) for i, m in enumerate(_as_list(d["models"], "models", source))
+            ],
             tasks=[str(t) for t in _as_list(d["tasks"], "tasks", source)],
             recipes=list(_as_list(d["recipes"], "recipes", source)),
-            fractions=[_number(f, float, "fractions", source) for f in _as_list(d.get("fractions", [1.0]), "fractions", source)],
-            seeds=[_number(s, int, "seeds", source) for s in _as_list(d.get("seeds", [0, 1, 2, 3, 4]), "seeds", source)],
+            fractions=[
+                _number(f, float, "fractions", source)
+                for f in _as_list(d.get("fractions", [1.0]), "fractions", source)
+            ],
+            seeds=[
+                _number(s, int, "seeds", source)
+                for s in _as_list(d.get("seeds", [0, 1, 2, 3, 4]), "seeds", source)
+            ],
             protocol=str(d.get("protocol") or "official"),
             description=str(d.get("description") or ""),
             overrides=_flat_overrides(d.get("overrides") or {}, source),
             stage_overrides=dict(d.get("stage_overrides") or {}),
-            budget_epochs=None if d.get("budget_epochs") is None else _number(d["budget_epochs"], int, "budget_epochs", source),
-            external=[_external_entry(e, i, source) for i, e in enumerate(_as_list(d.get("external") or [], "external", source))],
+            budget_epochs=None
+            if d.get("budget_epochs") is None
+            else _number(d["budget_epochs"], int, "budget_epochs", source),
+            external=[
+                _external_entry(e, i, source)
+                for i, e in enumerate(_as_list(d.get("external") or [], "external", source))
+            ],
             source=source,
         )
         spec.validate()
@@ -129,7 +164,9 @@ class GridSpec:
         """Raise :class:`ConfigError` naming the spec and the bad key."""
         where = f"spec {self.source}"
         if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"{where}: protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+            raise ConfigError(
+                f"{where}: protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}"
+            )
         for t in self.tasks:
             if t not in TASKS:
                 raise ConfigError(f"{where}: unknown task {t!r}; choose from {', '.join(TASKS)}")
@@ -142,7 +179,9 @@ class GridSpec:
                 raise ConfigError(f"{where}: '{key}' lists a value twice: {values}")
         labels = [recipe_label(r) for r in self.recipes]
         if len(set(labels)) != len(labels):
-            raise ConfigError(f"{where}: two recipes share a label in {labels}; give mappings a distinct 'label'")
+            raise ConfigError(
+                f"{where}: two recipes share a label in {labels}; give mappings a distinct 'label'"
+            )
         for recipe in self.recipes:
             _check_recipe_entry(recipe, where)
         models = [m.display for m in self.models]
@@ -151,7 +190,9 @@ class GridSpec:
         for i, m in enumerate(self.models):
             for r in m.recipes or []:
                 if r not in labels:
-                    raise ConfigError(f"{where}: models.{i}.recipes names {r!r}, which is not in recipes {labels}")
+                    raise ConfigError(
+                        f"{where}: models.{i}.recipes names {r!r}, which is not in recipes {labels}"
+                    )
         unknown = set(self.stage_overrides) - {f.name for f in dataclasses.fields(Stage)} | (
             {"name"} & set(self.stage_overrides)
         )
@@ -176,11 +217,15 @@ class GridSpec:
                 )
             for axis, instead in _AXIS_FIELDS.items():
                 if key == axis or key.startswith(axis + "."):
-                    raise ConfigError(f"{where}: {key} is set by the grid; use {instead} instead of an override")
+                    raise ConfigError(
+                        f"{where}: {key} is set by the grid; use {instead} instead of an override"
+                    )
             if head in _AXIS_PREFIXES:
                 raise ConfigError(f"{where}: {key} differs per cell; set it through {_AXIS_PREFIXES[head]}")
             if self.protocol == ROTATE and key in ("data.test_fold", "data.val_fold"):
-                raise ConfigError(f"{where}: {key} is set per fold by the rotate-folds protocol; drop the override")
+                raise ConfigError(
+                    f"{where}: {key} is set per fold by the rotate-folds protocol; drop the override"
+                )
 
 
 def _check_recipe_entry(recipe: str | dict, where: str) -> None:
@@ -194,7 +239,9 @@ def _check_recipe_entry(recipe: str | dict, where: str) -> None:
     tune = recipe.get("tune") or {}
     label = recipe_label(recipe)
     if not isinstance(tune, dict):
-        raise ConfigError(f"{where}: recipe {label!r}: 'tune' must map stage fields to lists of values, got {tune!r}")
+        raise ConfigError(
+            f"{where}: recipe {label!r}: 'tune' must map stage fields to lists of values, got {tune!r}"
+        )
     try:
         cfg = FinetuneConfig.from_dict({"recipe": entry, "tune": tune})
         cfg.recipe.validate()
@@ -227,7 +274,9 @@ def _model_entry(m: Any, i: int, source: str) -> ModelEntry:
     allowed = {f.name for f in dataclasses.fields(ModelEntry)}
     unknown = set(m) - allowed
     if unknown:
-        raise ConfigError(f"spec {source}: models.{i} has unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"spec {source}: models.{i} has unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
     kwargs = m.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise ConfigError(f"spec {source}: models.{i}.kwargs must be a mapping, got {kwargs!r}")
@@ -237,22 +286,33 @@ def _model_entry(m: Any, i: int, source: str) -> ModelEntry:
         weights=None if m.get("weights") is None else str(m["weights"]),
         kwargs=dict(kwargs),
         label=None if m.get("label") is None else str(m["label"]),
-        recipes=None if recipes is None else [str(r) for r in _as_list(recipes, f"models.{i}.recipes", source)],
+        recipes=None
+        if recipes is None
+        else [str(r) for r in _as_list(recipes, f"models.{i}.recipes", source)],
     )
 
 
 def _external_entry(e: Any, i: int, source: str) -> dict:
     """One external set of the spec: ``{name, data, source (cinc|folder, default folder), labels (optional)}``."""
     if not isinstance(e, dict) or not e.get("name") or not e.get("data"):
-        raise ConfigError(f"spec {source}: external.{i} must be a mapping with at least 'name' and 'data', got {e!r}")
+        raise ConfigError(
+            f"spec {source}: external.{i} must be a mapping with at least 'name' and 'data', got {e!r}"
+        )
     unknown = set(e) - set(EXTERNAL_KEYS)
     if unknown:
-        raise ConfigError(f"spec {source}: external.{i} has unknown key(s) {sorted(unknown)}; allowed: {list(EXTERNAL_KEYS)}")
+        raise ConfigError(
+            f"spec {source}: external.{i} has unknown key(s) {sorted(unknown)}; allowed: {list(EXTERNAL_KEYS)}"
+        )
     kind = str(e.get("source") or "folder")
     if kind not in ("cinc", "folder"):
         raise ConfigError(f"spec {source}: external.{i}.source must be cinc or folder, got {kind!r}")
     labels = e.get("labels")
-    return {"name": str(e["name"]), "data": str(e["data"]), "source": kind, "labels": None if labels is None else str(labels)}
+    return {
+        "name": str(e["name"]),
+        "data": str(e["data"]),
+        "source": kind,
+        "labels": None if labels is None else str(labels),
+    }
 
 
 def _flat_overrides(d: Any, source: str, prefix: str = "") -> dict[str, Any]:
@@ -332,11 +392,15 @@ def load_spec(
         if text.endswith((".yaml", ".yml")) or os.sep in text or Path(text).is_file():
             path = Path(text).expanduser()
             if not path.is_file():
-                raise ConfigError(f"spec file {path} does not exist; give a YAML file or one of: {', '.join(list_specs())}")
+                raise ConfigError(
+                    f"spec file {path} does not exist; give a YAML file or one of: {', '.join(list_specs())}"
+                )
             data, source = load_yaml(path), str(path)
         else:
             if text not in list_specs():
-                raise ConfigError(f"unknown spec {text!r}; built-in specs: {', '.join(list_specs())} (or give a YAML file)")
+                raise ConfigError(
+                    f"unknown spec {text!r}; built-in specs: {', '.join(list_specs())} (or give a YAML file)"
+                )
             data, source = yaml.safe_load((_specs_folder() / f"{text}.yaml").read_text()), text
     data = apply_spec_overrides(data, sets)
     if protocol is not None:
@@ -346,4 +410,3 @@ def load_spec(
             if isinstance(m, dict) and m.get("weights") == REQUIRED:
                 m["weights"] = str(weights)
     return GridSpec.from_dict(data, source)
-

@@ -47,9 +47,13 @@ def _stage_targets(cfg: FinetuneConfig, key: str) -> tuple[list[int], str]:
         name = key
         targets = [i for i, s in enumerate(stages) if s.trainable == "all"] or list(range(len(stages)))
     else:
-        raise ConfigError(f"tune key {key!r} must be a stage field (e.g. lr) or stages.N.field (e.g. stages.0.lr)")
+        raise ConfigError(
+            f"tune key {key!r} must be a stage field (e.g. lr) or stages.N.field (e.g. stages.0.lr)"
+        )
     if name not in _STAGE_FIELDS:
-        raise ConfigError(f"tune.{key}: {name!r} is not a tunable stage field; choose from {', '.join(sorted(_STAGE_FIELDS))}")
+        raise ConfigError(
+            f"tune.{key}: {name!r} is not a tunable stage field; choose from {', '.join(sorted(_STAGE_FIELDS))}"
+        )
     return targets, name
 
 
@@ -128,7 +132,9 @@ def select_candidate(candidate_dirs: dict[str, Path], metric: str = "macro_auroc
             raise DataError(f"tune candidate {d} has not finished; resume the run before selecting")
         final = read_json(Path(d) / FINAL)
         if final.get("test") is not None:
-            raise DataError(f"tune candidate {d} was scored on the test fold before selection: it is not a candidate")
+            raise DataError(
+                f"tune candidate {d} was scored on the test fold before selection: it is not a candidate"
+            )
         val = final.get("val") or {}
         rows.append(
             {
@@ -185,6 +191,10 @@ def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto
         _link_or_copy(chosen_dir / name, run_dir / name)
     _link_or_copy(chosen_dir / CHECKPOINTS / "best.pt", run_dir / CHECKPOINTS / "best.pt")
     fit_run_calibration(run_dir, cfg.training.calibration)  # on the chosen candidate's validation predictions
-    final = {**final, "tuning": record, "config_sha256": read_json(run_dir / "inputs.json").get("config_sha256")}
+    final = {
+        **final,
+        "tuning": record,
+        "config_sha256": read_json(run_dir / "inputs.json").get("config_sha256"),
+    }
     write_json(run_dir / FINAL, final)
     return final
