@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -64,11 +66,49 @@ def write_error(path: str | os.PathLike, err: BaseException, fix: str = "") -> W
     return WriteError(f"cannot write {path}: {why}; {fix}" if fix else f"cannot write {path}: {why}")
 
 
+def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new, empty temporary file in ``path``'s folder, created exclusively (``O_EXCL``): it never follows a
+    symlink planted at a predictable temporary name. The caller writes it, then renames it over ``path``."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=suffix)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path``; on success rename it over ``path`` (which replaces a
+    symlink at ``path`` instead of writing through it), on failure remove it."""
+    tmp = temp_beside(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def open_append(path: str | os.PathLike, newline: str | None = None) -> IO[str]:
+    """Open a text file for appending without following a symlink (``O_NOFOLLOW``): a planted link is an
+    error naming the file, never a write outside the run directory."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise WriteError(
+                f"cannot write {path}: it is a symlink, and ecgadapt never writes through one; remove it "
+                f"(rm {path}) and rerun"
+            ) from None
+        raise
+    return os.fdopen(fd, "a", newline=newline)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` via a fresh temporary file and rename."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -93,13 +133,11 @@ def save_predictions(
     path: Path, ecg_ids: Sequence, class_names: Sequence[str], y_true: np.ndarray, y_score: np.ndarray
 ) -> None:
     """Write ``predictions_*.npz``: ecg_ids, class_names, y_true (0/1) and y_score (probabilities)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        ecg_ids=np.asarray(ecg_ids),
-        class_names=np.asarray(list(class_names), dtype=str),
-        y_true=np.asarray(y_true, dtype=np.int8),
-        y_score=np.asarray(y_score, dtype=np.float32),
-    )
-    os.replace(tmp, path)
+    with replacing(path, suffix=".tmp.npz") as tmp:
+        np.savez(
+            tmp,
+            ecg_ids=np.asarray(ecg_ids),
+            class_names=np.asarray(list(class_names), dtype=str),
+            y_true=np.asarray(y_true, dtype=np.int8),
+            y_score=np.asarray(y_score, dtype=np.float32),
+        )

@@ -3,11 +3,20 @@
 A process that writes a run directory holds ``RUN_DIR/.lock`` (``fcntl.flock``, the file holds its PID). A
 second writer is refused with an error naming the directory and the holder's PID. The kernel drops the lock
 when the holder dies, so a killed run never blocks its resume; the file is removed on release.
+
+The lock file is opened with ``O_NOFOLLOW`` and never truncated before the lock is held: a ``.lock`` that is a
+symlink (or a directory, or anything but a plain file) is refused with a message, so a planted link can never
+make a run write its PID into a file outside the run directory.
+
+Why not the ``filelock`` package: its locks do not record the holder's PID (our refusal names it, with the
+command that stops it), and it has no way to ask whether a directory is locked without taking the lock
+(:func:`check_unlocked`, used before a run directory is cleared or a result is read).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 from collections.abc import Callable, Iterator
@@ -41,6 +50,28 @@ def _refuse(run_dir: Path, lock: Path) -> RunLockedError:
     )
 
 
+def _refuse_odd_lock(lock: Path) -> None:
+    """Raise a :class:`~ecgadapt.errors.ConfigError` when ``lock`` exists but is not a plain file."""
+    if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+        kind = "a symlink" if lock.is_symlink() else "a directory" if lock.is_dir() else "not a plain file"
+        raise ConfigError(
+            f"lock path {lock} is {kind}, not a lock file ecgadapt wrote; ecgadapt never follows or replaces "
+            f"it: remove it (rm {'-r ' if kind == 'a directory' else ''}{lock}) if no ecgadapt process uses "
+            f"{lock.parent}, then rerun"
+        )
+
+
+def _open_lock(lock: Path, flags: int) -> int:
+    """``os.open`` of a lock file that never follows a symlink (a race after the check is refused too)."""
+    _refuse_odd_lock(lock)
+    try:
+        return os.open(lock, flags | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            _refuse_odd_lock(lock)
+        raise
+
+
 def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -59,7 +90,7 @@ class RunLock:
         if fcntl is None:  # pragma: no cover
             return
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open_lock(self.path, os.O_RDWR | os.O_CREAT)
             if not _try_lock(fd):
                 os.close(fd)
                 raise _refuse(self.run_dir, self.path)
@@ -93,10 +124,10 @@ class RunLock:
 def check_unlocked(run_dir: str | os.PathLike) -> None:
     """Raise :class:`RunLockedError` when another process holds ``run_dir``'s lock (nothing is taken)."""
     path = Path(run_dir) / LOCK_FILE
-    if fcntl is None or not path.is_file():
+    if fcntl is None or not os.path.lexists(path):
         return
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = _open_lock(path, os.O_RDONLY)
     except FileNotFoundError:
         return
     try:
