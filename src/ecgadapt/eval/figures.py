@@ -22,6 +22,7 @@ from ecgadapt.eval.calibration import plot_reliability
 __all__ = [
     "METRIC_LABELS",
     "ablation_figure",
+    "before_after_reliability_figure",
     "data_efficiency_figure",
     "figure_png",
     "new_figure",
@@ -241,4 +242,23 @@ def reliability_figure(
     colors = dict(colors or recipe_colors(list(tables)))
     ax.set_prop_cycle(color=[colors.get(name, "#333333") for name in tables])
     plot_reliability(dict(tables), ax=ax, title=title)
+    return fig
+
+
+def before_after_reliability_figure(
+    before: Mapping[str, pd.DataFrame],
+    after: Mapping[str, pd.DataFrame],
+    title: str,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """Two reliability panels, before and after temperature scaling, one curve per recipe; a panel without
+    curves says that no temperature scaling was fitted."""
+    fig = new_figure(9.2, 4.6)
+    ax_b, ax_a = fig.subplots(1, 2)
+    for ax, panel, when in ((ax_b, before, "before"), (ax_a, after, "after")):
+        ax.set_prop_cycle(color=[(colors or {}).get(r, "#333333") for r in panel] or ["#333333"])
+        if panel:
+            plot_reliability(dict(panel), ax=ax, title=f"{title}: {when} scaling")
+        else:
+            ax.set_title(f"{title}: no temperature scaling fitted")
     return fig
