@@ -71,24 +71,28 @@ def _block_view(block: Any) -> dict[str, Any]:
 
 
 def _section_view(section: Section) -> dict[str, Any]:
+    return {"id": section.id, "title": section.title, "blocks": [_block_view(b) for b in section.blocks]}
+
+
+def _document(title: str, sections: list[Section]) -> dict[str, Any]:
+    """What the templates render: the title, the sections with content, and those left out with the reason."""
     return {
-        "id": section.id,
-        "title": section.title,
-        "absent": section.absent,
-        "blocks": [_block_view(b) for b in section.blocks],
+        "title": title,
+        "sections": [_section_view(s) for s in sections if not s.absent],
+        "left_out": [{"title": s.title, "reason": s.absent} for s in sections if s.absent],
     }
 
 
 def render_markdown(title: str, sections: list[Section], figures_dir: str = "figures") -> str:
-    """The report as Markdown (figures referenced as ``figures/<name>.png``)."""
+    """The report as Markdown (figures referenced as ``figures/<name>.png``); a section without content is left
+    out, with its reason in one list at the end."""
     template = _environment(autoescape=False).get_template("report.md.j2")
-    text = template.render(
-        title=title, sections=[_section_view(s) for s in sections], figures_dir=figures_dir
-    )
+    text = template.render(**_document(title, sections), figures_dir=figures_dir)
     return text.rstrip("\n") + "\n"
 
 
 def render_html(title: str, sections: list[Section]) -> str:
-    """The report as one self-contained HTML page (inline CSS, figures as base64 data URIs)."""
+    """The report as one self-contained HTML page (inline CSS, figures as base64 data URIs); a section without
+    content is left out, with its reason in one list at the end."""
     template = _environment(autoescape=True).get_template("report.html.j2")
-    return template.render(title=title, sections=[_section_view(s) for s in sections]).rstrip("\n")
+    return template.render(**_document(title, sections)).rstrip("\n")
