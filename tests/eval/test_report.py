@@ -238,3 +238,33 @@ def test_report_warns_when_runs_start_from_weights_that_saw_their_test_records(t
     overview = _section(build_report(root, tmp_path / "warned", n_resamples=20).html.read_text(), "overview")
     assert "Warning:</strong> 2 run(s) start from weights pretrained" in overview
     assert "test fold (up to 8)" in overview and "validation fold (up to 3)" in overview
+
+
+def _md_table_rows(md: str, section: str) -> list[dict[str, str]]:
+    """The rows of the first table under ``## section`` in a Markdown report, as dicts by column."""
+    lines = md[md.index(f"## {section}") :].splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    head = [c.strip() for c in lines[start].strip("|").split(" | ")]
+    return [dict(zip(head, (c.strip() for c in ln.strip("|").split(" | ")))) for ln in lines[start + 2 : end]]
+
+
+def test_p_values_are_shown_only_as_far_as_seeds_and_resamples_support_them(tmp_path):
+    three = fabricate_results(tmp_path / "three", seeds=(0, 1, 2))
+    comp = compare_recipes(collect_results(three).assign(setting="ecg_vit_tiny"), n_resamples=50)
+    rows = _md_table_rows(
+        build_report(three, tmp_path / "r3", n_resamples=50).markdown.read_text(), "Relative improvement"
+    )
+    assert len(rows) == len(comp) == 4
+    floor_t, floor_b = 2.0 ** (1 - 3), 2.0 / 51
+    for row, (_, c) in zip(rows, comp.iterrows()):
+        assert row["p (paired t)"] == ("<0.25" if c["seed_p"] < floor_t else f"{c['seed_p']:.3g}")
+        assert row["p (paired bootstrap)"] == (
+            f"≤{floor_b:.3g}" if c["boot_p"] <= floor_b + 1e-12 else f"{c['boot_p']:.3g}"
+        )
+    assert any(r["p (paired bootstrap)"] == "≤0.0392" for r in rows)  # the fabricated gain is clear
+    two = fabricate_results(tmp_path / "two", seeds=(0, 1))
+    rows = _md_table_rows(
+        build_report(two, tmp_path / "r2", n_resamples=50).markdown.read_text(), "Relative improvement"
+    )
+    assert rows and all(r["p (paired t)"] == "–" for r in rows)  # two seeds: no seed-level p-value

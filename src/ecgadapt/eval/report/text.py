@@ -10,6 +10,7 @@ import pandas as pd
 
 __all__ = [
     "METRIC_NAMES",
+    "boot_p_text",
     "budget_text",
     "ci",
     "deltas",
@@ -17,6 +18,7 @@ __all__ = [
     "order",
     "p_text",
     "pm",
+    "seed_p_text",
     "slug",
 ]
 
@@ -62,6 +64,31 @@ def p_text(p: float) -> str:
     if p is None or not np.isfinite(p):
         return "–"
     return f"{p:.3g}" if p >= 1e-3 else "<0.001"
+
+
+#: Fewer seeds than this give no seed-level p-value.
+MIN_SEEDS_FOR_P = 3
+
+
+def seed_p_text(p: float, n_seeds: int) -> str:
+    """A paired t-test p over ``n_seeds`` seeds, as far as they support it: – with fewer than
+    :data:`MIN_SEEDS_FOR_P`; below ``2 ** (1 - n)``, the smallest p that a sign-flip test over n seeds can
+    reach, ``<`` that floor."""
+    if n_seeds < MIN_SEEDS_FOR_P:
+        return "–"
+    floor = 2.0 ** (1 - n_seeds)
+    if p is not None and np.isfinite(p) and p < floor:
+        return f"<{floor:.3g}"
+    return p_text(p)
+
+
+def boot_p_text(p: float, n_resamples: int) -> str:
+    """A paired-bootstrap p from ``n_resamples`` resamples: at its floor ``2 / (B + 1)`` (every resample on one
+    side of zero) ``≤`` that floor, since fewer resamples than that cannot say how small it is."""
+    floor = 2.0 / (n_resamples + 1)
+    if p is not None and np.isfinite(p) and p <= floor * (1 + 1e-9):
+        return f"≤{floor:.3g}"
+    return p_text(p)
 
 
 def slug(text: str) -> str:

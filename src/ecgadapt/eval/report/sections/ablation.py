@@ -10,7 +10,7 @@ from ecgadapt.eval.figures import ablation_figure
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import compare_recipes, summarise
-from ecgadapt.eval.report.text import METRIC_NAMES, deltas, fmt, p_text, slug
+from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, deltas, fmt, seed_p_text, slug
 
 
 def build(ctx: ReportContext) -> Section:
@@ -65,9 +65,9 @@ def build(ctx: ReportContext) -> Section:
                     "Recipe mean": comp["mean_a"].map(fmt),
                     f"{ref} mean": comp["mean_b"].map(fmt),
                     "Δ over seeds [t CI]": deltas(comp, "seed"),
-                    "p (paired t)": comp["seed_p"].map(p_text),
+                    "p (paired t)": [seed_p_text(p, n) for p, n in zip(comp["seed_p"], comp["n_seeds"])],
                     "Bootstrap Δ [CI]": deltas(comp, "boot"),
-                    "p (paired bootstrap)": comp["boot_p"].map(p_text),
+                    "p (paired bootstrap)": [boot_p_text(p, ctx.n_resamples) for p in comp["boot_p"]],
                 }
             )
         )

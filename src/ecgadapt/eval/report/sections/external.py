@@ -18,7 +18,7 @@ from ecgadapt.eval.metrics import MetricInputError
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import METRICS, align_predictions
-from ecgadapt.eval.report.text import METRIC_NAMES, ci, fmt, p_text, slug
+from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, ci, fmt, slug
 from ecgadapt.eval.temperature import calibrate_probs
 
 
@@ -95,7 +95,7 @@ def build(ctx: ReportContext) -> Section | None:
                         "Metric": METRIC_NAMES[m],
                         "A - B": fmt(r["diff"], 4),
                         "95% CI": ci(r["low"], r["high"]),
-                        "p": p_text(r["p_value"]),
+                        "p": boot_p_text(r["p_value"], ctx.n_resamples),
                     }
                 )
     if not rows:

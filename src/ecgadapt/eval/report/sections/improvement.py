@@ -8,7 +8,7 @@ import pandas as pd
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import compare_recipes
-from ecgadapt.eval.report.text import METRIC_NAMES, deltas, fmt, p_text
+from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, deltas, fmt, seed_p_text
 
 
 def title_of(ctx: ReportContext) -> str:
@@ -71,9 +71,9 @@ def build(ctx: ReportContext) -> Section:
             ),
             "Seeds": comp["n_seeds"],
             "Paired Δ over seeds [t CI]": deltas(comp, "seed"),
-            "p (paired t)": comp["seed_p"].map(p_text),
+            "p (paired t)": [seed_p_text(p, n) for p, n in zip(comp["seed_p"], comp["n_seeds"])],
             "Bootstrap Δ [CI]": deltas(comp, "boot"),
-            "p (paired bootstrap)": comp["boot_p"].map(p_text),
+            "p (paired bootstrap)": [boot_p_text(p, ctx.n_resamples) for p in comp["boot_p"]],
             "Note": comp["note"],
         }
     )

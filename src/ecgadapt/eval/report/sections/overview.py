@@ -9,6 +9,7 @@ import pandas as pd
 
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
+from ecgadapt.eval.report.text import MIN_SEEDS_FOR_P
 from ecgadapt.eval.results import ROTATE
 
 OFFICIAL_NOTE = (
@@ -40,7 +41,10 @@ def build(ctx: ReportContext) -> Section:
     lines.append(
         "Statistics: mean ± std over seeds; **CI (records)** = 95% percentile bootstrap over test records of the "
         f"seed-averaged metric ({ctx.n_resamples} resamples, classes kept scorable); **CI (seeds, t)** = 95% "
-        "t-interval of the seed mean."
+        "t-interval of the seed mean. p-values are shown only as far as the seeds and resamples support them: no "
+        f"paired t-test p with fewer than {MIN_SEEDS_FOR_P} seeds, and one below 2^(1−n), the smallest p a "
+        "sign-flip test over n seeds can reach, as < that floor; a bootstrap p at its floor 2/(B + 1) (every one "
+        "of B resamples on one side of zero) as ≤ that floor."
     )
     blocks: list[Any] = []
     if not ctx.left_out.empty:
