@@ -268,3 +268,35 @@ def test_p_values_are_shown_only_as_far_as_seeds_and_resamples_support_them(tmp_
         build_report(two, tmp_path / "r2", n_resamples=50).markdown.read_text(), "Relative improvement"
     )
     assert rows and all(r["p (paired t)"] == "–" for r in rows)  # two seeds: no seed-level p-value
+
+
+def test_reliability_legends_and_tables_give_the_same_ece(tmp_path, monkeypatch):
+    from run_fixtures import add_shift_results
+
+    import ecgadapt.eval.report.sections.calibration as calibration_section
+    import ecgadapt.eval.report.sections.temperature as temperature_section
+
+    root = add_shift_results(fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), seeds=(0, 1, 2)))
+    legends: dict[str, list[str]] = {}
+
+    def recording(module, name, key):
+        draw = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            fig = draw(*args, **kwargs)
+            legends[key] = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+            return fig
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    recording(calibration_section, "reliability_figure", "calibration")
+    recording(temperature_section, "before_after_reliability_figure", "temperature")
+    md = build_report(root, tmp_path / "rep", n_resamples=20).markdown.read_text()
+    for row in _md_table_rows(md, "Calibration"):
+        assert f"{row['Recipe']} (ECE {row['ECE mean ± std']})" in legends["calibration"]
+    rows = _md_table_rows(md, "Calibration after temperature scaling")
+    for row in rows:
+        assert f"{row['Recipe']} (ECE {row['Test ECE before']})" in legends["temperature"]
+        assert f"{row['Recipe']} (ECE {row['Test ECE after']})" in legends["temperature"]
+    assert len(rows) == 2 and all(" ± " in row["Test ECE before"] for row in rows)
+    assert md.count("15 equal-width bins") == 1  # the definition is stated once, in the overview

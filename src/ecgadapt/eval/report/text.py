@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecgadapt.eval.report.stats import sd
+
 __all__ = [
     "METRIC_NAMES",
     "boot_p_text",
@@ -15,6 +17,7 @@ __all__ = [
     "ci",
     "deltas",
     "fmt",
+    "mean_std",
     "order",
     "p_text",
     "pm",
@@ -44,6 +47,11 @@ def pm(mean: float, std: float) -> str:
     if not np.isfinite(std):
         return fmt(mean)
     return f"{fmt(mean)} ± {fmt(std)}"
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` of ``values`` (sample std; the mean alone for one value)."""
+    return pm(float(np.mean(values)), sd(values))
 
 
 def ci(low: float, high: float) -> str:

@@ -12,8 +12,7 @@ from ecgadapt.eval.figures import reliability_figure
 from ecgadapt.eval.metrics import MetricInputError
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
-from ecgadapt.eval.report.stats import sd
-from ecgadapt.eval.report.text import pm, slug
+from ecgadapt.eval.report.text import mean_std, slug
 
 
 def build(ctx: ReportContext) -> Section:
@@ -21,8 +20,8 @@ def build(ctx: ReportContext) -> Section:
     title = "Calibration"
     blocks: list[Any] = [
         f"Reliability diagrams at fraction {ctx.main_fraction:g}: predicted probability against the observed "
-        "frequency over all (record, class) pairs of every seed, 15 equal-width bins; ECE in the legend is that of "
-        "the pooled curve. The table gives the ECE per run, mean ± std over seeds."
+        "frequency, each curve pooling every seed's (record, class) pairs in the ECE's bins. The table and "
+        "the legends give the same ECE: mean ± std over seeds of each run's ECE (defined in the overview)."
     ]
     ece_rows = []
     for setting in ctx.settings:
@@ -30,7 +29,7 @@ def build(ctx: ReportContext) -> Section:
             part = ctx.main[(ctx.main["setting"] == setting) & (ctx.main["task"] == task)]
             if part.empty:
                 continue
-            tables = {}
+            tables, ece_text = {}, {}
             for recipe in [r for r in ctx.recipes if r in set(part["recipe"])]:
                 grp = part[part["recipe"] == recipe]
                 preds = [ctx.predictions.get(d) for d in grp["run_dir"]]
@@ -40,18 +39,18 @@ def build(ctx: ReportContext) -> Section:
                     tables[recipe] = reliability_curve(y, s, n_bins=15)
                 except (MetricInputError, ValueError):
                     continue
-                ece = grp["test_ece"].to_numpy(float)
+                ece_text[recipe] = mean_std(grp["test_ece"].to_numpy(float))
                 ece_rows.append(
                     {
                         "Model": setting,
                         "Task": task,
                         "Recipe": recipe,
-                        "Seeds": len(ece),
-                        "ECE mean ± std": pm(float(np.mean(ece)), sd(ece)),
+                        "Seeds": len(grp),
+                        "ECE mean ± std": ece_text[recipe],
                     }
                 )
             if tables:
-                fig = reliability_figure(tables, title=f"{task} ({setting})", colors=ctx.colors)
+                fig = reliability_figure(tables, f"{task} ({setting})", ctx.colors, ece_text)
                 blocks.append(
                     ctx.figure(f"reliability_{slug(setting)}_{task}", fig, f"Reliability, {task}, {setting}.")
                 )

@@ -18,7 +18,7 @@ from ecgadapt.eval.metrics import MetricInputError
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import METRICS, align_predictions
-from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, ci, fmt, slug
+from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, ci, fmt, mean_std, slug
 from ecgadapt.eval.temperature import calibrate_probs
 
 
@@ -30,6 +30,7 @@ def build(ctx: ReportContext) -> Section | None:
     title = "External evaluation"
     rows, diffs = [], []
     curves: dict[tuple[str, str, str], dict[str, tuple]] = {}
+    ece: dict[tuple[str, str, str, str], dict[str, str]] = {}  # (set, setting, task, when) -> {recipe: text}
     names = sorted(
         {
             f.name[len("external_") : -len(".json")]
@@ -59,12 +60,10 @@ def build(ctx: ReportContext) -> Section | None:
                 row[f"PTB-XL {METRIC_NAMES[m]}"] = fmt(float(np.mean(part[f"test_{m}"].to_numpy(float))))
                 row[f"external {METRIC_NAMES[m]}"] = fmt(float(np.mean([e[m] for e in ext])))
             cals = [e.get("calibration") or {} for e in ext]
-            for key, label in (
-                ("ece_raw", "external ECE before scaling"),
-                ("ece_calibrated", "external ECE after scaling"),
-            ):
+            for key, when in (("ece_raw", "before"), ("ece_calibrated", "after")):
                 values = [c[key] for c in cals if c.get(key) is not None]
-                row[label] = fmt(float(np.mean(values))) if values else "–"
+                row[f"external ECE {when} scaling"] = mean_std(values) if values else "–"
+                ece.setdefault((name, setting, task, when), {})[recipe] = row[f"external ECE {when} scaling"]
             rows.append(row)
             preds = [load_npz(Path(d) / f"predictions_external_{name}.npz") for d in part["run_dir"]]
             groups[(setting, task, recipe)] = preds
@@ -104,8 +103,9 @@ def build(ctx: ReportContext) -> Section | None:
         )
     blocks: list[Any] = [
         "Macro AUROC/AUPRC on each external set (classes shared with the run only; mean over seeds) beside the "
-        f"PTB-XL test score, at training fraction {ctx.main_fraction:g}; and the external ECE before and after each "
-        "run's temperature scaling (fitted on PTB-XL fold 9 only).",
+        f"PTB-XL test score, at training fraction {ctx.main_fraction:g}; and the external ECE (mean ± std over seeds "
+        "of each run's ECE, as in the legends) before and after each run's temperature scaling (fitted on PTB-XL "
+        "fold 9 only).",
         pd.DataFrame(rows),
     ]
     if diffs:
@@ -119,7 +119,14 @@ def build(ctx: ReportContext) -> Section | None:
         after = {r: c[1] for r, c in by_recipe.items() if c is not None and c[1] is not None}
         if not before:
             continue
-        fig = before_after_reliability_figure(before, after, f"{name}, {task} ({setting})", ctx.colors)
+        fig = before_after_reliability_figure(
+            before,
+            after,
+            f"{name}, {task} ({setting})",
+            ctx.colors,
+            ece.get((name, setting, task, "before")),
+            ece.get((name, setting, task, "after")),
+        )
         caption = (
             f"Reliability on the external set {name} before and after temperature scaling, {task}, {setting}."
         )

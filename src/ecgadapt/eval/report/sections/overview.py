@@ -44,7 +44,9 @@ def build(ctx: ReportContext) -> Section:
         "t-interval of the seed mean. p-values are shown only as far as the seeds and resamples support them: no "
         f"paired t-test p with fewer than {MIN_SEEDS_FOR_P} seeds, and one below 2^(1−n), the smallest p a "
         "sign-flip test over n seeds can reach, as < that floor; a bootstrap p at its floor 2/(B + 1) (every one "
-        "of B resamples on one side of zero) as ≤ that floor."
+        "of B resamples on one side of zero) as ≤ that floor. **ECE** = expected calibration error of one run's "
+        "predictions over all (record, class) pairs in 15 equal-width bins; tables and figure legends give its "
+        "mean ± std over seeds."
     )
     blocks: list[Any] = []
     if not ctx.left_out.empty:

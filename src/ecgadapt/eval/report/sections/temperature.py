@@ -11,8 +11,7 @@ from ecgadapt.eval.calibration import expected_calibration_error, reliability_cu
 from ecgadapt.eval.figures import before_after_reliability_figure
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
-from ecgadapt.eval.report.stats import sd
-from ecgadapt.eval.report.text import fmt, pm, slug
+from ecgadapt.eval.report.text import fmt, mean_std, slug
 from ecgadapt.eval.temperature import apply_temperature, load_calibration, temperatures_for
 
 
@@ -22,14 +21,14 @@ def build(ctx: ReportContext) -> Section:
     blocks: list[Any] = [
         f"Temperature scaling is fitted on each run's validation predictions (fold 9) only (`calibration.json`, "
         f"`ecgadapt calibrate`) and applied here to its test predictions (fold 10) at fraction {ctx.main_fraction:g}. "
-        "ECE: 15 equal-width bins over all (record, class) pairs, mean ± std over seeds; the diagrams pool every "
-        "seed. Scaling is monotone per class: AUROC and AUPRC are unchanged."
+        "Table and legends give the same ECE (defined in the overview: mean ± std over seeds of each run's ECE); "
+        "the curves pool every seed. Scaling is monotone per class: AUROC and AUPRC are unchanged."
     ]
     rows, n_used = [], 0
     for setting in ctx.settings:
         for task in ctx.tasks:
             part = ctx.main[(ctx.main["setting"] == setting) & (ctx.main["task"] == task)]
-            before_curves, after_curves = {}, {}
+            before_curves, after_curves, ece_before, ece_after = {}, {}, {}, {}
             for recipe in [r for r in ctx.recipes if r in set(part["recipe"])]:
                 ys, raw, scaled, temps, modes = [], [], [], [], set()
                 for d in part.loc[part["recipe"] == recipe, "run_dir"]:
@@ -46,8 +45,8 @@ def build(ctx: ReportContext) -> Section:
                 if not ys:
                     continue
                 n_used += len(ys)
-                ece_b = [expected_calibration_error(y, s) for y, s in zip(ys, raw)]
-                ece_a = [expected_calibration_error(y, s) for y, s in zip(ys, scaled)]
+                ece_before[recipe] = mean_std([expected_calibration_error(y, s) for y, s in zip(ys, raw)])
+                ece_after[recipe] = mean_std([expected_calibration_error(y, s) for y, s in zip(ys, scaled)])
                 rows.append(
                     {
                         "Model": setting,
@@ -56,8 +55,8 @@ def build(ctx: ReportContext) -> Section:
                         "Runs": len(ys),
                         "Mode": ", ".join(sorted(modes)),
                         "Mean temperature": fmt(float(np.mean(temps)), 3),
-                        "Test ECE before": pm(float(np.mean(ece_b)), sd(ece_b)),
-                        "Test ECE after": pm(float(np.mean(ece_a)), sd(ece_a)),
+                        "Test ECE before": ece_before[recipe],
+                        "Test ECE after": ece_after[recipe],
                     }
                 )
                 y = np.concatenate(ys)
@@ -65,7 +64,7 @@ def build(ctx: ReportContext) -> Section:
                 after_curves[recipe] = reliability_curve(y, np.concatenate(scaled), n_bins=15)
             if before_curves:
                 fig = before_after_reliability_figure(
-                    before_curves, after_curves, f"{task} ({setting})", ctx.colors
+                    before_curves, after_curves, f"{task} ({setting})", ctx.colors, ece_before, ece_after
                 )
                 caption = f"Test reliability before and after temperature scaling, {task}, {setting}."
                 blocks.append(ctx.figure(f"temperature_{slug(setting)}_{task}", fig, caption))
