@@ -96,9 +96,9 @@ def robustness_figure(
     colors: Mapping[str, str] | None = None,
     title: str = "Robustness",
 ):
-    """``metric`` against severity, one panel per corruption. ``table`` is one run's robustness table, or a
-    summary (:func:`summarise_robustness`, a ``recipe`` column and ``mean``/``std``): one line per recipe,
-    band = ± std over seeds."""
+    """``metric`` against severity, one panel per corruption, all panels on one y-axis. ``table`` is one run's
+    robustness table, or a summary (:func:`summarise_robustness`, a ``recipe`` column and ``mean``/``std``): one
+    line per recipe, band = ± std over seeds."""
     from ecgadapt.eval.figures import new_figure
 
     value = "mean" if "mean" in table.columns else metric
@@ -107,8 +107,8 @@ def robustness_figure(
     n_cols = min(3, len(names))
     n_rows = math.ceil(len(names) / n_cols)
     fig = new_figure(3.6 * n_cols, 2.8 * n_rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(n_rows, n_cols, squeeze=False)).ravel()
-    for ax, name in zip(axes, names):
+    axes = np.atleast_1d(fig.subplots(n_rows, n_cols, squeeze=False, sharey=True)).ravel()
+    for i, (ax, name) in enumerate(zip(axes, names)):
         part = table[table["corruption"] == name]
         for line in lines:
             sub = part if line is None else part[part["recipe"] == line]
@@ -124,7 +124,8 @@ def robustness_figure(
             ticks["severity"].to_list(), [str(v) for v in ticks["level"]], rotation=30, fontsize="x-small"
         )
         ax.set_title(name, fontsize="small")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize="small")
+        if i % n_cols == 0:
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize="small")
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     if len(lines) > 1 or lines[0] is not None:

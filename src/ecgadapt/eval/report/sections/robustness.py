@@ -18,6 +18,16 @@ from ecgadapt.eval.robustness import (
     summarise_robustness,
 )
 
+#: Why amplitude scaling can leave a model's scores unchanged.
+AMPLITUDE_NOTE = (
+    "**amplitude_scaling** multiplies each lead by its own gain. A model that rescales each lead on its own "
+    "(per-lead z-score or min-max, `normalisation: lead` or `minmax`, as `ecg_vit_*`, `xresnet1d_tiny` and "
+    "HuBERT-ECG do) divides every gain out again, and band-pass and resampling are linear, so its input and "
+    "scores are unchanged at every severity: a flat amplitude_scaling curve there shows the preprocessing, not "
+    "robustness. A model standardised over all leads at once (`normalisation: global`) still sees the gains' "
+    "ratios between leads."
+)
+
 
 def build(ctx: ReportContext) -> Section:
     """The report's robustness section: recipes side by side."""
@@ -34,8 +44,11 @@ def build(ctx: ReportContext) -> Section:
         f"Test macro AUROC at fraction {ctx.main_fraction:g} under seeded corruptions applied to the raw records "
         "before each model's preprocessing (`ecgadapt robustness`); severity 0 is the clean test split. Lines = mean "
         "over seeds, band = ± std. The table gives, per corruption, the clean AUROC, the mean over severities >= 1, "
-        "their difference (drop: lower is more robust) and the worst severity."
+        "their difference (drop: lower is more robust) and the worst severity. All panels of a figure share one "
+        "y-axis."
     ]
+    if "amplitude_scaling" in set(long["corruption"]):
+        blocks.append(AMPLITUDE_NOTE)
     for setting in ctx.settings:
         for task in ctx.tasks:
             part = summary[(summary["setting"] == setting) & (summary["task"] == task)]
