@@ -300,3 +300,20 @@ def test_reliability_legends_and_tables_give_the_same_ece(tmp_path, monkeypatch)
         assert f"{row['Recipe']} (ECE {row['Test ECE after']})" in legends["temperature"]
     assert len(rows) == 2 and all(" ± " in row["Test ECE before"] for row in rows)
     assert md.count("15 equal-width bins") == 1  # the definition is stated once, in the overview
+
+
+def test_tables_fit_the_page_width(tmp_path):
+    root = fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), seeds=(0, 1, 2))
+    page = build_report(root, tmp_path / "rep", n_resamples=20).html.read_text()
+    css = page[page.index("<style>") : page.index("</style>")]
+    assert ".table-wrap{max-width:100%;overflow-x:auto" in css  # a wide table scrolls in its own box
+    assert "td.num{white-space:nowrap" in css and "table.wide{font-size:" in css
+    tables = re.findall(r"(<div class=\"table-wrap\">)?<table[ >]", page)
+    assert tables and all(wrapped for wrapped in tables)
+    main = _section(page, "main-results")
+    assert '<table class="wide">' in main  # many columns: the smaller font
+    assert re.search(
+        r'<td class="num">0\.\d{3} ± 0\.\d{3}</td><td class="num">\[0\.\d{3}, 0\.\d{3}\]</td>', main
+    )
+    improvement = _section(page, "improvement")
+    assert re.search(r'<td class="num">\+0\.\d{3} \[[+−]0\.\d{3}, \+0\.\d{3}\]</td>', improvement)  # signed Δ

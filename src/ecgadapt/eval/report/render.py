@@ -20,6 +20,8 @@ from ecgadapt.eval.report.document import Figure_, Section
 __all__ = ["render_html", "render_markdown"]
 
 TEMPLATES = Path(__file__).with_name("templates")
+#: Tables with at least this many columns get the smaller font of ``table.wide``.
+WIDE_COLUMNS = 10
 
 
 def md_inline(text: str) -> Markup:
@@ -34,6 +36,15 @@ def md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+_NUMERIC = re.compile(r"^[-+−<≤]?[0-9.]|^\[|^–$")
+
+
+def numeric_cell(value: str) -> bool:
+    """Whether a table cell holds a number with an interval or spread (``0.81 ± 0.02``, ``[0.79, 0.83]``), which
+    the page keeps on one line; a plain number cannot break anyway."""
+    return " " in value and bool(_NUMERIC.match(value))
+
+
 def _environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -43,6 +54,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.tests["numeric_cell"] = numeric_cell
     env.filters.update(
         md_inline=md_inline,
         md_cell=md_cell,
@@ -93,6 +105,7 @@ def render_markdown(title: str, sections: list[Section], figures_dir: str = "fig
 
 def render_html(title: str, sections: list[Section]) -> str:
     """The report as one self-contained HTML page (inline CSS, figures as base64 data URIs); a section without
-    content is left out, with its reason in one list at the end."""
+    content is left out, with its reason in one list at the end. Tables scroll inside their own box when wider
+    than the page, and tables of many columns use a smaller font."""
     template = _environment(autoescape=True).get_template("report.html.j2")
-    return template.render(**_document(title, sections)).rstrip("\n")
+    return template.render(**_document(title, sections), wide_columns=WIDE_COLUMNS).rstrip("\n")

@@ -22,6 +22,8 @@ __all__ = [
     "p_text",
     "pm",
     "seed_p_text",
+    "signed",
+    "signed_ci",
     "slug",
 ]
 
@@ -61,10 +63,24 @@ def ci(low: float, high: float) -> str:
     return f"[{fmt(low)}, {fmt(high)}]"
 
 
+def signed(x: float, digits: int = 3) -> str:
+    """``x`` with its sign (``+0.012``, ``−0.014``: a true minus sign); – when missing."""
+    if x is None or not np.isfinite(x):
+        return "–"
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def signed_ci(low: float, high: float, digits: int = 3) -> str:
+    """``[−0.030, +0.002]``; – when either bound is not finite."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "–"
+    return f"[{signed(low, digits)}, {signed(high, digits)}]"
+
+
 def deltas(comp: pd.DataFrame, prefix: str) -> list[str]:
-    """``Δ [low, high]`` cells from the ``{prefix}_diff/_low/_high`` columns of a comparison table."""
+    """``Δ [low, high]`` cells (signed) from the ``{prefix}_diff/_low/_high`` columns of a comparison table."""
     cols = (comp[f"{prefix}_diff"], comp[f"{prefix}_low"], comp[f"{prefix}_high"])
-    return [f"{fmt(d, 4)} {ci(lo, hi)}" if np.isfinite(d) else "–" for d, lo, hi in zip(*cols)]
+    return [f"{signed(d)} {signed_ci(lo, hi)}" if np.isfinite(d) else "–" for d, lo, hi in zip(*cols)]
 
 
 def p_text(p: float) -> str:

@@ -18,7 +18,7 @@ from ecgadapt.eval.metrics import MetricInputError
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import METRICS, align_predictions
-from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, ci, fmt, mean_std, slug
+from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, fmt, mean_std, signed, signed_ci, slug
 from ecgadapt.eval.temperature import calibrate_probs
 
 
@@ -92,8 +92,8 @@ def build(ctx: ReportContext) -> Section | None:
                         "A": ka[2],
                         "B": kb[2],
                         "Metric": METRIC_NAMES[m],
-                        "A - B": fmt(r["diff"], 4),
-                        "95% CI": ci(r["low"], r["high"]),
+                        "A - B": signed(r["diff"]),
+                        "95% CI": signed_ci(r["low"], r["high"]),
                         "p": boot_p_text(r["p_value"], ctx.n_resamples),
                     }
                 )

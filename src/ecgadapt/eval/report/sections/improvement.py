@@ -8,7 +8,7 @@ import pandas as pd
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import compare_recipes
-from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, deltas, fmt, seed_p_text
+from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, deltas, fmt, seed_p_text, signed
 
 
 def title_of(ctx: ReportContext) -> str:
@@ -67,7 +67,7 @@ def build(ctx: ReportContext) -> Section:
             "Baseline mean": comp["mean_b"].map(fmt),
             f"{treatment} mean": comp["mean_a"].map(fmt),
             "Rel. improvement": comp["rel_improvement_pct"].map(
-                lambda v: "–" if not np.isfinite(v) else f"{v:+.2f}%"
+                lambda v: f"{signed(v, 2)}%" if np.isfinite(v) else "–"
             ),
             "Seeds": comp["n_seeds"],
             "Paired Δ over seeds [t CI]": deltas(comp, "seed"),
