@@ -317,3 +317,60 @@ def test_tables_fit_the_page_width(tmp_path):
     )
     improvement = _section(page, "improvement")
     assert re.search(r'<td class="num">\+0\.\d{3} \[[+−]0\.\d{3}, \+0\.\d{3}\]</td>', improvement)  # signed Δ
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}".replace("-", "−")
+
+
+def test_report_opens_with_one_headline_sentence_per_task_with_its_intervals(tmp_path):
+    root = fabricate_results(tmp_path / "res", seeds=(0, 1, 2))  # post_training beats baseline_ft
+    rep = build_report(root, tmp_path / "rep", n_resamples=50)
+    page, md = rep.html.read_text(), rep.markdown.read_text()
+    assert page.index('<section id="headline">') < page.index("<nav>") < page.index('<section id="overview">')
+    assert md.index("## Result") < md.index("## Overview")
+    head = _section(page, "headline")
+    comp = compare_recipes(collect_results(root).assign(setting="ecg_vit_tiny"), n_resamples=50)
+    comp = comp[comp["metric"] == "macro_auroc"].set_index("task")
+    sentences = re.findall(r"<p><strong>(\w+)</strong>: (.*?)</p>", head)
+    assert [task for task, _ in sentences] == ["superdiagnostic", "rhythm"]  # one per task, in task order
+    for task, text in sentences:
+        r = comp.loc[task]
+        assert text.startswith(
+            f"post_training − baseline_ft (literal): {_signed(r['boot_diff'])} macro AUROC"
+        )
+        assert f"records [{_signed(r['boot_low'])}, {_signed(r['boot_high'])}]" in text
+        assert f"seeds [{_signed(r['seed_low'])}, {_signed(r['seed_high'])}]" in text
+        assert r["boot_low"] > 0 and r["seed_low"] > 0 and text.endswith(": significant.")
+    assert "over test records (paired bootstrap" in head and "over seeds (paired t-interval)" in head
+
+    two = build_report(fabricate_results(tmp_path / "two", seeds=(0, 1)), tmp_path / "r2", n_resamples=50)
+    head = _section(two.html.read_text(), "headline")
+    assert "seeds [" not in head and "With 2 seeds no seed interval is shown" in head
+    alone = fabricate_results(tmp_path / "alone", recipes=("post_training",), seeds=(0, 1))
+    assert 'id="headline"' not in build_report(alone, tmp_path / "r3", n_resamples=20).html.read_text()
+
+
+@pytest.mark.parametrize(
+    ("boot", "seed", "n_seeds", "expected"),
+    [
+        ((0.01, 0.03), (0.005, 0.04), 3, "significant"),
+        ((0.01, 0.03), (-0.01, 0.04), 5, "not significant over seeds"),
+        ((-0.01, 0.03), (0.005, 0.04), 5, "not significant"),
+        ((0.01, 0.03), (0.005, 0.04), 2, "significant over test records"),
+        ((-0.03, -0.01), (-0.04, -0.02), 4, "significant"),
+    ],
+)
+def test_headline_verdict_needs_every_interval_shown_to_exclude_zero(boot, seed, n_seeds, expected):
+    import pandas as pd
+
+    from ecgadapt.eval.report.sections.headline import verdict
+
+    row = {
+        "boot_low": boot[0],
+        "boot_high": boot[1],
+        "seed_low": seed[0],
+        "seed_high": seed[1],
+        "n_seeds": n_seeds,
+    }
+    assert verdict(pd.Series(row)) == expected

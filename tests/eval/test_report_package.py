@@ -130,5 +130,5 @@ def test_report_reads_roles_from_the_saved_spec(tmp_path):
 
 
 def test_sections_table_lists_every_section_once():
-    assert len(SECTIONS) == len(set(SECTIONS)) == 12
+    assert len(SECTIONS) == len(set(SECTIONS)) == 13
     assert {s.__module__.rsplit(".", 1)[-1] for s in SECTIONS} >= {"overview", "main_results", "external"}

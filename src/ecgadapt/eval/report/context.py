@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,13 @@ class ReportContext:
         self.colors = recipe_colors(self.recipes)
         self.predictions = Predictions()
         self.figures: list[Figure_] = []
+        self._cache: dict[str, Any] = {}
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, computed once per report (for results two sections read, e.g. comparisons)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     @property
     def treatment(self) -> str | None:

@@ -20,12 +20,14 @@ class Figure_:
 
 @dataclass
 class Section:
-    """One report section: text paragraphs, tables and figures, or the reason it is absent."""
+    """One report section: text paragraphs, tables and figures, or the reason it is absent. A ``lead`` section
+    opens the report, above its table of contents."""
 
     id: str
     title: str
     blocks: list[Any] = field(default_factory=list)  # str (paragraph) | pd.DataFrame | Figure_ | ("h3", str)
     absent: str | None = None
+    lead: bool = False
 
 
 @dataclass

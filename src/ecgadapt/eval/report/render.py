@@ -87,10 +87,13 @@ def _section_view(section: Section) -> dict[str, Any]:
 
 
 def _document(title: str, sections: list[Section]) -> dict[str, Any]:
-    """What the templates render: the title, the sections with content, and those left out with the reason."""
+    """What the templates render: the title, the lead sections (above the table of contents), the other sections
+    with content, and those left out with the reason."""
+    shown = [s for s in sections if not s.absent]
     return {
         "title": title,
-        "sections": [_section_view(s) for s in sections if not s.absent],
+        "lead": [_section_view(s) for s in shown if s.lead],
+        "sections": [_section_view(s) for s in shown if not s.lead],
         "left_out": [{"title": s.title, "reason": s.absent} for s in sections if s.absent],
     }
 

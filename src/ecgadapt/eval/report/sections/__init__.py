@@ -1,7 +1,8 @@
 """The report's sections, one module each, listed once in :data:`SECTIONS` in the order the report shows them.
 
 Each module's ``build(ctx)`` returns a :class:`~ecgadapt.eval.report.document.Section` (with ``absent`` set when
-the results cannot support it) or None when the section does not apply at all (no external set was scored).
+the results cannot support it) or None when the section does not apply at all (no external set was scored; no
+comparison to headline).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ecgadapt.eval.report.sections import (
     dynamics,
     exclusions,
     external,
+    headline,
     improvement,
     main_results,
     overview,
@@ -31,6 +33,7 @@ SectionBuilder = Callable[[ReportContext], "Section | None"]
 
 #: The report's sections in order.
 SECTIONS: tuple[SectionBuilder, ...] = (
+    headline.build,
     overview.build,
     main_results.build,
     improvement.build,

@@ -18,7 +18,11 @@ def title_of(ctx: ReportContext) -> str:
 
 def comparisons(ctx: ReportContext) -> pd.DataFrame:
     """The treatment against every baseline in the results (:func:`compare_recipes` rows, in report order);
-    empty when either is missing."""
+    empty when either is missing. Computed once per report."""
+    return ctx.cached("treatment-vs-baselines", lambda: _compare_with_baselines(ctx))
+
+
+def _compare_with_baselines(ctx: ReportContext) -> pd.DataFrame:
     treatment, baselines = ctx.treatment, ctx.roles.baselines_in(ctx.recipes)
     if treatment is None or not baselines:
         return pd.DataFrame()
