@@ -374,3 +374,19 @@ def test_headline_verdict_needs_every_interval_shown_to_exclude_zero(boot, seed,
         "n_seeds": n_seeds,
     }
     assert verdict(pd.Series(row)) == expected
+
+
+def test_headline_puts_the_tuned_baseline_first(tmp_path):
+    root = fabricate_results(
+        tmp_path / "res",
+        tasks=("superdiagnostic",),
+        recipes=("baseline_ft", "baseline_ft_tuned", "post_training"),
+        seeds=(0, 1, 2),
+    )
+    for run in (root / "runs").glob("*baseline_ft_tuned*"):
+        final = json.loads((run / "final.json").read_text())
+        final["tuning"] = {"chosen_values": {"lr": 0.001}}
+        (run / "final.json").write_text(json.dumps(final))
+    head = _section(build_report(root, tmp_path / "rep", n_resamples=20).html.read_text(), "headline")
+    tuned = head.index("post_training − baseline_ft_tuned (tuned: lr):")
+    assert tuned < head.index("post_training − baseline_ft (literal):")

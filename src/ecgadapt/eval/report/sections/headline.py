@@ -10,6 +10,7 @@ from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.sections.improvement import comparisons
 from ecgadapt.eval.report.text import MIN_SEEDS_FOR_P, signed, signed_ci
+from ecgadapt.eval.report.tuning import tuned_keys
 
 HEADLINE_METRIC = "macro_auroc"
 
@@ -47,10 +48,9 @@ def sentences(ctx: ReportContext, comp: pd.DataFrame) -> list[str]:
     out = []
     many_settings = len(ctx.settings) > 1
     for (setting, task), part in comp.groupby(["setting", "task"], sort=False):
-        names = {b: ctx.describe_recipe(b) for b in part["b"]}
-        part = part.assign(literal=[not names[b].split(" (")[-1].startswith("tuned") for b in part["b"]])
-        part = part.sort_values("literal", kind="stable")
-        clauses = [clause(r, names[r["b"]]) for _, r in part.iterrows()]
+        tuned = [bool(tuned_keys(ctx.table[ctx.table["recipe"] == b])) for b in part["b"]]
+        part = part.assign(untuned=[not t for t in tuned]).sort_values("untuned", kind="stable")
+        clauses = [clause(r, ctx.describe_recipe(r["b"])) for _, r in part.iterrows()]
         where = f"**{task}** ({setting})" if many_settings else f"**{task}**"
         out.append(f"{where}: {'; '.join(clauses)}.")
     return out
