@@ -144,9 +144,12 @@ def test_report_says_why_sections_are_absent(tmp_path):
     assert "same training fraction" in rep.absent["Data efficiency"]
     assert "ecgadapt robustness RUN" in rep.absent["Robustness to shift"]
     assert "ecgadapt calibrate RUN" in rep.absent["Calibration after temperature scaling"]
-    page = rep.html.read_text()
-    assert 'class="absent">Not shown: every run used the same training fraction' in page
-    assert "*Not shown:" in rep.markdown.read_text()
+    page, md = rep.html.read_text(), rep.markdown.read_text()
+    for title in rep.absent:  # empty sections are dropped, their reasons listed once at the end
+        assert f"<h2>{title}</h2>" not in page and f"## {title}" not in md
+    assert "<li>Data efficiency: every run used the same training fraction" in page
+    assert "- Data efficiency: every run used the same training fraction" in md
+    assert "Not shown" not in page and "Not shown" not in md
 
 
 def test_report_on_empty_folder_is_a_clear_error(tmp_path):
@@ -235,3 +238,155 @@ def test_report_warns_when_runs_start_from_weights_that_saw_their_test_records(t
     overview = _section(build_report(root, tmp_path / "warned", n_resamples=20).html.read_text(), "overview")
     assert "Warning:</strong> 2 run(s) start from weights pretrained" in overview
     assert "test fold (up to 8)" in overview and "validation fold (up to 3)" in overview
+
+
+def _md_table_rows(md: str, section: str) -> list[dict[str, str]]:
+    """The rows of the first table under ``## section`` in a Markdown report, as dicts by column."""
+    lines = md[md.index(f"## {section}") :].splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    head = [c.strip() for c in lines[start].strip("|").split(" | ")]
+    return [dict(zip(head, (c.strip() for c in ln.strip("|").split(" | ")))) for ln in lines[start + 2 : end]]
+
+
+def test_p_values_are_shown_only_as_far_as_seeds_and_resamples_support_them(tmp_path):
+    three = fabricate_results(tmp_path / "three", seeds=(0, 1, 2))
+    comp = compare_recipes(collect_results(three).assign(setting="ecg_vit_tiny"), n_resamples=50)
+    rows = _md_table_rows(
+        build_report(three, tmp_path / "r3", n_resamples=50).markdown.read_text(), "Relative improvement"
+    )
+    assert len(rows) == len(comp) == 4
+    floor_t, floor_b = 2.0 ** (1 - 3), 2.0 / 51
+    for row, (_, c) in zip(rows, comp.iterrows()):
+        assert row["p (paired t)"] == ("<0.25" if c["seed_p"] < floor_t else f"{c['seed_p']:.3g}")
+        assert row["p (paired bootstrap)"] == (
+            f"≤{floor_b:.3g}" if c["boot_p"] <= floor_b + 1e-12 else f"{c['boot_p']:.3g}"
+        )
+    assert any(r["p (paired bootstrap)"] == "≤0.0392" for r in rows)  # the fabricated gain is clear
+    two = fabricate_results(tmp_path / "two", seeds=(0, 1))
+    rows = _md_table_rows(
+        build_report(two, tmp_path / "r2", n_resamples=50).markdown.read_text(), "Relative improvement"
+    )
+    assert rows and all(r["p (paired t)"] == "–" for r in rows)  # two seeds: no seed-level p-value
+
+
+def test_reliability_legends_and_tables_give_the_same_ece(tmp_path, monkeypatch):
+    from run_fixtures import add_shift_results
+
+    import ecgadapt.eval.report.sections.calibration as calibration_section
+    import ecgadapt.eval.report.sections.temperature as temperature_section
+
+    root = add_shift_results(fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), seeds=(0, 1, 2)))
+    legends: dict[str, list[str]] = {}
+
+    def recording(module, name, key):
+        draw = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            fig = draw(*args, **kwargs)
+            legends[key] = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+            return fig
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    recording(calibration_section, "reliability_figure", "calibration")
+    recording(temperature_section, "before_after_reliability_figure", "temperature")
+    md = build_report(root, tmp_path / "rep", n_resamples=20).markdown.read_text()
+    for row in _md_table_rows(md, "Calibration"):
+        assert f"{row['Recipe']} (ECE {row['ECE mean ± std']})" in legends["calibration"]
+    rows = _md_table_rows(md, "Calibration after temperature scaling")
+    for row in rows:
+        assert f"{row['Recipe']} (ECE {row['Test ECE before']})" in legends["temperature"]
+        assert f"{row['Recipe']} (ECE {row['Test ECE after']})" in legends["temperature"]
+    assert len(rows) == 2 and all(" ± " in row["Test ECE before"] for row in rows)
+    assert md.count("15 equal-width bins") == 1  # the definition is stated once, in the overview
+
+
+def test_tables_fit_the_page_width(tmp_path):
+    root = fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), seeds=(0, 1, 2))
+    page = build_report(root, tmp_path / "rep", n_resamples=20).html.read_text()
+    css = page[page.index("<style>") : page.index("</style>")]
+    assert ".table-wrap{max-width:100%;overflow-x:auto" in css  # a wide table scrolls in its own box
+    assert "td.num{white-space:nowrap" in css and "table.wide{font-size:" in css
+    tables = re.findall(r"(<div class=\"table-wrap\">)?<table[ >]", page)
+    assert tables and all(wrapped for wrapped in tables)
+    main = _section(page, "main-results")
+    assert '<table class="wide">' in main  # many columns: the smaller font
+    assert re.search(
+        r'<td class="num">0\.\d{3} ± 0\.\d{3}</td><td class="num">\[0\.\d{3}, 0\.\d{3}\]</td>', main
+    )
+    improvement = _section(page, "improvement")
+    assert re.search(r'<td class="num">\+0\.\d{3} \[[+−]0\.\d{3}, \+0\.\d{3}\]</td>', improvement)  # signed Δ
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}".replace("-", "−")
+
+
+def test_report_opens_with_one_headline_sentence_per_task_with_its_intervals(tmp_path):
+    root = fabricate_results(tmp_path / "res", seeds=(0, 1, 2))  # post_training beats baseline_ft
+    rep = build_report(root, tmp_path / "rep", n_resamples=50)
+    page, md = rep.html.read_text(), rep.markdown.read_text()
+    assert page.index('<section id="headline">') < page.index("<nav>") < page.index('<section id="overview">')
+    assert md.index("## Result") < md.index("## Overview")
+    head = _section(page, "headline")
+    comp = compare_recipes(collect_results(root).assign(setting="ecg_vit_tiny"), n_resamples=50)
+    comp = comp[comp["metric"] == "macro_auroc"].set_index("task")
+    sentences = re.findall(r"<p><strong>(\w+)</strong>: (.*?)</p>", head)
+    assert [task for task, _ in sentences] == ["superdiagnostic", "rhythm"]  # one per task, in task order
+    for task, text in sentences:
+        r = comp.loc[task]
+        assert text.startswith(
+            f"post_training − baseline_ft (literal): {_signed(r['boot_diff'])} macro AUROC"
+        )
+        assert f"records [{_signed(r['boot_low'])}, {_signed(r['boot_high'])}]" in text
+        assert f"seeds [{_signed(r['seed_low'])}, {_signed(r['seed_high'])}]" in text
+        assert r["boot_low"] > 0 and r["seed_low"] > 0 and text.endswith(": significant.")
+    assert "over test records (paired bootstrap" in head and "over seeds (paired t-interval)" in head
+
+    two = build_report(fabricate_results(tmp_path / "two", seeds=(0, 1)), tmp_path / "r2", n_resamples=50)
+    head = _section(two.html.read_text(), "headline")
+    assert "seeds [" not in head and "With 2 seeds no seed interval is shown" in head
+    alone = fabricate_results(tmp_path / "alone", recipes=("post_training",), seeds=(0, 1))
+    assert 'id="headline"' not in build_report(alone, tmp_path / "r3", n_resamples=20).html.read_text()
+
+
+@pytest.mark.parametrize(
+    ("boot", "seed", "n_seeds", "expected"),
+    [
+        ((0.01, 0.03), (0.005, 0.04), 3, "significant"),
+        ((0.01, 0.03), (-0.01, 0.04), 5, "not significant over seeds"),
+        ((-0.01, 0.03), (0.005, 0.04), 5, "not significant"),
+        ((0.01, 0.03), (0.005, 0.04), 2, "significant over test records"),
+        ((-0.03, -0.01), (-0.04, -0.02), 4, "significant"),
+    ],
+)
+def test_headline_verdict_needs_every_interval_shown_to_exclude_zero(boot, seed, n_seeds, expected):
+    import pandas as pd
+
+    from ecgadapt.eval.report.sections.headline import verdict
+
+    row = {
+        "boot_low": boot[0],
+        "boot_high": boot[1],
+        "seed_low": seed[0],
+        "seed_high": seed[1],
+        "n_seeds": n_seeds,
+    }
+    assert verdict(pd.Series(row)) == expected
+
+
+def test_headline_puts_the_tuned_baseline_first(tmp_path):
+    root = fabricate_results(
+        tmp_path / "res",
+        tasks=("superdiagnostic",),
+        recipes=("baseline_ft", "baseline_ft_tuned", "post_training"),
+        seeds=(0, 1, 2),
+    )
+    for run in (root / "runs").glob("*baseline_ft_tuned*"):
+        final = json.loads((run / "final.json").read_text())
+        final["tuning"] = {"chosen_values": {"lr": 0.001}}
+        (run / "final.json").write_text(json.dumps(final))
+    head = _section(build_report(root, tmp_path / "rep", n_resamples=20).html.read_text(), "headline")
+    tuned = head.index("post_training − baseline_ft_tuned (tuned: lr):")
+    assert tuned < head.index("post_training − baseline_ft (literal):")

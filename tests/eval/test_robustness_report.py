@@ -87,3 +87,23 @@ def test_runs_without_shift_results_are_counted_not_hidden(shift_results, tmp_pa
         (Path(one) / "calibration.json.bak").rename(Path(one) / "calibration.json")
     assert "1 run(s) at this fraction have no robustness.csv" in md
     assert "1 run(s) at this fraction have no calibration.json" in md
+
+
+def test_robustness_panels_share_one_y_axis_and_amplitude_scaling_is_explained(tmp_path):
+    from run_fixtures import add_shift_results
+
+    from ecgadapt.eval.robustness import robustness_figure
+
+    root = fabricate_results(tmp_path / "res", tasks=("superdiagnostic",), seeds=(0, 1))
+    add_shift_results(root, corruptions=("gaussian_noise", "amplitude_scaling", "lead_sets", "time_shift"))
+    table = collect_results(root).assign(setting="ecg_vit_tiny")
+    fig = robustness_figure(summarise_robustness(collect_robustness(table)))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 4 and len({ax.get_ylim() for ax in panels}) == 1
+    assert all(panels[0].get_shared_y_axes().joined(panels[0], ax) for ax in panels)
+    md = build_report(root, tmp_path / "rep", n_resamples=20).markdown.read_text()
+    rob = md[md.index("## Robustness to shift") :]
+    assert "per-lead z-score" in rob and "unchanged at every severity" in rob
+    no_amp = fabricate_results(tmp_path / "plain", tasks=("superdiagnostic",), seeds=(0, 1))
+    add_shift_results(no_amp)
+    assert "per-lead z-score" not in build_report(no_amp, n_resamples=20).markdown.read_text()

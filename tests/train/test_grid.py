@@ -411,7 +411,8 @@ def test_benchmark_and_report_end_to_end_on_ptbxl500(ptbxl500, tmp_path, monkeyp
         "Calibration",
     ):
         assert f"<h2>{title}</h2>" in page
-    assert 'class="absent">Not shown: no ablation recipe' in page
+    assert "<li>Ablation of post_training: no ablation recipe" in page  # left out, with the reason
+    assert "<h2>Ablation of post_training</h2>" not in page
     assert (
         len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,iVBORw0KGgo', page)) == 6
     )  # + 2 temperature

@@ -22,6 +22,7 @@ from ecgadapt.eval.calibration import plot_reliability
 __all__ = [
     "METRIC_LABELS",
     "ablation_figure",
+    "before_after_reliability_figure",
     "data_efficiency_figure",
     "figure_png",
     "new_figure",
@@ -230,15 +231,49 @@ def ablation_figure(
     return fig
 
 
+def _ece_legend(ax: Axes, names: Sequence[str], ece: Mapping[str, str] | None) -> None:
+    """Relabel the recipes' curves (drawn after the diagonal, in ``names`` order) with the ECE the tables give."""
+    if ece is None:
+        return
+    for line, name in zip(ax.get_lines()[1:], names):
+        line.set_label(f"{name} (ECE {ece[name]})" if name in ece else name)
+    ax.legend(loc="upper left", fontsize="small")
+
+
 def reliability_figure(
     tables: Mapping[str, pd.DataFrame],
     title: str = "Reliability diagram",
     colors: Mapping[str, str] | None = None,
+    ece: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Reliability curves (one per recipe, legend with ECE) on an Agg figure."""
+    """Reliability curves, one per recipe, on an Agg figure. The legend gives each recipe's ``ece`` text (e.g.
+    the mean ± std over seeds of per-run ECE that a table shows), else the ECE of the pooled curve."""
     fig = new_figure(4.6, 4.6)
     ax = fig.add_subplot()
     colors = dict(colors or recipe_colors(list(tables)))
     ax.set_prop_cycle(color=[colors.get(name, "#333333") for name in tables])
     plot_reliability(dict(tables), ax=ax, title=title)
+    _ece_legend(ax, list(tables), ece)
+    return fig
+
+
+def before_after_reliability_figure(
+    before: Mapping[str, pd.DataFrame],
+    after: Mapping[str, pd.DataFrame],
+    title: str,
+    colors: Mapping[str, str] | None = None,
+    ece_before: Mapping[str, str] | None = None,
+    ece_after: Mapping[str, str] | None = None,
+) -> Figure:
+    """Two reliability panels, before and after temperature scaling, one curve per recipe (legends as in
+    :func:`reliability_figure`); a panel without curves says that no temperature scaling was fitted."""
+    fig = new_figure(9.2, 4.6)
+    ax_b, ax_a = fig.subplots(1, 2)
+    for ax, panel, when, ece in ((ax_b, before, "before", ece_before), (ax_a, after, "after", ece_after)):
+        ax.set_prop_cycle(color=[(colors or {}).get(r, "#333333") for r in panel] or ["#333333"])
+        if panel:
+            plot_reliability(dict(panel), ax=ax, title=f"{title}: {when} scaling")
+            _ece_legend(ax, list(panel), ece)
+        else:
+            ax.set_title(f"{title}: no temperature scaling fitted")
     return fig

@@ -430,18 +430,29 @@ def values_text(values: dict) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
+def chosen_text(values: dict | list[dict] | None) -> str:
+    """Tuned values as text: ``lr=0.001, head_lr_scale=10`` for one run; for a rotate-folds cell (one dict per
+    fold) each choice with its number of folds: ``lr=0.001 (7/10); lr=0.0001 (3/10)``; "" when untuned."""
+    if not values:
+        return ""
+    if isinstance(values, dict):
+        return values_text(values)
+    by_fold = [values_text(v) for v in values]
+    counts = pd.Series(by_fold, dtype=object).value_counts(sort=True)
+    return "; ".join(f"{t} ({n}/{len(by_fold)})" for t, n in counts.items())
+
+
 def _tuning_columns(final: dict) -> dict[str, Any]:
-    """A tuned run's chosen values (``lr=0.001, head_lr_scale=10``; for a rotate-folds cell, each choice with
-    its number of folds: ``lr=0.001 (7/10); lr=0.0001 (3/10)``), candidate count and search steps."""
+    """A tuned run's chosen values, structured (``tuned_values``: a dict; for a rotate-folds cell, a list with
+    one dict per fold) and as text (``tuned``, see :func:`chosen_text`), its candidate count and search steps."""
     tuning = final.get("tuning") or {}
     if not tuning:
-        return {"tuned": "", "n_candidates": None, "search_steps": None}
-    by_fold = [values_text(v) for v in tuning.get("chosen_values_by_fold") or []]
-    counts = pd.Series(by_fold, dtype=object).value_counts(sort=True)
+        return {"tuned": "", "tuned_values": None, "n_candidates": None, "search_steps": None}
+    by_fold = [dict(v) for v in tuning.get("chosen_values_by_fold") or []]
+    values = by_fold or dict(tuning.get("chosen_values") or {})
     return {
-        "tuned": "; ".join(f"{t} ({n}/{len(by_fold)})" for t, n in counts.items())
-        if by_fold
-        else values_text(tuning.get("chosen_values") or {}),
+        "tuned": chosen_text(values),
+        "tuned_values": values or None,
         "n_candidates": len(tuning.get("candidates") or []),
         "search_steps": tuning.get("search_steps"),
     }

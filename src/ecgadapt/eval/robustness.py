@@ -3,7 +3,8 @@
 Each run's ``robustness.csv`` is written by ``ecgadapt robustness RUN`` (:mod:`ecgadapt.train.robustness`).
 Here they are gathered per (model, task, recipe), averaged over seeds (std with ddof=1), and summarised per
 corruption as the clean metric, the mean over severities >= 1, and the drop between them, so one can see
-whether a recipe that scores higher on clean data also loses less under shift.
+whether a recipe that scores higher on clean data also loses less under shift. The report's section on them is
+:mod:`ecgadapt.eval.report.sections.robustness`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,6 @@ from ecgadapt.errors import DataError
 __all__ = [
     "collect_robustness",
     "robustness_figure",
-    "robustness_section",
     "robustness_summary",
     "summarise_robustness",
 ]
@@ -97,9 +96,9 @@ def robustness_figure(
     colors: Mapping[str, str] | None = None,
     title: str = "Robustness",
 ):
-    """``metric`` against severity, one panel per corruption. ``table`` is one run's robustness table, or a
-    summary (:func:`summarise_robustness`, a ``recipe`` column and ``mean``/``std``): one line per recipe,
-    band = ± std over seeds."""
+    """``metric`` against severity, one panel per corruption, all panels on one y-axis. ``table`` is one run's
+    robustness table, or a summary (:func:`summarise_robustness`, a ``recipe`` column and ``mean``/``std``): one
+    line per recipe, band = ± std over seeds."""
     from ecgadapt.eval.figures import new_figure
 
     value = "mean" if "mean" in table.columns else metric
@@ -108,8 +107,8 @@ def robustness_figure(
     n_cols = min(3, len(names))
     n_rows = math.ceil(len(names) / n_cols)
     fig = new_figure(3.6 * n_cols, 2.8 * n_rows + 0.4)
-    axes = np.atleast_1d(fig.subplots(n_rows, n_cols, squeeze=False)).ravel()
-    for ax, name in zip(axes, names):
+    axes = np.atleast_1d(fig.subplots(n_rows, n_cols, squeeze=False, sharey=True)).ravel()
+    for i, (ax, name) in enumerate(zip(axes, names)):
         part = table[table["corruption"] == name]
         for line in lines:
             sub = part if line is None else part[part["recipe"] == line]
@@ -125,64 +124,11 @@ def robustness_figure(
             ticks["severity"].to_list(), [str(v) for v in ticks["level"]], rotation=30, fontsize="x-small"
         )
         ax.set_title(name, fontsize="small")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize="small")
+        if i % n_cols == 0:
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize="small")
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     if len(lines) > 1 or lines[0] is not None:
         axes[0].legend(fontsize="x-small")
     fig.suptitle(title)
     return fig
-
-
-def robustness_section(builder: Any):
-    """The report's robustness section (``builder`` is the report's ``_Builder``): recipes side by side."""
-    from ecgadapt.eval.report import Section, _fmt, _pm, _slug
-
-    title = "Robustness to shift"
-    long = collect_robustness(builder.main)
-    if long.empty:
-        return Section(
-            "robustness",
-            title,
-            absent=f"no run holds a {ROBUSTNESS_CSV}; run `ecgadapt robustness RUN` on the runs of the benchmark",
-        )
-    summary = summarise_robustness(long)
-    blocks: list[Any] = [
-        f"Test macro AUROC at fraction {builder.main_fraction:g} under seeded corruptions applied to the raw records "
-        "before each model's preprocessing (`ecgadapt robustness`); severity 0 is the clean test split. Lines = mean "
-        "over seeds, band = ± std. The table gives, per corruption, the clean AUROC, the mean over severities >= 1, "
-        "their difference (drop: lower is more robust) and the worst severity."
-    ]
-    for setting in builder.settings:
-        for task in builder.tasks:
-            part = summary[(summary["setting"] == setting) & (summary["task"] == task)]
-            if part.empty:
-                continue
-            part = builder.sort(part)
-            fig = robustness_figure(part, colors=builder.colors, title=f"Robustness: {task} ({setting})")
-            blocks.append(
-                builder.figure(f"robustness_{_slug(setting)}_{task}", fig, f"Robustness, {task}, {setting}.")
-            )
-            s = robustness_summary(part)
-            n = part.groupby("recipe", sort=False)["n"].max()
-            clean_std = part[part["severity"] == 0].drop_duplicates("recipe").set_index("recipe")["std"]
-            blocks += [
-                ("h3", f"{setting} — {task}"),
-                pd.DataFrame(
-                    {
-                        "Recipe": s["recipe"],
-                        "Corruption": s["corruption"],
-                        "Runs": s["recipe"].map(n),
-                        "Clean AUROC": [
-                            _pm(c, clean_std.get(r, math.nan)) for c, r in zip(s["clean"], s["recipe"])
-                        ],
-                        "Mean corrupted": s["corrupted_mean"].map(_fmt),
-                        "Drop": s["drop"].map(lambda v: _fmt(v, 4)),
-                        "Worst": [f"{_fmt(w)} ({lvl})" for w, lvl in zip(s["worst"], s["worst_level"])],
-                    }
-                ),
-            ]
-    missing = len(builder.main) - long["run_dir"].nunique()
-    if missing:
-        blocks.append(f"{missing} run(s) at this fraction have no {ROBUSTNESS_CSV} and are left out.")
-    return Section("robustness", title, blocks)
