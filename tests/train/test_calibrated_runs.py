@@ -9,11 +9,11 @@ import pytest
 
 from ecgadapt.cli import main
 from ecgadapt.eval.calibration import expected_calibration_error
+from ecgadapt.eval.metrics import score
 from ecgadapt.eval.temperature import CALIBRATION, apply_temperature, fit_temperature, load_calibration
+from ecgadapt.runs.rundir import load_predictions
 from ecgadapt.train.evaluate import evaluate_run
 from ecgadapt.train.finetune import run_finetune
-from ecgadapt.train.loop import score
-from ecgadapt.train.rundir import load_predictions
 
 
 def test_finetune_fits_calibration_from_val_predictions_even_without_test_scoring(make_cfg):

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import tiny_config
 from ecgadapt.cli import main
 from ecgadapt.data.ptbxl import read_database
 from ecgadapt.eval.results import read_final
 from ecgadapt.train.finetune import run_finetune
+from tiny_runs import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import yaml
 import ecgadapt.train.executors as executors
 import ecgadapt.train.grid as grid
 from ecgadapt.errors import ConfigError, ECGAdaptError
+from ecgadapt.runs.rundir import prepare_run_dir
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.grid import expand_cells, list_specs, load_spec, run_benchmark, run_grid
-from ecgadapt.train.rundir import prepare_run_dir
 from ecgadapt.train.spec import recipe_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from ecgadapt.cli import main
+from ecgadapt.engine import checkpoints as rundir
 from ecgadapt.errors import CheckpointError, ConfigError, DataError, WriteError
 from ecgadapt.locks import LOCK_FILE, RunLock, RunLockedError
-from ecgadapt.train import rundir
 from ecgadapt.train.cells import make_run, run_status
 from ecgadapt.train.finetune import run_finetune
 

@@ -10,10 +10,10 @@ import torch
 import ecgadapt.train.finetune as finetune
 import ecgadapt.train.tune as tune
 from ecgadapt.errors import ConfigError
+from ecgadapt.runs.rundir import read_json
 from ecgadapt.train.cells import make_run, run_status
 from ecgadapt.train.config import apply_overrides
 from ecgadapt.train.finetune import build_model, run_finetune
-from ecgadapt.train.rundir import read_json
 from ecgadapt.train.tune import candidate_configs, select_candidate, tune_override
 
 

@@ -337,7 +337,7 @@ def _tuned_text(part: pd.DataFrame) -> str:
 def select_spec_runs(table: pd.DataFrame, results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs of the spec in ``results_dir/spec.yaml`` and a table of the other finished runs with the reason
     each was left out (not a cell of the spec; or stale: run with a config other than the spec's)."""
-    from ecgadapt.train.rundir import saved_config_sha256
+    from ecgadapt.runs.hashing import saved_config_sha256
 
     spec_path = results_dir / "spec.yaml"
     resolved = (
@@ -987,7 +987,7 @@ def external_sections(b: _Builder) -> list[Section]:
     import itertools
     import json
 
-    from ecgadapt.train.rundir import load_predictions as load_npz
+    from ecgadapt.runs.rundir import load_predictions as load_npz
 
     def align(preds: list[dict]) -> tuple[np.ndarray, list[np.ndarray]] | None:
         ref = preds[0]

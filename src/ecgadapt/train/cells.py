@@ -17,22 +17,18 @@ from pathlib import Path
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
 from ecgadapt.locks import entries
-from ecgadapt.train.config import FinetuneConfig, set_in
-from ecgadapt.train.finetune import resolve_config, weights_to_load
-from ecgadapt.train.recipes import override_stages, with_budget
-from ecgadapt.train.rundir import (
-    CONFIG,
-    FINAL,
-    INPUTS,
+from ecgadapt.runs.hashing import (
     RESULT_FREE_FIELDS,
     changed_keys,
     config_sha256,
     flat_config,
-    read_json,
     run_inputs,
     saved_config_sha256,
-    write_json,
 )
+from ecgadapt.runs.rundir import ResultsDir, RunDir, read_json
+from ecgadapt.train.config import FinetuneConfig, set_in
+from ecgadapt.train.finetune import resolve_config, weights_to_load
+from ecgadapt.train.recipes import override_stages, with_budget
 from ecgadapt.train.spec import REQUIRED, GridSpec, recipe_label
 from ecgadapt.train.tune import candidate_configs
 
@@ -75,9 +71,10 @@ def make_run(run_dir: Path, config: FinetuneConfig) -> Run:
 
 def start_tuned_run(run: Run) -> None:
     """Write a tuned run's ``config.yaml`` and ``inputs.json`` (its candidates write their own when they start)."""
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    run.config.to_yaml(run.run_dir / CONFIG)
-    write_json(run.run_dir / INPUTS, run.inputs())
+    files = RunDir(run.run_dir)
+    files.path.mkdir(parents=True, exist_ok=True)
+    run.config.to_yaml(files.config)
+    files.write_inputs(run.inputs())
 
 
 @dataclass
@@ -164,7 +161,7 @@ def expand_cells(spec: GridSpec, data_root: str | Path, results_dir: str | Path)
         if m.recipes is not None and rlabel not in m.recipes:
             continue
         cid = cell_id(task, m.display, rlabel, fraction, seed, spec.protocol)
-        cdir = results_dir / "runs" / cid
+        cdir = ResultsDir(results_dir).run(cid).path
         d = json.loads(json.dumps(bases[rlabel]))
         d["data"].update(root=root, task=task, fraction=fraction)
         d["model"].update(name=m.name, weights=m.weights, kwargs=dict(m.kwargs))
@@ -214,17 +211,18 @@ def config_differences(saved: FinetuneConfig, wanted: FinetuneConfig) -> list[st
 
 def run_status(run: Run) -> str:
     """``"done"`` (final.json, config matches), ``"partial"`` (resume), or ``"new"``; a conflict is an error."""
-    d = run.run_dir
+    d, files = run.run_dir, RunDir(run.run_dir)
     if not d.exists() or (d.is_dir() and not any(entries(d))):  # a lock file alone is not a run
         return "new"
-    if not (d / CONFIG).is_file():
+    if not files.config.is_file():
         raise ConfigError(
-            f"{d} exists but holds no {CONFIG}: it is not a run of this grid; move or delete it, or choose another --out"
+            f"{d} exists but holds no {RunDir.CONFIG}: it is not a run of this grid; move or delete it, or choose "
+            "another --out"
         )
     try:
-        saved = FinetuneConfig.from_saved(d / CONFIG)
+        saved = FinetuneConfig.from_saved(files.config)
     except ConfigError as err:
-        raise ConfigError(f"cannot read {d / CONFIG}: {err}; delete {d} to rerun the cell") from None
+        raise ConfigError(f"cannot read {files.config}: {err}; delete {d} to rerun the cell") from None
     diff = config_differences(saved, run.config)
     if diff:
         raise ConfigError(
@@ -233,15 +231,15 @@ def run_status(run: Run) -> str:
             f"{d} to rerun it with the spec's settings"
         )
     _check_inputs(run)
-    return "done" if (d / FINAL).is_file() else "partial"
+    return "done" if files.final.is_file() else "partial"
 
 
 def _check_inputs(run: Run) -> None:
     """A run whose recorded config hash or initial weights file differs from what it would start from now is a
     conflict (the weights file may have been replaced under the same name)."""
-    d = run.run_dir
+    d, files = run.run_dir, RunDir(run.run_dir)
     wanted = run.inputs()
-    recorded = [read_json(p) for p in (d / INPUTS, d / FINAL) if p.is_file()]
+    recorded = [read_json(p) for p in (files.inputs, files.final) if p.is_file()]
     # The saved config, hashed by this version's rule, decides; the recorded hashes only where it is unreadable
     # (a hash recorded by another ecgadapt version may differ for fields it did not know).
     saved_sha = saved_config_sha256(d) if recorded else None

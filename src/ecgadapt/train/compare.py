@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecgadapt.errors import ConfigError
-from ecgadapt.train.rundir import FINAL, read_json
+from ecgadapt.runs.rundir import RunDir, read_json
 
 COLUMNS = (
     "run_dir",
@@ -29,9 +29,11 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """One row per finished run (its ``final.json``): recipe, seed, test macro AUROC/AUPRC and more."""
     rows = []
     for run in run_dirs:
-        path = Path(run) / FINAL
+        path = RunDir(run).final
         if not path.is_file():
-            raise ConfigError(f"{run} has no {FINAL}: the run has not finished; resume it or leave it out")
+            raise ConfigError(
+                f"{run} has no {RunDir.FINAL}: the run has not finished; resume it or leave it out"
+            )
         f = read_json(path)
         best = f.get("best") or {}
         rows.append(

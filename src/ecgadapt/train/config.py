@@ -16,16 +16,18 @@ from typing import Any
 
 import yaml
 
+from ecgadapt.engine.settings import TrainingConfig
+from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
-from ecgadapt.train.recipes import Recipe, Stage, get_recipe
-from ecgadapt.weights import DEFAULT_MODEL
+from ecgadapt.runs.hashing import with_legacy_values
+from ecgadapt.runs.rundir import RunDir
+from ecgadapt.train.recipes import get_recipe, override_stages
+from ecgadapt.weights import DEFAULT_MODEL, bundled_path
 
 TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 SELECT_METRICS = ("macro_auroc", "macro_auprc", "loss")
 DEVICES = ("auto", "cpu", "cuda")
 HEAD_BIAS_INITS = ("prior", "zero")
-# Fields whose default changed, with the value that runs saved before the field existed were trained with.
-LEGACY_VALUES = {"training.head_bias_init": "zero"}
 
 
 @dataclass
@@ -51,34 +53,6 @@ class ModelConfig:
     name: str = DEFAULT_MODEL  # the better bundled encoder (ecgadapt.weights)
     weights: str | None = None  # checkpoint path, "bundled", or None (random init)
     kwargs: dict = field(default_factory=dict)  # factory overrides, e.g. {width: 32, depth: 2}
-
-
-@dataclass
-class TrainingConfig:
-    """How to train: batches, device, clipping, model selection and evaluation."""
-
-    batch_size: int = 64
-    eval_batch_size: int | None = None  # None: batch_size
-    num_workers: int = 2
-    device: str = "auto"  # auto: CUDA if available, else CPU
-    amp: bool = True  # bf16 autocast on CUDA (never on CPU)
-    grad_clip: float | None = 1.0  # max gradient norm; None or 0: off
-    select_metric: str = "macro_auroc"  # validation metric for the best checkpoint and early stopping
-    eval_windows: int = 1  # windows averaged per record at validation and test time (multi-crop)
-    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); None: off
-    pos_weight: bool = False  # class-balanced BCE: pos_weight = negatives / positives per class
-    max_train_batches: int | None = None  # cap on batches per epoch (test-sized runs)
-    min_steps: int = 200  # floor on a recipe's optimiser steps, shared by its stages (see loop.plan_budget)
-    min_test_positives: int = 1  # macro metrics leave out classes with fewer positives in the scored split
-    exclude_untrained_classes: bool = True  # ... and classes with no positive in the training split
-    score_test: bool = True  # False: a tuning candidate, scored on the validation fold only (see train.tune)
-    calibration: str = (
-        "global"  # temperature scaling fitted on the validation fold: global, per_class or none
-    )
-    head_bias_init: str = (
-        "prior"  # a fresh head's bias: "prior" (log-odds of the training prevalence) or "zero"
-    )
-    progress: bool = True  # tqdm progress bars
 
 
 @dataclass
@@ -129,16 +103,8 @@ class FinetuneConfig:
     @classmethod
     def from_saved(cls, path: str | Path) -> FinetuneConfig:
         """A run's saved ``config.yaml``: a field it lacks whose default has changed since takes the value the
-        run was trained with (:data:`LEGACY_VALUES`), not today's default."""
-        d = load_yaml(path) or {}
-        for dotted, value in LEGACY_VALUES.items():
-            *parents, leaf = dotted.split(".")
-            node = d
-            for key in parents:
-                node = node.setdefault(key, {}) if isinstance(node, dict) else None
-            if isinstance(node, dict) and leaf not in node:
-                node[leaf] = value
-        return cls.from_dict(d)
+        run was trained with (:data:`~ecgadapt.runs.hashing.LEGACY_VALUES`), not today's default."""
+        return cls.from_dict(with_legacy_values(load_yaml(path) or {}))
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on a value that cannot work, naming the field."""
@@ -432,8 +398,8 @@ def build_config(
     """
     if config is not None:
         d = load_yaml(Path(config))
-    elif resume_dir is not None and (Path(resume_dir) / "config.yaml").is_file():
-        d = load_yaml(Path(resume_dir) / "config.yaml")
+    elif resume_dir is not None and RunDir(resume_dir).config.is_file():
+        d = load_yaml(RunDir(resume_dir).config)
     else:
         d = {}
     for key, value in flags.items():
@@ -458,13 +424,9 @@ def build_config(
     weights_given = "weights" in (d.get("model") or {})
     cfg = FinetuneConfig.from_dict(d)
     if not weights_given and not cfg.model.kwargs:
-        from ecgadapt.weights import bundled_path
-
         if bundled_path(cfg.model.name) is not None:
             cfg.model.weights = "bundled"  # the default fine-tuning starts from the bundled encoder
     if epochs is not None:
-        from ecgadapt.train.recipes import override_stages
-
         cfg.recipe = override_stages(cfg.recipe, epochs=int(epochs))
     cfg = apply_overrides(cfg, set_items)
     cfg.validate()

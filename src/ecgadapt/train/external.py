@@ -20,15 +20,13 @@ import numpy as np
 from ecgadapt.data.dataset import ECGDataset, record_starts
 from ecgadapt.data.sources import load_source, unmatched_labels
 from ecgadapt.data.transforms import build_transforms
+from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.bootstrap import bootstrap_ci
-from ecgadapt.fileio import save_predictions, write_json
+from ecgadapt.eval.metrics import score
 from ecgadapt.locks import writes_run_dir
+from ecgadapt.runs.rundir import RunDir
 from ecgadapt.train.evaluate import load_run_config, load_run_model
-from ecgadapt.train.loop import make_loader, predict_loader, resolve_device, score
-
-EXTERNAL_JSON = "external_{name}.json"
-EXTERNAL_PREDICTIONS = "predictions_external_{name}.npz"
 
 
 def external_name(data: str | Path, name: str | None = None) -> str:
@@ -111,10 +109,9 @@ def evaluate_external(
             m: _interval(y_true, y_prob, m, n_resamples, seed) for m in ("macro_auroc", "macro_auprc")
         },
     }
-    save_predictions(
-        run_dir / EXTERNAL_PREDICTIONS.format(name=name), dataset.record_ids, shared, y_true, y_prob
-    )
-    write_json(run_dir / EXTERNAL_JSON.format(name=name), result)
+    files = RunDir(run_dir)
+    files.write_predictions(f"external_{name}", dataset.record_ids, shared, y_true, y_prob)
+    files.write_external(name, result)
     return result
 
 
@@ -172,12 +169,12 @@ def score_external_sets(sets: list[dict], run_dirs: list[str | Path], progress: 
     """Score every finished run on every external set of a benchmark spec; skip results newer than the model."""
     written = []
     for run_dir in map(Path, run_dirs):
-        best = run_dir / "checkpoints" / "best.pt"
-        final = run_dir / "final.json"
-        if not (best.is_file() and final.is_file()):
+        files = RunDir(run_dir)
+        best = files.best_checkpoint
+        if not (best.is_file() and files.final.is_file()):
             continue
         for e in sets:
-            out = run_dir / EXTERNAL_JSON.format(name=external_name(e["data"], e["name"]))
+            out = files.external(external_name(e["data"], e["name"]))
             if out.is_file() and out.stat().st_mtime_ns >= best.stat().st_mtime_ns:
                 continue
             r = evaluate_external(

@@ -9,18 +9,14 @@ overwritten.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ecgadapt.errors import ConfigError, ECGAdaptError
 from ecgadapt.eval.results import (
-    CELL,
     ROTATE,
     collect_results,
     pooled_is_current,
@@ -28,6 +24,7 @@ from ecgadapt.eval.results import (
     write_pooled_cell,
     write_results,
 )
+from ecgadapt.runs.rundir import ResultsDir, RunDir, check_run_dir, prepare_run_dir
 from ecgadapt.train.cells import (
     Cell,
     Run,
@@ -42,7 +39,6 @@ from ecgadapt.train.cells import (
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.executors import EXECUTORS, _job, _run_local, _run_ray
 from ecgadapt.train.finetune import check_start, resolve_config
-from ecgadapt.train.rundir import CONFIG, FINAL, check_run_dir, prepare_run_dir
 from ecgadapt.train.spec import PROTOCOLS, GridSpec, ModelEntry, list_specs, load_spec, recipe_label
 
 __all__ = [
@@ -63,24 +59,18 @@ __all__ = [
 ]
 
 
-def _write_yaml(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(tmp, path)
-
-
 def _finish_cell(cell: Cell) -> bool:
     """Write ``cell.yaml`` (and pool the folds of a rotate-folds cell) once every run is done; True if done.
 
     A rotate-folds cell counts as done only when all its folds are, and its pooled score is rebuilt whenever
     a fold's ``final.json`` changed since it was pooled.
     """
-    if not all((r.run_dir / FINAL).is_file() for r in cell.runs):
+    if not all(RunDir(r.run_dir).final.is_file() for r in cell.runs):
         return False
     cell.dir.mkdir(parents=True, exist_ok=True)
     meta = cell.meta()
     if read_cell(cell.dir) != meta:
-        _write_yaml(cell.dir / CELL, meta)
+        RunDir(cell.dir).write_cell(meta)
     if cell.protocol == ROTATE and not pooled_is_current(cell.dir, [r.run_dir for r in cell.runs]):
         write_pooled_cell(cell.dir, [r.run_dir for r in cell.runs])
     return True
@@ -176,7 +166,7 @@ def execute_runs(
         for wave_train, wave_tuned in _waves(train, tuned, by_seed=executor == "local"):
             results += run_batch(wave_train)
             ready = [
-                (c, r) for c, r in wave_tuned if all((x.run_dir / FINAL).is_file() for x in r.candidates)
+                (c, r) for c, r in wave_tuned if all(RunDir(x.run_dir).final.is_file() for x in r.candidates)
             ]
             bar.total -= len(wave_tuned) - len(ready)
             bar.refresh()
@@ -222,7 +212,7 @@ def run_grid(
         for r in cell.runs:
             run_status(r)
     out.mkdir(parents=True, exist_ok=True)
-    _write_yaml(out / "spec.yaml", _spec_record(spec, data, out, cells, executor, jobs))
+    ResultsDir(out).write_spec(_spec_record(spec, data, out, cells, executor, jobs))
     by_cell = {c.cell_id: c for c in cells}
     ran, skipped, failed = execute_runs(
         [(c.cell_id, r) for c in cells for r in c.runs],
@@ -252,8 +242,10 @@ def run_tuned(
     cfg = resolve_config(cfg)
     run_dir = Path(cfg.out)
     if resume:
-        if not (run_dir / CONFIG).is_file():
-            raise ConfigError(f"cannot resume: {run_dir} holds no {CONFIG}; start the run without --resume")
+        if not RunDir(run_dir).config.is_file():
+            raise ConfigError(
+                f"cannot resume: {run_dir} holds no {RunDir.CONFIG}; start the run without --resume"
+            )
     else:
         check_run_dir(run_dir, overwrite=overwrite)
         check_start(cfg, cache)  # bad inputs stop here: an old run that --overwrite would replace is kept
@@ -272,7 +264,7 @@ def run_tuned(
             f"{len(failed)} tune candidate(s) failed ({Path(first[0]).name}: {first[1].splitlines()[0]}); fix the "
             f"cause and rerun with --resume"
         )
-    if not (run_dir / FINAL).is_file():
+    if not RunDir(run_dir).final.is_file():
         raise ECGAdaptError(f"{run_dir}: the tuned run did not finish; rerun with --resume")
     return run_dir
 
@@ -360,7 +352,7 @@ def run_benchmark(
     n_cells = len(report.cells)
     print(
         f"benchmark {grid_spec.name}: {n_cells} cells, {len(report.ran)} runs trained, {len(report.skipped)} already "
-        f"done, {len(report.failed)} failed -> {Path(out) / 'results.csv'} ({len(table)} rows)"
+        f"done, {len(report.failed)} failed -> {ResultsDir(out).results_csv} ({len(table)} rows)"
     )
     if report.failed:
         lines = "; ".join(

@@ -20,11 +20,11 @@ import torch
 from ecgadapt import LEADS
 from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
+from ecgadapt.engine.loop import autocast, resolve_device
 from ecgadapt.errors import DataError
 from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.models.base import InputSpec
 from ecgadapt.train.evaluate import load_run_config, load_run_model
-from ecgadapt.train.loop import autocast, resolve_device
 
 
 def _wfdb_base(path: Path) -> Path | None:

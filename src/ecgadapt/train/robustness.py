@@ -26,14 +26,15 @@ from torch.utils.data import Dataset
 from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.corruptions import corrupt, corruption_rng, get_corruption, parse_selection
 from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import CheckpointError, ConfigError
+from ecgadapt.eval.metrics import score
 from ecgadapt.fileio import atomic_write_text
 from ecgadapt.locks import writes_run_dir
+from ecgadapt.runs.rundir import RunDir
 from ecgadapt.train.evaluate import calibrated_scores, eval_dataset, load_run_config, load_run_model
-from ecgadapt.train.loop import make_loader, predict_loader, resolve_device, score
 
-ROBUSTNESS_CSV = "robustness.csv"
-ROBUSTNESS_PNG = "robustness.png"
+ROBUSTNESS_CSV, ROBUSTNESS_PNG = RunDir.ROBUSTNESS_CSV, RunDir.ROBUSTNESS_PNG
 COLUMNS = (
     "corruption",
     "severity",
@@ -107,7 +108,7 @@ def run_robustness(
     selection = parse_selection(corruptions, severities)
     root = data if data is not None else cfg.data.root
     if root is None:
-        raise ConfigError(f"{run_dir}/config.yaml has no data.root; pass --data DIR (the run's dataset)")
+        raise ConfigError(f"{run_dir}/{RunDir.CONFIG} has no data.root; pass --data DIR (the run's dataset)")
     dev = resolve_device(device)
     model, meta = load_run_model(run_dir, dev)
     cache = load_or_prepare(root, cfg.data.rate, cache_dir=cache_dir or cfg.data.cache_dir, progress=False)
@@ -125,11 +126,11 @@ def run_robustness(
             m = _scores(run_dir, model, CorruptedDataset(base, name, severity, seed), cfg, dev, uncalibrated)
             rows.append(_row(name, severity, c.level(severity), m, len(base.record_ids), seed))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
-    atomic_write_text(run_dir / ROBUSTNESS_CSV, table.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(RunDir(run_dir).robustness_csv, table.to_csv(index=False, float_format="%.6g"))
     from ecgadapt.eval.figures import figure_png
     from ecgadapt.eval.robustness import robustness_figure
 
-    figure_png(robustness_figure(table, title=f"Robustness: {run_dir.name}"), run_dir / ROBUSTNESS_PNG)
+    figure_png(robustness_figure(table, title=f"Robustness: {run_dir.name}"), RunDir(run_dir).robustness_png)
     return table
 
 
@@ -154,6 +155,6 @@ def format_robustness(table: pd.DataFrame, run_dir: str | Path) -> str:
     wide.columns = [f"sev {c}" for c in wide.columns]
     return (
         f"{run_dir}: test macro AUROC under corruption (severity 0 = clean) -> "
-        f"{Path(run_dir) / ROBUSTNESS_CSV}, {Path(run_dir) / ROBUSTNESS_PNG}\n"
+        f"{RunDir(run_dir).robustness_csv}, {RunDir(run_dir).robustness_png}\n"
         + wide.to_string(float_format=lambda v: f"{v:.4f}", na_rep="–")
     )

@@ -29,10 +29,10 @@ from typing import Any
 
 import yaml
 
+from ecgadapt.engine.stages import Stage
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
 from ecgadapt.train.config import TASKS, load_yaml, parse_override, set_in
-from ecgadapt.train.recipes import Stage
 
 PROTOCOLS = ("official", ROTATE)
 REQUIRED = "required"  # placeholder weights: must be given with --weights or --set models.N.weights=...

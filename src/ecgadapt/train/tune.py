@@ -21,15 +21,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ecgadapt.engine.stages import Stage
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.locks import writes_run_dir
+from ecgadapt.runs.rundir import RunDir, read_json
 from ecgadapt.train.config import FinetuneConfig
-from ecgadapt.train.recipes import Stage
-from ecgadapt.train.rundir import CHECKPOINTS, CONFIG, FINAL, METRICS, read_json, write_json
 
-TUNE = "tune.json"
-CANDIDATES = "candidates"
 _FIXED = {"name", "trainable"}
 _STAGE_FIELDS = {f.name for f in dataclasses.fields(Stage)} - _FIXED
 
@@ -105,7 +103,7 @@ def candidate_configs(cfg: FinetuneConfig, validate: bool = True) -> dict[str, F
                 d["recipe"]["stages"][i][name] = value
         cid = candidate_id(values)
         if cfg.out is not None:
-            d["out"] = str(Path(cfg.out) / CANDIDATES / cid)
+            d["out"] = str(RunDir(cfg.out).candidate(cid).path)
         cand = FinetuneConfig.from_dict(d) if validate else _unvalidated(d)
         out[cid] = cand
     return out
@@ -128,9 +126,9 @@ def select_candidate(candidate_dirs: dict[str, Path], metric: str = "macro_auroc
     first finite one in order), and a summary row per candidate. Reads validation results only."""
     rows = []
     for cid, d in candidate_dirs.items():
-        if not (Path(d) / FINAL).is_file():
+        if not RunDir(d).final.is_file():
             raise DataError(f"tune candidate {d} has not finished; resume the run before selecting")
-        final = read_json(Path(d) / FINAL)
+        final = read_json(RunDir(d).final)
         if final.get("test") is not None:
             raise DataError(
                 f"tune candidate {d} was scored on the test fold before selection: it is not a candidate"
@@ -172,8 +170,9 @@ def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto
     from ecgadapt.train.finetune import score_test_fold
 
     run_dir = Path(run_dir)
-    cfg = FinetuneConfig.from_saved(run_dir / CONFIG)
-    dirs = {cid: run_dir / CANDIDATES / cid for cid in candidate_configs(cfg)}
+    run = RunDir(run_dir)
+    cfg = FinetuneConfig.from_saved(run.config)
+    dirs = {cid: run.candidate(cid).path for cid in candidate_configs(cfg)}
     chosen, rows = select_candidate(dirs, cfg.training.select_metric)
     values = {candidate_id(v): v for v in candidate_values(cfg)}[chosen]
     record = {
@@ -184,17 +183,22 @@ def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto
         "candidates": [{k: v for k, v in r.items() if k != "score"} for r in rows],
         "search_steps": sum(int(r["steps_run"] or 0) for r in rows),
     }
-    write_json(run_dir / TUNE, record)  # the choice is on disk before the test fold is touched
+    run.write_tune(record)  # the choice is on disk before the test fold is touched
     chosen_dir = dirs[chosen]
     final = score_test_fold(chosen_dir, cache=cache, device=device)
-    for name in ("predictions_val.npz", "predictions_test.npz", METRICS):
-        _link_or_copy(chosen_dir / name, run_dir / name)
-    _link_or_copy(chosen_dir / CHECKPOINTS / "best.pt", run_dir / CHECKPOINTS / "best.pt")
+    chosen_run = RunDir(chosen_dir)
+    for src, dst in (
+        (chosen_run.predictions("val"), run.predictions("val")),
+        (chosen_run.predictions("test"), run.predictions("test")),
+        (chosen_run.metrics, run.metrics),
+        (chosen_run.best_checkpoint, run.best_checkpoint),
+    ):
+        _link_or_copy(src, dst)
     fit_run_calibration(run_dir, cfg.training.calibration)  # on the chosen candidate's validation predictions
     final = {
         **final,
         "tuning": record,
-        "config_sha256": read_json(run_dir / "inputs.json").get("config_sha256"),
+        "config_sha256": run.read_inputs().get("config_sha256"),
     }
-    write_json(run_dir / FINAL, final)
+    run.write_final(final)
     return final

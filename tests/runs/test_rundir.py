@@ -8,20 +8,12 @@ import math
 import numpy as np
 import pytest
 
+from ecgadapt.engine.checkpoints import load_checkpoint, save_checkpoint
+from ecgadapt.engine.environment import write_env
 from ecgadapt.errors import CheckpointError, ConfigError
-from ecgadapt.train.rundir import (
-    MetricsLog,
-    changed_keys,
-    check_resume_config,
-    flat_config,
-    load_checkpoint,
-    load_predictions,
-    prepare_run_dir,
-    save_checkpoint,
-    save_predictions,
-    write_env,
-    write_json,
-)
+from ecgadapt.fileio import save_predictions, write_json
+from ecgadapt.runs.hashing import changed_keys, check_resume_config, flat_config
+from ecgadapt.runs.rundir import MetricsLog, load_predictions, prepare_run_dir
 
 
 def test_prepare_run_dir_never_silently_overwrites(tmp_path):
@@ -101,8 +93,8 @@ def test_flat_config_and_resume_check_name_the_changed_stage_field(tmp_path):
 def test_config_hash_ignores_fields_at_their_default_so_older_runs_keep_theirs():
     import copy
 
+    from ecgadapt.runs.hashing import config_sha256
     from ecgadapt.train.config import FinetuneConfig
-    from ecgadapt.train.rundir import config_sha256
 
     cfg = FinetuneConfig().to_dict()
     older = copy.deepcopy(cfg)
@@ -116,8 +108,8 @@ def test_config_hash_ignores_fields_at_their_default_so_older_runs_keep_theirs()
 
 
 def test_a_changed_default_model_keeps_the_hash_of_runs_saved_before_the_change():
+    from ecgadapt.runs.hashing import config_sha256
     from ecgadapt.train.config import FinetuneConfig
-    from ecgadapt.train.rundir import config_sha256
 
     vit = FinetuneConfig().to_dict()
     vit["model"]["name"] = "ecg_vit_tiny"

@@ -7,11 +7,12 @@ import math
 import pandas as pd
 import pytest
 
-import ecgadapt.train.loop as loop
+import ecgadapt.engine.loop as loop
+from ecgadapt.engine.budget import batches_per_epoch, plan_budget
+from ecgadapt.engine.loop import _significant
+from ecgadapt.engine.stages import Stage
+from ecgadapt.runs.rundir import read_json
 from ecgadapt.train.finetune import run_finetune
-from ecgadapt.train.loop import _significant, batches_per_epoch, plan_budget
-from ecgadapt.train.recipes import Stage
-from ecgadapt.train.rundir import read_json
 
 
 def test_partial_batch_is_kept_unless_negligible():

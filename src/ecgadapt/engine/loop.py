@@ -25,17 +25,22 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ecgadapt.data.dataset import record_mean
+from ecgadapt.engine.budget import StagePlan, batches_per_epoch, plan_budget
+from ecgadapt.engine.checkpoints import load_checkpoint, save_checkpoint
+from ecgadapt.engine.optim import cosine_schedule_with_warmup, create_optimizer
+from ecgadapt.engine.seeding import epoch_generator, get_rng_state, seed_epoch, seed_worker, set_rng_state
+from ecgadapt.engine.settings import TrainingConfig
+from ecgadapt.engine.stages import Recipe, Stage, set_drop_rates, set_train_mode, set_trainable
 from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.eval.metrics import MetricInputError, classification_metrics
 from ecgadapt.models.base import ECGModel
-from ecgadapt.train.config import TrainingConfig
-from ecgadapt.train.optim import cosine_schedule_with_warmup, create_optimizer
-from ecgadapt.train.recipes import Recipe, Stage, set_drop_rates, set_train_mode, set_trainable
-from ecgadapt.train.rundir import CHECKPOINTS, METRICS, MetricsLog, load_checkpoint, save_checkpoint
-from ecgadapt.train.seeding import epoch_generator, get_rng_state, seed_epoch, seed_worker, set_rng_state
+from ecgadapt.runs.rundir import RunDir
 
 Callback = Callable[[str, dict], None]
 """``callback(event, info)``; events: ``"batch_end"`` (stage, epoch, batch, loss) and ``"epoch_end"`` (row)."""
+
+Scorer = Callable[[np.ndarray, np.ndarray, Sequence[str], int, Mapping[str, str]], dict]
+"""``scorer(y_true, y_prob, class_names, min_positives, exclude)``: the validation metrics of an epoch, a dict
+with ``loss``, ``macro_auroc`` and ``macro_auprc`` (e.g. :func:`ecgadapt.eval.metrics.score`)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -155,27 +160,6 @@ def untrained_classes(train_labels: np.ndarray, class_names: Sequence[str]) -> d
     return {name: "no positive in the training split" for name, k in zip(class_names, n_pos) if k == 0}
 
 
-def score(
-    y_true: np.ndarray,
-    y_prob: np.ndarray,
-    class_names: Sequence[str] | None = None,
-    min_positives: int = 1,
-    exclude: Mapping[str, str] | None = None,
-) -> dict:
-    """Classification metrics plus mean BCE ``loss``; macro metrics are NaN when no class can be scored.
-
-    ``min_positives`` and ``exclude`` decide which classes the macro averages leave out
-    (:func:`~ecgadapt.eval.metrics.exclusion_reasons`)."""
-    p = np.clip(y_prob.astype(np.float64), 1e-7, 1 - 1e-7)
-    loss = float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
-    try:
-        metrics = classification_metrics(y_true, y_prob, class_names, min_positives, exclude)
-    except MetricInputError:
-        metrics = {"macro_auroc": math.nan, "macro_auprc": math.nan, "per_class": [], "excluded_classes": []}
-    metrics["loss"] = loss
-    return metrics
-
-
 def _better(value: float, best: float | None, metric: str) -> bool:
     """Whether ``value`` improves on ``best`` (higher is better, except for ``loss``).
 
@@ -194,68 +178,6 @@ def _significant(value: float, reference: float | None, metric: str, min_delta: 
     if math.isnan(reference):
         return True
     return value < reference - min_delta if metric == "loss" else value > reference + min_delta
-
-
-KEEP_PARTIAL_SHARE = 0.01
-"""The last partial batch of an epoch is kept when it holds at least this share of the records (and >= 2)."""
-
-
-def batches_per_epoch(n_records: int, batch_size: int, cap: int | None = None) -> tuple[int, bool]:
-    """``(optimiser steps per epoch, drop_last)``: the last partial batch is dropped only when it is negligible
-    (fewer than 2 records, which BatchNorm cannot train on, or under ``KEEP_PARTIAL_SHARE`` of the epoch)."""
-    if n_records <= batch_size:
-        steps, drop_last = 1, False
-    else:
-        full, rest = divmod(n_records, batch_size)
-        keep = rest >= 2 and rest >= KEEP_PARTIAL_SHARE * n_records
-        steps, drop_last = full + int(keep), not keep
-    if cap:
-        steps = min(steps, cap)
-    return max(1, steps), drop_last
-
-
-@dataclass
-class StagePlan:
-    """The optimiser-step budget of one stage: its maximum, its floor (no early stop before it), its warm-up."""
-
-    name: str
-    max_steps: int
-    min_steps: int
-    warmup_steps: int
-    steps_per_epoch: int
-
-    @property
-    def epochs(self) -> int:
-        """Epochs the stage runs at most (the last one may be partial)."""
-        return -(-self.max_steps // self.steps_per_epoch)
-
-    def steps_in_epoch(self, epoch: int) -> int:
-        """Optimiser steps of ``epoch`` (the last epoch runs what is left of ``max_steps``)."""
-        return max(0, min(self.steps_per_epoch, self.max_steps - epoch * self.steps_per_epoch))
-
-    def steps_through(self, epoch: int) -> int:
-        """Optimiser steps of the stage once ``epoch`` is complete."""
-        return min(self.max_steps, (epoch + 1) * self.steps_per_epoch)
-
-
-def plan_budget(stages: Sequence[Stage], steps_per_epoch: int, min_steps: int = 0) -> list[StagePlan]:
-    """Each stage's budget in optimiser steps.
-
-    A stage's length is its ``max_steps``, else ``epochs * steps_per_epoch``. ``min_steps`` is a floor on the
-    recipe's total: a recipe planned shorter is stretched to it, every stage by the same factor, and no stage
-    may stop early before its share of the floor (in proportion to its length). So a tiny training subset still
-    trains, and recipes with equal planned budgets keep equal budgets whatever their number of stages.
-    """
-    natural = [s.max_steps if s.max_steps is not None else s.epochs * steps_per_epoch for s in stages]
-    total = sum(natural)
-    stretch = max(1.0, min_steps / total) if min_steps and total else 1.0
-    plans = []
-    for stage, n in zip(stages, natural):
-        planned = max(1, math.ceil(n * stretch - 1e-9))
-        floor = min(planned, math.ceil(min_steps * n / total - 1e-9)) if min_steps else 0
-        warmup = min(planned, int(round(stage.warmup_epochs * steps_per_epoch * stretch)))
-        plans.append(StagePlan(stage.name, planned, floor, warmup, steps_per_epoch))
-    return plans
 
 
 @dataclass
@@ -303,6 +225,7 @@ class Trainer:
         settings: TrainingConfig,
         seed: int,
         device: torch.device,
+        scorer: Scorer,
         drop_reference: Callable[[Stage], nn.Module | None] | None = None,
         pos_weight: torch.Tensor | None = None,
         checkpoint_meta: dict | None = None,
@@ -312,7 +235,8 @@ class Trainer:
         self.recipe = recipe
         self.train_set, self.val_set = train_set, val_set
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / CHECKPOINTS
+        self.files = RunDir(self.run_dir)
+        self.scorer = scorer
         self.settings = settings
         self.seed = int(seed)
         self.device = device
@@ -320,7 +244,7 @@ class Trainer:
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=None if pos_weight is None else pos_weight.to(device))
         self.meta = dict(checkpoint_meta or {})
         self.callbacks = list(callbacks)
-        self.metrics = MetricsLog(self.run_dir / METRICS)
+        self.metrics = self.files.metrics_log()
         self.class_names = list(getattr(val_set, "class_names", []) or [])
         self.excluded_classes = class_exclusions(train_set, self.class_names, settings)
         eval_bs = settings.eval_batch_size or settings.batch_size
@@ -331,15 +255,15 @@ class Trainer:
 
     # --- paths ---
     def stage_best_path(self, i: int) -> Path:
-        return self.ckpt_dir / f"best_stage{i}.pt"
+        return self.files.stage_best_checkpoint(i)
 
     @property
     def last_path(self) -> Path:
-        return self.ckpt_dir / "last.pt"
+        return self.files.last_checkpoint
 
     @property
     def best_path(self) -> Path:
-        return self.ckpt_dir / "best.pt"
+        return self.files.best_checkpoint
 
     # --- the stages ---
     def steps_per_epoch(self) -> int:
@@ -485,7 +409,7 @@ class Trainer:
             train_loss, last_lr = self._train_epoch(i, stage, plan, epoch, optimizer, scheduler, ema)
             eval_model = ema.module if ema is not None else self.model
             y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device)
-            val = score(
+            val = self.scorer(
                 y_true, y_prob, self.class_names, self.settings.min_test_positives, self.excluded_classes
             )
             metric = self.settings.select_metric
@@ -630,6 +554,7 @@ def fit(
     settings: TrainingConfig,
     seed: int,
     device: torch.device,
+    scorer: Scorer,
     resume: bool = False,
     drop_reference: Callable[[Stage], nn.Module | None] | None = None,
     pos_weight: torch.Tensor | None = None,
@@ -646,6 +571,7 @@ def fit(
         settings=settings,
         seed=seed,
         device=device,
+        scorer=scorer,
         drop_reference=drop_reference,
         pos_weight=pos_weight,
         checkpoint_meta=checkpoint_meta,

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from ecgadapt.errors import ConfigError
-from ecgadapt.models import create_model
-from ecgadapt.models.base import ECGModel, InputSpec
-from ecgadapt.train.optim import (
+from ecgadapt.engine.optim import (
     cosine_schedule_with_warmup,
     create_optimizer,
     param_groups,
     warmup_cosine_factor,
 )
+from ecgadapt.errors import ConfigError
+from ecgadapt.models import create_model
+from ecgadapt.models.base import ECGModel, InputSpec
 
 
 class TinyViT(ECGModel):

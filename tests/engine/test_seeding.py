@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ecgadapt.train.loop import make_loader
-from ecgadapt.train.seeding import derive_seed, epoch_generator, get_rng_state, seed_epoch, set_rng_state
+from ecgadapt.engine.loop import make_loader
+from ecgadapt.engine.seeding import derive_seed, epoch_generator, get_rng_state, seed_epoch, set_rng_state
 
 
 def _draw() -> tuple:
