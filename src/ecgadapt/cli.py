@@ -284,7 +284,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         from ecgadapt.train.evaluate import evaluate_run
 
         if args.data is not None:
-            from ecgadapt.train.external import evaluate_external, format_external
+            from ecgadapt.inference.external import evaluate_external, format_external
 
             r = evaluate_external(
                 args.run_dir,
@@ -345,7 +345,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
 
     def run(args: argparse.Namespace) -> int:
-        from ecgadapt.train.predict import predict, write_predictions
+        from ecgadapt.inference.predict import predict, write_predictions
 
         df = predict(
             args.run,
@@ -424,7 +424,7 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uncalibrated", action="store_true", help="loss and ECE of the raw probabilities")
 
     def run(args: argparse.Namespace) -> int:
-        from ecgadapt.train.robustness import format_robustness, run_robustness
+        from ecgadapt.inference.robustness import format_robustness, run_robustness
 
         for run_dir in args.run_dirs:
             table = run_robustness(

@@ -136,8 +136,8 @@ def run_demo(
     n_resamples: int = 200,
 ) -> str:
     """Run the demo end to end in ``out_dir``, write its report and return (and print) the comparison table."""
+    from ecgadapt.eval.compare import format_summary, summarise_runs
     from ecgadapt.eval.report import build_report
-    from ecgadapt.train.compare import format_summary, summarise_runs
     from ecgadapt.train.grid import run_benchmark
 
     t0 = time.perf_counter()

@@ -321,8 +321,8 @@ def _marked(mark: str) -> list[int]:
 
 
 def test_evaluate_external_robustness_and_selection_refuse_a_run_being_written(make_cfg, tmp_path):
-    from ecgadapt.train.external import evaluate_external
-    from ecgadapt.train.robustness import run_robustness
+    from ecgadapt.inference.external import evaluate_external
+    from ecgadapt.inference.robustness import run_robustness
     from ecgadapt.train.tune import finish_tuned_run
 
     run = run_finetune(make_cfg("linear_probe", "held", epochs=1))

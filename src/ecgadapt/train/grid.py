@@ -228,7 +228,7 @@ def run_grid(
     for cell in cells:
         _finish_cell(cell)
     if spec.external:
-        from ecgadapt.train.external import score_external_sets
+        from ecgadapt.inference.external import score_external_sets
 
         score_external_sets(spec.external, [r.run_dir for c in cells for r in c.runs], progress=progress)
     return GridReport(cells, ran, skipped, failed)

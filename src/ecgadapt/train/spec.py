@@ -99,7 +99,7 @@ class GridSpec:
     budget_epochs: int | None = None  # every recipe's total epochs (recipes.with_budget); None: the presets'
     external: list[dict] = field(
         default_factory=list
-    )  # external sets {name, data, source, labels} (train.external)
+    )  # external sets {name, data, source, labels} (inference.external)
     source: str = "<dict>"
 
     def to_dict(self) -> dict:

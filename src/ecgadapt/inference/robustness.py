@@ -28,7 +28,9 @@ from ecgadapt.data.corruptions import corrupt, corruption_rng, get_corruption, p
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import CheckpointError, ConfigError
+from ecgadapt.eval.figures import figure_png
 from ecgadapt.eval.metrics import score
+from ecgadapt.eval.robustness import robustness_figure
 from ecgadapt.fileio import atomic_write_text
 from ecgadapt.locks import writes_run_dir
 from ecgadapt.runs.rundir import RunDir
@@ -127,9 +129,6 @@ def run_robustness(
             rows.append(_row(name, severity, c.level(severity), m, len(base.record_ids), seed))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     atomic_write_text(RunDir(run_dir).robustness_csv, table.to_csv(index=False, float_format="%.6g"))
-    from ecgadapt.eval.figures import figure_png
-    from ecgadapt.eval.robustness import robustness_figure
-
     figure_png(robustness_figure(table, title=f"Robustness: {run_dir.name}"), RunDir(run_dir).robustness_png)
     return table
 

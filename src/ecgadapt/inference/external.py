@@ -23,7 +23,9 @@ from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.bootstrap import bootstrap_ci
+from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
+from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.locks import writes_run_dir
 from ecgadapt.runs.rundir import RunDir
 from ecgadapt.train.evaluate import load_run_config, load_run_model
@@ -118,9 +120,6 @@ def evaluate_external(
 def _calibration_record(run_dir: Path, y_true: np.ndarray, y_prob: np.ndarray, classes: list[str]) -> dict:
     """ECE of the raw probabilities and, when the run has temperature scaling (fitted on its fold 9), of the
     scaled ones, on the external records: does the fold-9 calibration carry over to another dataset?"""
-    from ecgadapt.eval.calibration import expected_calibration_error
-    from ecgadapt.eval.temperature import calibrate_probs
-
     scaled, fitted = calibrate_probs(run_dir, y_prob, classes)
     return {
         "mode": None if fitted is None else fitted["mode"],

@@ -9,8 +9,8 @@ import pytest
 from ecgadapt.cli import main
 from ecgadapt.data.corruptions import CORRUPTIONS
 from ecgadapt.errors import ConfigError
+from ecgadapt.inference.robustness import ROBUSTNESS_CSV, ROBUSTNESS_PNG, run_robustness
 from ecgadapt.train.evaluate import evaluate_run
-from ecgadapt.train.robustness import ROBUSTNESS_CSV, ROBUSTNESS_PNG, run_robustness
 
 SOME = ["gaussian_noise", "lead_sets", "baseline_wander"]
 

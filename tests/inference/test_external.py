@@ -90,7 +90,7 @@ def write_cinc_set(folder: Path) -> Path:
 
 
 def test_evaluate_cinc_source_lists_unmapped_codes_and_missing_classes(ptbxl500_run, tmp_path):
-    from ecgadapt.train.external import evaluate_external
+    from ecgadapt.inference.external import evaluate_external
 
     folder = write_cinc_set(tmp_path / "cinc")
     r = evaluate_external(ptbxl500_run, folder, "cinc", name="mini cinc", device="cpu", n_resamples=50)
@@ -113,7 +113,7 @@ def _write_mat(folder: Path, name: str, val: np.ndarray, fs: int = 100) -> None:
 
 
 def test_long_external_record_is_scored_on_all_its_windows(ptbxl500_run, tmp_path):
-    from ecgadapt.train.external import evaluate_external
+    from ecgadapt.inference.external import evaluate_external
 
     folder = tmp_path / "long"
     folder.mkdir()

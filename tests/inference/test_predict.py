@@ -13,8 +13,8 @@ from ecgadapt.cli import main
 from ecgadapt.data.ptbxl import read_record
 from ecgadapt.errors import DataError
 from ecgadapt.eval.temperature import apply_temperature, calibrate_probs, load_calibration
+from ecgadapt.inference.predict import predict
 from ecgadapt.runs.rundir import load_predictions
-from ecgadapt.train.predict import predict
 
 
 @pytest.fixture(scope="module")

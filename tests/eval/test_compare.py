@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ecgadapt.errors import ConfigError
-from ecgadapt.train.compare import compare_runs, format_summary, summarise_runs
+from ecgadapt.eval.compare import compare_runs, format_summary, summarise_runs
 
 
 def _fake_run(path, recipe, seed, auroc, auprc):
