@@ -234,9 +234,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args: argparse.Namespace) -> int:
+        from ecgadapt.bench.tune import run_tuned, tune_override
         from ecgadapt.train.config import build_config
         from ecgadapt.train.finetune import run_finetune
-        from ecgadapt.train.tune import tune_override
 
         flags = {k: v for k, v in vars(args).items() if "__" in k or k in ("recipe", "seed", "out")}
         if args.no_progress:
@@ -245,7 +245,10 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         cfg = build_config(
             args.config, set_items, resume_dir=args.out if args.resume else None, epochs=args.epochs, **flags
         )
-        run_finetune(cfg, resume=args.resume, overwrite=args.overwrite, jobs=args.jobs)
+        if cfg.tune:
+            run_tuned(cfg, resume=args.resume, overwrite=args.overwrite, jobs=args.jobs)
+        else:
+            run_finetune(cfg, resume=args.resume, overwrite=args.overwrite)
         return 0
 
     p.set_defaults(func=run)
@@ -494,7 +497,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        from ecgadapt.train.grid import run_benchmark
+        from ecgadapt.bench.grid import run_benchmark
 
         data_sets = [f"data.{k}={v}" for k, v in (("source", args.source), ("labels", args.labels)) if v]
         run_benchmark(

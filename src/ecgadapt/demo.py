@@ -136,9 +136,9 @@ def run_demo(
     n_resamples: int = 200,
 ) -> str:
     """Run the demo end to end in ``out_dir``, write its report and return (and print) the comparison table."""
+    from ecgadapt.bench.grid import run_benchmark
     from ecgadapt.eval.compare import format_summary, summarise_runs
     from ecgadapt.eval.report import build_report
-    from ecgadapt.train.grid import run_benchmark
 
     t0 = time.perf_counter()
     seeds = tuple(seeds) if seeds else DEMO_SEEDS

@@ -159,8 +159,8 @@ def test_finetune_trains_on_a_folder_source(ptbxl500, tmp_path):
 
 
 def test_benchmark_spec_external_sets_and_report_section(synthetic_root, tmp_path):
+    from ecgadapt.bench.grid import run_benchmark
     from ecgadapt.eval.report import build_report
-    from ecgadapt.train.grid import run_benchmark
 
     folder = tmp_path / "ext"
     folder.mkdir()

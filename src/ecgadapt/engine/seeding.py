@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 
 import numpy as np
 import torch
+
+from ecgadapt.procs import die_with_parent
 
 
 def derive_seed(*parts: int) -> int:
@@ -24,10 +27,6 @@ def seed_everything(seed: int) -> None:
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: die with the training process (even one killed while this worker was
     starting), and seed numpy and ``random`` from the worker's torch seed."""
-    import multiprocessing
-
-    from ecgadapt.procs import die_with_parent
-
     parent = multiprocessing.parent_process()
     if parent is not None:
         die_with_parent(parent.pid)

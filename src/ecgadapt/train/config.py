@@ -65,7 +65,7 @@ class FinetuneConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     tune: dict = field(
         default_factory=dict
-    )  # {stage field: [values]}: search on the validation fold (train.tune)
+    )  # {stage field: [values]}: search on the validation fold (bench.tune)
     seed: int = 0
     out: str | None = None
     notes: list[str] = field(default_factory=list)  # resolution notes (e.g. weights ignored by "scratch")
@@ -151,10 +151,47 @@ class FinetuneConfig:
         if t.head_bias_init not in HEAD_BIAS_INITS:
             raise ConfigError(f"training.head_bias_init must be prior or zero, got {t.head_bias_init!r}")
         self.recipe.validate()
-        if self.tune:
-            from ecgadapt.train.tune import validate_tune
+        _check_tune(self)
 
-            validate_tune(self)
+
+_FIXED_STAGE_FIELDS = {"name", "trainable"}
+TUNABLE_FIELDS = frozenset({f.name for f in dataclasses.fields(Stage)} - _FIXED_STAGE_FIELDS)
+"""Stage fields a ``tune`` search may vary (every field but a stage's name and what it trains)."""
+
+
+def tune_targets(cfg: FinetuneConfig, key: str) -> tuple[list[int], str]:
+    """Stage indices and field that a ``tune`` key sets: a plain field name sets the stages that fine-tune the whole
+    model (``trainable: all``), or every stage of a recipe without one; ``stages.N.field`` sets stage N."""
+    stages = cfg.recipe.stages
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "stages" and parts[1].isdigit():
+        index, name = int(parts[1]), parts[2]
+        if index >= len(stages):
+            raise ConfigError(f"tune.{key}: recipe {cfg.recipe.name!r} has {len(stages)} stage(s)")
+        targets = [index]
+    elif len(parts) == 1:
+        name = key
+        targets = [i for i, s in enumerate(stages) if s.trainable == "all"] or list(range(len(stages)))
+    else:
+        raise ConfigError(
+            f"tune key {key!r} must be a stage field (e.g. lr) or stages.N.field (e.g. stages.0.lr)"
+        )
+    if name not in TUNABLE_FIELDS:
+        raise ConfigError(
+            f"tune.{key}: {name!r} is not a tunable stage field; choose from {', '.join(sorted(TUNABLE_FIELDS))}"
+        )
+    return targets, name
+
+
+def _check_tune(cfg: FinetuneConfig) -> None:
+    """Raise :class:`ConfigError` unless every ``tune`` entry names a stage field and a non-empty list of values
+    (whether each candidate is a valid config is checked by the search, :func:`ecgadapt.bench.tune.run_tuned`)."""
+    for key, values in cfg.tune.items():
+        tune_targets(cfg, key)
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"tune.{key} must be a non-empty list of values, got {values!r}")
+        if len({repr(v) for v in values}) != len(values):
+            raise ConfigError(f"tune.{key} lists a value twice: {values}")
 
 
 def _numeric(value: Any) -> Any:

@@ -126,19 +126,19 @@ def run_finetune(
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     cache: ECGCache | None = None,
-    jobs: int = 1,
 ) -> Path:
     """Fine-tune ``cfg.model`` with ``cfg.recipe`` on ``cfg.data``; return the run directory.
 
     ``resume`` continues a killed run from its last completed epoch (the config must match the run's);
     ``overwrite`` replaces an existing run directory. ``callbacks`` receive ``(event, info)`` per batch/epoch.
-    A config with ``tune`` runs its candidates (``jobs`` at a time) and keeps the best on the validation fold
-    (:mod:`~ecgadapt.train.tune`).
+    A config with a ``tune`` search is not one fit: the search that wraps it is
+    :func:`ecgadapt.bench.tune.run_tuned`.
     """
     if cfg.tune:
-        from ecgadapt.train.grid import run_tuned
-
-        return run_tuned(cfg, resume=resume, overwrite=overwrite, cache=cache, jobs=jobs)
+        raise ConfigError(
+            f"the config has a tune search ({', '.join(cfg.tune)}): run it with ecgadapt.bench.tune.run_tuned "
+            "(ecgadapt finetune --tune), which fits one run per candidate"
+        )
     with contextlib.ExitStack() as held:
         return _run_finetune(cfg, resume, overwrite, callbacks, cache, held)
 

@@ -1,19 +1,19 @@
-"""Hyper-parameter search on the validation fold: a run's ``tune`` grid expanded into candidate runs, one chosen.
+"""The candidates of a ``tune`` search: a config's ``tune`` grid expanded into candidate runs, one chosen.
 
 A config's ``tune`` maps stage fields to the values to try, e.g. ``{lr: [1e-4, 3e-4, 1e-3], head_lr_scale: [1, 10]}``.
 A plain field name sets that field on the stages that fine-tune the whole model (``trainable: all``), or on
-every stage of a recipe without such a stage (``linear_probe``); ``stages.N.field`` sets one stage. Every
-combination is one *candidate*: an ordinary fine-tuning run in ``RUN/candidates/<id>`` that trains on the
-training folds and is scored on the validation fold only (``training.score_test: false``). Once every
-candidate has finished, :func:`select_candidate` keeps the one with the best validation metric
-(``training.select_metric``, macro AUROC by default; ties go to the first), and only that candidate is then
-scored on the test fold (:func:`finish_tuned_run`). The run directory then holds the chosen candidate's
-results, as if it had been trained alone, plus ``tune.json`` with every candidate's validation scores.
+every stage of a recipe without such a stage (``linear_probe``); ``stages.N.field`` sets one stage
+(:func:`~ecgadapt.train.config.tune_targets`). Every combination is one *candidate*: an ordinary fine-tuning
+run in ``RUN/candidates/<id>`` that trains on the training folds and is scored on the validation fold only
+(``training.score_test: false``). Once every candidate has finished, :func:`select_candidate` keeps the one
+with the best validation metric (``training.select_metric``, macro AUROC by default; ties go to the first),
+and only that candidate is then scored on the test fold (:func:`finish_tuned_run`). The run directory then
+holds the chosen candidate's results, as if it had been trained alone, plus ``tune.json`` with every
+candidate's validation scores. The search itself, which trains the candidates, is :mod:`ecgadapt.bench.tune`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import os
@@ -21,58 +21,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ecgadapt.engine.stages import Stage
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.locks import writes_run_dir
 from ecgadapt.runs.rundir import RunDir, read_json
-from ecgadapt.train.config import FinetuneConfig
-
-_FIXED = {"name", "trainable"}
-_STAGE_FIELDS = {f.name for f in dataclasses.fields(Stage)} - _FIXED
+from ecgadapt.train.config import FinetuneConfig, tune_targets
+from ecgadapt.train.finetune import score_test_fold
 
 
-def _stage_targets(cfg: FinetuneConfig, key: str) -> tuple[list[int], str]:
-    """Stage indices and field that a tune key sets (see the module doc)."""
-    stages = cfg.recipe.stages
-    parts = key.split(".")
-    if len(parts) == 3 and parts[0] == "stages" and parts[1].isdigit():
-        index, name = int(parts[1]), parts[2]
-        if index >= len(stages):
-            raise ConfigError(f"tune.{key}: recipe {cfg.recipe.name!r} has {len(stages)} stage(s)")
-        targets = [index]
-    elif len(parts) == 1:
-        name = key
-        targets = [i for i, s in enumerate(stages) if s.trainable == "all"] or list(range(len(stages)))
-    else:
-        raise ConfigError(
-            f"tune key {key!r} must be a stage field (e.g. lr) or stages.N.field (e.g. stages.0.lr)"
-        )
-    if name not in _STAGE_FIELDS:
-        raise ConfigError(
-            f"tune.{key}: {name!r} is not a tunable stage field; choose from {', '.join(sorted(_STAGE_FIELDS))}"
-        )
-    return targets, name
-
-
-def validate_tune(cfg: FinetuneConfig) -> None:
-    """Raise :class:`ConfigError` unless every ``tune`` entry names a stage field and a non-empty list of values."""
-    for key, values in cfg.tune.items():
-        _stage_targets(cfg, key)
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"tune.{key} must be a non-empty list of values, got {values!r}")
-        if len({repr(v) for v in values}) != len(values):
-            raise ConfigError(f"tune.{key} lists a value twice: {values}")
+def check_candidates(cfg: FinetuneConfig) -> None:
+    """Raise :class:`ConfigError` unless every candidate of ``cfg``'s ``tune`` search is a valid config."""
     for cand in candidate_configs(cfg, validate=False).values():
         cand.validate()
-
-
-def tune_override(item: str) -> str:
-    """A CLI ``--tune lr=1e-4,3e-4`` item as the config override ``tune.lr=[1e-4,3e-4]``."""
-    key, sep, values = item.partition("=")
-    if not sep or not key.strip() or not values.strip():
-        raise ConfigError(f"--tune {item!r} must look like KEY=V1,V2,... (e.g. --tune lr=1e-4,3e-4,1e-3)")
-    return f"tune.{key.strip()}=[{values.strip().strip('[]')}]"
 
 
 def _value_text(value: Any) -> str:
@@ -98,7 +58,7 @@ def candidate_configs(cfg: FinetuneConfig, validate: bool = True) -> dict[str, F
         d["tune"] = {}
         d["training"]["score_test"] = False
         for key, value in values.items():
-            targets, name = _stage_targets(cfg, key)
+            targets, name = tune_targets(cfg, key)
             for i in targets:
                 d["recipe"]["stages"][i][name] = value
         cid = candidate_id(values)
@@ -167,8 +127,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto") -> dict:
     """Select the best candidate of the tuned run in ``run_dir`` on the validation fold, score it (only it) on
     the test fold, and give the run directory its results; return the run's ``final.json``."""
-    from ecgadapt.train.finetune import score_test_fold
-
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     cfg = FinetuneConfig.from_saved(run.config)

@@ -1,8 +1,10 @@
 """The benchmark grid: run every unfinished cell of a spec, then collect ``results.csv``.
 
-The pieces live in :mod:`~ecgadapt.train.spec` (the YAML spec), :mod:`~ecgadapt.train.cells` (cells, runs,
-status) and :mod:`~ecgadapt.train.executors` (local pool, Ray). Under ``rotate-folds`` a cell's ten runs are
-pooled and scored once per record. A finished cell whose config matches is skipped, a partial one resumes,
+The pieces live in :mod:`~ecgadapt.bench.spec` (the YAML spec), :mod:`~ecgadapt.bench.cells` (cells, runs,
+status) and :mod:`~ecgadapt.bench.executors` (local pool, Ray), which run the jobs of :data:`JOB_KINDS`:
+training one run (a plain run or a tune candidate) and selecting a tuned run's candidate
+(:mod:`~ecgadapt.bench.candidates`). Under ``rotate-folds`` a cell's ten runs are pooled and scored once per
+record. A finished cell whose config matches is skipped, a partial one resumes,
 and a cell whose saved config differs from the spec stops the grid before anything runs: nothing is ever
 overwritten.
 """
@@ -10,11 +12,29 @@ overwritten.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+import ecgadapt
+from ecgadapt.bench import candidates
+from ecgadapt.bench.cells import (
+    Cell,
+    Run,
+    _base_dict,
+    cell_id,
+    expand_cells,
+    run_status,
+    spec_config_hashes,
+    start_tuned_run,
+)
+from ecgadapt.bench.executors import EXECUTORS, JobKinds, make_job, run_local, run_ray
+from ecgadapt.bench.spec import PROTOCOLS, GridSpec, ModelEntry, list_specs, load_spec, recipe_label
+from ecgadapt.data.cache import load_or_prepare, prepare_cache
 from ecgadapt.errors import ConfigError, ECGAdaptError
 from ecgadapt.eval.results import (
     ROTATE,
@@ -24,22 +44,10 @@ from ecgadapt.eval.results import (
     write_pooled_cell,
     write_results,
 )
-from ecgadapt.runs.rundir import ResultsDir, RunDir, check_run_dir, prepare_run_dir
-from ecgadapt.train.cells import (
-    Cell,
-    Run,
-    _base_dict,
-    cell_id,
-    expand_cells,
-    make_run,
-    run_status,
-    spec_config_hashes,
-    start_tuned_run,
-)
+from ecgadapt.inference.external import score_external_sets
+from ecgadapt.runs.rundir import ResultsDir, RunDir
 from ecgadapt.train.config import FinetuneConfig
-from ecgadapt.train.executors import EXECUTORS, _job, _run_local, _run_ray
-from ecgadapt.train.finetune import check_start, resolve_config
-from ecgadapt.train.spec import PROTOCOLS, GridSpec, ModelEntry, list_specs, load_spec, recipe_label
+from ecgadapt.train.finetune import run_finetune
 
 __all__ = [
     "PROTOCOLS",
@@ -55,8 +63,23 @@ __all__ = [
     "execute_runs",
     "run_grid",
     "run_status",
-    "run_tuned",
 ]
+
+
+def train_job(job: dict, cache: Any = None) -> None:
+    """Job kind ``train``: one fine-tuning run (a plain run or a tune candidate) of the job's config."""
+    kwargs = {"cache": cache} if cache is not None else {}
+    run_finetune(FinetuneConfig.from_dict(job["config"]), resume=job["resume"], **kwargs)
+
+
+def select_job(job: dict, cache: Any = None) -> None:
+    """Job kind ``select``: choose a tuned run's candidate on the validation fold and score it on the test fold."""
+    kwargs = {"cache": cache} if cache is not None else {}
+    candidates.finish_tuned_run(job["run_dir"], device=job["config"]["training"]["device"], **kwargs)
+
+
+JOB_KINDS: JobKinds = {"train": train_job, "select": select_job}
+"""What each kind of grid job runs; handed to the executors."""
 
 
 def _finish_cell(cell: Cell) -> bool:
@@ -95,14 +118,14 @@ def _pending_jobs(cell_id: str, run: Run) -> tuple[list[dict], list[str], bool]:
     if status == "done":
         return [], [str(run.run_dir)], False
     if not run.tuned:
-        return [_job(run, status == "partial", cell_id)], [], False
+        return [make_job(run, status == "partial", cell_id)], [], False
     jobs, finished = [], []
     for cand in run.candidates:
         cand_status = run_status(cand)
         if cand_status == "done":
             finished.append(str(cand.run_dir))
         else:
-            jobs.append(_job(cand, cand_status == "partial", cell_id))
+            jobs.append(make_job(cand, cand_status == "partial", cell_id))
     return jobs, finished, True
 
 
@@ -138,8 +161,6 @@ def execute_runs(
     for _, run in tuned:
         start_tuned_run(run)
 
-    from tqdm.auto import tqdm
-
     total = len(train) + len(tuned)
     bar = tqdm(total=total, desc=desc, unit="run", disable=not progress or not total)
 
@@ -158,8 +179,8 @@ def execute_runs(
         if not batch:
             return []
         if executor == "ray":
-            return _run_ray(batch, address, gpus_per_cell, cpus_per_cell, on_result)
-        return _run_local(batch, int(jobs), on_result, cache)
+            return run_ray(batch, JOB_KINDS, address, gpus_per_cell, cpus_per_cell, on_result)
+        return run_local(batch, JOB_KINDS, int(jobs), on_result, cache)
 
     results: list[dict] = []
     try:
@@ -190,7 +211,7 @@ def _waves(train: list[dict], tuned: list[tuple[str, Run]], by_seed: bool) -> li
 
 
 def _select_job(cell_id: str, run: Run) -> dict:
-    return {**_job(run, False, cell_id), "kind": "select"}
+    return make_job(run, False, cell_id, kind="select")
 
 
 def run_grid(
@@ -228,51 +249,12 @@ def run_grid(
     for cell in cells:
         _finish_cell(cell)
     if spec.external:
-        from ecgadapt.inference.external import score_external_sets
-
         score_external_sets(spec.external, [r.run_dir for c in cells for r in c.runs], progress=progress)
     return GridReport(cells, ran, skipped, failed)
 
 
-def run_tuned(
-    cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False, cache: Any = None, jobs: int = 1
-) -> Path:
-    """``finetune`` with a ``tune`` search: its candidates run as grid jobs, then the best is selected and
-    scored on the test fold (see :mod:`~ecgadapt.train.tune`); return the run directory."""
-    cfg = resolve_config(cfg)
-    run_dir = Path(cfg.out)
-    if resume:
-        if not RunDir(run_dir).config.is_file():
-            raise ConfigError(
-                f"cannot resume: {run_dir} holds no {RunDir.CONFIG}; start the run without --resume"
-            )
-    else:
-        check_run_dir(run_dir, overwrite=overwrite)
-        check_start(cfg, cache)  # bad inputs stop here: an old run that --overwrite would replace is kept
-        prepare_run_dir(run_dir, overwrite=overwrite)
-    run = make_run(run_dir, cfg)
-    print(
-        f"tuning {run_dir}: {len(run.candidates)} candidates of {cfg.recipe.name} ({', '.join(cfg.tune)}), "
-        f"chosen by validation {cfg.training.select_metric} on fold {cfg.data.val_fold}"
-    )
-    _, _, failed = execute_runs(
-        [(run_dir.name, run)], jobs=jobs, progress=cfg.training.progress, desc="candidates", cache=cache
-    )
-    if failed:
-        first = next(iter(failed.items()))
-        raise ECGAdaptError(
-            f"{len(failed)} tune candidate(s) failed ({Path(first[0]).name}: {first[1].splitlines()[0]}); fix the "
-            f"cause and rerun with --resume"
-        )
-    if not RunDir(run_dir).final.is_file():
-        raise ECGAdaptError(f"{run_dir}: the tuned run did not finish; rerun with --resume")
-    return run_dir
-
-
 def _prepare_cache(config: dict, open_it: bool) -> Any:
     """Prepare the shared data cache once before the runs (and open it for in-process runs)."""
-    from ecgadapt.data.cache import load_or_prepare, prepare_cache
-
     d = config["data"]
     source, labels = d.get("source", "ptbxl"), d.get("labels")
     if open_it or source != "ptbxl":  # a source other than PTB-XL is prepared by opening it
@@ -287,8 +269,6 @@ def _prepare_cache(config: dict, open_it: bool) -> Any:
 def _spec_record(
     spec: GridSpec, data: str | Path, out: Path, cells: list[Cell], executor: str, jobs: int
 ) -> dict:
-    import ecgadapt
-
     return {
         "spec": spec.to_dict(),
         "resolved": {
@@ -342,8 +322,6 @@ def run_benchmark(
         progress=progress,
     )
     table = collect_results(out)
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         write_results(table, out)

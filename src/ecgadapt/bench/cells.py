@@ -14,6 +14,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ecgadapt.bench.candidates import candidate_configs
+from ecgadapt.bench.spec import REQUIRED, GridSpec, recipe_label
+from ecgadapt.data.splits import FOLDS, rotate_folds
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
 from ecgadapt.locks import entries
@@ -29,8 +32,6 @@ from ecgadapt.runs.rundir import ResultsDir, RunDir, read_json
 from ecgadapt.train.config import FinetuneConfig, set_in
 from ecgadapt.train.finetune import resolve_config, weights_to_load
 from ecgadapt.train.recipes import override_stages, with_budget
-from ecgadapt.train.spec import REQUIRED, GridSpec, recipe_label
-from ecgadapt.train.tune import candidate_configs
 
 # Fields that may differ between a saved run and the spec: they do not change the result.
 _FREE_FIELDS = RESULT_FREE_FIELDS
@@ -41,7 +42,7 @@ class Run:
     """One fine-tuning run of a cell (the cell itself, or one fold of a rotate-folds cell).
 
     A run whose config has ``tune`` is trained as its ``candidates`` (ordinary runs in ``candidates/<id>``,
-    validation only); the run itself is finished by selecting one of them (:mod:`~ecgadapt.train.tune`).
+    validation only); the run itself is finished by selecting one of them (:mod:`~ecgadapt.bench.candidates`).
     """
 
     run_dir: Path
@@ -181,8 +182,6 @@ def expand_cells(spec: GridSpec, data_root: str | Path, results_dir: str | Path)
                 f"--set models.{i}.weights=PATH ('bundled' for a bundled checkpoint, null for random init)"
             )
         if spec.protocol == ROTATE:
-            from ecgadapt.data.splits import FOLDS, rotate_folds
-
             runs = []
             for k in FOLDS:
                 test_fold, val_fold = rotate_folds(k)

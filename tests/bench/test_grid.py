@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import yaml
 
-import ecgadapt.train.executors as executors
-import ecgadapt.train.grid as grid
+import ecgadapt.bench.executors as executors
+import ecgadapt.bench.grid as grid
+from ecgadapt.bench.grid import expand_cells, list_specs, load_spec, run_benchmark, run_grid
+from ecgadapt.bench.spec import recipe_label
 from ecgadapt.errors import ConfigError, ECGAdaptError
 from ecgadapt.runs.rundir import prepare_run_dir
 from ecgadapt.train.config import FinetuneConfig
-from ecgadapt.train.grid import expand_cells, list_specs, load_spec, run_benchmark, run_grid
-from ecgadapt.train.spec import recipe_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 from run_fixtures import labels, write_run  # noqa: E402
@@ -212,7 +212,7 @@ class FakeTrainer:
 def fake(monkeypatch):
     def install(**kw) -> FakeTrainer:
         trainer = FakeTrainer(**kw)
-        monkeypatch.setattr(executors, "run_finetune", trainer)
+        monkeypatch.setattr(grid, "run_finetune", trainer)  # what the grid's "train" job kind calls
         return trainer
 
     return install
@@ -395,7 +395,7 @@ def test_benchmark_and_report_end_to_end_on_ptbxl500(ptbxl500, tmp_path, monkeyp
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(executors, "run_finetune", forbidden)
+    monkeypatch.setattr(grid, "run_finetune", forbidden)
     capsys.readouterr()
     assert main(argv) == 0
     assert "0 runs trained, 16 already done" in capsys.readouterr().out
@@ -448,7 +448,7 @@ def test_ray_executor_on_a_local_instance(synthetic_root, tmp_path, one_thread):
 def test_local_grid_selects_each_seeds_tuned_runs_before_training_the_next_seed(
     tmp_path, fake, no_cache, monkeypatch
 ):
-    import ecgadapt.train.tune as tune
+    import ecgadapt.bench.candidates as tune
 
     trainer = fake()
     monkeypatch.setattr(

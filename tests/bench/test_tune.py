@@ -7,14 +7,15 @@ import json
 import pytest
 import torch
 
+import ecgadapt.bench.candidates as tune
 import ecgadapt.train.finetune as finetune
-import ecgadapt.train.tune as tune
+from ecgadapt.bench.candidates import candidate_configs, select_candidate
+from ecgadapt.bench.cells import make_run, run_status
+from ecgadapt.bench.tune import run_tuned, tune_override
 from ecgadapt.errors import ConfigError
 from ecgadapt.runs.rundir import read_json
-from ecgadapt.train.cells import make_run, run_status
 from ecgadapt.train.config import apply_overrides
 from ecgadapt.train.finetune import build_model, run_finetune
-from ecgadapt.train.tune import candidate_configs, select_candidate, tune_override
 
 
 def test_tune_override_and_candidate_grid(make_cfg):
@@ -50,7 +51,7 @@ def test_tuning_never_touches_the_test_fold_before_the_choice(make_cfg, monkeypa
     monkeypatch.setattr(finetune, "eval_dataset", spy_eval)
     monkeypatch.setattr(tune, "select_candidate", spy_select)
     cfg = make_cfg("baseline_ft", "tuned", "tune.lr=[1.0e-5,3.0e-3]", epochs=2)
-    run = run_finetune(cfg)
+    run = run_tuned(cfg)
 
     chosen = read_json(run / "tune.json")
     before = events[: events.index(("select", ""))]

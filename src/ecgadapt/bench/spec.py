@@ -29,10 +29,11 @@ from typing import Any
 
 import yaml
 
+from ecgadapt.bench.candidates import check_candidates
 from ecgadapt.engine.stages import Stage
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
-from ecgadapt.train.config import TASKS, load_yaml, parse_override, set_in
+from ecgadapt.train.config import TASKS, FinetuneConfig, load_yaml, parse_override, set_in
 
 PROTOCOLS = ("official", ROTATE)
 REQUIRED = "required"  # placeholder weights: must be given with --weights or --set models.N.weights=...
@@ -230,9 +231,6 @@ class GridSpec:
 
 def _check_recipe_entry(recipe: str | dict, where: str) -> None:
     """Raise :class:`ConfigError` unless a recipe entry resolves to a recipe and its ``tune`` search is valid."""
-    from ecgadapt.train.config import FinetuneConfig
-    from ecgadapt.train.tune import validate_tune
-
     if not isinstance(recipe, dict):
         return
     entry = {k: v for k, v in recipe.items() if k not in ("label", "tune")}
@@ -245,7 +243,7 @@ def _check_recipe_entry(recipe: str | dict, where: str) -> None:
     try:
         cfg = FinetuneConfig.from_dict({"recipe": entry, "tune": tune})
         cfg.recipe.validate()
-        validate_tune(cfg)
+        check_candidates(cfg)
     except ConfigError as err:
         raise ConfigError(f"{where}: recipe {label!r}: {err}") from None
 
