@@ -22,6 +22,7 @@ from ecgadapt.data.stats import split_stats
 from ecgadapt.data.synthetic import write_synthetic_ptbxl
 from ecgadapt.data.tasks import TASKS
 from ecgadapt.errors import ConfigError
+from ecgadapt.runs.rundir import RunDir
 from ecgadapt.weights import DEFAULT_MODEL
 
 DEMO_MODEL = DEFAULT_MODEL
@@ -77,7 +78,7 @@ def pretrained_encoder(out: Path, cache_dir: Path, *, n_corpus: int, epochs: int
         seed=0,
         num_workers=0,
     )
-    run_pretrain(cfg, run_dir, resume=(run_dir / "config.yaml").is_file())
+    run_pretrain(cfg, run_dir, resume=RunDir(run_dir).config.is_file())
     return encoder, f"short masked-ECG pretraining on {n_corpus} other synthetic ECGs (seed 1)"
 
 
