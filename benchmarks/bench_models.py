@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_models.py [--models NAME ...] [--batch-size 32] [
        [--iters 5] [--warmup 2] [--large-iters 2] [--large-warmup 1] [--repeats 2] [--threads 2]
        [--devices cpu cuda] [--out results.json]
 
-Training = forward + backward + AdamW step (ecgadapt.train.optim.create_optimizer: fused on CUDA) with
+Training = forward + backward + AdamW step (ecgadapt.engine.optim.create_optimizer: fused on CUDA) with
 BCE-with-logits on random multi-label targets, drop_rate / drop_path_rate as in fine-tuning; inference =
 eval mode under torch.inference_mode. CUDA runs use bf16 autocast. Models with more than --large-params
 parameters get --large-batch-size, --large-iters and --large-warmup on CPU so the whole run takes minutes.
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
+from ecgadapt.engine.optim import create_optimizer
 from ecgadapt.models import create_model, list_models, model_info
 from ecgadapt.models.base import ECGModel
-from ecgadapt.train.optim import create_optimizer
 
 NUM_CLASSES = 5
 

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ecgadapt.bench.grid import run_benchmark
+from ecgadapt.bench.tune import tune_override
 from ecgadapt.eval.bootstrap import paired_seed_difference, pooled_paired_bootstrap
 from ecgadapt.eval.metrics import macro_auprc, macro_auroc, per_class_table
 from ecgadapt.eval.results import (
@@ -54,8 +56,6 @@ from ecgadapt.eval.results import (
 )
 from ecgadapt.paths import shared_dir
 from ecgadapt.train.config import _numeric
-from ecgadapt.train.grid import run_benchmark
-from ecgadapt.train.tune import tune_override
 
 METRICS = {"macro_auroc": macro_auroc, "macro_auprc": macro_auprc}
 TUNED = ("baseline_ft_tuned", "lp_ft", "post_training", "post_training_no_lp")

@@ -41,7 +41,7 @@ from ecgadapt.eval.metrics import macro_auprc, macro_auroc
 from ecgadapt.models import create_model
 from ecgadapt.paths import shared_dir
 from ecgadapt.pretrain.pretrain import ENCODER_FILE, PretrainConfig, run_pretrain
-from ecgadapt.train.rundir import file_sha256
+from ecgadapt.runs.hashing import file_sha256
 
 CANDIDATES: dict[str, dict] = {
     "vit_p50": dict(model="ecg_vit_tiny_p50", mask_ratio=0.75, decoder_width=128, decoder_depth=2, lr=1e-3),

@@ -71,7 +71,7 @@ def test_benchmark_pool_workers_exit_when_the_parent_is_killed(tmp_path):
         """
         import multiprocessing, os, time
         from concurrent.futures import ProcessPoolExecutor
-        from ecgadapt.train.executors import _set_worker_threads
+        from ecgadapt.bench.executors import _set_worker_threads
 
         def busy(seconds):
             open(f"busy-{os.getpid()}", "w").close()

@@ -234,9 +234,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args: argparse.Namespace) -> int:
+        from ecgadapt.bench.tune import run_tuned, tune_override
         from ecgadapt.train.config import build_config
         from ecgadapt.train.finetune import run_finetune
-        from ecgadapt.train.tune import tune_override
 
         flags = {k: v for k, v in vars(args).items() if "__" in k or k in ("recipe", "seed", "out")}
         if args.no_progress:
@@ -245,7 +245,10 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         cfg = build_config(
             args.config, set_items, resume_dir=args.out if args.resume else None, epochs=args.epochs, **flags
         )
-        run_finetune(cfg, resume=args.resume, overwrite=args.overwrite, jobs=args.jobs)
+        if cfg.tune:
+            run_tuned(cfg, resume=args.resume, overwrite=args.overwrite, jobs=args.jobs)
+        else:
+            run_finetune(cfg, resume=args.resume, overwrite=args.overwrite)
         return 0
 
     p.set_defaults(func=run)
@@ -284,7 +287,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         from ecgadapt.train.evaluate import evaluate_run
 
         if args.data is not None:
-            from ecgadapt.train.external import evaluate_external, format_external
+            from ecgadapt.inference.external import evaluate_external, format_external
 
             r = evaluate_external(
                 args.run_dir,
@@ -345,7 +348,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
 
     def run(args: argparse.Namespace) -> int:
-        from ecgadapt.train.predict import predict, write_predictions
+        from ecgadapt.inference.predict import predict, write_predictions
 
         df = predict(
             args.run,
@@ -424,7 +427,7 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uncalibrated", action="store_true", help="loss and ECE of the raw probabilities")
 
     def run(args: argparse.Namespace) -> int:
-        from ecgadapt.train.robustness import format_robustness, run_robustness
+        from ecgadapt.inference.robustness import format_robustness, run_robustness
 
         for run_dir in args.run_dirs:
             table = run_robustness(
@@ -494,7 +497,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        from ecgadapt.train.grid import run_benchmark
+        from ecgadapt.bench.grid import run_benchmark
 
         data_sets = [f"data.{k}={v}" for k, v in (("source", args.source), ("labels", args.labels)) if v]
         run_benchmark(

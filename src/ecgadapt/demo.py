@@ -22,6 +22,7 @@ from ecgadapt.data.stats import split_stats
 from ecgadapt.data.synthetic import write_synthetic_ptbxl
 from ecgadapt.data.tasks import TASKS
 from ecgadapt.errors import ConfigError
+from ecgadapt.runs.rundir import RunDir
 from ecgadapt.weights import DEFAULT_MODEL
 
 DEMO_MODEL = DEFAULT_MODEL
@@ -77,7 +78,7 @@ def pretrained_encoder(out: Path, cache_dir: Path, *, n_corpus: int, epochs: int
         seed=0,
         num_workers=0,
     )
-    run_pretrain(cfg, run_dir, resume=(run_dir / "config.yaml").is_file())
+    run_pretrain(cfg, run_dir, resume=RunDir(run_dir).config.is_file())
     return encoder, f"short masked-ECG pretraining on {n_corpus} other synthetic ECGs (seed 1)"
 
 
@@ -136,9 +137,9 @@ def run_demo(
     n_resamples: int = 200,
 ) -> str:
     """Run the demo end to end in ``out_dir``, write its report and return (and print) the comparison table."""
+    from ecgadapt.bench.grid import run_benchmark
+    from ecgadapt.eval.compare import format_summary, summarise_runs
     from ecgadapt.eval.report import build_report
-    from ecgadapt.train.compare import format_summary, summarise_runs
-    from ecgadapt.train.grid import run_benchmark
 
     t0 = time.perf_counter()
     seeds = tuple(seeds) if seeds else DEMO_SEEDS

@@ -1,4 +1,4 @@
-"""Torch-free atomic writers shared by run directories (``train.rundir``) and results (``eval.results``)."""
+"""Torch-free atomic writers shared by run directories (``runs``) and results (``eval.results``)."""
 
 from __future__ import annotations
 

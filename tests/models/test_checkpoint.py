@@ -122,7 +122,7 @@ def test_legacy_pickle_with_foreign_objects_says_how_to_convert(tmp_path) -> Non
 
 
 def test_unreadable_checkpoint_messages_never_advise_an_unsafe_load(tmp_path) -> None:
-    from ecgadapt.train.rundir import load_checkpoint
+    from ecgadapt.engine.checkpoints import load_checkpoint
 
     path = tmp_path / "evil.pt"
     torch.save({"model": _sd(Toy()), "payload": _Custom()}, path, _use_new_zipfile_serialization=False)

@@ -239,7 +239,7 @@ def test_tiny_checkpoint_round_trip_is_exact_and_key_checks_are_strict(tmp_path)
 
 
 def test_tiny_supports_linear_probing_and_stochastic_depth_for_post_training(tmp_path):
-    from ecgadapt.train.recipes import reference_model, set_drop_rates, set_train_mode, set_trainable
+    from ecgadapt.engine.stages import reference_model, set_drop_rates, set_train_mode, set_trainable
 
     path = _save_encoder(create_model("xresnet1d_tiny", num_classes=0), tmp_path / "enc.safetensors")
     model = create_model("xresnet1d_tiny", num_classes=4, pretrained=path)

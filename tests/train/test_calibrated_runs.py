@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 
+from ecgadapt.bench.tune import run_tuned
 from ecgadapt.cli import main
 from ecgadapt.eval.calibration import expected_calibration_error
+from ecgadapt.eval.metrics import score
 from ecgadapt.eval.temperature import CALIBRATION, apply_temperature, fit_temperature, load_calibration
+from ecgadapt.runs.rundir import load_predictions
 from ecgadapt.train.evaluate import evaluate_run
 from ecgadapt.train.finetune import run_finetune
-from ecgadapt.train.loop import score
-from ecgadapt.train.rundir import load_predictions
 
 
 def test_finetune_fits_calibration_from_val_predictions_even_without_test_scoring(make_cfg):
@@ -57,7 +58,7 @@ def test_a_tuned_run_is_calibrated_on_its_chosen_candidates_validation_predictio
     import dataclasses
 
     cfg = dataclasses.replace(make_cfg("linear_probe", "tuned", epochs=1), tune={"lr": [1e-3, 1e-2]})
-    run = run_finetune(cfg)
+    run = run_tuned(cfg)
     chosen = json.loads((run / "tune.json").read_text())["chosen"]
     cal, chosen_cal = load_calibration(run), load_calibration(run / "candidates" / chosen)
     assert cal is not None and cal["temperatures"] == chosen_cal["temperatures"]

@@ -12,9 +12,12 @@ import torch
 import yaml
 
 from ecgadapt.cli import main
+from ecgadapt.engine import loop
+from ecgadapt.engine.checkpoints import load_checkpoint
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.models.layers import DropPath
-from ecgadapt.train import loop
+from ecgadapt.runs.rundir import load_predictions
+from ecgadapt.train import finetune as finetune_module
 from ecgadapt.train.evaluate import evaluate_run
 from ecgadapt.train.finetune import (
     build_model,
@@ -23,7 +26,6 @@ from ecgadapt.train.finetune import (
     run_finetune,
     set_head_bias_to_prior,
 )
-from ecgadapt.train.rundir import load_checkpoint, load_predictions
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -59,7 +61,7 @@ def test_linear_probe_leaves_backbone_params_and_buffers_bit_identical(make_cfg)
 
 def _scripted_auroc(monkeypatch, values: list[float]) -> None:
     """Make validation macro AUROC follow ``values`` epoch by epoch (so the best epoch is known)."""
-    real = loop.score
+    real = finetune_module.score  # the validation scorer run_finetune hands to the engine's Trainer
     it = iter(values)
 
     def fake(y_true, y_prob, class_names=None, *rules):
@@ -67,7 +69,7 @@ def _scripted_auroc(monkeypatch, values: list[float]) -> None:
         out["macro_auroc"] = next(it, 0.0)
         return out
 
-    monkeypatch.setattr(loop, "score", fake)
+    monkeypatch.setattr(finetune_module, "score", fake)
 
 
 def test_post_training_stage2_starts_from_best_stage1_head_with_regularisation_on(make_cfg, monkeypatch):
@@ -156,8 +158,8 @@ def test_head_bias_prior_makes_the_first_loss_the_prevalence_loss(make_cfg):
 
 
 def test_a_saved_config_without_head_bias_init_reads_as_the_old_zero_init(tmp_path):
+    from ecgadapt.runs.hashing import config_sha256
     from ecgadapt.train.config import FinetuneConfig
-    from ecgadapt.train.rundir import config_sha256
 
     new = FinetuneConfig()
     saved = new.to_dict()
@@ -459,9 +461,9 @@ def test_records_the_initial_weights_were_pretrained_on_are_counted_and_flagged(
 
 def test_only_the_bundled_cnn_has_seen_ptbxl_records_and_none_of_ptbxl_500(shared, tmp_path):
     from ecgadapt.data.cache import load_or_prepare
+    from ecgadapt.runs.hashing import file_sha256
     from ecgadapt.train.config import DataConfig
     from ecgadapt.train.finetune import pretraining_overlap
-    from ecgadapt.train.rundir import file_sha256
     from ecgadapt.weights import bundled_path, seen_ptbxl_ids
 
     cnn = seen_ptbxl_ids(file_sha256(bundled_path("xresnet1d_tiny")))

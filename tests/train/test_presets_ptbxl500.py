@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ecgadapt.train.compare import compare_runs, format_summary, summarise_runs
+from ecgadapt.eval.compare import compare_runs, format_summary, summarise_runs
 from ecgadapt.train.finetune import run_finetune
 from ecgadapt.train.recipes import list_recipes
 

@@ -7,22 +7,19 @@ import dataclasses
 import pytest
 import torch
 
-from ecgadapt.errors import ConfigError
-from ecgadapt.models import DropPath, create_model
-from ecgadapt.models.base import ECGModel, InputSpec
-from ecgadapt.train.recipes import (
-    BUDGET_EPOCHS,
+from ecgadapt.engine.stages import (
     Stage,
     drop_path_blocks,
     drop_rates,
-    get_recipe,
-    list_recipes,
-    override_stages,
     reference_model,
     set_drop_rates,
     set_train_mode,
     set_trainable,
 )
+from ecgadapt.errors import ConfigError
+from ecgadapt.models import DropPath, create_model
+from ecgadapt.models.base import ECGModel, InputSpec
+from ecgadapt.train.recipes import BUDGET_EPOCHS, get_recipe, list_recipes, override_stages
 
 VIT = {"width": 16, "depth": 3, "heads": 2, "patch_size": 50}
 XRES = {"layers": [2, 1], "widths": [8, 8], "stem_widths": [8, 8, 8], "expansion": 2}

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from ecgadapt.bench.cells import make_run, run_status
 from ecgadapt.cli import main
+from ecgadapt.engine import checkpoints as rundir
 from ecgadapt.errors import CheckpointError, ConfigError, DataError, WriteError
 from ecgadapt.locks import LOCK_FILE, RunLock, RunLockedError
-from ecgadapt.train import rundir
-from ecgadapt.train.cells import make_run, run_status
 from ecgadapt.train.finetune import run_finetune
 
 
@@ -157,7 +157,7 @@ def test_missing_data_folder_names_the_finetune_flag(make_cfg, tmp_path):
 
 
 def test_spec_recipe_typo_names_the_spec_file(tmp_path, synthetic_root):
-    from ecgadapt.train.grid import expand_cells, load_spec
+    from ecgadapt.bench.grid import expand_cells, load_spec
 
     spec = tmp_path / "typo.yaml"
     spec.write_text(
@@ -210,14 +210,15 @@ def test_stop_signal_ends_finetune_cleanly_and_says_how_to_resume(make_cfg, tmp_
 
 
 def test_overwrite_of_a_tuned_run_with_bad_inputs_keeps_it(make_cfg, tmp_path):
+    from ecgadapt.bench.tune import run_tuned
     from ecgadapt.train.config import apply_overrides
 
     cfg = apply_overrides(make_cfg("linear_probe", "tuned", epochs=1), ["tune.lr=[0.001,0.01]"])
-    run = run_finetune(cfg)
+    run = run_tuned(cfg)
     final = (run / "final.json").read_text()
     bad = apply_overrides(cfg, [f"data.root={tmp_path / 'missing'}"])
     with pytest.raises(DataError):
-        run_finetune(bad, overwrite=True)
+        run_tuned(bad, overwrite=True)
     assert (run / "final.json").read_text() == final
 
 
@@ -321,9 +322,9 @@ def _marked(mark: str) -> list[int]:
 
 
 def test_evaluate_external_robustness_and_selection_refuse_a_run_being_written(make_cfg, tmp_path):
-    from ecgadapt.train.external import evaluate_external
-    from ecgadapt.train.robustness import run_robustness
-    from ecgadapt.train.tune import finish_tuned_run
+    from ecgadapt.bench.candidates import finish_tuned_run
+    from ecgadapt.inference.external import evaluate_external
+    from ecgadapt.inference.robustness import run_robustness
 
     run = run_finetune(make_cfg("linear_probe", "held", epochs=1))
     before = sorted(p.name for p in run.iterdir())

@@ -14,6 +14,7 @@ resample: :meth:`RankedScores.per_class` takes those multiplicities as weights (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "macro_auprc",
     "macro_auroc",
     "per_class_table",
+    "score",
 ]
 
 # Cap on elements per batched weight array (B * N * C) (small batches stay in cache).
@@ -288,6 +290,27 @@ def classification_metrics(
         "min_positives": max(int(min_positives), 1),
         "per_class": per_class,
     }
+
+
+def score(
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    min_positives: int = 1,
+    exclude: Mapping[str, str] | None = None,
+) -> dict:
+    """Classification metrics plus mean BCE ``loss``; macro metrics are NaN when no class can be scored.
+
+    ``min_positives`` and ``exclude`` decide which classes the macro averages leave out
+    (:func:`exclusion_reasons`)."""
+    p = np.clip(y_prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    loss = float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
+    try:
+        metrics = classification_metrics(y_true, y_prob, class_names, min_positives, exclude)
+    except MetricInputError:
+        metrics = {"macro_auroc": math.nan, "macro_auprc": math.nan, "per_class": [], "excluded_classes": []}
+    metrics["loss"] = loss
+    return metrics
 
 
 def macro_auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:

@@ -1,7 +1,7 @@
 """Benchmark results: one tidy table from run directories, prediction and metrics loaders, pooled folds.
 
 A *run directory* holds ``config.yaml``, ``metrics.csv``, ``predictions_{val,test}.npz`` and ``final.json``
-(see :mod:`ecgadapt.train.rundir`). A *rotate-folds cell* holds ten such runs (``fold01`` ... ``fold10``),
+(see :class:`ecgadapt.runs.RunDir`). A *rotate-folds cell* holds ten such runs (``fold01`` ... ``fold10``),
 plus ``cell.yaml`` and the pooled ``final.json`` / ``predictions_{val,test}.npz`` written by
 :func:`write_pooled_cell`: every record of the data set is scored exactly once, by the run whose test fold
 holds it. :func:`collect_results` gives one row per run or cell, with every config field flattened
@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.errors import DataError
 from ecgadapt.eval.calibration import expected_calibration_error
-from ecgadapt.eval.metrics import MetricInputError, classification_metrics
-from ecgadapt.fileio import save_predictions, write_json
+from ecgadapt.eval.metrics import MetricInputError, score
+from ecgadapt.runs.rundir import SPLITS, ResultsDir, RunDir, load_predictions, read_cell, read_final
 
 __all__ = [
     "KEY_COLUMNS",
@@ -46,11 +46,6 @@ __all__ = [
     "write_results",
 ]
 
-FINAL = "final.json"
-CONFIG = "config.yaml"
-CELL = "cell.yaml"
-METRICS = "metrics.csv"
-SPLITS = ("val", "test")
 ROTATE = "rotate-folds"
 OFFICIAL = "official"
 
@@ -89,52 +84,20 @@ METRIC_COLUMNS = (
 # --- small readers -----------------------------------------------------------------------------------------
 
 
-def read_final(run_dir: str | Path) -> dict:
-    """``final.json`` of a finished run or pooled cell (a clear error when missing or unreadable)."""
-    path = Path(run_dir) / FINAL
-    if not path.is_file():
-        raise DataError(f"{run_dir} holds no {FINAL}: the run has not finished (resume it, or leave it out)")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"cannot read {path}: {err}; rerun the cell to rewrite it") from err
-
-
 def read_config(run_dir: str | Path) -> dict:
     """The run's config as plain data: ``config.yaml``, or a rotate-folds cell's ``cell.yaml`` config."""
-    run_dir = Path(run_dir)
-    for name in (CONFIG, CELL):
-        path = run_dir / name
+    run_dir = RunDir(run_dir)
+    for name in (RunDir.CONFIG, RunDir.CELL):
+        path = run_dir.path / name
         if path.is_file():
             try:
                 data = yaml.safe_load(path.read_text()) or {}
             except yaml.YAMLError as err:
                 raise DataError(f"cannot parse {path}: {err}") from err
-            return dict(data.get("config", {})) if name == CELL else dict(data)
-    raise DataError(f"{run_dir} holds neither {CONFIG} nor {CELL}: it is not an ecgadapt run directory")
-
-
-def read_cell(run_dir: str | Path) -> dict | None:
-    """A rotate-folds cell's ``cell.yaml`` (protocol, folds, config), or None for a plain run."""
-    path = Path(run_dir) / CELL
-    if not path.is_file():
-        return None
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def load_predictions(run_dir: str | Path, split: str = "test") -> dict[str, np.ndarray]:
-    """``predictions_{split}.npz`` of a run or pooled cell: ecg_ids, class_names, y_true, y_score."""
-    if split not in SPLITS:
-        raise ConfigError(f"predictions exist for the splits {SPLITS}, not {split!r}")
-    path = Path(run_dir) / f"predictions_{split}.npz"
-    if not path.is_file():
-        raise DataError(f"{path} does not exist: the run in {run_dir} has not finished")
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
-    missing = {"ecg_ids", "class_names", "y_true", "y_score"} - set(out)
-    if missing:
-        raise DataError(f"{path} lacks {sorted(missing)}: it was not written by ecgadapt")
-    return out
+            return dict(data.get("config", {})) if name == RunDir.CELL else dict(data)
+    raise DataError(
+        f"{run_dir.path} holds neither {RunDir.CONFIG} nor {RunDir.CELL}: it is not an ecgadapt run directory"
+    )
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
@@ -151,7 +114,7 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
             part.insert(0, "fold", int(fold["test_fold"]))
             frames.append(part)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    path = run_dir / METRICS
+    path = RunDir(run_dir).metrics
     if not path.is_file():
         raise DataError(f"{path} does not exist: the run in {run_dir} has not trained an epoch yet")
     table = pd.read_csv(path)
@@ -197,15 +160,7 @@ def _score(
     pred: dict[str, np.ndarray], min_positives: int = 1, exclude: dict[str, str] | None = None
 ) -> dict:
     """Classification metrics (macro + per class) and mean BCE loss of pooled predictions."""
-    y, p = pred["y_true"].astype(np.float64), np.clip(pred["y_score"].astype(np.float64), 1e-7, 1 - 1e-7)
-    try:
-        metrics = classification_metrics(
-            pred["y_true"], pred["y_score"], list(pred["class_names"]), min_positives, exclude
-        )
-    except MetricInputError:
-        metrics = {"macro_auroc": math.nan, "macro_auprc": math.nan, "per_class": [], "excluded_classes": []}
-    metrics["loss"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    return metrics
+    return score(pred["y_true"], pred["y_score"], list(pred["class_names"]), min_positives, exclude)
 
 
 def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
@@ -300,14 +255,14 @@ def fold_fingerprints(fold_dirs: Sequence[str | Path]) -> dict[str, str | None]:
     """``{fold run name: SHA-256 of its final.json}`` (None for a fold that has not finished)."""
     out: dict[str, str | None] = {}
     for d in fold_dirs:
-        path = Path(d) / FINAL
+        path = RunDir(d).final
         out[Path(d).name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     return out
 
 
 def pooled_is_current(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> bool:
     """Whether the pooled ``final.json`` of a rotate-folds cell was built from the folds' current results."""
-    path = Path(cell_dir) / FINAL
+    path = RunDir(cell_dir).final
     if not path.is_file():
         return False
     try:
@@ -319,19 +274,13 @@ def pooled_is_current(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> 
 
 def write_pooled_cell(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> dict:
     """Write the pooled ``predictions_{val,test}.npz`` and ``final.json`` of a rotate-folds cell; return final."""
-    cell_dir = Path(cell_dir)
+    cell = RunDir(cell_dir)
     final = pooled_out_of_fold(fold_dirs)
     final["fold_fingerprints"] = fold_fingerprints(fold_dirs)
     for split in SPLITS:
         pred = pool_predictions(fold_dirs, split)
-        save_predictions(
-            cell_dir / f"predictions_{split}.npz",
-            pred["ecg_ids"],
-            pred["class_names"],
-            pred["y_true"],
-            pred["y_score"],
-        )
-    write_json(cell_dir / FINAL, final)
+        cell.write_predictions(split, pred["ecg_ids"], pred["class_names"], pred["y_true"], pred["y_score"])
+    cell.write_final(final)
     return final
 
 
@@ -362,14 +311,15 @@ def is_finished(run_dir: str | Path) -> bool:
     """A run with a ``final.json`` holding test metrics; a rotate-folds cell only when all its folds have
     finished and its pooled score was built from their current results."""
     run_dir = Path(run_dir)
-    if not (run_dir / FINAL).is_file():
+    final = RunDir(run_dir).final
+    if not final.is_file():
         return False
     cell = read_cell(run_dir)
     if cell is not None and cell.get("protocol") == ROTATE:
         folds = [run_dir / f["run"] for f in cell.get("folds") or []]
         return bool(folds) and pooled_is_current(run_dir, folds)
     try:
-        return json.loads((run_dir / FINAL).read_text()).get("test") is not None
+        return json.loads(final.read_text()).get("test") is not None
     except (OSError, json.JSONDecodeError):
         return False
 
@@ -378,18 +328,19 @@ def find_runs(source: str | Path | Iterable[str | Path]) -> list[Path]:
     """Run or cell directories: those listed, or every finished ``<results>/runs/*`` (or ``<dir>/*``)."""
     if isinstance(source, (str, Path)):
         root = Path(source)
-        if (root / FINAL).is_file():
+        if RunDir(root).final.is_file():
             return [root]
         if not root.is_dir():
             raise DataError(
                 f"results folder {root} does not exist; pass the --out folder of `ecgadapt benchmark`"
             )
-        base = root / "runs" if (root / "runs").is_dir() else root
+        runs = ResultsDir(root).runs
+        base = runs if runs.is_dir() else root
         return sorted(p for p in base.iterdir() if is_finished(p))
     dirs = [Path(p) for p in source]
     for d in dirs:
-        if not (d / FINAL).is_file():
-            raise DataError(f"{d} holds no {FINAL}: not a finished run")
+        if not RunDir(d).final.is_file():
+            raise DataError(f"{d} holds no {RunDir.FINAL}: not a finished run")
     return dirs
 
 
@@ -577,10 +528,10 @@ def _has_pyarrow() -> bool:
 
 def write_results(table: pd.DataFrame, results_dir: str | Path) -> list[Path]:
     """Write ``results.csv`` and (with pyarrow) ``results.parquet``; return the paths written."""
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    results = ResultsDir(results_dir)
+    results.path.mkdir(parents=True, exist_ok=True)
     written = []
-    csv_path = results_dir / "results.csv"
+    csv_path = results.results_csv
     tmp = csv_path.with_name(csv_path.name + ".tmp")
     table.to_csv(tmp, index=False)
     os.replace(tmp, csv_path)
@@ -591,7 +542,7 @@ def write_results(table: pd.DataFrame, results_dir: str | Path) -> list[Path]:
             stacklevel=2,
         )
         return written
-    pq_path = results_dir / "results.parquet"
+    pq_path = results.results_parquet
     frame = table.copy()
     for col in frame.columns:  # mixed-type object columns (e.g. None and numbers) become strings
         if frame[col].dtype == object and frame[col].map(type).nunique() > 1:

@@ -1,6 +1,6 @@
 """Robustness tables of many runs side by side: collection, aggregation over seeds, figure, report section.
 
-Each run's ``robustness.csv`` is written by ``ecgadapt robustness RUN`` (:mod:`ecgadapt.train.robustness`).
+Each run's ``robustness.csv`` is written by ``ecgadapt robustness RUN`` (:mod:`ecgadapt.inference.robustness`).
 Here they are gathered per (model, task, recipe), averaged over seeds (std with ddof=1), and summarised per
 corruption as the clean metric, the mean over severities >= 1, and the drop between them, so one can see
 whether a recipe that scores higher on clean data also loses less under shift. The report's section on them is
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ecgadapt.errors import DataError
+from ecgadapt.runs.rundir import RunDir
 
 __all__ = [
     "collect_robustness",
@@ -25,7 +26,7 @@ __all__ = [
     "summarise_robustness",
 ]
 
-ROBUSTNESS_CSV = "robustness.csv"
+ROBUSTNESS_CSV = RunDir.ROBUSTNESS_CSV
 METRIC_LABELS = {"macro_auroc": "macro AUROC", "macro_auprc": "macro AUPRC", "loss": "loss", "ece": "ECE"}
 
 

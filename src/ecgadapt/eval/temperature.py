@@ -7,7 +7,7 @@ unchanged; the loss and the calibration error are what it fixes.
 
 * ``global``: one temperature for every class; ``per_class``: one per class (a class without both a positive
   and a negative validation record keeps ``T = 1``); ``none``: no scaling.
-* The fit minimises the mean binary cross-entropy (the ``loss`` of :func:`ecgadapt.train.loop.score`,
+* The fit minimises the mean binary cross-entropy (the ``loss`` of :func:`ecgadapt.eval.metrics.score`,
   probabilities clipped to ``[1e-7, 1 - 1e-7]``) over ``log T`` in ``[log 0.05, log 20]`` (bounded Brent);
   a temperature that does not lower that loss below ``T = 1``'s is replaced by 1, so the fitted scaling
   never lowers the validation likelihood.
@@ -15,7 +15,7 @@ unchanged; the loss and the calibration error are what it fixes.
   the test fold never informs the temperatures. It writes ``calibration.json``, which ``predict``,
   ``evaluate`` and ``robustness`` apply unless told ``--uncalibrated``.
 
-Torch-free: numpy, scipy and yaml only.
+Torch-free: numpy and scipy only; the run's files are read and written through :class:`~ecgadapt.runs.RunDir`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.fileio import write_json
+from ecgadapt.eval.calibration import expected_calibration_error
+from ecgadapt.runs.rundir import RunDir, load_predictions
 
 __all__ = [
     "CALIBRATION",
@@ -43,7 +44,7 @@ __all__ = [
     "temperatures_for",
 ]
 
-CALIBRATION = "calibration.json"
+CALIBRATION = RunDir.CALIBRATION
 MODES = ("global", "per_class", "none")
 T_BOUNDS = (0.05, 20.0)
 _EPS = 1e-7
@@ -130,14 +131,11 @@ def fit_temperature(y_true: np.ndarray, y_prob: np.ndarray, mode: str = "global"
     return temps
 
 
-def _val_fold(run_dir: Path) -> int | None:
+def _val_fold(run: RunDir) -> int | None:
     """The validation fold named in the run's config.yaml (None when unreadable)."""
-    import yaml
-
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        return int((cfg.get("data") or {}).get("val_fold", 9))
-    except (OSError, yaml.YAMLError, TypeError, ValueError):
+        return int((run.read_config().get("data") or {}).get("val_fold", 9))
+    except (OSError, ConfigError, TypeError, ValueError, AttributeError):
         return None
 
 
@@ -147,22 +145,19 @@ def fit_run_calibration(run_dir: str | Path, mode: str = "global") -> dict | Non
     ``mode='none'`` removes any ``calibration.json`` (the run's probabilities are then used as they are) and
     returns None. Only the validation predictions are read: never the test fold's.
     """
-    from ecgadapt.eval.calibration import expected_calibration_error
-
     check_mode(mode)
-    run_dir = Path(run_dir)
-    path = run_dir / CALIBRATION
+    run = RunDir(run_dir)
     if mode == "none":
-        path.unlink(missing_ok=True)
+        run.calibration.unlink(missing_ok=True)
         return None
-    val_path = run_dir / "predictions_val.npz"
+    val_path = run.predictions("val")
     if not val_path.is_file():
         raise DataError(
             f"{val_path} does not exist: temperature scaling is fitted on the validation predictions of a finished "
             "run; finish (or resume) the run first"
         )
-    with np.load(val_path, allow_pickle=False) as z:
-        y, p, names = z["y_true"], z["y_score"], [str(c) for c in z["class_names"]]
+    val = load_predictions(val_path)
+    y, p, names = val["y_true"], val["y_score"], [str(c) for c in val["class_names"]]
     temps = fit_temperature(y, p, mode)
     scaled = apply_temperature(p, temps)
     unfitted = [] if mode == "global" else [n for n, col in zip(names, y.T) if not 0 < col.sum() < len(col)]
@@ -173,7 +168,7 @@ def fit_run_calibration(run_dir: str | Path, mode: str = "global") -> dict | Non
         "fitted_on": {
             "file": val_path.name,
             "split": "val",
-            "fold": _val_fold(run_dir),
+            "fold": _val_fold(run),
             "n_records": int(len(y)),
         },
         "bounds": list(T_BOUNDS),
@@ -184,19 +179,18 @@ def fit_run_calibration(run_dir: str | Path, mode: str = "global") -> dict | Non
             "after": expected_calibration_error(y, scaled),
         },
     }
-    write_json(path, record)
+    run.write_calibration(record)
     return record
 
 
 def load_calibration(run_dir: str | Path) -> dict | None:
     """The run's ``calibration.json``, or None when it has none."""
-    import json
-
-    path = Path(run_dir) / CALIBRATION
-    if not path.is_file():
-        return None
+    run = RunDir(run_dir)
+    path = run.calibration
     try:
-        record = json.loads(path.read_text())
+        record = run.read_calibration()
+        if record is None:
+            return None
         check_mode(record["mode"])
         [float(t) for t in record["temperatures"]]
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as err:
@@ -232,14 +226,12 @@ def calibrate_probs(
 def calibrate_run(run_dir: str | Path, mode: str | None = None) -> str:
     """``ecgadapt calibrate``: fit the run's temperature scaling (``mode`` default: the run's
     ``training.calibration``) and return a one-paragraph summary."""
-    import yaml
-
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not an ecgadapt run directory: config.yaml is missing")
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise ConfigError(f"{run_dir} is not an ecgadapt run directory: {RunDir.CONFIG} is missing")
     if mode is None:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        mode = str((cfg.get("training") or {}).get("calibration", "global"))
+        mode = str((run.read_config().get("training") or {}).get("calibration", "global"))
     record = fit_run_calibration(run_dir, mode)
     if record is None:
         return f"{run_dir}: calibration none: {CALIBRATION} removed, predictions are the raw probabilities"

@@ -30,29 +30,23 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ecgadapt.data.transforms import build_transforms
+from ecgadapt.engine.checkpoints import load_checkpoint, save_checkpoint
+from ecgadapt.engine.environment import write_env
+from ecgadapt.engine.loop import Callback, autocast, make_loader, resolve_device
+from ecgadapt.engine.optim import cosine_schedule_with_warmup, create_optimizer
+from ecgadapt.engine.seeding import derive_seed, epoch_generator, seed_epoch, seed_everything
 from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.fileio import atomic_write_text, write_json
 from ecgadapt.locks import RunLock
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
 from ecgadapt.pretrain.mae import MaskedECGModel
 from ecgadapt.pretrain.masked_segment import MaskedSegmentModel
-from ecgadapt.train.loop import Callback, autocast, make_loader, resolve_device
-from ecgadapt.train.optim import cosine_schedule_with_warmup, create_optimizer
-from ecgadapt.train.rundir import (
-    CHECKPOINTS,
-    CONFIG,
-    FINAL,
-    METRICS,
-    atomic_write_text,
-    check_resume_config,
-    load_checkpoint,
-    prepare_run_dir,
-    save_checkpoint,
-    write_env,
-    write_json,
-)
-from ecgadapt.train.seeding import derive_seed, epoch_generator, seed_epoch, seed_everything
+from ecgadapt.runs.hashing import check_resume_config
+from ecgadapt.runs.rundir import RunDir, prepare_run_dir
+
+CHECKPOINTS, CONFIG, FINAL, METRICS = RunDir.CHECKPOINTS, RunDir.CONFIG, RunDir.FINAL, RunDir.METRICS
 
 ENCODER_FILE = "encoder.safetensors"
 ORIGINS = ("generated", "synthetic", "real")

@@ -16,16 +16,18 @@ from typing import Any
 
 import yaml
 
+from ecgadapt.engine.settings import TrainingConfig
+from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
-from ecgadapt.train.recipes import Recipe, Stage, get_recipe
-from ecgadapt.weights import DEFAULT_MODEL
+from ecgadapt.runs.hashing import with_legacy_values
+from ecgadapt.runs.rundir import RunDir
+from ecgadapt.train.recipes import get_recipe, override_stages
+from ecgadapt.weights import DEFAULT_MODEL, bundled_path
 
 TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 SELECT_METRICS = ("macro_auroc", "macro_auprc", "loss")
 DEVICES = ("auto", "cpu", "cuda")
 HEAD_BIAS_INITS = ("prior", "zero")
-# Fields whose default changed, with the value that runs saved before the field existed were trained with.
-LEGACY_VALUES = {"training.head_bias_init": "zero"}
 
 
 @dataclass
@@ -54,34 +56,6 @@ class ModelConfig:
 
 
 @dataclass
-class TrainingConfig:
-    """How to train: batches, device, clipping, model selection and evaluation."""
-
-    batch_size: int = 64
-    eval_batch_size: int | None = None  # None: batch_size
-    num_workers: int = 2
-    device: str = "auto"  # auto: CUDA if available, else CPU
-    amp: bool = True  # bf16 autocast on CUDA (never on CPU)
-    grad_clip: float | None = 1.0  # max gradient norm; None or 0: off
-    select_metric: str = "macro_auroc"  # validation metric for the best checkpoint and early stopping
-    eval_windows: int = 1  # windows averaged per record at validation and test time (multi-crop)
-    ema: float | None = None  # EMA decay of the weights (e.g. 0.999); None: off
-    pos_weight: bool = False  # class-balanced BCE: pos_weight = negatives / positives per class
-    max_train_batches: int | None = None  # cap on batches per epoch (test-sized runs)
-    min_steps: int = 200  # floor on a recipe's optimiser steps, shared by its stages (see loop.plan_budget)
-    min_test_positives: int = 1  # macro metrics leave out classes with fewer positives in the scored split
-    exclude_untrained_classes: bool = True  # ... and classes with no positive in the training split
-    score_test: bool = True  # False: a tuning candidate, scored on the validation fold only (see train.tune)
-    calibration: str = (
-        "global"  # temperature scaling fitted on the validation fold: global, per_class or none
-    )
-    head_bias_init: str = (
-        "prior"  # a fresh head's bias: "prior" (log-odds of the training prevalence) or "zero"
-    )
-    progress: bool = True  # tqdm progress bars
-
-
-@dataclass
 class FinetuneConfig:
     """Everything a fine-tuning run needs; written resolved to ``config.yaml`` in the run directory."""
 
@@ -91,7 +65,7 @@ class FinetuneConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     tune: dict = field(
         default_factory=dict
-    )  # {stage field: [values]}: search on the validation fold (train.tune)
+    )  # {stage field: [values]}: search on the validation fold (bench.tune)
     seed: int = 0
     out: str | None = None
     notes: list[str] = field(default_factory=list)  # resolution notes (e.g. weights ignored by "scratch")
@@ -129,16 +103,8 @@ class FinetuneConfig:
     @classmethod
     def from_saved(cls, path: str | Path) -> FinetuneConfig:
         """A run's saved ``config.yaml``: a field it lacks whose default has changed since takes the value the
-        run was trained with (:data:`LEGACY_VALUES`), not today's default."""
-        d = load_yaml(path) or {}
-        for dotted, value in LEGACY_VALUES.items():
-            *parents, leaf = dotted.split(".")
-            node = d
-            for key in parents:
-                node = node.setdefault(key, {}) if isinstance(node, dict) else None
-            if isinstance(node, dict) and leaf not in node:
-                node[leaf] = value
-        return cls.from_dict(d)
+        run was trained with (:data:`~ecgadapt.runs.hashing.LEGACY_VALUES`), not today's default."""
+        return cls.from_dict(with_legacy_values(load_yaml(path) or {}))
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on a value that cannot work, naming the field."""
@@ -185,10 +151,47 @@ class FinetuneConfig:
         if t.head_bias_init not in HEAD_BIAS_INITS:
             raise ConfigError(f"training.head_bias_init must be prior or zero, got {t.head_bias_init!r}")
         self.recipe.validate()
-        if self.tune:
-            from ecgadapt.train.tune import validate_tune
+        _check_tune(self)
 
-            validate_tune(self)
+
+_FIXED_STAGE_FIELDS = {"name", "trainable"}
+TUNABLE_FIELDS = frozenset({f.name for f in dataclasses.fields(Stage)} - _FIXED_STAGE_FIELDS)
+"""Stage fields a ``tune`` search may vary (every field but a stage's name and what it trains)."""
+
+
+def tune_targets(cfg: FinetuneConfig, key: str) -> tuple[list[int], str]:
+    """Stage indices and field that a ``tune`` key sets: a plain field name sets the stages that fine-tune the whole
+    model (``trainable: all``), or every stage of a recipe without one; ``stages.N.field`` sets stage N."""
+    stages = cfg.recipe.stages
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "stages" and parts[1].isdigit():
+        index, name = int(parts[1]), parts[2]
+        if index >= len(stages):
+            raise ConfigError(f"tune.{key}: recipe {cfg.recipe.name!r} has {len(stages)} stage(s)")
+        targets = [index]
+    elif len(parts) == 1:
+        name = key
+        targets = [i for i, s in enumerate(stages) if s.trainable == "all"] or list(range(len(stages)))
+    else:
+        raise ConfigError(
+            f"tune key {key!r} must be a stage field (e.g. lr) or stages.N.field (e.g. stages.0.lr)"
+        )
+    if name not in TUNABLE_FIELDS:
+        raise ConfigError(
+            f"tune.{key}: {name!r} is not a tunable stage field; choose from {', '.join(sorted(TUNABLE_FIELDS))}"
+        )
+    return targets, name
+
+
+def _check_tune(cfg: FinetuneConfig) -> None:
+    """Raise :class:`ConfigError` unless every ``tune`` entry names a stage field and a non-empty list of values
+    (whether each candidate is a valid config is checked by the search, :func:`ecgadapt.bench.tune.run_tuned`)."""
+    for key, values in cfg.tune.items():
+        tune_targets(cfg, key)
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"tune.{key} must be a non-empty list of values, got {values!r}")
+        if len({repr(v) for v in values}) != len(values):
+            raise ConfigError(f"tune.{key} lists a value twice: {values}")
 
 
 def _numeric(value: Any) -> Any:
@@ -432,8 +435,8 @@ def build_config(
     """
     if config is not None:
         d = load_yaml(Path(config))
-    elif resume_dir is not None and (Path(resume_dir) / "config.yaml").is_file():
-        d = load_yaml(Path(resume_dir) / "config.yaml")
+    elif resume_dir is not None and RunDir(resume_dir).config.is_file():
+        d = load_yaml(RunDir(resume_dir).config)
     else:
         d = {}
     for key, value in flags.items():
@@ -458,13 +461,9 @@ def build_config(
     weights_given = "weights" in (d.get("model") or {})
     cfg = FinetuneConfig.from_dict(d)
     if not weights_given and not cfg.model.kwargs:
-        from ecgadapt.weights import bundled_path
-
         if bundled_path(cfg.model.name) is not None:
             cfg.model.weights = "bundled"  # the default fine-tuning starts from the bundled encoder
     if epochs is not None:
-        from ecgadapt.train.recipes import override_stages
-
         cfg.recipe = override_stages(cfg.recipe, epochs=int(epochs))
     cfg = apply_overrides(cfg, set_items)
     cfg.validate()

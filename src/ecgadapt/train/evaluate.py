@@ -7,7 +7,6 @@ deterministic evaluation transform, same metric code).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +15,31 @@ import torch
 from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.transforms import build_transforms
+from ecgadapt.engine.checkpoints import load_checkpoint
+from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import CheckpointError, ConfigError
+from ecgadapt.eval.calibration import expected_calibration_error
+from ecgadapt.eval.metrics import score
+from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.models.base import ECGModel, InputSpec
 from ecgadapt.models.registry import create_model
+from ecgadapt.runs.rundir import RunDir, read_json
 from ecgadapt.train.config import FinetuneConfig
-from ecgadapt.train.loop import make_loader, predict_loader, resolve_device, score
-from ecgadapt.train.rundir import CHECKPOINTS, CONFIG, load_checkpoint
 
 SPLITS = ("train", "val", "test")
 
 
 def load_run_config(run_dir: str | Path) -> FinetuneConfig:
     """The resolved config of a run directory."""
-    path = Path(run_dir) / CONFIG
+    path = RunDir(run_dir).config
     if not path.is_file():
-        raise ConfigError(f"{run_dir} is not an ecgadapt run directory: {CONFIG} is missing")
+        raise ConfigError(f"{run_dir} is not an ecgadapt run directory: {RunDir.CONFIG} is missing")
     return FinetuneConfig.from_saved(path)
 
 
 def load_run_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ECGModel, dict]:
     """The best model of a finished run (eval mode, on ``device``) and its checkpoint metadata."""
-    path = Path(run_dir) / CHECKPOINTS / "best.pt"
+    path = RunDir(run_dir).best_checkpoint
     if not path.is_file():
         raise CheckpointError(
             f"{path} does not exist: the run in {run_dir} has not finished training; resume it with --resume"
@@ -110,7 +113,9 @@ def evaluate_run(
     windows = int(eval_windows or cfg.training.eval_windows)
     if cache is None:
         if cfg.data.root is None:
-            raise ConfigError(f"{run_dir}/{CONFIG} has no data.root; cannot find the data to evaluate on")
+            raise ConfigError(
+                f"{run_dir}/{RunDir.CONFIG} has no data.root; cannot find the data to evaluate on"
+            )
         d = cfg.data
         cache = load_or_prepare(
             d.root, d.rate, cache_dir=d.cache_dir, progress=False, source=d.source, labels=d.labels
@@ -120,10 +125,8 @@ def evaluate_run(
         raise CheckpointError(
             f"the classes of task {cfg.data.task!r} in {cfg.data.root} differ from those the run was trained on"
         )
-    final_path = Path(run_dir) / "final.json"
-    untrained = (
-        (json.loads(final_path.read_text()).get("untrained_classes") or {}) if final_path.is_file() else {}
-    )
+    final_path = RunDir(run_dir).final
+    untrained = (read_json(final_path).get("untrained_classes") or {}) if final_path.is_file() else {}
     metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained)
     rules = (cfg.training.min_test_positives, untrained)
     metrics = {
@@ -143,10 +146,7 @@ def calibrated_scores(
 ) -> dict:
     """Metrics of the run's calibrated probabilities (raw ones when ``uncalibrated`` or the run has no
     ``calibration.json``), with ``ece`` and ``calibration`` (the mode applied, or None). ``rules`` are the
-    macro-metric class rules (min positives, excluded classes) of :func:`~ecgadapt.train.loop.score`."""
-    from ecgadapt.eval.calibration import expected_calibration_error
-    from ecgadapt.eval.temperature import calibrate_probs
-
+    macro-metric class rules (min positives, excluded classes) of :func:`~ecgadapt.eval.metrics.score`."""
     probs, calibration = calibrate_probs(run_dir, y_prob, class_names, uncalibrated)
     metrics = score(y_true, probs, class_names, *rules) if calibration is not None else {}
     mode = None if calibration is None else calibration["mode"]

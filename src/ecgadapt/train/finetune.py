@@ -17,17 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ecgadapt.data import synthetic
 from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.transforms import build_transforms
-from ecgadapt.errors import ConfigError
-from ecgadapt.eval.temperature import fit_run_calibration
-from ecgadapt.locks import RunLock
-from ecgadapt.models.base import ECGModel
-from ecgadapt.models.registry import create_model, model_info
-from ecgadapt.train.config import DataConfig, FinetuneConfig
-from ecgadapt.train.evaluate import eval_dataset, score_split
-from ecgadapt.train.loop import (
+from ecgadapt.engine.checkpoints import load_checkpoint
+from ecgadapt.engine.environment import write_env
+from ecgadapt.engine.loop import (
     Callback,
     FitResult,
     Trainer,
@@ -35,24 +31,19 @@ from ecgadapt.train.loop import (
     pos_weight_from_labels,
     resolve_device,
 )
-from ecgadapt.train.recipes import Stage, reference_model
-from ecgadapt.train.rundir import (
-    CONFIG,
-    FINAL,
-    INPUTS,
-    RESULT_FREE_FIELDS,
-    check_resume_config,
-    check_run_dir,
-    flat_config,
-    load_checkpoint,
-    prepare_run_dir,
-    read_json,
-    run_inputs,
-    save_predictions,
-    write_env,
-    write_json,
-)
-from ecgadapt.train.seeding import seed_everything
+from ecgadapt.engine.seeding import seed_everything
+from ecgadapt.engine.stages import Stage, reference_model
+from ecgadapt.errors import ConfigError
+from ecgadapt.eval.metrics import score
+from ecgadapt.eval.temperature import fit_run_calibration
+from ecgadapt.locks import RunLock
+from ecgadapt.models.base import ECGModel
+from ecgadapt.models.checkpoint import load_pretrained
+from ecgadapt.models.registry import create_model, model_info
+from ecgadapt.runs.hashing import RESULT_FREE_FIELDS, check_resume_config, flat_config, run_inputs
+from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir, read_json
+from ecgadapt.train.config import DataConfig, FinetuneConfig
+from ecgadapt.train.evaluate import eval_dataset, load_run_config, load_run_model, score_split
 from ecgadapt.weights import bundled_path, seen_ptbxl_ids
 
 # Fields that may differ between a run and its resumption (they do not change the result on a given device).
@@ -113,8 +104,6 @@ def build_model(cfg: FinetuneConfig, num_classes: int) -> ECGModel:
     model = create_model(cfg.model.name, num_classes=num_classes, **dict(cfg.model.kwargs))
     weights = weights_to_load(cfg)
     if weights is not None:
-        from ecgadapt.models.checkpoint import load_pretrained
-
         load_pretrained(model, cfg.model.name, weights, load_head=False)
     return model
 
@@ -137,19 +126,19 @@ def run_finetune(
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     cache: ECGCache | None = None,
-    jobs: int = 1,
 ) -> Path:
     """Fine-tune ``cfg.model`` with ``cfg.recipe`` on ``cfg.data``; return the run directory.
 
     ``resume`` continues a killed run from its last completed epoch (the config must match the run's);
     ``overwrite`` replaces an existing run directory. ``callbacks`` receive ``(event, info)`` per batch/epoch.
-    A config with ``tune`` runs its candidates (``jobs`` at a time) and keeps the best on the validation fold
-    (:mod:`~ecgadapt.train.tune`).
+    A config with a ``tune`` search is not one fit: the search that wraps it is
+    :func:`ecgadapt.bench.tune.run_tuned`.
     """
     if cfg.tune:
-        from ecgadapt.train.grid import run_tuned
-
-        return run_tuned(cfg, resume=resume, overwrite=overwrite, cache=cache, jobs=jobs)
+        raise ConfigError(
+            f"the config has a tune search ({', '.join(cfg.tune)}): run it with ecgadapt.bench.tune.run_tuned "
+            "(ecgadapt finetune --tune), which fits one run per candidate"
+        )
     with contextlib.ExitStack() as held:
         return _run_finetune(cfg, resume, overwrite, callbacks, cache, held)
 
@@ -168,13 +157,14 @@ def _run_finetune(
     t_start = time.perf_counter()
     cfg = resolve_config(cfg)
     run_dir = check_run_dir(cfg.out, resume=resume, overwrite=overwrite)
+    files = RunDir(run_dir)
     if resume:
-        saved = FinetuneConfig.from_saved(run_dir / CONFIG)
+        saved = FinetuneConfig.from_saved(files.config)
         saved_flat, now_flat = flat_config(saved.to_dict()), flat_config(cfg.to_dict())
         check_resume_config(saved_flat, now_flat, _RESUME_FREE, run_dir)
     inputs = run_inputs(cfg.to_dict(), weights_to_load(cfg))
-    if resume and (run_dir / INPUTS).is_file():
-        check_same_weights(read_json(run_dir / INPUTS), inputs, run_dir)
+    if resume and files.inputs.is_file():
+        check_same_weights(files.read_inputs(), inputs, run_dir)
     device = resolve_device(cfg.training.device)
 
     d = cfg.data
@@ -214,8 +204,8 @@ def _run_finetune(
         set_head_bias_to_prior(model, train_set.labels)
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
     held.enter_context(RunLock(run_dir))
-    cfg.to_yaml(run_dir / CONFIG)
-    write_json(run_dir / INPUTS, inputs)
+    cfg.to_yaml(files.config)
+    files.write_inputs(inputs)
     write_env(run_dir, device, resumed=resume)
     n_params = sum(p.numel() for p in model.parameters())
     print(
@@ -244,6 +234,7 @@ def _run_finetune(
         settings=cfg.training,
         seed=cfg.seed,
         device=device,
+        scorer=score,
         drop_reference=_drop_reference_factory(cfg, len(class_names)),
         pos_weight=pos_weight,
         checkpoint_meta=meta,
@@ -260,10 +251,8 @@ def pretraining_overlap(
 ) -> dict[str, int] | None:
     """Records per split (train folds, validation fold, test fold) whose signals the initial weights were
     pretrained on: PTB-XL ecg_ids listed beside a bundled checkpoint; None when the weights saw no PTB-XL record."""
-    from ecgadapt.data.synthetic import MARKER_NAME
-
     seen = seen_ptbxl_ids(weights_sha256)
-    if not seen or data.source != "ptbxl" or (Path(data.root) / MARKER_NAME).is_file():
+    if not seen or data.source != "ptbxl" or (Path(data.root) / synthetic.MARKER_NAME).is_file():
         return (
             None  # other weights, another source, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)
         )
@@ -346,7 +335,7 @@ def _final_step(
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
     val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
-    save_predictions(run_dir / "predictions_val.npz", val_set.record_ids, val_set.class_names, y_val, p_val)
+    RunDir(run_dir).write_predictions("val", val_set.record_ids, val_set.class_names, y_val, p_val)
     fit_run_calibration(
         run_dir, cfg.training.calibration
     )  # from predictions_val.npz only, never the test fold
@@ -382,7 +371,7 @@ def _final_step(
     if cfg.training.score_test:
         final = _score_test(cfg, run_dir, cache, model, device, final)
     else:
-        write_json(run_dir / FINAL, final)
+        RunDir(run_dir).write_final(final)
         print(
             f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val macro AUROC {val_metrics['macro_auroc']:.4f}  "
             f"AUPRC {val_metrics['macro_auprc']:.4f}; the test fold is scored only if it is chosen -> {run_dir}"
@@ -397,13 +386,11 @@ def _score_test(
     t0 = time.perf_counter()
     test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
     test_metrics, y_test, p_test = score_split(model, test_set, cfg, device, final.get("untrained_classes"))
-    save_predictions(
-        run_dir / "predictions_test.npz", test_set.record_ids, test_set.class_names, y_test, p_test
-    )
+    RunDir(run_dir).write_predictions("test", test_set.record_ids, test_set.class_names, y_test, p_test)
     final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
     final["n_records"] = {**final["n_records"], "test": len(test_set.record_ids)}
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}
-    write_json(run_dir / FINAL, final)
+    RunDir(run_dir).write_final(final)
     best = final["best"]
     print(
         f"{cfg.recipe.name} seed {cfg.seed}: test macro AUROC {test_metrics['macro_auroc']:.4f}  "
@@ -415,10 +402,8 @@ def _score_test(
 
 def score_test_fold(run_dir: str | Path, cache: ECGCache | None = None, device: str = "auto") -> dict:
     """Score a finished tuning candidate (validated, not yet tested) on the test fold; return its final.json."""
-    from ecgadapt.train.evaluate import load_run_config, load_run_model
-
     run_dir = Path(run_dir)
-    final = read_json(run_dir / FINAL)
+    final = read_json(RunDir(run_dir).final)
     if final.get("test") is not None:
         return final
     cfg = load_run_config(run_dir)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from ecgadapt.runs.hashing import file_sha256  # remembered per path, size and modification time
+
 BUNDLED: dict[str, str] = {
     "xresnet1d_tiny": "xresnet1d_tiny.safetensors",
     "ecg_vit_tiny": "ecg_vit_tiny.safetensors",
@@ -31,8 +33,6 @@ SEEN_PTBXL_IDS: dict[str, str] = {"xresnet1d_tiny": "xresnet1d_tiny.seen_ptbxl_i
 
 def seen_ptbxl_ids(weights_sha256: str | None) -> frozenset[int]:
     """PTB-XL ecg_ids seen in pretraining by the bundled encoder with this SHA-256 (empty for any other file)."""
-    from ecgadapt.train.rundir import file_sha256  # remembered per path, size and modification time
-
     if weights_sha256 is None:
         return frozenset()
     for model_name, list_name in SEEN_PTBXL_IDS.items():

@@ -29,6 +29,7 @@ from ecgadapt.eval.report.stats import (
     summarise,
 )
 from ecgadapt.eval.results import collect_results
+from ecgadapt.runs.rundir import ResultsDir
 
 __all__ = [
     "BUILTIN_ROLES",
@@ -79,7 +80,7 @@ def build_report(
         raise DataError(
             f"{results_dir} holds no finished run (no runs/*/final.json); run `ecgadapt benchmark` first"
         )
-    out = Path(out).expanduser() if out is not None else results_dir / "report"
+    out = Path(out).expanduser() if out is not None else ResultsDir(results_dir).report
     ctx = ReportContext(table, results_dir, n_resamples, alpha, seed, roles)
     sections = build_sections(ctx)
     paths = write_figures(ctx.figures, out / "figures")

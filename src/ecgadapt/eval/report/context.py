@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ecgadapt.data.tasks import TASKS
 from ecgadapt.errors import DataError
@@ -18,23 +17,20 @@ from ecgadapt.eval.report.stats import Predictions
 from ecgadapt.eval.report.text import order
 from ecgadapt.eval.report.tuning import tuned_keys
 from ecgadapt.eval.results import ROTATE
+from ecgadapt.runs.hashing import saved_config_sha256
+from ecgadapt.runs.rundir import ResultsDir
 
 __all__ = ["ReportContext", "read_spec_record", "select_spec_runs"]
-
-SPEC_RECORD = "spec.yaml"
 
 
 def read_spec_record(results_dir: Path) -> dict[str, Any]:
     """The ``spec.yaml`` that ``ecgadapt benchmark`` saved in ``results_dir`` ({} when there is none)."""
-    spec_path = results_dir / SPEC_RECORD
-    return (yaml.safe_load(spec_path.read_text()) or {}) if spec_path.is_file() else {}
+    return ResultsDir(results_dir).read_spec()
 
 
 def select_spec_runs(table: pd.DataFrame, results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs of the spec in ``results_dir/spec.yaml`` and a table of the other finished runs with the reason
     each was left out (not a cell of the spec; or stale: run with a config other than the spec's)."""
-    from ecgadapt.train.rundir import saved_config_sha256
-
     resolved = read_spec_record(results_dir).get("resolved") or {}
     cells = resolved.get("cells")
     if not cells:

@@ -20,13 +20,12 @@ from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import METRICS, align_predictions
 from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, fmt, mean_std, signed, signed_ci, slug
 from ecgadapt.eval.temperature import calibrate_probs
+from ecgadapt.runs.rundir import load_predictions as load_npz
 
 
 def build(ctx: ReportContext) -> Section | None:
     """Each recipe's macro AUROC/AUPRC on the external sets beside its PTB-XL test score, with paired differences
     between recipes on the same external records (seed-averaged, record bootstrap); None without external sets."""
-    from ecgadapt.train.rundir import load_predictions as load_npz
-
     title = "External evaluation"
     rows, diffs = [], []
     curves: dict[tuple[str, str, str], dict[str, tuple]] = {}

@@ -1,0 +1,70 @@
+"""The optimiser-step budget of a recipe: steps per epoch, and each stage's maximum, floor and warm-up."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ecgadapt.engine.stages import Stage
+
+KEEP_PARTIAL_SHARE = 0.01
+"""The last partial batch of an epoch is kept when it holds at least this share of the records (and >= 2)."""
+
+
+def batches_per_epoch(n_records: int, batch_size: int, cap: int | None = None) -> tuple[int, bool]:
+    """``(optimiser steps per epoch, drop_last)``: the last partial batch is dropped only when it is negligible
+    (fewer than 2 records, which BatchNorm cannot train on, or under ``KEEP_PARTIAL_SHARE`` of the epoch)."""
+    if n_records <= batch_size:
+        steps, drop_last = 1, False
+    else:
+        full, rest = divmod(n_records, batch_size)
+        keep = rest >= 2 and rest >= KEEP_PARTIAL_SHARE * n_records
+        steps, drop_last = full + int(keep), not keep
+    if cap:
+        steps = min(steps, cap)
+    return max(1, steps), drop_last
+
+
+@dataclass
+class StagePlan:
+    """The optimiser-step budget of one stage: its maximum, its floor (no early stop before it), its warm-up."""
+
+    name: str
+    max_steps: int
+    min_steps: int
+    warmup_steps: int
+    steps_per_epoch: int
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the stage runs at most (the last one may be partial)."""
+        return -(-self.max_steps // self.steps_per_epoch)
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Optimiser steps of ``epoch`` (the last epoch runs what is left of ``max_steps``)."""
+        return max(0, min(self.steps_per_epoch, self.max_steps - epoch * self.steps_per_epoch))
+
+    def steps_through(self, epoch: int) -> int:
+        """Optimiser steps of the stage once ``epoch`` is complete."""
+        return min(self.max_steps, (epoch + 1) * self.steps_per_epoch)
+
+
+def plan_budget(stages: Sequence[Stage], steps_per_epoch: int, min_steps: int = 0) -> list[StagePlan]:
+    """Each stage's budget in optimiser steps.
+
+    A stage's length is its ``max_steps``, else ``epochs * steps_per_epoch``. ``min_steps`` is a floor on the
+    recipe's total: a recipe planned shorter is stretched to it, every stage by the same factor, and no stage
+    may stop early before its share of the floor (in proportion to its length). So a tiny training subset still
+    trains, and recipes with equal planned budgets keep equal budgets whatever their number of stages.
+    """
+    natural = [s.max_steps if s.max_steps is not None else s.epochs * steps_per_epoch for s in stages]
+    total = sum(natural)
+    stretch = max(1.0, min_steps / total) if min_steps and total else 1.0
+    plans = []
+    for stage, n in zip(stages, natural):
+        planned = max(1, math.ceil(n * stretch - 1e-9))
+        floor = min(planned, math.ceil(min_steps * n / total - 1e-9)) if min_steps else 0
+        warmup = min(planned, int(round(stage.warmup_epochs * steps_per_epoch * stretch)))
+        plans.append(StagePlan(stage.name, planned, floor, warmup, steps_per_epoch))
+    return plans

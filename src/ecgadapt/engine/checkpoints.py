@@ -1,0 +1,52 @@
+"""Torch checkpoints: written atomically (a stop signal waits until one is complete), loaded weights-only."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import torch
+
+from ecgadapt.errors import CheckpointError
+from ecgadapt.fileio import free_bytes, is_write_problem, write_error
+from ecgadapt.models.checkpoint import load_failure_reason
+from ecgadapt.procs import shielded
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomically ``torch.save`` ``state`` to ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with shielded():  # a stop signal waits until the checkpoint is complete
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError of its zip writer
+        tmp.unlink(missing_ok=True)
+        msg = str(err).lower()
+        if isinstance(err, RuntimeError):
+            if "write" not in msg and "space" not in msg:
+                raise
+            err = OSError(errno.ENOSPC if "space" in msg or _disk_full(path) else errno.EIO, str(err))
+        elif not is_write_problem(err):
+            raise
+        fix = f"free space on that disk (or move the run), then continue with --resume --out {path.parent.parent}"
+        raise write_error(path, err, fix) from None
+
+
+def _disk_full(path: Path) -> bool:
+    free = free_bytes(path)
+    return free is not None and free < (1 << 20)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; was the run finished (or started)?")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        raise CheckpointError(f"cannot load checkpoint {path}: {load_failure_reason(path, err)}") from None

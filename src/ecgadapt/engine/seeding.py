@@ -1,0 +1,78 @@
+"""Seeding: one seed fixes torch, numpy, Python ``random`` and every DataLoader worker."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+
+import numpy as np
+import torch
+
+from ecgadapt.procs import die_with_parent
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integer ``parts`` (e.g. ``(seed, stage, epoch)``), well mixed."""
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts] + [len(parts)]).generate_state(2)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy's global RNG and Python's ``random``."""
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: die with the training process (even one killed while this worker was
+    starting), and seed numpy and ``random`` from the worker's torch seed."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        die_with_parent(parent.pid)
+    worker_seed = torch.initial_seed() % (1 << 32)
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def epoch_generator(seed: int, stage: int, epoch: int) -> torch.Generator:
+    """The generator of one epoch's shuffling and worker seeds, fixed by ``(seed, stage, epoch)``."""
+    g = torch.Generator()
+    g.manual_seed(derive_seed(seed, stage, epoch, 0))
+    return g
+
+
+def seed_epoch(seed: int, stage: int, epoch: int) -> None:
+    """Reseed the global RNGs at the start of an epoch so that the epoch repeats exactly after a resume."""
+    seed_everything(derive_seed(seed, stage, epoch, 1))
+
+
+def get_rng_state() -> dict:
+    """Snapshot of every global RNG, as tensors and plain data (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore a snapshot taken by :func:`get_rng_state`."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npst = state["numpy"]
+    keys = npst["keys"].numpy().astype(np.uint32)
+    np.random.set_state((npst["kind"], keys, npst["pos"], npst["has_gauss"], npst["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,185 @@
+"""Scoring a finished run on an external dataset (a CinC or labelled-folder source) on the classes both share.
+
+The external records go through the source cache at the run's rate and the run's deterministic evaluation
+transform (a record longer than 10 s on every 10 s segment, the probabilities averaged per record as
+``predict`` averages its windows), and are scored with the metrics, bootstrap intervals and per-class table
+of the PTB-XL test (:func:`ecgadapt.train.evaluate.score_split`'s code path), so a folder holding copies of
+the run's own test records gives exactly its test metrics. A class of the run is *shared* when at least one external
+record is positive for it; the others are listed as without counterpart, as are the external labels
+(unmapped SNOMED codes, statements or class names) that mark no class of the run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ecgadapt.data.dataset import ECGDataset, record_starts
+from ecgadapt.data.sources import load_source, unmatched_labels
+from ecgadapt.data.transforms import build_transforms
+from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
+from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.eval.bootstrap import bootstrap_ci
+from ecgadapt.eval.calibration import expected_calibration_error
+from ecgadapt.eval.metrics import score
+from ecgadapt.eval.temperature import calibrate_probs
+from ecgadapt.locks import writes_run_dir
+from ecgadapt.runs.rundir import RunDir
+from ecgadapt.train.evaluate import load_run_config, load_run_model
+
+
+def external_name(data: str | Path, name: str | None = None) -> str:
+    """A file-safe name of an external set (default: the data folder's name)."""
+    raw = name if name else Path(data).expanduser().resolve().name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(raw)).strip("._")
+    if not safe:
+        raise ConfigError(f"external set name {raw!r} has no usable character; pass --name")
+    return safe
+
+
+@writes_run_dir
+def evaluate_external(
+    run_dir: str | Path,
+    data: str | Path,
+    source: str,
+    labels: str | Path | None = None,
+    *,
+    name: str | None = None,
+    eval_windows: int | None = None,
+    device: str = "auto",
+    n_resamples: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Score ``run_dir``'s best model on the external set ``data``; write its JSON and predictions into the run."""
+    run_dir = Path(run_dir)
+    name = external_name(data, name)
+    cfg = load_run_config(run_dir)
+    dev = resolve_device(device)
+    model, meta = load_run_model(run_dir, dev)
+    windows = int(eval_windows or cfg.training.eval_windows)
+    cache = load_source(source, data, cfg.data.rate, labels, cache_dir=cfg.data.cache_dir, progress=progress)
+    task = cfg.data.task
+    first = record_starts(cache.index["ecg_id"].to_numpy())  # a record's first row (long ones have several)
+    y_all, classes = cache.labels(task)
+    run_classes = list(meta["class_names"])
+    col = {c: i for i, c in enumerate(classes)}
+    counts = {c: int(y_all[first, col[c]].sum()) if c in col else 0 for c in run_classes}
+    shared = [c for c in run_classes if counts[c] > 0]
+    if not shared:
+        raise DataError(
+            f"no record of {data} is positive for any class of the run ({', '.join(run_classes)}, task {task!r}); "
+            "check --source and the labels"
+        )
+    ext_cols = [col[c] for c in shared]
+    rows = np.flatnonzero(y_all[:, ext_cols].any(axis=1))
+    transform = build_transforms(model.input_spec, cache.rate, train=False, n_eval_windows=windows)
+    dataset = ECGDataset(cache, task, "test", transform=transform, rows=rows)
+    t = cfg.training
+    loader = make_loader(
+        dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=dev.type == "cuda"
+    )
+    y_true, y_prob = predict_loader(model, loader, dev)
+    y_true = y_true[:, ext_cols]
+    y_prob = y_prob[:, [run_classes.index(c) for c in shared]]
+    metrics = score(y_true, y_prob, shared)
+    calibration = _calibration_record(run_dir, y_true, y_prob, shared)
+
+    other: Counter = unmatched_labels(
+        list(cache.index["scp_codes"][first]), cache.statements, task, cache.manifest["labels"]
+    )
+    other.update(cache.manifest.get("summary", {}).get("unmapped_codes", {}))
+    result = {
+        "name": name,
+        "source": source,
+        "data": str(Path(data).expanduser().resolve()),
+        "labels": None if labels is None else str(Path(labels).expanduser().resolve()),
+        "task": task,
+        "eval_windows": windows,
+        "n_records": len(dataset.record_ids),
+        "n_records_total": int(first.sum()),
+        "shared_classes": shared,
+        "run_classes_without_counterpart": [c for c in run_classes if c not in shared],
+        "external_labels_without_counterpart": dict(sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "class_counts": counts,
+        **metrics,
+        "calibration": calibration,
+        "bootstrap": {
+            m: _interval(y_true, y_prob, m, n_resamples, seed) for m in ("macro_auroc", "macro_auprc")
+        },
+    }
+    files = RunDir(run_dir)
+    files.write_predictions(f"external_{name}", dataset.record_ids, shared, y_true, y_prob)
+    files.write_external(name, result)
+    return result
+
+
+def _calibration_record(run_dir: Path, y_true: np.ndarray, y_prob: np.ndarray, classes: list[str]) -> dict:
+    """ECE of the raw probabilities and, when the run has temperature scaling (fitted on its fold 9), of the
+    scaled ones, on the external records: does the fold-9 calibration carry over to another dataset?"""
+    scaled, fitted = calibrate_probs(run_dir, y_prob, classes)
+    return {
+        "mode": None if fitted is None else fitted["mode"],
+        "ece_raw": float(expected_calibration_error(y_true, y_prob)),
+        "ece_calibrated": None if fitted is None else float(expected_calibration_error(y_true, scaled)),
+    }
+
+
+def _interval(
+    y_true: np.ndarray, y_prob: np.ndarray, metric: str, n_resamples: int, seed: int
+) -> dict | None:
+    """Bootstrap interval of a macro metric, None when no class can be scored."""
+    try:
+        return bootstrap_ci(y_true, y_prob, metric, n_resamples=n_resamples, seed=seed)
+    except DataError:
+        return None
+
+
+def format_external(result: dict) -> str:
+    """A short text summary of :func:`evaluate_external`'s result (what the CLI prints)."""
+    lines = [
+        f"external set {result['name']} ({result['source']}, {result['n_records']} of {result['n_records_total']} "
+        f"records labelled in the run's classes, task {result['task']})",
+        f"  macro AUROC {result['macro_auroc']:.4f}  macro AUPRC {result['macro_auprc']:.4f}",
+    ]
+    for m in ("macro_auroc", "macro_auprc"):
+        ci = result["bootstrap"].get(m)
+        if ci:
+            lines.append(f"  {m} 95% bootstrap interval [{ci['low']:.4f}, {ci['high']:.4f}]")
+    lines.append(f"  shared classes: {', '.join(result['shared_classes'])}")
+    lines.append(
+        f"  run classes without counterpart: {', '.join(result['run_classes_without_counterpart']) or '-'}"
+    )
+    other = result["external_labels_without_counterpart"]
+    lines.append(
+        "  external labels without counterpart: " + (", ".join(f"{k} ({v})" for k, v in other.items()) or "-")
+    )
+    for c in result["per_class"]:
+        auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
+        auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
+        lines.append(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+    return "\n".join(lines)
+
+
+def score_external_sets(sets: list[dict], run_dirs: list[str | Path], progress: bool = True) -> list[Path]:
+    """Score every finished run on every external set of a benchmark spec; skip results newer than the model."""
+    written = []
+    for run_dir in map(Path, run_dirs):
+        files = RunDir(run_dir)
+        best = files.best_checkpoint
+        if not (best.is_file() and files.final.is_file()):
+            continue
+        for e in sets:
+            out = files.external(external_name(e["data"], e["name"]))
+            if out.is_file() and out.stat().st_mtime_ns >= best.stat().st_mtime_ns:
+                continue
+            r = evaluate_external(
+                run_dir, e["data"], e.get("source", "folder"), e.get("labels"), name=e["name"]
+            )
+            if progress:
+                print(f"{run_dir.name}: external {r['name']} macro AUROC {r['macro_auroc']:.4f}")
+            written.append(out)
+    return written

@@ -1,0 +1,124 @@
+"""Tuning on the validation fold: candidates are ordinary runs, only the chosen one ever meets the test fold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import ecgadapt.bench.candidates as tune
+import ecgadapt.train.finetune as finetune
+from ecgadapt.bench.candidates import candidate_configs, select_candidate
+from ecgadapt.bench.cells import make_run, run_status
+from ecgadapt.bench.tune import run_tuned, tune_override
+from ecgadapt.errors import ConfigError
+from ecgadapt.runs.rundir import read_json
+from ecgadapt.train.config import apply_overrides
+from ecgadapt.train.finetune import build_model, run_finetune
+
+
+def test_tune_override_and_candidate_grid(make_cfg):
+    assert tune_override("lr=1e-4,3e-4") == "tune.lr=[1e-4,3e-4]"
+    with pytest.raises(ConfigError, match="KEY=V1,V2"):
+        tune_override("lr")
+    cfg = make_cfg("post_training", "t", tune_override("lr=1e-4,1e-3"), tune_override("head_lr_scale=1,10"))
+    cands = candidate_configs(cfg)
+    assert len(cands) == 4 and all(not c.training.score_test and not c.tune for c in cands.values())
+    lrs = {
+        (c.recipe.stages[0].lr, c.recipe.stages[1].lr, c.recipe.stages[1].head_lr_scale)
+        for c in cands.values()
+    }
+    assert lrs == {
+        (1e-3, lr, h) for lr in (1e-4, 1e-3) for h in (1, 10)
+    }  # plain keys set the fine-tuning stage only
+    with pytest.raises(ConfigError, match="not a tunable stage field"):
+        make_cfg("post_training", "t2", "tune.name=[a,b]").validate()
+
+
+def test_tuning_never_touches_the_test_fold_before_the_choice(make_cfg, monkeypatch):
+    events: list[tuple[str, str]] = []
+    real_eval, real_select = finetune.eval_dataset, tune.select_candidate
+
+    def spy_eval(cache, cfg, spec, split, *args, **kwargs):
+        events.append((split, cfg.out))
+        return real_eval(cache, cfg, spec, split, *args, **kwargs)
+
+    def spy_select(*args, **kwargs):
+        events.append(("select", ""))
+        return real_select(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "eval_dataset", spy_eval)
+    monkeypatch.setattr(tune, "select_candidate", spy_select)
+    cfg = make_cfg("baseline_ft", "tuned", "tune.lr=[1.0e-5,3.0e-3]", epochs=2)
+    run = run_tuned(cfg)
+
+    chosen = read_json(run / "tune.json")
+    before = events[: events.index(("select", ""))]
+    after = events[events.index(("select", "")) + 1 :]
+    assert before and all(split == "val" for split, _ in before)  # candidates are scored on fold 9 only
+    assert after == [("test", str(run / "candidates" / chosen["chosen"]))]  # only the chosen one, once
+    scores = {c["id"]: c["val_macro_auroc"] for c in chosen["candidates"]}
+    assert chosen["chosen"] == max(scores, key=scores.get)  # the best validation macro AUROC wins
+    final = read_json(run / "final.json")
+    assert final["test"] is not None and final["tuning"]["chosen_values"] == {
+        "lr": float(chosen["chosen_values"]["lr"])
+    }
+    others = [c for c in scores if c != chosen["chosen"]]
+    assert all(read_json(run / "candidates" / c / "final.json")["test"] is None for c in others)
+    assert not any((run / "candidates" / c / "predictions_test.npz").exists() for c in others)
+
+
+def test_selection_picks_the_best_validation_score_and_refuses_test_scored_candidates(tmp_path):
+    dirs = {}
+    for cid, auroc in (("a", 0.7), ("b", 0.9), ("c", 0.9)):
+        d = tmp_path / cid
+        d.mkdir()
+        (d / "final.json").write_text(json.dumps({"val": {"macro_auroc": auroc}, "test": None}))
+        dirs[cid] = d
+    assert select_candidate(dirs)[0] == "b"  # ties go to the first
+    (tmp_path / "a" / "final.json").write_text(
+        json.dumps({"val": {"macro_auroc": 0.5}, "test": {"macro_auroc": 1}})
+    )
+    with pytest.raises(Exception, match="scored on the test fold before selection"):
+        select_candidate(dirs)
+
+
+def test_a_changed_weights_file_is_a_conflict(make_cfg, tmp_path):
+    cfg = make_cfg("baseline_ft", "w", epochs=1)
+    donor = build_model(cfg, 5)
+    weights = tmp_path / "encoder.pt"
+    torch.save({"model": donor.state_dict()}, weights)
+    cfg = apply_overrides(cfg, [f"model.weights={weights}"])
+    run = run_finetune(cfg)
+    assert read_json(run / "final.json")["weights_sha256"] == read_json(run / "inputs.json")["weights_sha256"]
+    assert run_status(make_run(run, cfg)) == "done"
+    torch.save({"model": build_model(make_cfg("baseline_ft", "w2", "seed=5"), 5).state_dict()}, weights)
+    with pytest.raises(ConfigError, match="the weights file changed"):
+        run_status(make_run(run, cfg))
+    with pytest.raises(ConfigError, match="weights file"):
+        run_finetune(cfg, resume=True)
+
+
+def test_finetune_cli_tune_flag_runs_the_search(make_cfg, tmp_path, capsys):
+    from ecgadapt.cli import main
+
+    cfg = make_cfg("linear_probe", "cli", epochs=1)
+    cfg_file = tmp_path / "c.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "tuned"
+    argv = [
+        "finetune",
+        "--config",
+        str(cfg_file),
+        "--tune",
+        "lr=1e-3,1e-2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    assert "tuning" in capsys.readouterr().out and len(list((out / "candidates").iterdir())) == 2
+    assert read_json(out / "tune.json")["chosen_values"]["lr"] in (1e-3, 1e-2)
+    assert main(["finetune", "--config", str(cfg_file), "--tune", "lr", "--out", str(tmp_path / "bad")]) == 2
+    assert "KEY=V1,V2" in capsys.readouterr().err

@@ -1,0 +1,43 @@
+"""Test-sized fine-tuning configs (tiny models, two batches per epoch) on a prepared synthetic cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecgadapt.train.config import FinetuneConfig, apply_overrides
+
+TINY_VIT = {"width": 16, "depth": 2, "heads": 2, "patch_size": 50}
+TINY_XRESNET = {"layers": [1, 1], "widths": [8, 8], "stem_widths": [8, 8, 8], "expansion": 2}
+TINY = {"ecg_vit_tiny": TINY_VIT, "xresnet1d50": TINY_XRESNET}
+"""Tiny overrides per model (the default ``kwargs`` of ``make_cfg``)."""
+
+
+def tiny_config(
+    root: Path,
+    cache_dir: Path,
+    out: Path,
+    recipe: str = "post_training",
+    *overrides: str,
+    model: str = "ecg_vit_tiny",
+    kwargs: dict | None = None,
+    epochs: int = 2,
+) -> FinetuneConfig:
+    """A test-sized config: tiny model, batches of 16, at most 2 batches per epoch, ``epochs`` per stage, no step floor."""
+    cfg = FinetuneConfig.from_dict(
+        {
+            "data": {"root": str(root), "rate": 100, "cache_dir": str(cache_dir)},
+            "model": {"name": model, "kwargs": dict(TINY.get(model, {}) if kwargs is None else kwargs)},
+            "recipe": {"name": recipe},
+            "training": {
+                "batch_size": 16,
+                "num_workers": 0,
+                "progress": False,
+                "max_train_batches": 2,
+                "min_steps": 0,
+            },
+            "seed": 0,
+            "out": str(out),
+        }
+    )
+    cfg = apply_overrides(cfg, [f"recipe.stages.{i}.epochs={epochs}" for i in range(len(cfg.recipe.stages))])
+    return apply_overrides(cfg, list(overrides))
