@@ -13,14 +13,11 @@ from wfdb_fixtures import digital, write_record
 from ecgadapt import LEADS
 from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.dataset import ECGDataset, record_mean
+from ecgadapt.data.records import read_any_record, read_dx, read_segments, read_window
 from ecgadapt.data.sources import (
     class_coverage,
     load_mapping,
     ptbxl_statements,
-    read_any_record,
-    read_dx,
-    read_segments,
-    read_window,
     scan_cinc,
     scan_folder,
     stratified_folds,
