@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.locks import RunLock
+from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
-from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
 from ecgadapt.pretrain.mae import MaskedECGModel
 from ecgadapt.pretrain.masked_segment import MaskedSegmentModel

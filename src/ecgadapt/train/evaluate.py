@@ -17,8 +17,8 @@ from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import CheckpointError, ConfigError
+from ecgadapt.models import create_model
 from ecgadapt.models.base import ECGModel, InputSpec
-from ecgadapt.models.registry import create_model
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.loop import make_loader, predict_loader, resolve_device, score
 from ecgadapt.train.rundir import CHECKPOINTS, CONFIG, load_checkpoint

@@ -23,8 +23,8 @@ from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.locks import RunLock
+from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
-from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.train.config import DataConfig, FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, score_split
 from ecgadapt.train.loop import (

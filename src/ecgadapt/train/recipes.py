@@ -320,7 +320,7 @@ def reference_model(
     name: str, num_classes: int, drop_rate: float, drop_path_rate: float, overrides: dict | None = None
 ) -> ECGModel | None:
     """Model ``name`` built on the meta device (no memory) with the given rates; None if that fails."""
-    from ecgadapt.models.registry import create_model
+    from ecgadapt.models import create_model
 
     try:
         with torch.device("meta"):
