@@ -341,8 +341,12 @@ class SourceRecords:
         return self.identity
 
     def record_files(self, rate: int) -> list[str]:
-        """Every record's header."""
-        return [f"{base}.hea" for base in self.table["filename"]]
+        """Every record's header and the signal files (``.dat``, ``.mat``) it names."""
+        files = []
+        for base in self.table["filename"]:
+            signals = dict.fromkeys(read_header(self.root / base).files)
+            files += [f"{base}.hea", *(str(Path(base).parent / f) for f in signals)]
+        return files
 
     def cache_tag(self) -> str | None:
         """The source's name and a hash of its labels CSV's path."""

@@ -1,0 +1,92 @@
+"""Issue 22 (data items) and issue 21 item 4: CinC and folder sources are fingerprinted, validated and prepared
+as PTB-XL is: stale signal files rebuild the cache, a misread labels CSV is refused row by row, a full disk is
+one message, a bad record is one message (its traceback only with --debug), and `data stats` / `prepare`
+accept them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy.io import savemat
+from wfdb_fixtures import digital, write_cinc, write_record
+
+from ecgadapt.data.cache import load_or_prepare, prepare_cache
+
+LABELS = ["NORM;SR", "IMI", "AFIB;CLBBB", "NDT", "NORM", "IMI;SR"]
+SUPERDIAG = ["CD", "HYP", "MI", "NORM", "STTC"]
+
+
+def make_folder(root: Path, labels: list[str] = LABELS) -> Path:
+    """Records rec0.. (10 s at 100 Hz) and ``labels.csv`` with one row per label set."""
+    for i in range(len(labels)):
+        write_record(root, f"rec{i}", digital(40 + i, 1000), 100)
+    write_labels(root, [(f"rec{i}", lab) for i, lab in enumerate(labels)])
+    return root
+
+
+def write_labels(root: Path, rows: list[tuple[str, str]]) -> Path:
+    csv = root / "labels.csv"
+    csv.write_text("record,labels\n" + "".join(f"{rec},{lab}\n" for rec, lab in rows))
+    return csv
+
+
+def make_cinc(root: Path, n: int = 4) -> Path:
+    for i in range(n):
+        write_cinc(root, f"A{i:04d}", digital(60 + i, 1000), 100, "426783006" if i % 2 else "164889003")
+    return root
+
+
+def load(root: Path, tmp_path: Path, source: str = "folder", **kwargs):
+    return load_or_prepare(root, 100, cache_dir=tmp_path / "cache", progress=False, source=source, **kwargs)
+
+
+def set_header_line(base: Path, first_line: str) -> None:
+    """Replace the record line (the first line) of ``<base>.hea``."""
+    hea = Path(f"{base}.hea")
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join([first_line, *lines[1:]]) + "\n")
+
+
+# --- item 3: every signal file is fingerprinted ---------------------------------------------------------------
+
+
+def test_overwritten_dat_of_a_folder_source_rebuilds_its_cache(tmp_path):
+    root = make_folder(tmp_path / "f")
+    before = np.asarray(load(root, tmp_path).signals).copy()
+    dat = root / "rec2.dat"
+    size = dat.stat().st_size
+    dat.write_bytes(digital(99, 1000).astype("<i2").tobytes())  # noise of the same size
+    assert dat.stat().st_size == size
+    after = load(root, tmp_path)
+    assert not np.array_equal(after.signals[2], before[2])
+    np.testing.assert_allclose(after.signals[2], digital(99, 1000).T / 1000.0, rtol=1e-6)
+    np.testing.assert_array_equal(after.signals[3], before[3])
+
+
+def test_replaced_mat_files_of_a_cinc_source_rebuild_its_cache(tmp_path):
+    root = make_cinc(tmp_path / "c")
+    before = np.asarray(load(root, tmp_path, source="cinc").signals).copy()
+    for i in (0, 3):  # new signals, the headers untouched
+        savemat(root / f"A{i:04d}.mat", {"val": digital(90 + i, 1000).T.astype(np.int16)})
+    after = load(root, tmp_path, source="cinc")
+    np.testing.assert_allclose(after.signals[0], digital(90, 1000).T / 1000.0, rtol=1e-6)
+    np.testing.assert_array_equal(after.signals[1], before[1])
+
+
+def test_verify_finds_a_same_size_same_time_signal_change_of_a_source(tmp_path):
+    root = make_folder(tmp_path / "f")
+    path = prepare_cache(root, 100, cache_dir=tmp_path / "cache", progress=False, source="folder")
+    records = json.loads((path / "records.json").read_text())
+    assert {"rec0.hea", "rec0.dat"} <= set(records["stat"]) and "rec0.dat" in records["sha256"]
+    dat = root / "rec1.dat"
+    st = dat.stat()
+    dat.write_bytes(digital(98, 1000).astype("<i2").tobytes())
+    os.utime(dat, ns=(st.st_atime_ns, st.st_mtime_ns))  # only the content tells
+    kwargs = dict(cache_dir=tmp_path / "cache", progress=False, source="folder")
+    assert prepare_cache(root, 100, **kwargs) == path
+    assert not np.allclose(load(root, tmp_path).signals[1], digital(98, 1000).T / 1000.0)  # not verified
+    prepare_cache(root, 100, verify=True, **kwargs)
+    np.testing.assert_allclose(load(root, tmp_path).signals[1], digital(98, 1000).T / 1000.0, rtol=1e-6)
