@@ -10,10 +10,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.io import savemat
 from wfdb_fixtures import digital, write_cinc, write_record
 
 from ecgadapt.data.cache import load_or_prepare, prepare_cache
+from ecgadapt.errors import DataError
 
 LABELS = ["NORM;SR", "IMI", "AFIB;CLBBB", "NDT", "NORM", "IMI;SR"]
 SUPERDIAG = ["CD", "HYP", "MI", "NORM", "STTC"]
@@ -90,3 +92,71 @@ def test_verify_finds_a_same_size_same_time_signal_change_of_a_source(tmp_path):
     assert not np.allclose(load(root, tmp_path).signals[1], digital(98, 1000).T / 1000.0)  # not verified
     prepare_cache(root, 100, verify=True, **kwargs)
     np.testing.assert_allclose(load(root, tmp_path).signals[1], digital(98, 1000).T / 1000.0, rtol=1e-6)
+
+
+# --- item 5: the labels CSV cannot be misread ----------------------------------------------------------------
+
+
+def test_one_class_name_among_statement_codes_changes_no_other_row(tmp_path):
+    root = make_folder(tmp_path / "f", [*LABELS, "MI"])
+    y, classes = load(root, tmp_path).labels("superdiagnostic")
+    assert classes == SUPERDIAG
+    rows = [dict(zip(classes, r)) for r in y.tolist()]
+    assert [sorted(c for c, v in r.items() if v) for r in rows] == [
+        ["NORM"],
+        ["MI"],
+        ["CD"],
+        ["STTC"],
+        ["NORM"],
+        ["MI"],
+        ["MI"],
+    ]
+
+
+@pytest.mark.parametrize("alias", ["./rec0", "sub/../rec0", "rec0.hea", " rec0"])
+def test_aliased_record_paths_are_refused_naming_both_rows(tmp_path, alias):
+    root = make_folder(tmp_path / "f")
+    (root / "sub").mkdir()
+    write_labels(root, [(f"rec{i}", lab) for i, lab in enumerate(LABELS)] + [(alias, "NORM")])
+    with pytest.raises(DataError, match=r"rows? 2 and 8.*rec0"):
+        load(root, tmp_path)
+
+
+def test_a_record_path_leaving_the_data_folder_is_refused(tmp_path):
+    root = make_folder(tmp_path / "f")
+    write_record(tmp_path, "outside", digital(7, 1000), 100)
+    write_labels(root, [("rec0", "NORM"), ("../outside", "IMI")])
+    with pytest.raises(DataError, match=r"row 3.*\.\./outside.*outside"):
+        load(root, tmp_path)
+
+
+def test_an_absolute_record_path_is_one_message(tmp_path):
+    root = make_folder(tmp_path / "f")
+    write_labels(root, [("rec0", "NORM"), (str(root / "rec1"), "IMI")])
+    with pytest.raises(DataError, match=r"row 3.*absolute"):
+        load(root, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [
+        ("rec3 12 nan 1000", "sampling frequency"),
+        ("rec3 12 0 1000", "sampling frequency"),  # item 12: a rate of 0 names the record
+        ("rec3 12 100 0", "0 samples"),
+    ],
+)
+def test_headers_without_a_rate_or_samples_are_refused_naming_the_record(tmp_path, line, what):
+    root = make_folder(tmp_path / "f")
+    set_header_line(root / "rec3", line)
+    with pytest.raises(DataError, match=rf"record rec3: .*{what}"):
+        load(root, tmp_path)
+
+
+# --- item 11: one message, not a traceback --------------------------------------------------------------------
+
+
+def test_a_header_only_labels_csv_is_one_message(tmp_path):
+    root = make_folder(tmp_path / "f")
+    write_labels(root, [])
+    with pytest.raises(DataError, match="lists no records"):
+        load(root, tmp_path)

@@ -18,6 +18,7 @@ from ecgadapt.data.transforms import CenterCrop, FixedWindows, Resample
 from ecgadapt.errors import DataError
 
 UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nv": 1e-6}
+RECORD_FIX = "fix the record's files or leave the record out of the source"
 
 
 def header_units(header: Header) -> list[str]:
@@ -82,13 +83,15 @@ def _read_mat(base: Path, header: Header) -> np.ndarray:
 def read_any_record(base: str | os.PathLike) -> tuple[np.ndarray, float]:
     """One WFDB record (``.mat`` or ``.dat``) as float32 millivolts (12, T) in ``LEADS`` order, and its rate."""
     base = Path(base)
-    header = read_header(base)
+    header = read_header(base, RECORD_FIX)
     order = source_lead_order(header)
     units = header_units(header)
     if header.files[0].lower().endswith(".mat"):
         phys = _read_mat(base, header)
     else:
-        phys = _read_simple(base, header) if header.simple else _read_wfdb(base, header)
+        phys = (
+            _read_simple(base, header, RECORD_FIX) if header.simple else _read_wfdb(base, header, RECORD_FIX)
+        )
     scale = []
     for i in order:
         unit = units[i].strip().lower()
@@ -116,7 +119,7 @@ def read_window(base: str | os.PathLike, rate: int, n_samples: int) -> np.ndarra
 
 def n_segments(base: str | os.PathLike, rate: int, n_samples: int) -> int:
     """Cache rows of a record (its header's length at ``rate`` over ``n_samples``, rounded up; at least 1)."""
-    header = read_header(base)
+    header = read_header(base, RECORD_FIX)
     length = header.sig_len
     if abs(header.fs - rate) > 1e-6:
         r = Resample(header.fs, rate)

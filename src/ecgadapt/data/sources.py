@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +48,7 @@ from ecgadapt.data.ptbxl import (
     read_record,
     read_statements,
 )
-from ecgadapt.data.records import n_segments, read_dx, read_segments
+from ecgadapt.data.records import RECORD_FIX, n_segments, read_dx, read_segments
 from ecgadapt.data.splits import priority_order
 from ecgadapt.data.tasks import TASKS, statement_map, task_classes, task_labels
 from ecgadapt.errors import ConfigError, DataError
@@ -126,15 +127,22 @@ def class_coverage(task: str, mapping: pd.DataFrame | None = None) -> dict[str, 
 def class_labels(
     label_sets: list[dict], statements: pd.DataFrame, task: str
 ) -> tuple[np.ndarray, list[str], Counter]:
-    """Multi-hot labels over ``task``'s classes from records labelled by class names; Counter of other names."""
+    """Multi-hot labels over ``task``'s classes, each label read on its own; Counter of labels marking none.
+
+    A PTB-XL statement code marks the class it maps to (as in :func:`~ecgadapt.data.tasks.task_labels`), any
+    other label the class of that name. No code is a class name of a task that maps elsewhere, so a file that
+    mixes codes and class names reads every row as meant.
+    """
+    mapping = statement_map(statements, task)
     classes = task_classes(statements, task)
     col = {c: i for i, c in enumerate(classes)}
     y = np.zeros((len(label_sets), len(classes)), dtype=np.uint8)
     other: Counter = Counter()
     for i, names in enumerate(label_sets):
         for name in names:
-            if name in col:
-                y[i, col[name]] = 1
+            target = mapping.get(name) or (name if name in col else None)
+            if target is not None:
+                y[i, col[target]] = 1
             else:
                 other[name] += 1
     return y, classes, other
@@ -344,7 +352,7 @@ class SourceRecords:
         """Every record's header and the signal files (``.dat``, ``.mat``) it names."""
         files = []
         for base in self.table["filename"]:
-            signals = dict.fromkeys(read_header(self.root / base).files)
+            signals = dict.fromkeys(read_header(self.root / base, RECORD_FIX).files)
             files += [f"{base}.hea", *(str(Path(base).parent / f) for f in signals)]
         return files
 
@@ -466,11 +474,48 @@ def _read_labels_csv(path: Path) -> pd.DataFrame:
     missing = [c for c in ("record", "labels") if c not in df.columns]
     if missing:
         raise DataError(f"{path} lacks column(s) {missing}; it needs columns record,labels[,fold]")
-    if df["record"].duplicated().any():
+    if len(df) == 0:
         raise DataError(
-            f"{path}: record(s) {sorted(set(df['record'][df['record'].duplicated()]))[:5]} appear twice"
+            f"{path} lists no records (only its header line); add one line per record: record,labels"
         )
     return df
+
+
+def _record_bases(csv: Path, root: Path, records: pd.Series) -> list[Path]:
+    """Each row's record as a path under ``root``, normalised (``x``, ``./x``, ``a/../x`` and ``x.hea`` are one).
+
+    An empty, absolute or escaping path, one named twice, or one without a header is refused naming its row
+    (the CSV's line number).
+    """
+    first_row: dict[str, tuple[int, str]] = {}
+    bases = []
+    for line, rec in enumerate(records, start=2):
+        if not rec.strip():
+            raise DataError(f"{csv}: row {line} names no record; give each row a record path")
+        name = posixpath.normpath(rec.strip()).removesuffix(".hea")
+        if posixpath.isabs(name):
+            raise DataError(
+                f"{csv}: row {line}: record {rec!r} is an absolute path; give it relative to the data folder {root}"
+            )
+        if name == ".." or name.startswith("../"):
+            raise DataError(
+                f"{csv}: row {line}: record {rec!r} leads outside the data folder {root}; move the record into "
+                "it or point --data at a folder that holds every record"
+            )
+        if name in first_row:
+            other, before = first_row[name]
+            raise DataError(
+                f"{csv}: rows {other} and {line} name the same record {name} ({before!r}, {rec!r}); list each "
+                "record once"
+            )
+        first_row[name] = (line, rec)
+        base = root / name
+        if not Path(f"{base}.hea").is_file():
+            raise DataError(
+                f"{csv}: row {line}: record {rec!r} has no header {base}.hea; fix the record column or the folder"
+            )
+        bases.append(base)
+    return bases
 
 
 def scan_folder(
@@ -482,14 +527,7 @@ def scan_folder(
         raise DataError(f"folder {root} not found; pass --data the folder holding the WFDB records")
     csv = Path(labels).expanduser().resolve() if labels is not None else root / "labels.csv"
     df = _read_labels_csv(csv)
-    bases = []
-    for rec in df["record"]:
-        base = root / rec.removesuffix(".hea")
-        if not Path(f"{base}.hea").is_file():
-            raise DataError(
-                f"{csv}: record {rec!r} has no header {base}.hea; fix the record column or the folder"
-            )
-        bases.append(base)
+    bases = _record_bases(csv, root, df["record"])
     label_sets = [{t.strip(): 100.0 for t in str(s).split(";") if t.strip()} for s in df["labels"]]
     known = set(ptbxl_statements().index)
     kind = "statements" if all(set(s) <= known for s in label_sets) else "classes"
@@ -503,8 +541,12 @@ def scan_folder(
             )
     if "fold" in df.columns:
         folds = pd.to_numeric(df["fold"], errors="coerce")
-        if folds.isna().any() or not folds.isin(range(1, N_FOLDS + 1)).all():
-            raise DataError(f"{csv}: column fold must hold integers 1-{N_FOLDS} on every row")
+        bad = np.flatnonzero(folds.isna() | ~folds.isin(range(1, N_FOLDS + 1)))
+        if len(bad):
+            raise DataError(
+                f"{csv}: column fold must hold integers 1-{N_FOLDS} on every row, not on row(s) "
+                f"{(bad + 2)[:5].tolist()}"
+            )
         folds = folds.to_numpy(dtype=np.int64)
     else:
         folds = stratified_folds(label_sets, seed)
