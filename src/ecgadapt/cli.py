@@ -600,7 +600,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.pretrain.pretrain import build_pretrain_config, run_pretrain
 
-        skip = {"command", "func", "out", "resume", "force", "no_progress", "model_args"}
+        skip = {"command", "func", "debug", "out", "resume", "force", "no_progress", "model_args"}
         flags = {k: v for k, v in vars(args).items() if k not in skip}
         cfg = build_pretrain_config(
             args.out, args.resume, args.model_args, progress=False if args.no_progress else None, **flags
@@ -631,6 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = argparse.ArgumentParser(prog="ecgadapt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecgadapt {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print its traceback (a failed worker's included) before the message",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)
@@ -647,11 +652,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_signals():  # SIGTERM stops a run as Ctrl-C does: finally blocks run, workers are stopped
             return int(args.func(args) or 0)
     except ECGAdaptError as err:
+        _print_traceback(args, err)
         print(f"ecgadapt: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         if not is_write_problem(err):
             raise
+        _print_traceback(args, err)
         print(f"ecgadapt: error: {write_error(err.filename or '(output)', err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
@@ -660,6 +667,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         signum = getattr(err, "signum", signal.SIGINT)
         print(f"ecgadapt: interrupted ({signal.Signals(signum).name}); {_resume_hint(args)}", file=sys.stderr)
         return 128 + int(signum)
+
+
+def _print_traceback(args: argparse.Namespace, err: BaseException) -> None:
+    """With ``--debug``, the error's traceback and its causes (a worker's traceback travels as its cause)."""
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exception(err, file=sys.stderr)
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

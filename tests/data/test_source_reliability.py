@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +162,38 @@ def test_a_header_only_labels_csv_is_one_message(tmp_path):
     write_labels(root, [])
     with pytest.raises(DataError, match="lists no records"):
         load(root, tmp_path)
+
+
+def _finetune_with_two_readers(root: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    """``ecgadapt [flags] finetune --source folder`` with the cache read by two worker processes."""
+    script = (
+        "import sys\n"
+        "from ecgadapt.data import cache\n"
+        "cache._default_workers = lambda: 2\n"
+        "from ecgadapt.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = [*flags, "finetune", "--data", str(root), "--source", "folder", "--task", "superdiagnostic"]
+    args += ["--rate", "100", "--epochs", "1", "--weights", "none", "--out", str(tmp_path / "run")]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env)
+
+
+def test_a_bad_record_read_by_workers_is_one_message(tmp_path):
+    root = make_folder(tmp_path / "f", LABELS * 2)
+    (root / "rec5.dat").write_bytes(b"\0" * 10)  # truncated
+    done = _finetune_with_two_readers(root, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "error: record rec5: signal file" in done.stderr
+    assert "re-download PTB-XL" not in done.stderr and "leave the record out of the source" in done.stderr
+
+
+def test_debug_shows_the_traceback_of_the_failing_worker(tmp_path):
+    root = make_folder(tmp_path / "f", LABELS * 2)
+    (root / "rec5.dat").write_bytes(b"\0" * 10)
+    done = _finetune_with_two_readers(root, tmp_path, "--debug")
+    assert done.returncode == 2
+    assert "Traceback" in done.stderr and "in _fill" in done.stderr  # the worker's own frames
+    assert done.stderr.rstrip().splitlines()[-1].startswith("ecgadapt: error: record rec5: signal file")

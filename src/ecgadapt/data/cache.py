@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -35,6 +36,7 @@ from ecgadapt.data.tasks import check_task
 from ecgadapt.errors import ConfigError, DataError, WriteError
 from ecgadapt.fileio import free_bytes, human_bytes, is_write_problem, write_error, write_json
 from ecgadapt.paths import default_cache_dir
+from ecgadapt.procs import init_worker, stop_pool
 
 CACHE_FORMAT_VERSION = 1
 SIGNALS_FILE = "signals.npy"
@@ -442,6 +444,16 @@ def _allocate(path: Path) -> None:
         os.close(fd)
 
 
+def _init_reader(parent_pid: int) -> None:
+    """Initializer of a reader process: die with the parent, and end quietly when the parent stops the pool.
+
+    A reader holds nothing to clean up (the parent removes the temporary folder), so SIGTERM takes its default
+    action instead of the command line's ``Interrupted``, whose traceback would bury the real error.
+    """
+    init_worker(parent_pid)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _read_all(
     signals_path: str, chunks: list, rate: int, workers: int, progress: bool, desc: str, reader=None
 ) -> None:
@@ -453,10 +465,8 @@ def _read_all(
             for chunk in chunks:
                 bar.update(_fill(signals_path, chunk, rate, reader))
             return
-        from ecgadapt.procs import init_worker, stop_pool
-
         pool = ProcessPoolExecutor(
-            max_workers=min(workers, len(chunks)), initializer=init_worker, initargs=(os.getpid(),)
+            max_workers=min(workers, len(chunks)), initializer=_init_reader, initargs=(os.getpid(),)
         )  # workers die with this process: a killed prepare leaves none writing
         try:
             pending = {pool.submit(_fill, signals_path, chunk, rate, reader) for chunk in chunks}
