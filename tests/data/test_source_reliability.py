@@ -5,6 +5,7 @@ accept them."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -16,8 +17,10 @@ import pytest
 from scipy.io import savemat
 from wfdb_fixtures import digital, write_cinc, write_record
 
+from ecgadapt.cli import main
+from ecgadapt.data import cache as cache_mod
 from ecgadapt.data.cache import load_or_prepare, prepare_cache
-from ecgadapt.errors import DataError
+from ecgadapt.errors import DataError, WriteError
 
 LABELS = ["NORM;SR", "IMI", "AFIB;CLBBB", "NDT", "NORM", "IMI;SR"]
 SUPERDIAG = ["CD", "HYP", "MI", "NORM", "STTC"]
@@ -197,3 +200,87 @@ def test_debug_shows_the_traceback_of_the_failing_worker(tmp_path):
     assert done.returncode == 2
     assert "Traceback" in done.stderr and "in _fill" in done.stderr  # the worker's own frames
     assert done.stderr.rstrip().splitlines()[-1].startswith("ecgadapt: error: record rec5: signal file")
+
+
+# --- item 8: a full disk is one message -----------------------------------------------------------------------
+
+
+def test_a_source_cache_checks_free_space_first(tmp_path, monkeypatch, capsys):
+    root = make_folder(tmp_path / "f")
+    monkeypatch.setattr(cache_mod, "free_bytes", lambda path: 1000)
+    rc = main(["prepare", "folder", "--root", str(root), "--rate", "100", "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not enough disk space" in err and str(tmp_path / "c") in err
+    assert "Traceback" not in err
+    assert [p for p in (tmp_path / "c").rglob("*") if p.name.startswith(".")] == []
+
+
+def test_a_full_disk_while_reserving_a_source_cache_is_one_message(tmp_path, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    root = make_cinc(tmp_path / "c")
+    monkeypatch.setattr(cache_mod.os, "posix_fallocate", no_space)
+    with pytest.raises(WriteError, match="not enough disk space.*needs .* in "):
+        load(root, tmp_path, source="cinc")
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.name.startswith(".")] == []
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 512 kB tmpfs (skips where this process cannot mount one)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True
+        )
+    except OSError as err:
+        pytest.skip(f"cannot run mount ({err})")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_real_small_disk_gives_one_message_through_the_api_and_the_cli(tmp_path, small_disk, capsys):
+    root = make_folder(tmp_path / "f", LABELS * 4)  # 24 records: 1.2 MB of signals
+    with pytest.raises(WriteError, match="not enough disk space"):
+        load_or_prepare(root, 100, cache_dir=small_disk, progress=False, source="folder", workers=2)
+    rc = main(["prepare", "folder", "--root", str(root), "--rate", "100", "--cache", str(small_disk)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not enough disk space" in err and "Traceback" not in err
+    assert [p for p in small_disk.rglob("*") if p.is_file()] == []
+
+
+# --- issue 21 item 4: data stats and prepare read CinC and folder sources --------------------------------------
+
+
+def test_data_stats_reads_a_folder_source(tmp_path, capsys):
+    root = make_folder(tmp_path / "f")
+    csv = write_labels(root, [(f"rec{i}", lab) for i, lab in enumerate(LABELS)])
+    args = ["data", "stats", "--root", str(root), "--source", "folder", "--labels", str(csv)]
+    rc = main([*args, "--task", "superdiagnostic", "--json"])
+    stats = json.loads(capsys.readouterr().out)
+    assert rc == 0 and stats["source"] == "folder" and stats["classes"] == SUPERDIAG
+    total = {c: sum(s["positives"][c] for s in stats["splits"].values()) for c in SUPERDIAG}
+    assert total == {"CD": 1, "HYP": 0, "MI": 2, "NORM": 2, "STTC": 1}
+    assert sum(s["records"] for s in stats["splits"].values()) == len(LABELS)
+
+
+def test_data_stats_reads_a_cinc_source(tmp_path, capsys):
+    root = make_cinc(tmp_path / "c")
+    rc = main(["data", "stats", "--root", str(root), "--source", "cinc", "--task", "rhythm"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "AFIB" in out and "re-download" not in out
+
+
+@pytest.mark.parametrize("source", ["folder", "cinc"])
+def test_prepare_reads_cinc_and_folder_sources(tmp_path, capsys, source):
+    root = make_folder(tmp_path / "f") if source == "folder" else make_cinc(tmp_path / "c")
+    rc = main(["prepare", source, "--root", str(root), "--rate", "100", "--cache", str(tmp_path / "k")])
+    path = Path(capsys.readouterr().out.strip())
+    assert rc == 0 and path.is_dir()
+    assert load_or_prepare(root, 100, cache_dir=tmp_path / "k", progress=False, source=source).path == path

@@ -130,9 +130,13 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _rebuild_hint(path: Path, manifest: dict | None = None) -> str:
-    root = (manifest or {}).get("source_root", "<PTB-XL folder>")
-    rate = (manifest or {}).get("rate", "<100|500>")
-    return f"delete {path} and run `ecgadapt prepare ptbxl --root {root} --rate {rate}`"
+    manifest = manifest or {}
+    source = manifest.get("source", "ptbxl")
+    root = manifest.get("source_root", "<PTB-XL folder>")
+    labels = (manifest.get("summary") or {}).get("labels_csv")
+    rate = manifest.get("rate", "<100|500>")
+    extra = f" --labels {labels}" if source == "folder" and labels else ""
+    return f"delete {path} and run `ecgadapt prepare {source} --root {root}{extra} --rate {rate}`"
 
 
 class ECGCache:

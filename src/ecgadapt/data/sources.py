@@ -179,6 +179,8 @@ class Source(Protocol):
     root: Path
     labels: str  # "statements" (PTB-XL codes) or "classes" (a task's class names)
     stale_message: str  # why a cache is rebuilt when fingerprint() differs from the cache's
+    table: pd.DataFrame  # one row per record: ecg_id, patient_id, strat_fold, scp_codes, file name(s)
+    statements: pd.DataFrame  # the statement table the records' codes refer to
 
     def index(self, rate: int) -> pd.DataFrame:
         """One row per record: ecg_id, patient_id, strat_fold, filename (base path under root), scp_codes."""
@@ -230,9 +232,15 @@ class PtbxlSource:
 
     root: Path
     database: pd.DataFrame
+    statements: pd.DataFrame
     name: str = "ptbxl"
     labels: str = "statements"
     stale_message: str = "the source CSVs changed since the cache was built"
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The database (one row per record, both rates' file names)."""
+        return self.database
 
     def index(self, rate: int) -> pd.DataFrame:
         """The database's records with the file names of ``rate``; DataError naming rows without one."""
@@ -309,7 +317,7 @@ def scan_ptbxl(root: str | os.PathLike) -> PtbxlSource:
     )  # every code defined
     if len(database) == 0:
         raise DataError(f"{root / DATABASE_CSV} lists no records; nothing to prepare")
-    return PtbxlSource(root, database)
+    return PtbxlSource(root, database, statements)
 
 
 # --- CinC and labelled folders ------------------------------------------------------------------------------
@@ -339,6 +347,11 @@ class SourceRecords:
             "unmapped_codes": dict(sorted(self.unmapped.items(), key=lambda kv: (-kv[1], kv[0]))),
             "n_unmapped": int(sum(self.unmapped.values())),
         }
+
+    @property
+    def statements(self) -> pd.DataFrame:
+        """PTB-XL's statement table as shipped with ecgadapt."""
+        return ptbxl_statements()
 
     def index(self, rate: int) -> pd.DataFrame:
         """The scanned table (the same at every rate)."""
