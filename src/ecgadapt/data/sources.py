@@ -177,7 +177,7 @@ class Source(Protocol):
 
     name: str  # "ptbxl", "cinc" or "folder"
     root: Path
-    labels: str  # "statements" (PTB-XL codes) or "classes" (a task's class names)
+    labels: str  # "statements" (PTB-XL codes only) or "classes" (class names too, read label by label)
     stale_message: str  # why a cache is rebuilt when fingerprint() differs from the cache's
     table: pd.DataFrame  # one row per record: ecg_id, patient_id, strat_fold, scp_codes, file name(s)
     statements: pd.DataFrame  # the statement table the records' codes refer to
@@ -330,7 +330,7 @@ class SourceRecords:
     name: str
     root: Path
     table: pd.DataFrame  # ecg_id, patient_id, strat_fold, filename, scp_codes
-    labels: str  # "statements" (PTB-XL codes) or "classes" (a task's class names)
+    labels: str  # "statements" (PTB-XL codes only) or "classes" (class names too, read label by label)
     identity: dict  # what identifies the metadata: record count, labels CSV or mapping table, seed
     unmapped: dict[str, int] = field(default_factory=dict)  # SNOMED code -> records
     labels_csv: Path | None = None
