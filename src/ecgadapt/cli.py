@@ -27,46 +27,68 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+_SOURCE_FOLDERS = {
+    "ptbxl": ("a PTB-XL folder", "PTB-XL folder (holds ptbxl_database.csv, records100/, records500/)"),
+    "cinc": ("a PhysioNet/CinC 2020/2021 folder", "CinC folder (WFDB headers with '# Dx:' lines, .mat/.dat)"),
+    "folder": ("a folder of WFDB records labelled by a CSV", "folder of WFDB records (and labels.csv)"),
+}
+_LABELS_HELP = "labels CSV record,labels[,fold] of --source folder (default ROOT/labels.csv)"
+
+
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="read a dataset once into a memory-mapped cache")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    q = sources.add_parser("ptbxl", help="cache a PTB-XL folder at one sampling rate")
-    q.add_argument(
-        "--root", required=True, help="PTB-XL folder (holds ptbxl_database.csv, records100/, records500/)"
-    )
-    q.add_argument(
-        "--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz (default 500)"
-    )
-    q.add_argument(
-        "--cache", default=None, help="cache base folder (default $ECGADAPT_CACHE or ~/.cache/ecgadapt)"
-    )
-    q.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
-    q.add_argument(
-        "--verify",
-        action="store_true",
-        help="also compare the record files' content hashes (not only sizes and times) with the cache",
-    )
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.data.cache import prepare_cache
 
-        print(
-            prepare_cache(
-                args.root, args.rate, cache_dir=args.cache, workers=args.workers, verify=args.verify
-            )
+        path = prepare_cache(
+            args.root,
+            args.rate,
+            cache_dir=args.cache,
+            workers=args.workers,
+            verify=args.verify,
+            source=args.source,
+            labels=getattr(args, "labels", None),
         )
+        print(path)
         return 0
 
-    q.set_defaults(func=run)
+    for source, (what, root_help) in _SOURCE_FOLDERS.items():
+        q = sources.add_parser(source, help=f"cache {what} at one sampling rate")
+        q.add_argument("--root", required=True, help=root_help)
+        if source == "folder":
+            q.add_argument("--labels", default=None, metavar="CSV", help=_LABELS_HELP)
+        q.add_argument(
+            "--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz (default 500)"
+        )
+        q.add_argument(
+            "--cache", default=None, help="cache base folder (default $ECGADAPT_CACHE or ~/.cache/ecgadapt)"
+        )
+        q.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
+        q.add_argument(
+            "--verify",
+            action="store_true",
+            help="also compare the record files' content hashes (not only sizes and times) with the cache",
+        )
+        q.set_defaults(func=run)
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect datasets")
     cmds = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
-    q = cmds.add_parser("stats", help="records and class positives per split of a task (reads only the CSVs)")
-    q.add_argument(
-        "--root", required=True, help="PTB-XL folder (holds ptbxl_database.csv and scp_statements.csv)"
+    q = cmds.add_parser(
+        "stats", help="records and class positives per split of a task (reads only the labels, no signal)"
     )
+    q.add_argument(
+        "--root",
+        required=True,
+        help="dataset folder (PTB-XL: holds ptbxl_database.csv and scp_statements.csv)",
+    )
+    q.add_argument(
+        "--source", choices=tuple(_SOURCE_FOLDERS), default="ptbxl", help="layout of --root (default ptbxl)"
+    )
+    q.add_argument("--labels", default=None, metavar="CSV", help=_LABELS_HELP)
     q.add_argument(
         "--task", required=True, help="all, diagnostic, subdiagnostic, superdiagnostic, form or rhythm"
     )
@@ -81,7 +103,13 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         from ecgadapt.data.stats import format_stats, split_stats
 
         stats = split_stats(
-            args.root, args.task, rate=args.rate, test_fold=args.test_fold, val_fold=args.val_fold
+            args.root,
+            args.task,
+            rate=args.rate,
+            test_fold=args.test_fold,
+            val_fold=args.val_fold,
+            source=args.source,
+            labels=args.labels,
         )
         print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
         return 0
@@ -603,7 +631,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.pretrain.pretrain import build_pretrain_config, run_pretrain
 
-        skip = {"command", "func", "out", "resume", "force", "no_progress", "model_args"}
+        skip = {"command", "func", "debug", "out", "resume", "force", "no_progress", "model_args"}
         flags = {k: v for k, v in vars(args).items() if k not in skip}
         cfg = build_pretrain_config(
             args.out, args.resume, args.model_args, progress=False if args.no_progress else None, **flags
@@ -634,6 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = argparse.ArgumentParser(prog="ecgadapt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecgadapt {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print its traceback (a failed worker's included) before the message",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)
@@ -650,11 +683,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_signals():  # SIGTERM stops a run as Ctrl-C does: finally blocks run, workers are stopped
             return int(args.func(args) or 0)
     except ECGAdaptError as err:
+        _print_traceback(args, err)
         print(f"ecgadapt: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         if not is_write_problem(err):
             raise
+        _print_traceback(args, err)
         print(f"ecgadapt: error: {write_error(err.filename or '(output)', err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
@@ -663,6 +698,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         signum = getattr(err, "signum", signal.SIGINT)
         print(f"ecgadapt: interrupted ({signal.Signals(signum).name}); {_resume_hint(args)}", file=sys.stderr)
         return 128 + int(signum)
+
+
+def _print_traceback(args: argparse.Namespace, err: BaseException) -> None:
+    """With ``--debug``, the error's traceback and its causes (a worker's traceback travels as its cause)."""
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exception(err, file=sys.stderr)
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

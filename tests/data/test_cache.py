@@ -14,7 +14,7 @@ import pytest
 import wfdb
 from wfdb_fixtures import make_root, subset_root
 
-from ecgadapt.data import cache as cache_mod
+from ecgadapt.data import sources as sources_mod
 from ecgadapt.data.cache import (
     MANIFEST_FILE,
     SIGNALS_FILE,
@@ -91,7 +91,7 @@ def test_changed_source_rebuilds(mini: Path, tmp_path: Path) -> None:
 
 
 def _interrupt_after(monkeypatch: pytest.MonkeyPatch, n: int, exc: BaseException) -> None:
-    real = cache_mod.read_record
+    real = sources_mod.read_record
     calls = {"n": 0}
 
     def flaky(base, rate=None):
@@ -100,7 +100,7 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, n: int, exc: BaseException
             raise exc
         return real(base, rate)
 
-    monkeypatch.setattr(cache_mod, "read_record", flaky)
+    monkeypatch.setattr(sources_mod, "read_record", flaky)
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), RuntimeError("disk on fire")])
@@ -207,7 +207,7 @@ def test_all_500_real_records_read_back_bitwise(ptbxl500: Path, tmp_path: Path) 
 def test_prepare_that_loses_a_race_keeps_the_winners_cache(
     mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = cache_mod.read_record
+    real = sources_mod.read_record
     state = {"nested": False, "inode": None}
 
     def racing(base, rate=None):
@@ -217,7 +217,7 @@ def test_prepare_that_loses_a_race_keeps_the_winners_cache(
             state["inode"] = (path / SIGNALS_FILE).stat().st_ino
         return real(base, rate)
 
-    monkeypatch.setattr(cache_mod, "read_record", racing)
+    monkeypatch.setattr(sources_mod, "read_record", racing)
     path = prepare_cache(mini, 100, cache_dir=tmp_path, workers=1, progress=False)
     assert (path / SIGNALS_FILE).stat().st_ino == state["inode"]
     assert sorted(p.name for p in path.parent.iterdir()) == ["rate100"]

@@ -13,6 +13,7 @@ from wfdb_fixtures import make_root
 
 from ecgadapt.cli import main
 from ecgadapt.data import cache as cache_mod
+from ecgadapt.data import sources as sources_mod
 from ecgadapt.data.cache import SIGNALS_FILE, cache_problem, default_cache_path, prepare_cache
 from ecgadapt.errors import DataError, WriteError
 
@@ -128,7 +129,7 @@ def test_full_disk_while_writing_is_one_message(mini, tmp_path, monkeypatch, whe
     if where == "allocate":
         monkeypatch.setattr(cache_mod.os, "posix_fallocate", no_space)
     else:
-        monkeypatch.setattr(cache_mod, "read_record", no_space)
+        monkeypatch.setattr(sources_mod, "read_record", no_space)
     with pytest.raises(WriteError, match="not enough disk space.*needs .* in ") as info:
         prepare_cache(mini, 100, cache_dir=tmp_path / "c", workers=1, progress=False)
     assert "--cache" in str(info.value)

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.io import savemat
-from wfdb_fixtures import digital, write_record
+from wfdb_fixtures import digital, write_cinc, write_record
 
 from ecgadapt import LEADS
 from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.dataset import ECGDataset, record_mean
+from ecgadapt.data.records import read_any_record, read_dx, read_segments, read_window
 from ecgadapt.data.sources import (
     class_coverage,
     load_mapping,
     ptbxl_statements,
-    read_any_record,
-    read_dx,
-    read_segments,
-    read_window,
     scan_cinc,
     scan_folder,
     stratified_folds,
@@ -28,26 +22,6 @@ from ecgadapt.data.sources import (
 from ecgadapt.errors import DataError
 
 LOWER = ("i", "ii", "iii", "avr", "avl", "avf", "v1", "v2", "v3", "v4", "v5", "v6")
-
-
-def write_cinc(
-    folder: Path,
-    name: str,
-    d: np.ndarray,
-    fs: int,
-    dx: str,
-    names=LEADS,
-    unit: str = "mV",
-    gain: float = 1000.0,
-) -> Path:
-    """One CinC 2020/2021 record: ``<name>.mat`` ('val', leads x samples) and a header with ``# Dx:``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    savemat(folder / f"{name}.mat", {"val": d.T.astype(np.int16)})
-    lines = [f"{name} {d.shape[1]} {fs} {d.shape[0]}"]
-    lines += [f"{name}.mat 16+24 {gain:g}/{unit} 16 0 {d[0, i]} 0 0 {n}" for i, n in enumerate(names)]
-    lines += ["# Age: 60", "# Sex: Male", f"# Dx: {dx}", "# Rx: Unknown"]
-    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
-    return folder / name
 
 
 def test_mapping_covers_superdiagnostic_and_rhythm_classes():

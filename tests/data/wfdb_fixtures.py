@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import wfdb
+from scipy.io import savemat
+
+from ecgadapt import LEADS
 
 PTBXL_NAMES = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -120,3 +123,23 @@ def subset_root(source: Path, tmp: Path, n_records: int) -> Path:
     for sub in ("records100", "records500"):
         os.symlink((source / sub).resolve(), root / sub)
     return root
+
+
+def write_cinc(
+    folder: Path,
+    name: str,
+    d: np.ndarray,
+    fs: int,
+    dx: str,
+    names: tuple[str, ...] | list[str] = LEADS,
+    unit: str = "mV",
+    gain: float = 1000.0,
+) -> Path:
+    """One CinC 2020/2021 record: ``<name>.mat`` ('val', leads x samples) and a header with ``# Dx:``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    savemat(folder / f"{name}.mat", {"val": d.T.astype(np.int16)})
+    lines = [f"{name} {d.shape[1]} {fs} {d.shape[0]}"]
+    lines += [f"{name}.mat 16+24 {gain:g}/{unit} 16 0 {d[0, i]} 0 0 {n}" for i, n in enumerate(names)]
+    lines += ["# Age: 60", "# Sex: Male", f"# Dx: {dx}", "# Rx: Unknown"]
+    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
+    return folder / name

@@ -9,16 +9,8 @@ from torch import nn
 from ecgadapt.errors import CheckpointError
 from ecgadapt.models import create_model, list_models
 from ecgadapt.models.base import ECGModel, InputSpec
-from ecgadapt.models.checkpoint import (
-    FAMILY_KEYMAPS,
-    KeyMap,
-    detect_checkpoint,
-    keymap_for,
-    load_pretrained,
-    plan_load,
-    read_checkpoint,
-    register_keymap,
-)
+from ecgadapt.models.checkpoint import detect_checkpoint, load_pretrained, read_checkpoint
+from ecgadapt.models.keymap import FAMILY_KEYMAPS, KeyMap, keymap_for, plan_load, register_keymap
 
 
 class Toy(ECGModel):

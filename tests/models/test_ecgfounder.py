@@ -10,8 +10,9 @@ from compat_helpers import assert_reference_outputs, meta_state_dict, read_tiny_
 
 from ecgadapt.errors import CheckpointError, DataError
 from ecgadapt.models import create_model
-from ecgadapt.models.checkpoint import describe_problems, keymap_for, load_pretrained, plan_load
+from ecgadapt.models.checkpoint import load_pretrained
 from ecgadapt.models.ecgfounder import same_pad
+from ecgadapt.models.keymap import describe_problems, keymap_for, plan_load
 
 ARCH = (
     "in_channels",

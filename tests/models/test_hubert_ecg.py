@@ -13,7 +13,8 @@ from compat_helpers import assert_reference, meta_state_dict, read_tiny_config
 
 from ecgadapt.errors import CheckpointError, ECGAdaptError
 from ecgadapt.models import create_model
-from ecgadapt.models.checkpoint import keymap_for, load_pretrained, plan_load, read_checkpoint
+from ecgadapt.models.checkpoint import load_pretrained, read_checkpoint
+from ecgadapt.models.keymap import keymap_for, plan_load
 
 NAME = "hubert_ecg_small"
 PRETRAINING_KEYS = {

@@ -11,7 +11,8 @@ from compat_helpers import assert_reference, assert_reference_outputs, meta_stat
 
 from ecgadapt.errors import CheckpointError, ConfigError, DataError
 from ecgadapt.models import create_model
-from ecgadapt.models.checkpoint import keymap_for, load_pretrained, plan_load
+from ecgadapt.models.checkpoint import load_pretrained
+from ecgadapt.models.keymap import keymap_for, plan_load
 
 ARCH = ("seq_len", "patch_size", "num_leads", "width", "depth", "mlp_dim", "heads", "dim_head", "qkv_bias")
 

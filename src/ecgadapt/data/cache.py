@@ -1,9 +1,11 @@
-"""A prepared, memory-mapped copy of a PTB-XL folder at one sampling rate.
+"""A prepared, memory-mapped copy of a dataset source at one sampling rate, and the one writer that builds it.
 
-``prepare_cache`` reads every record once (in parallel) into ``signals.npy`` (N, 12, T) float32 and writes
-``index.csv`` (ecg_id, patient_id, strat_fold, row, filename, scp_codes), a copy of ``scp_statements.csv``
-and ``manifest.json``. It builds in a temporary folder beside the target and renames it into place only when
-complete, so an interrupted or failing prepare never leaves (or damages) a cache that ``open_cache`` accepts.
+:func:`write_cache` reads every record of a :class:`~ecgadapt.data.sources.Source` (PTB-XL, CinC or a labelled
+folder) once (in parallel) into ``signals.npy`` (N, 12, T) float32 and writes ``index.csv`` (ecg_id,
+patient_id, strat_fold, row, filename, scp_codes), the statement table, ``records.json`` (every record file's
+size, modification time and SHA-256) and ``manifest.json``. It builds in a temporary folder beside the target
+and renames it into place only when complete, so an interrupted or failing prepare never leaves (or damages) a
+cache that ``open_cache`` accepts. :func:`prepare_cache` and :func:`load_or_prepare` are its front door.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -26,20 +29,14 @@ import numpy as np
 import pandas as pd
 
 from ecgadapt import LEADS
-from ecgadapt.data.ptbxl import (
-    DATABASE_CSV,
-    FILENAME_COLUMN,
-    STATEMENTS_CSV,
-    check_rate,
-    read_database,
-    read_header,
-    read_record,
-    read_statements,
-)
-from ecgadapt.data.tasks import check_task, task_labels
+from ecgadapt.data.fingerprint import RECORDS_FILE, hash_records, records_problem, stat_records, stats_digest
+from ecgadapt.data.ptbxl import DATABASE_CSV, STATEMENTS_CSV, check_rate, read_record
+from ecgadapt.data.sources import Source, scan_source, source_labels
+from ecgadapt.data.tasks import check_task
 from ecgadapt.errors import ConfigError, DataError, WriteError
 from ecgadapt.fileio import free_bytes, human_bytes, is_write_problem, write_error, write_json
 from ecgadapt.paths import default_cache_dir
+from ecgadapt.procs import init_worker, stop_pool
 
 CACHE_FORMAT_VERSION = 1
 SIGNALS_FILE = "signals.npy"
@@ -59,95 +56,6 @@ def default_cache_path(
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return base / f"{name}-{digest}" / f"rate{check_rate(rate)}"
-
-
-def source_fingerprint(root: str | os.PathLike, n_records: int) -> dict:
-    """Sizes and modification times of the two CSVs plus the record count: changes when the source changes."""
-    out: dict = {"n_records": int(n_records)}
-    for name in (DATABASE_CSV, STATEMENTS_CSV):
-        st = (Path(root) / name).stat()
-        out[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return out
-
-
-RECORDS_FILE = "records.json"
-"""Per record file (``.hea``, ``.dat``) of the source: size, modification time and SHA-256 when the cache was built."""
-
-
-def record_files(filenames) -> list[str]:
-    """The files (relative to the root) of records named by their base names: ``<base>.hea`` and ``<base>.dat``."""
-    return [f"{base}{ext}" for base in filenames for ext in (".hea", ".dat")]
-
-
-def stat_records(root: str | os.PathLike, files: list[str]) -> dict[str, list[int]]:
-    """``{file: [size, mtime_ns]}`` (``[-1, -1]`` for a missing file): cheap, and changes when a file does."""
-    out = {}
-    for name in files:
-        try:
-            st = (Path(root) / name).stat()
-            out[name] = [st.st_size, st.st_mtime_ns]
-        except OSError:
-            out[name] = [-1, -1]
-    return out
-
-
-def _digest(stats: dict) -> str:
-    return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def hash_records(root: str | os.PathLike, files: list[str], workers: int = 4) -> dict[str, str]:
-    """``{file: SHA-256}`` of record files (threads: hashing releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        return dict(zip(files, pool.map(lambda f: _sha256(Path(root) / f), files)))
-
-
-def _describe(changed: list[str], what: str) -> str:
-    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-    return f"{len(changed)} record file(s) {what} since the cache was built: {shown}"
-
-
-def records_problem(path: Path, root: str | os.PathLike, manifest: dict, verify: bool = False) -> str | None:
-    """What changed in the record files since the cache at ``path`` was built (None when nothing did).
-
-    Sizes and modification times always; with ``verify`` also the content (SHA-256) of every file.
-    """
-    try:
-        saved = json.loads((path / RECORDS_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return f"the cache has no readable {RECORDS_FILE} (built by an older ecgadapt)"
-    files = list(saved.get("stat", {}))
-    now = stat_records(root, files)
-    if _digest(now) != manifest["fingerprint"].get("records") or now != saved["stat"]:
-        changed = []
-        for f in files:
-            old, new = saved["stat"][f], now[f]
-            if new == old:
-                continue
-            if new[0] < 0:
-                changed.append(f"{f} (deleted)")
-            elif new[0] != old[0]:
-                changed.append(f"{f} (size {old[0]} -> {new[0]} bytes)")
-            else:
-                changed.append(f"{f} (modified)")
-        return (
-            _describe(changed, "changed") if changed else "the record files changed since the cache was built"
-        )
-    if verify:
-        hashes = hash_records(root, files)
-        changed = [f for f in files if hashes[f] != saved.get("sha256", {}).get(f)]
-        if changed:
-            return _describe([f"{f} (content differs)" for f in changed], "changed content")
-    return None
 
 
 def _default_workers() -> int:
@@ -222,9 +130,13 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _rebuild_hint(path: Path, manifest: dict | None = None) -> str:
-    root = (manifest or {}).get("source_root", "<PTB-XL folder>")
-    rate = (manifest or {}).get("rate", "<100|500>")
-    return f"delete {path} and run `ecgadapt prepare ptbxl --root {root} --rate {rate}`"
+    manifest = manifest or {}
+    source = manifest.get("source", "ptbxl")
+    root = manifest.get("source_root", "<PTB-XL folder>")
+    labels = (manifest.get("summary") or {}).get("labels_csv")
+    rate = manifest.get("rate", "<100|500>")
+    extra = f" --labels {labels}" if source == "folder" and labels else ""
+    return f"delete {path} and run `ecgadapt prepare {source} --root {root}{extra} --rate {rate}`"
 
 
 class ECGCache:
@@ -268,14 +180,13 @@ class ECGCache:
         """Multi-hot labels (N, C) uint8 aligned to cache rows, and the class names, for a benchmark task."""
         check_task(task)
         if task not in self._labels:
-            if self.manifest.get("labels") == "classes":  # a folder source labelled by class names
-                from ecgadapt.data.sources import class_labels
-
-                y, classes, _ = class_labels(list(self.index["scp_codes"]), self.statements, task)
-            else:
-                y, classes = task_labels(
-                    self.index["scp_codes"], self.statements, task, ids=self.index["ecg_id"].tolist()
-                )
+            y, classes = source_labels(
+                self.index["scp_codes"],
+                self.statements,
+                task,
+                self.manifest.get("labels", "statements"),
+                ids=self.index["ecg_id"].tolist(),
+            )
             y.setflags(write=False)
             self._labels[task] = (y, classes)
         y, classes = self._labels[task]
@@ -344,25 +255,44 @@ def read_manifest(path: str | os.PathLike) -> tuple[dict | None, str | None]:
         return None, str(err)
 
 
-def cache_problem(
-    path: str | os.PathLike, root: str | os.PathLike, rate: int, verify: bool = False
-) -> str | None:
-    """Why the cache at ``path`` cannot stand for ``root`` at ``rate``; None when it is valid and current.
+def cache_path(source: Source, rate: int, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``source``'s cache at ``rate`` lives: :func:`default_cache_path`, tagged by the source if it asks."""
+    base = default_cache_path(source.root, rate, cache_dir)
+    tag = source.cache_tag()
+    return base if tag is None else base.parent.with_name(f"{base.parent.name}-{tag}") / base.name
 
-    The CSVs and every record file are compared by size and modification time; ``verify`` also compares the
-    record files' content hashes."""
+
+def source_problem(path: str | os.PathLike, source: Source, rate: int, verify: bool = False) -> str | None:
+    """Why the cache at ``path`` cannot stand for ``source`` at ``rate``; None when it is valid and current.
+
+    The source's fingerprint (its CSVs or tables) and every record file are compared by size and modification
+    time; ``verify`` also compares the record files' content hashes."""
     manifest, problem = read_manifest(path)
     if problem is not None:
         return problem
     if manifest["rate"] != rate:
         return f"cache holds {manifest['rate']} Hz, {rate} Hz requested"
     try:
-        current = source_fingerprint(root, manifest["fingerprint"]["n_records"])
+        current = source.fingerprint()
     except OSError as err:
         return f"source unreadable ({err})"
     if current != {k: v for k, v in manifest["fingerprint"].items() if k != "records"}:
-        return "the source CSVs changed since the cache was built"
-    return records_problem(path, root, manifest, verify=verify)
+        return source.stale_message
+    problem = source.manifest_problem(manifest)
+    if problem is not None:
+        return problem
+    return records_problem(Path(path), source.root, manifest, verify=verify)
+
+
+def cache_problem(
+    path: str | os.PathLike, root: str | os.PathLike, rate: int, verify: bool = False
+) -> str | None:
+    """:func:`source_problem` for the PTB-XL folder ``root`` (its CSVs and record files)."""
+    try:
+        source = scan_source("ptbxl", root)
+    except DataError as err:
+        return f"source unreadable ({err})"
+    return source_problem(path, source, rate, verify)
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -371,40 +301,28 @@ def _say(progress: bool, msg: str) -> None:
         print(f"ecgadapt: {msg}", file=sys.stderr)
 
 
-def prepare_cache(
-    root: str | os.PathLike,
+def write_cache(
+    source: Source,
     rate: int,
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
     verify: bool = False,
 ) -> Path:
-    """Read every record of the PTB-XL folder ``root`` at ``rate`` Hz into a cache; return the cache folder.
+    """Read every record of ``source`` at ``rate`` Hz into a cache; return the cache folder.
 
-    A valid cache that matches the source (CSVs and record files by size and modification time; with ``verify``
-    also by content hash) is reused as is; otherwise it is rebuilt, saying what changed. ``workers`` processes
-    read records in parallel (default: all available cores; 1 reads in this process).
+    A valid cache that matches the source (its fingerprint and record files by size and modification time; with
+    ``verify`` also by content hash) is reused as is; otherwise it is rebuilt, saying what changed. ``workers``
+    processes read records in parallel (default: all available cores; 1 reads in this process).
     """
     rate = check_rate(rate)
     workers = _default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ConfigError(f"workers={workers} must be at least 1")
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise DataError(
-            f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune and benchmark, --root for prepare)"
-        )
-    target = default_cache_path(root, rate, cache_dir)
-    database = read_database(root)
-    statements = read_statements(root)
-    task_labels(
-        database["scp_codes"], statements, "all", ids=database["ecg_id"].tolist()
-    )  # every code defined
-    if len(database) == 0:
-        raise DataError(f"{root / DATABASE_CSV} lists no records; nothing to prepare")
-    fingerprint = source_fingerprint(root, len(database))
-
-    problem = cache_problem(target, root, rate, verify=verify)
+    root = source.root
+    target = cache_path(source, rate, cache_dir)
+    identity = source.fingerprint()
+    problem = source_problem(target, source, rate, verify=verify)
     if problem is None:
         _say(progress, f"reusing valid cache {target}")
         return target
@@ -420,15 +338,10 @@ def prepare_cache(
         raise
     _remove_stale(target)
 
-    column = FILENAME_COLUMN[rate]
-    if database[column].isna().any():
-        ids = database.loc[database[column].isna(), "ecg_id"].tolist()
-        raise DataError(
-            f"{root / DATABASE_CSV}: {column} is empty for ecg_id(s) {ids[:5]}; fill it or drop those rows"
-        )
-    bases = [str(root / f) for f in database[column]]
-    n_samples = read_header(bases[0]).sig_len
-    shape = (len(database), len(LEADS), n_samples)
+    index = source.index(rate)
+    counts, n_samples = source.layout(rate)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    shape = (int(counts.sum()), len(LEADS), n_samples)
     start = time.perf_counter()
     need = _check_space(target, shape)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -437,17 +350,17 @@ def prepare_cache(
         signals_path = tmp / SIGNALS_FILE
         np.lib.format.open_memmap(signals_path, mode="w+", dtype=np.float32, shape=shape).flush()
         _allocate(signals_path)  # real blocks now: a full disk is an error here, never a Bus error mid-write
-        items = list(enumerate(bases))
+        items = [(int(row), str(root / f)) for row, f in zip(starts, index["filename"])]
         n_chunks = max(1, min(len(items), workers * 8, math.ceil(len(items) / 4)))
         size = math.ceil(len(items) / n_chunks)
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        _read_all(str(signals_path), chunks, rate, workers, progress, f"prepare {root.name} @ {rate} Hz")
-        _write_index(tmp / INDEX_FILE, database, column)
-        files = record_files(database[column].astype(str))
+        desc = f"prepare {root.name} @ {rate} Hz"
+        _read_all(str(signals_path), chunks, rate, workers, progress, desc, source.reader(rate))
+        _write_index(tmp / INDEX_FILE, index.loc[index.index.repeat(counts)])
+        files = source.record_files(rate)
         stats = stat_records(root, files)
         write_json(tmp / RECORDS_FILE, {"stat": stats, "sha256": hash_records(root, files, workers)})
-        fingerprint = {**fingerprint, "records": _digest(stats)}
-        shutil.copyfile(root / STATEMENTS_CSV, tmp / STATEMENTS_CSV)
+        source.write_statements(tmp / STATEMENTS_CSV)
         manifest = {
             "format_version": CACHE_FORMAT_VERSION,
             "complete": True,
@@ -457,14 +370,13 @@ def prepare_cache(
             "leads": list(LEADS),
             "units": "mV",
             "source_root": str(root),
-            "fingerprint": fingerprint,
+            **source.manifest_fields(),
+            "fingerprint": {**identity, "records": stats_digest(stats)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(time.perf_counter() - start, 3),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if (
-            cache_problem(target, root, rate, verify=verify) is None
-        ):  # a concurrent prepare finished first: keep it
+        if source_problem(target, source, rate, verify=verify) is None:  # a concurrent prepare finished first
             shutil.rmtree(tmp, ignore_errors=True)
             _say(progress, f"reusing valid cache {target} (another prepare finished first)")
             return target
@@ -474,10 +386,29 @@ def prepare_cache(
         if is_write_problem(err):
             raise _space_error(target, need, err) from None
         raise
+    rows = f" ({shape[0]} cache rows: longer records segmented)" if shape[0] > len(index) else ""
     _say(
-        progress, f"prepared {len(database)} records at {rate} Hz into {target} ({manifest['seconds']:.1f} s)"
+        progress,
+        f"prepared {len(index)} records{rows} at {rate} Hz into {target} ({manifest['seconds']:.1f} s)",
     )
+    for note in source.notes():
+        _say(progress, note)
     return target
+
+
+def prepare_cache(
+    root: str | os.PathLike,
+    rate: int,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    verify: bool = False,
+    source: str = "ptbxl",
+    labels: str | os.PathLike | None = None,
+) -> Path:
+    """:func:`write_cache` of the folder ``root`` read as ``source`` (PTB-XL by default; ``labels`` for folders)."""
+    rate = check_rate(rate)
+    return write_cache(scan_source(source, root, labels), rate, cache_dir, workers, progress, verify)
 
 
 def _check_space(target: Path, shape: tuple[int, ...]) -> int:
@@ -517,6 +448,16 @@ def _allocate(path: Path) -> None:
         os.close(fd)
 
 
+def _init_reader(parent_pid: int) -> None:
+    """Initializer of a reader process: die with the parent, and end quietly when the parent stops the pool.
+
+    A reader holds nothing to clean up (the parent removes the temporary folder), so SIGTERM takes its default
+    action instead of the command line's ``Interrupted``, whose traceback would bury the real error.
+    """
+    init_worker(parent_pid)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _read_all(
     signals_path: str, chunks: list, rate: int, workers: int, progress: bool, desc: str, reader=None
 ) -> None:
@@ -528,10 +469,8 @@ def _read_all(
             for chunk in chunks:
                 bar.update(_fill(signals_path, chunk, rate, reader))
             return
-        from ecgadapt.procs import init_worker, stop_pool
-
         pool = ProcessPoolExecutor(
-            max_workers=min(workers, len(chunks)), initializer=init_worker, initargs=(os.getpid(),)
+            max_workers=min(workers, len(chunks)), initializer=_init_reader, initargs=(os.getpid(),)
         )  # workers die with this process: a killed prepare leaves none writing
         try:
             pending = {pool.submit(_fill, signals_path, chunk, rate, reader) for chunk in chunks}
@@ -545,15 +484,16 @@ def _read_all(
         pool.shutdown(wait=True)
 
 
-def _write_index(path: Path, database: pd.DataFrame, column: str) -> None:
+def _write_index(path: Path, rows: pd.DataFrame) -> None:
+    """``index.csv``: one line per cache row (a long record's rows repeat its line), codes as JSON."""
     index = pd.DataFrame(
         {
-            "ecg_id": database["ecg_id"].to_numpy(dtype=np.int64),
-            "patient_id": database["patient_id"].to_numpy(),
-            "strat_fold": database["strat_fold"].to_numpy(dtype=np.int64),
-            "row": np.arange(len(database), dtype=np.int64),
-            "filename": database[column].astype(str).to_numpy(),
-            "scp_codes": [json.dumps(c) for c in database["scp_codes"]],
+            "ecg_id": rows["ecg_id"].to_numpy(dtype=np.int64),
+            "patient_id": rows["patient_id"].to_numpy(),
+            "strat_fold": rows["strat_fold"].to_numpy(dtype=np.int64),
+            "row": np.arange(len(rows), dtype=np.int64),
+            "filename": rows["filename"].astype(str).to_numpy(),
+            "scp_codes": [json.dumps(c) for c in rows["scp_codes"]],
         }
     )
     index.to_csv(path, index=False)
@@ -583,10 +523,23 @@ def load_or_prepare(
 
     ``source`` "cinc" or "folder" (with its ``labels`` CSV) reads that source (:mod:`ecgadapt.data.sources`).
     """
-    if source != "ptbxl":
-        from ecgadapt.data.sources import load_source
-
-        return load_source(
-            source, root, rate, labels, cache_dir=cache_dir, workers=workers, progress=progress
+    return open_cache(
+        prepare_cache(
+            root, rate, cache_dir=cache_dir, workers=workers, progress=progress, source=source, labels=labels
         )
-    return open_cache(prepare_cache(root, rate, cache_dir=cache_dir, workers=workers, progress=progress))
+    )
+
+
+def load_source(
+    source: str,
+    root: str | os.PathLike,
+    rate: int,
+    labels: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> ECGCache:
+    """Scan ``source`` at ``root`` and open its cache at ``rate`` (prepared first when missing or stale)."""
+    records = scan_source(source, root, labels, seed)
+    return open_cache(write_cache(records, rate, cache_dir, workers, progress))

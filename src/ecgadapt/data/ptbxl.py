@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,11 +131,11 @@ class Header:
     simple: bool  # one format-16 file, no skew/offset/multi-sample frames: the fast path applies
 
 
-def read_header(base: str | os.PathLike) -> Header:
-    """Parse ``<base>.hea`` (single-segment WFDB header) without wfdb's slower parser."""
+def read_header(base: str | os.PathLike, fix: str = _FIX_DOWNLOAD) -> Header:
+    """Parse ``<base>.hea`` (single-segment WFDB header) without wfdb's slower parser; ``fix`` ends errors."""
     path = Path(f"{base}.hea")
     if not path.is_file():
-        raise DataError(f"record {Path(base).name}: header {path} not found; {_FIX_DOWNLOAD}")
+        raise DataError(f"record {Path(base).name}: header {path} not found; {fix}")
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     try:
@@ -159,12 +160,20 @@ def read_header(base: str | os.PathLike) -> Header:
             gains.append(gain if gain != 0 else 200.0)
             baselines.append(baseline)
     except (IndexError, ValueError) as err:
-        raise DataError(
-            f"record {Path(base).name}: cannot parse header {path} ({err}); {_FIX_DOWNLOAD}"
-        ) from err
+        raise DataError(f"record {Path(base).name}: cannot parse header {path} ({err}); {fix}") from err
     if len(names) != n_sig:
         raise DataError(
             f"record {Path(base).name}: header {path} declares {n_sig} signals but describes {len(names)}"
+        )
+    if not (math.isfinite(fs) and fs > 0):
+        raise DataError(
+            f"record {Path(base).name}: header {path} gives the sampling frequency {fs:g} Hz; write the "
+            "record's rate (a positive number) in the header's first line, or drop the record"
+        )
+    if sig_len <= 0:
+        raise DataError(
+            f"record {Path(base).name}: header {path} declares {sig_len} samples per signal; write the "
+            "record's length in the header's first line, or drop the record"
         )
     simple &= len(set(files)) == 1
     return Header(
@@ -199,15 +208,15 @@ def lead_order(header: Header) -> np.ndarray:
     return np.array([upper.index(lead.upper()) for lead in LEADS])
 
 
-def _read_simple(base: Path, header: Header) -> np.ndarray:
+def _read_simple(base: Path, header: Header, fix: str = _FIX_DOWNLOAD) -> np.ndarray:
     dat = base.parent / header.files[0]
     if not dat.is_file():
-        raise DataError(f"record {base.name}: signal file {dat} not found; {_FIX_DOWNLOAD}")
+        raise DataError(f"record {base.name}: signal file {dat} not found; {fix}")
     expected = header.sig_len * header.n_sig * 2
     size = dat.stat().st_size
     if size < expected:
         raise DataError(
-            f"record {base.name}: signal file {dat} is truncated ({size} bytes, header needs {expected}); {_FIX_DOWNLOAD}"
+            f"record {base.name}: signal file {dat} is truncated ({size} bytes, header needs {expected}); {fix}"
         )
     digital = np.fromfile(dat, dtype="<i2", count=header.sig_len * header.n_sig).reshape(
         header.sig_len, header.n_sig
@@ -220,22 +229,20 @@ def _read_simple(base: Path, header: Header) -> np.ndarray:
     return phys
 
 
-def _read_wfdb(base: Path, header: Header) -> np.ndarray:
+def _read_wfdb(base: Path, header: Header, fix: str = _FIX_DOWNLOAD) -> np.ndarray:
     import wfdb
 
     try:
         rec = wfdb.rdrecord(str(base), physical=True)
     except FileNotFoundError as err:
-        raise DataError(f"record {base.name}: signal file {err.filename} not found; {_FIX_DOWNLOAD}") from err
+        raise DataError(f"record {base.name}: signal file {err.filename} not found; {fix}") from err
     except ValueError as err:
-        raise DataError(
-            f"record {base.name}: signal file is truncated or corrupt ({err}); {_FIX_DOWNLOAD}"
-        ) from err
+        raise DataError(f"record {base.name}: signal file is truncated or corrupt ({err}); {fix}") from err
     sig = np.asarray(rec.p_signal, dtype=np.float64)
     if sig.shape != (header.sig_len, header.n_sig):
         raise DataError(
             f"record {base.name}: read {sig.shape[0]} samples but header {header.path} declares {header.sig_len} "
-            f"(truncated signal file?); {_FIX_DOWNLOAD}"
+            f"(truncated signal file?); {fix}"
         )
     return sig
 

@@ -1,48 +1,56 @@
-"""Data sources beside PTB-XL: PhysioNet/CinC 2020/2021 folders and generic labelled WFDB folders.
+"""Data sources behind one protocol: PTB-XL, PhysioNet/CinC 2020/2021 folders and labelled WFDB folders.
 
-A source is scanned into a :class:`SourceRecords` table (one row per record: ecg_id, patient_id,
-strat_fold, filename, scp_codes) and read through :func:`prepare_source_cache` into the same cache
-format as PTB-XL, so :class:`~ecgadapt.data.dataset.ECGDataset`, the transforms, ``finetune`` and
-``evaluate`` work on it unchanged.
+A :class:`Source` is what the one cache writer (:func:`ecgadapt.data.cache.write_cache`) needs of a dataset:
+its records (one row each: ecg_id, patient_id, strat_fold, filename, scp_codes), how their labels read, what
+identifies it (metadata fingerprint, the files its records are read from), and how to read a record. Every
+source is so cached in one format, and :class:`~ecgadapt.data.dataset.ECGDataset`, the transforms,
+``finetune`` and ``evaluate`` work on each unchanged.
 
+- ``ptbxl``: ``ptbxl_database.csv`` and ``scp_statements.csv`` with the 100 and 500 Hz WFDB records.
 - ``cinc``: WFDB headers (``.hea``) with ``.mat`` (``val``) or ``.dat`` signals and ``# Dx:`` lines of
   SNOMED-CT codes, mapped to PTB-XL statements by the shipped table ``snomed_ptbxl.csv``. Codes without
   a statement are counted in :attr:`SourceRecords.unmapped`, never dropped silently.
 - ``folder``: WFDB records plus a CSV ``record,labels[,fold]``; labels are PTB-XL statement codes or a
   task's class names, separated by ``;``.
 
-Records are read as a user would expect of real-world headers: lead names match case-insensitively and
-are reordered by name (extra signals are ignored), gains and units (``mV``, ``uV``, ``V``) come from the
-header, and other sampling rates are resampled to the cache rate. A record of up to 10 s is cached as one row
-(shorter ones zero-padded right, as the evaluation crop does); a longer one as ``ceil(T / 10 s)`` evenly spaced
-10 s segments covering it (first at its start, last at its end, as ``predict``'s windows), consecutive cache
-rows sharing its ``ecg_id``. :class:`~ecgadapt.data.dataset.ECGDataset` trains on a random segment of such a
-record and evaluates every segment, averaging their probabilities per record as ``predict`` does.
+CinC and folder records are read as real-world headers need (:mod:`ecgadapt.data.records`). A record of up to
+10 s is cached as one row (shorter ones zero-padded right, as the evaluation crop does); a longer one as
+``ceil(T / 10 s)`` evenly spaced 10 s segments covering it (first at its start, last at its end, as
+``predict``'s windows), consecutive cache rows sharing its ``ecg_id``. :class:`~ecgadapt.data.dataset.ECGDataset`
+trains on a random segment of such a record and evaluates every segment, averaging their probabilities per
+record as ``predict`` does.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
-import secrets
+import posixpath
 import shutil
-import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from ecgadapt import LEADS
-from ecgadapt.data.ptbxl import STATEMENTS_CSV, Header, _read_simple, _read_wfdb, check_rate, read_header
+from ecgadapt.data.ptbxl import (
+    DATABASE_CSV,
+    FILENAME_COLUMN,
+    STATEMENTS_CSV,
+    check_rate,
+    read_database,
+    read_header,
+    read_record,
+    read_statements,
+)
+from ecgadapt.data.records import RECORD_FIX, n_segments, read_dx, read_segments
 from ecgadapt.data.splits import priority_order
-from ecgadapt.data.tasks import TASKS, statement_map, task_classes
-from ecgadapt.data.transforms import CenterCrop, FixedWindows, Resample
+from ecgadapt.data.tasks import TASKS, statement_map, task_classes, task_labels
 from ecgadapt.errors import ConfigError, DataError
 
 SOURCES: tuple[str, ...] = ("ptbxl", "cinc", "folder")
@@ -51,7 +59,9 @@ STATEMENTS_FILE = "ptbxl_statements.csv"
 MAPPING_COLUMNS = ("snomed_code", "abbreviation", "term", "ptbxl_statement", "relation", "source")
 DURATION_S = 10.0  # cache length of source records (PTB-XL's record length)
 N_FOLDS = 10
-UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nv": 1e-6}
+
+RecordReader = Callable[[str, int], np.ndarray]
+"""``reader(base path, rate) -> (12, T)`` or ``(S, 12, T)`` float32 millivolts; picklable (runs in workers)."""
 
 
 def check_source(source: str) -> str:
@@ -117,15 +127,22 @@ def class_coverage(task: str, mapping: pd.DataFrame | None = None) -> dict[str, 
 def class_labels(
     label_sets: list[dict], statements: pd.DataFrame, task: str
 ) -> tuple[np.ndarray, list[str], Counter]:
-    """Multi-hot labels over ``task``'s classes from records labelled by class names; Counter of other names."""
+    """Multi-hot labels over ``task``'s classes, each label read on its own; Counter of labels marking none.
+
+    A PTB-XL statement code marks the class it maps to (as in :func:`~ecgadapt.data.tasks.task_labels`), any
+    other label the class of that name. No code is a class name of a task that maps elsewhere, so a file that
+    mixes codes and class names reads every row as meant.
+    """
+    mapping = statement_map(statements, task)
     classes = task_classes(statements, task)
     col = {c: i for i, c in enumerate(classes)}
     y = np.zeros((len(label_sets), len(classes)), dtype=np.uint8)
     other: Counter = Counter()
     for i, names in enumerate(label_sets):
         for name in names:
-            if name in col:
-                y[i, col[name]] = 1
+            target = mapping.get(name) or (name if name in col else None)
+            if target is not None:
+                y[i, col[target]] = 1
             else:
                 other[name] += 1
     return y, classes, other
@@ -139,143 +156,190 @@ def unmatched_labels(label_sets: list[dict], statements: pd.DataFrame, task: str
     return Counter(code for codes in label_sets for code in codes if code not in mapping)
 
 
-# --- headers and signals ---------------------------------------------------------------------------------
+def source_labels(
+    label_sets: Iterable[dict], statements: pd.DataFrame, task: str, kind: str, ids: Sequence | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot labels (N, C) over ``task``'s classes of records labelled by statement codes or class names.
 
-
-def header_units(header: Header) -> list[str]:
-    """The unit of each signal in the header (WFDB's default ``mV`` when the gain field gives none)."""
-    lines = [ln.strip() for ln in header.path.read_text(errors="replace").splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    units = []
-    for ln in lines[1 : 1 + header.n_sig]:
-        f = ln.split(maxsplit=8)
-        gain = f[2] if len(f) > 2 else ""
-        units.append(gain.split("/", 1)[1] if "/" in gain else "mV")
-    return units
-
-
-def header_comments(base: str | os.PathLike) -> list[str]:
-    """The ``#`` comment lines of ``<base>.hea`` without the leading ``#``."""
-    text = Path(f"{base}.hea").read_text(errors="replace")
-    return [ln.strip()[1:].strip() for ln in text.splitlines() if ln.strip().startswith("#")]
-
-
-def read_dx(base: str | os.PathLike) -> list[str]:
-    """The SNOMED-CT codes of the ``# Dx:`` line(s) of a CinC header, in order, without duplicates."""
-    codes: list[str] = []
-    for comment in header_comments(base):
-        key, _, value = comment.partition(":")
-        if key.strip().lower() == "dx":
-            codes += [c.strip() for c in value.split(",") if c.strip() and c.strip() not in codes]
-    return codes
-
-
-def source_lead_order(header: Header, required: tuple[str, ...] = LEADS) -> np.ndarray:
-    """Signal indices that give ``required`` leads, matched by name case-insensitively (DataError otherwise)."""
-    upper = [s.strip().upper() for s in header.sig_names]
-    bad = [lead for lead in required if upper.count(lead.upper()) != 1]
-    if bad:
-        raise DataError(
-            f"record {header.path.stem}: its leads {list(header.sig_names)} cannot supply the model input "
-            f"{list(required)} (missing or repeated: {bad}); header {header.path}. Lead names match "
-            "case-insensitively; rename the signals in the header or drop the record"
-        )
-    return np.array([upper.index(lead.upper()) for lead in required])
-
-
-def _read_mat(base: Path, header: Header) -> np.ndarray:
-    from scipy.io import loadmat
-
-    mat = base.parent / header.files[0]
-    try:
-        val = np.asarray(loadmat(str(mat))["val"], dtype=np.float64)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DataError(
-            f"record {base.name}: {mat} is not a readable .mat file with a 'val' array ({err})"
-        ) from err
-    if val.ndim != 2 or val.shape[0] != header.n_sig:
-        raise DataError(
-            f"record {base.name}: {mat} holds 'val' of shape {val.shape}, header declares {header.n_sig} signals"
-        )
-    phys = (val - np.asarray(header.baselines, dtype=np.float64)[:, None]) / np.asarray(header.gains)[:, None]
-    return phys.T
-
-
-def read_any_record(base: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """One WFDB record (``.mat`` or ``.dat``) as float32 millivolts (12, T) in ``LEADS`` order, and its rate."""
-    base = Path(base)
-    header = read_header(base)
-    order = source_lead_order(header)
-    units = header_units(header)
-    if header.files[0].lower().endswith(".mat"):
-        phys = _read_mat(base, header)
-    else:
-        phys = _read_simple(base, header) if header.simple else _read_wfdb(base, header)
-    scale = []
-    for i in order:
-        unit = units[i].strip().lower()
-        if unit not in UNITS_TO_MV:
-            raise DataError(
-                f"record {base.name}: lead {header.sig_names[i]} has unit {units[i]!r}; "
-                f"use one of mV, uV or V in header {header.path}"
-            )
-        scale.append(UNITS_TO_MV[unit])
-    x = phys[:, order].T * np.asarray(scale)[:, None]
-    if not np.isfinite(x).all():
-        raise DataError(
-            f"record {base.name}: {int((~np.isfinite(x)).sum())} missing (NaN) sample(s) in {base}"
-        )
-    return np.ascontiguousarray(x, dtype=np.float32), float(header.fs)
-
-
-def read_window(base: str | os.PathLike, rate: int, n_samples: int) -> np.ndarray:
-    """:func:`read_any_record` resampled to ``rate`` and cut to the central ``n_samples`` (zero-padded if shorter)."""
-    x, fs = read_any_record(base)
-    if abs(fs - rate) > 1e-6:
-        x = Resample(fs, rate)(x)
-    return CenterCrop(n_samples)(x)
-
-
-def n_segments(base: str | os.PathLike, rate: int, n_samples: int) -> int:
-    """Cache rows of a record (its header's length at ``rate`` over ``n_samples``, rounded up; at least 1)."""
-    header = read_header(base)
-    length = header.sig_len
-    if abs(header.fs - rate) > 1e-6:
-        r = Resample(header.fs, rate)
-        length = -(-length * r.up // r.down)  # resample_poly's output length
-    return max(1, -(-length // n_samples))
-
-
-def read_segments(base: str | os.PathLike, rate: int, n_samples: int) -> np.ndarray:
-    """:func:`read_any_record` at ``rate`` as :func:`n_segments` evenly spaced windows (S, 12, ``n_samples``).
-
-    One segment is :func:`read_window`'s central window; more cover the record from its start to its end.
+    ``kind`` is the source's :attr:`Source.labels`; ``ids`` only name records in error messages.
     """
-    x, fs = read_any_record(base)
-    if abs(fs - rate) > 1e-6:
-        x = Resample(fs, rate)(x)
-    return FixedWindows(n_samples, n_segments(base, rate, n_samples))(x)
+    if kind == "classes":
+        y, classes, _ = class_labels(list(label_sets), statements, task)
+        return y, classes
+    return task_labels(label_sets, statements, task, ids=ids)
 
 
-# --- scanning a source ------------------------------------------------------------------------------------
+# --- the protocol --------------------------------------------------------------------------------------------
+
+
+class Source(Protocol):
+    """What the cache writer needs of a dataset: its records and labels, what identifies it, how to read it."""
+
+    name: str  # "ptbxl", "cinc" or "folder"
+    root: Path
+    labels: str  # "statements" (PTB-XL codes only) or "classes" (class names too, read label by label)
+    stale_message: str  # why a cache is rebuilt when fingerprint() differs from the cache's
+    table: pd.DataFrame  # one row per record: ecg_id, patient_id, strat_fold, scp_codes, file name(s)
+    statements: pd.DataFrame  # the statement table the records' codes refer to
+
+    def index(self, rate: int) -> pd.DataFrame:
+        """One row per record: ecg_id, patient_id, strat_fold, filename (base path under root), scp_codes."""
+        ...
+
+    def fingerprint(self) -> dict:
+        """What identifies the source's metadata (CSVs, tables, seed); its record files are fingerprinted apart."""
+        ...
+
+    def record_files(self, rate: int) -> list[str]:
+        """Every file (relative to root) that the records at ``rate`` are read from."""
+        ...
+
+    def cache_tag(self) -> str | None:
+        """What tells this source's caches from other sources' caches of the same folder (None: none needed)."""
+        ...
+
+    def layout(self, rate: int) -> tuple[np.ndarray, int]:
+        """Cache rows of each record and samples per row, at ``rate``."""
+        ...
+
+    def reader(self, rate: int) -> RecordReader:
+        """The picklable function that reads one record at ``rate``."""
+        ...
+
+    def write_statements(self, path: Path) -> None:
+        """Write the statement table the records' codes refer to (read back as ``scp_statements.csv``)."""
+        ...
+
+    def manifest_fields(self) -> dict:
+        """Entries the cache's manifest records beside the common ones."""
+        ...
+
+    def manifest_problem(self, manifest: dict) -> str | None:
+        """Why a cache's otherwise valid manifest does not fit this source (e.g. an older layout), or None."""
+        ...
+
+    def notes(self) -> list[str]:
+        """Lines to tell the user after the cache is prepared (e.g. codes without a statement)."""
+        ...
+
+
+# --- PTB-XL ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PtbxlSource:
+    """A PTB-XL folder: the database CSV lists the records, the statements CSV defines their codes."""
+
+    root: Path
+    database: pd.DataFrame
+    statements: pd.DataFrame
+    name: str = "ptbxl"
+    labels: str = "statements"
+    stale_message: str = "the source CSVs changed since the cache was built"
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The database (one row per record, both rates' file names)."""
+        return self.database
+
+    def index(self, rate: int) -> pd.DataFrame:
+        """The database's records with the file names of ``rate``; DataError naming rows without one."""
+        column = FILENAME_COLUMN[check_rate(rate)]
+        db = self.database
+        if db[column].isna().any():
+            ids = db.loc[db[column].isna(), "ecg_id"].tolist()
+            raise DataError(
+                f"{self.root / DATABASE_CSV}: {column} is empty for ecg_id(s) {ids[:5]}; fill it or drop those rows"
+            )
+        return pd.DataFrame(
+            {
+                "ecg_id": db["ecg_id"],
+                "patient_id": db["patient_id"],
+                "strat_fold": db["strat_fold"],
+                "filename": db[column].astype(str),
+                "scp_codes": db["scp_codes"],
+            }
+        )
+
+    def fingerprint(self) -> dict:
+        """Sizes and modification times of the two CSVs plus the record count: changes when the source changes."""
+        out: dict = {"n_records": len(self.database)}
+        for name in (DATABASE_CSV, STATEMENTS_CSV):
+            st = (self.root / name).stat()
+            out[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return out
+
+    def record_files(self, rate: int) -> list[str]:
+        """``<base>.hea`` and ``<base>.dat`` of every record at ``rate``."""
+        return [f"{base}{ext}" for base in self.index(rate)["filename"] for ext in (".hea", ".dat")]
+
+    def cache_tag(self) -> str | None:
+        """None: a PTB-XL cache is named by its folder and rate alone."""
+        return None
+
+    def layout(self, rate: int) -> tuple[np.ndarray, int]:
+        """One row per record, as long as the first record."""
+        first = self.index(rate)["filename"].iloc[0]
+        return np.ones(len(self.database), dtype=np.int64), read_header(self.root / first).sig_len
+
+    def reader(self, rate: int) -> RecordReader:
+        """:func:`~ecgadapt.data.ptbxl.read_record` (the header must give ``rate``)."""
+        return read_record
+
+    def write_statements(self, path: Path) -> None:
+        """A byte copy of the folder's ``scp_statements.csv``."""
+        shutil.copyfile(self.root / STATEMENTS_CSV, path)
+
+    def manifest_fields(self) -> dict:
+        """None beyond the common ones."""
+        return {}
+
+    def manifest_problem(self, manifest: dict) -> str | None:
+        """None: every PTB-XL cache of this format fits."""
+        return None
+
+    def notes(self) -> list[str]:
+        """None."""
+        return []
+
+
+def scan_ptbxl(root: str | os.PathLike) -> PtbxlSource:
+    """Read a PTB-XL folder's two CSVs (every code defined, at least one record); no signal is read."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(
+            f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune and benchmark, --root for prepare)"
+        )
+    database = read_database(root)
+    statements = read_statements(root)
+    task_labels(
+        database["scp_codes"], statements, "all", ids=database["ecg_id"].tolist()
+    )  # every code defined
+    if len(database) == 0:
+        raise DataError(f"{root / DATABASE_CSV} lists no records; nothing to prepare")
+    return PtbxlSource(root, database, statements)
+
+
+# --- CinC and labelled folders ------------------------------------------------------------------------------
 
 
 @dataclass
 class SourceRecords:
-    """A scanned source: one row per record plus what the labels could not express."""
+    """A scanned CinC or labelled folder: one row per record plus what the labels could not express."""
 
-    source: str
+    name: str
     root: Path
     table: pd.DataFrame  # ecg_id, patient_id, strat_fold, filename, scp_codes
-    labels: str  # "statements" (PTB-XL codes) or "classes" (a task's class names)
-    fingerprint: dict
+    labels: str  # "statements" (PTB-XL codes only) or "classes" (class names too, read label by label)
+    identity: dict  # what identifies the metadata: record count, labels CSV or mapping table, seed
     unmapped: dict[str, int] = field(default_factory=dict)  # SNOMED code -> records
     labels_csv: Path | None = None
+    stale_message: str = "the source changed since the cache was built"
 
     def summary(self) -> dict:
         """Records, label kind and the unmapped codes (most frequent first)."""
         return {
-            "source": self.source,
+            "source": self.name,
             "root": str(self.root),
             "labels_csv": None if self.labels_csv is None else str(self.labels_csv),
             "n_records": len(self.table),
@@ -284,20 +348,74 @@ class SourceRecords:
             "n_unmapped": int(sum(self.unmapped.values())),
         }
 
+    @property
+    def statements(self) -> pd.DataFrame:
+        """PTB-XL's statement table as shipped with ecgadapt."""
+        return ptbxl_statements()
+
+    def index(self, rate: int) -> pd.DataFrame:
+        """The scanned table (the same at every rate)."""
+        return self.table
+
+    def fingerprint(self) -> dict:
+        """The identity recorded at scan time."""
+        return self.identity
+
+    def record_files(self, rate: int) -> list[str]:
+        """Every record's header and the signal files (``.dat``, ``.mat``) it names."""
+        files = []
+        for base in self.table["filename"]:
+            signals = dict.fromkeys(read_header(self.root / base, RECORD_FIX).files)
+            files += [f"{base}.hea", *(str(Path(base).parent / f) for f in signals)]
+        return files
+
+    def cache_tag(self) -> str | None:
+        """The source's name and a hash of its labels CSV's path."""
+        return f"{self.name}-{hashlib.sha256(str(self.labels_csv).encode()).hexdigest()[:8]}"
+
+    def layout(self, rate: int) -> tuple[np.ndarray, int]:
+        """Rows of 10 s at ``rate``: one per record of up to 10 s, ``ceil(T / 10 s)`` for a longer one."""
+        n_samples = int(round(DURATION_S * rate))
+        counts = [n_segments(self.root / f, rate, n_samples) for f in self.table["filename"]]
+        return np.array(counts, dtype=np.int64), n_samples
+
+    def reader(self, rate: int) -> RecordReader:
+        """:func:`~ecgadapt.data.records.read_segments` into 10 s rows."""
+        return partial(read_segments, n_samples=int(round(DURATION_S * rate)))
+
+    def write_statements(self, path: Path) -> None:
+        """PTB-XL's statement table as shipped with ecgadapt."""
+        ptbxl_statements().to_csv(path)
+
+    def manifest_fields(self) -> dict:
+        """The segment length, the source, how its labels read, and its summary."""
+        return {
+            "segment_s": DURATION_S,
+            "source": self.name,
+            "labels": self.labels,
+            "summary": self.summary(),
+        }
+
+    def manifest_problem(self, manifest: dict) -> str | None:
+        """A cache of an older ecgadapt that kept only the central 10 s of long records does not fit."""
+        if manifest.get("segment_s") != DURATION_S:
+            return "the cache was built by an older ecgadapt (long records cut to their central 10 s)"
+        return None
+
+    def notes(self) -> list[str]:
+        """The Dx codes without a PTB-XL statement, if any."""
+        if not self.unmapped:
+            return []
+        return [
+            f"{sum(self.unmapped.values())} Dx code(s) without a PTB-XL statement: {self.summary()['unmapped_codes']}"
+        ]
+
 
 def _headers(root: Path) -> list[Path]:
     bases = sorted(p.with_suffix("") for p in root.rglob("*.hea"))
     if not bases:
         raise DataError(f"{root} holds no WFDB header (*.hea); point --data at the folder of the records")
     return bases
-
-
-def _files_digest(root: Path, files: list[Path]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
 
 
 def stratified_folds(label_sets: list, seed: int = 0) -> np.ndarray:
@@ -346,15 +464,14 @@ def scan_cinc(root: str | os.PathLike, seed: int = 0) -> SourceRecords:
         label_sets.append(stmts)
     folds = stratified_folds(label_sets, seed)
     mapping_digest = hashlib.sha256(_package_file(MAPPING_FILE).read_bytes()).hexdigest()[:16]
-    fingerprint = {
+    identity = {
         "source": "cinc",
         "n_records": len(bases),
-        "headers": _files_digest(root, [Path(f"{b}.hea") for b in bases]),
         "mapping": mapping_digest,
         "seed": int(seed),
     }
     return SourceRecords(
-        "cinc", root, _table(root, bases, label_sets, folds), "statements", fingerprint, dict(unmapped)
+        "cinc", root, _table(root, bases, label_sets, folds), "statements", identity, dict(unmapped)
     )
 
 
@@ -370,11 +487,48 @@ def _read_labels_csv(path: Path) -> pd.DataFrame:
     missing = [c for c in ("record", "labels") if c not in df.columns]
     if missing:
         raise DataError(f"{path} lacks column(s) {missing}; it needs columns record,labels[,fold]")
-    if df["record"].duplicated().any():
+    if len(df) == 0:
         raise DataError(
-            f"{path}: record(s) {sorted(set(df['record'][df['record'].duplicated()]))[:5]} appear twice"
+            f"{path} lists no records (only its header line); add one line per record: record,labels"
         )
     return df
+
+
+def _record_bases(csv: Path, root: Path, records: pd.Series) -> list[Path]:
+    """Each row's record as a path under ``root``, normalised (``x``, ``./x``, ``a/../x`` and ``x.hea`` are one).
+
+    An empty, absolute or escaping path, one named twice, or one without a header is refused naming its row
+    (the CSV's line number).
+    """
+    first_row: dict[str, tuple[int, str]] = {}
+    bases = []
+    for line, rec in enumerate(records, start=2):
+        if not rec.strip():
+            raise DataError(f"{csv}: row {line} names no record; give each row a record path")
+        name = posixpath.normpath(rec.strip()).removesuffix(".hea")
+        if posixpath.isabs(name):
+            raise DataError(
+                f"{csv}: row {line}: record {rec!r} is an absolute path; give it relative to the data folder {root}"
+            )
+        if name == ".." or name.startswith("../"):
+            raise DataError(
+                f"{csv}: row {line}: record {rec!r} leads outside the data folder {root}; move the record into "
+                "it or point --data at a folder that holds every record"
+            )
+        if name in first_row:
+            other, before = first_row[name]
+            raise DataError(
+                f"{csv}: rows {other} and {line} name the same record {name} ({before!r}, {rec!r}); list each "
+                "record once"
+            )
+        first_row[name] = (line, rec)
+        base = root / name
+        if not Path(f"{base}.hea").is_file():
+            raise DataError(
+                f"{csv}: row {line}: record {rec!r} has no header {base}.hea; fix the record column or the folder"
+            )
+        bases.append(base)
+    return bases
 
 
 def scan_folder(
@@ -386,14 +540,7 @@ def scan_folder(
         raise DataError(f"folder {root} not found; pass --data the folder holding the WFDB records")
     csv = Path(labels).expanduser().resolve() if labels is not None else root / "labels.csv"
     df = _read_labels_csv(csv)
-    bases = []
-    for rec in df["record"]:
-        base = root / rec.removesuffix(".hea")
-        if not Path(f"{base}.hea").is_file():
-            raise DataError(
-                f"{csv}: record {rec!r} has no header {base}.hea; fix the record column or the folder"
-            )
-        bases.append(base)
+    bases = _record_bases(csv, root, df["record"])
     label_sets = [{t.strip(): 100.0 for t in str(s).split(";") if t.strip()} for s in df["labels"]]
     known = set(ptbxl_statements().index)
     kind = "statements" if all(set(s) <= known for s in label_sets) else "classes"
@@ -407,154 +554,34 @@ def scan_folder(
             )
     if "fold" in df.columns:
         folds = pd.to_numeric(df["fold"], errors="coerce")
-        if folds.isna().any() or not folds.isin(range(1, N_FOLDS + 1)).all():
-            raise DataError(f"{csv}: column fold must hold integers 1-{N_FOLDS} on every row")
+        bad = np.flatnonzero(folds.isna() | ~folds.isin(range(1, N_FOLDS + 1)))
+        if len(bad):
+            raise DataError(
+                f"{csv}: column fold must hold integers 1-{N_FOLDS} on every row, not on row(s) "
+                f"{(bad + 2)[:5].tolist()}"
+            )
         folds = folds.to_numpy(dtype=np.int64)
     else:
         folds = stratified_folds(label_sets, seed)
     st = csv.stat()
-    fingerprint = {
+    identity = {
         "source": "folder",
         "n_records": len(bases),
         "labels_csv": {"path": str(csv), "size": st.st_size, "mtime_ns": st.st_mtime_ns},
-        "headers": _files_digest(root, [Path(f"{b}.hea") for b in bases]),
         "seed": int(seed),
     }
     table = _table(root, bases, label_sets, folds)
-    return SourceRecords("folder", root, table, kind, fingerprint, {}, csv)
+    return SourceRecords("folder", root, table, kind, identity, {}, csv)
 
 
 def scan_source(
     source: str, root: str | os.PathLike, labels: str | os.PathLike | None = None, seed: int = 0
-) -> SourceRecords:
-    """:func:`scan_cinc` or :func:`scan_folder` by name (``labels`` only applies to folders)."""
+) -> Source:
+    """:func:`scan_ptbxl`, :func:`scan_cinc` or :func:`scan_folder` by name (``labels`` only applies to folders)."""
     check_source(source)
-    if source == "cinc":
-        if labels is not None:
-            raise ConfigError(
-                "--labels applies to --source folder; CinC labels come from the headers' # Dx: lines"
-            )
-        return scan_cinc(root, seed)
     if source == "folder":
         return scan_folder(root, labels, seed)
-    raise ConfigError("source 'ptbxl' is read by ecgadapt.data.cache.prepare_cache, not scanned here")
-
-
-# --- caching ---------------------------------------------------------------------------------------------
-
-
-def source_cache_path(records: SourceRecords, rate: int, cache_dir: str | os.PathLike | None = None) -> Path:
-    """``<cache_dir>/<root name>-<hash>-<source>-<hash of labels>/rate<rate>``."""
-    from ecgadapt.data.cache import default_cache_path
-
-    base = default_cache_path(records.root, rate, cache_dir)
-    tag = hashlib.sha256(str(records.labels_csv).encode()).hexdigest()[:8]
-    return base.parent.with_name(f"{base.parent.name}-{records.source}-{tag}") / base.name
-
-
-def _source_problem(target: Path, records: SourceRecords, rate: int) -> str | None:
-    from ecgadapt.data.cache import read_manifest
-
-    manifest, problem = read_manifest(target)
-    if problem is not None:
-        return problem
-    if manifest.get("rate") != rate or manifest.get("fingerprint") != records.fingerprint:
-        return "the source changed since the cache was built"
-    if manifest.get("segment_s") != DURATION_S:
-        return "the cache was built by an older ecgadapt (long records cut to their central 10 s)"
-    return None
-
-
-def prepare_source_cache(
-    records: SourceRecords,
-    rate: int,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-) -> Path:
-    """Read a scanned source into a cache at ``rate`` Hz (PTB-XL's format); reuse a valid, current one."""
-    from ecgadapt.data import cache as c
-
-    rate = check_rate(rate)
-    workers = c._default_workers() if workers is None else int(workers)
-    target = source_cache_path(records, rate, cache_dir)
-    problem = _source_problem(target, records, rate)
-    if problem is None:
-        c._say(progress, f"reusing valid cache {target}")
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    c._remove_stale(target)
-    n_samples = int(round(DURATION_S * rate))
-    bases = [str(records.root / f) for f in records.table["filename"]]
-    counts = np.array([n_segments(b, rate, n_samples) for b in bases], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    shape = (int(counts.sum()), len(LEADS), n_samples)
-    start = time.perf_counter()
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        signals_path = tmp / c.SIGNALS_FILE
-        np.lib.format.open_memmap(signals_path, mode="w+", dtype=np.float32, shape=shape).flush()
-        items = [(int(row), base) for row, base in zip(starts, bases)]
-        n_chunks = max(1, min(len(items), workers * 8, math.ceil(len(items) / 4)))
-        size = math.ceil(len(items) / n_chunks)
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        reader = partial(read_segments, n_samples=n_samples)
-        c._read_all(
-            str(signals_path),
-            chunks,
-            rate,
-            workers,
-            progress,
-            f"prepare {records.root.name} @ {rate} Hz",
-            reader,
-        )
-        c._write_index(tmp / c.INDEX_FILE, records.table.loc[records.table.index.repeat(counts)], "filename")
-        ptbxl_statements().to_csv(tmp / STATEMENTS_CSV)
-        manifest = {
-            "format_version": c.CACHE_FORMAT_VERSION,
-            "complete": True,
-            "rate": rate,
-            "shape": list(shape),
-            "dtype": "float32",
-            "leads": list(LEADS),
-            "units": "mV",
-            "source_root": str(records.root),
-            "segment_s": DURATION_S,
-            "source": records.source,
-            "labels": records.labels,
-            "summary": records.summary(),
-            "fingerprint": records.fingerprint,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(time.perf_counter() - start, 3),
-        }
-        (tmp / c.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        c._swap_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    rows = f" ({shape[0]} cache rows: longer records segmented)" if shape[0] > len(bases) else ""
-    c._say(progress, f"prepared {len(bases)} {records.source} records{rows} at {rate} Hz into {target}")
-    if records.unmapped:
-        c._say(
-            progress,
-            f"{sum(records.unmapped.values())} Dx code(s) without a PTB-XL statement: {records.summary()['unmapped_codes']}",
-        )
-    return target
-
-
-def load_source(
-    source: str,
-    root: str | os.PathLike,
-    rate: int,
-    labels: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    seed: int = 0,
-):
-    """Scan ``source`` at ``root`` and open its cache at ``rate`` (prepared first when missing or stale)."""
-    from ecgadapt.data.cache import open_cache
-
-    records = scan_source(source, root, labels, seed)
-    return open_cache(prepare_source_cache(records, rate, cache_dir, workers, progress))
+    if labels is not None:
+        where = "the headers' # Dx: lines" if source == "cinc" else "ptbxl_database.csv"
+        raise ConfigError(f"--labels applies to --source folder; {source} labels come from {where}")
+    return scan_cinc(root, seed) if source == "cinc" else scan_ptbxl(root)

@@ -1,30 +1,41 @@
-"""Per-split record and class-positive counts of a task, from the two CSVs alone (no signal is read)."""
+"""Per-split record and class-positive counts of a task, from a source's labels alone (no signal is read)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ecgadapt.data.ptbxl import check_rate, read_database, read_statements
+from ecgadapt.data.ptbxl import check_rate
+from ecgadapt.data.sources import scan_source, source_labels
 from ecgadapt.data.splits import SPLITS, split_folds, split_mask
-from ecgadapt.data.tasks import check_task, database_labels
+from ecgadapt.data.tasks import check_task
 
 
 def split_stats(
-    root: str | os.PathLike, task: str, *, rate: int | None = None, test_fold: int = 10, val_fold: int = 9
+    root: str | os.PathLike,
+    task: str,
+    *,
+    rate: int | None = None,
+    test_fold: int = 10,
+    val_fold: int = 9,
+    source: str = "ptbxl",
+    labels: str | os.PathLike | None = None,
 ) -> dict:
     """Counts per split: records with a label in ``task``, records dropped for having none, positives per class.
 
-    Only the CSVs are read; ``rate`` (optional) is checked and recorded, since labels do not depend on it.
+    Only the labels are read (PTB-XL's CSVs, CinC headers, a folder's labels CSV); ``rate`` (optional) is checked
+    and recorded, since labels do not depend on it.
     """
     check_task(task)
     if rate is not None:
         rate = check_rate(rate)
-    database = read_database(root)
-    statements = read_statements(root)
-    y, classes = database_labels(database, statements, task)
+    src = scan_source(source, root, labels)
+    table = src.table
+    y, classes = source_labels(
+        table["scp_codes"], src.statements, task, src.labels, ids=table["ecg_id"].tolist()
+    )
     labeled = y.any(axis=1)
-    folds = database["strat_fold"].to_numpy()
+    folds = table["strat_fold"].to_numpy()
     splits = {}
     for split in SPLITS:
         mask = split_mask(folds, split, test_fold, val_fold)
@@ -37,6 +48,7 @@ def split_stats(
         }
     return {
         "root": str(Path(root)),
+        "source": source,
         "task": task,
         "rate": rate,
         "num_classes": len(classes),

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from ecgadapt.errors import ConfigError
+from ecgadapt.models import create_model
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.layers import DropPath, drop_path_schedule
-from ecgadapt.models.registry import create_model
 
 TRAINABLE = ("head", "all")
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgadapt.data.cache import load_source
 from ecgadapt.data.dataset import ECGDataset, record_starts
-from ecgadapt.data.sources import load_source, unmatched_labels
+from ecgadapt.data.sources import unmatched_labels
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import ConfigError, DataError

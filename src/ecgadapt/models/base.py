@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ecgadapt import LEADS
+from ecgadapt.errors import ConfigError
+
+Config = TypeVar("Config")
 
 
 @dataclass(frozen=True)
@@ -110,3 +114,18 @@ def init_head(head: nn.Linear, std: float = 0.01) -> None:
     """Initialise a classification head: small normal weights, zero bias."""
     nn.init.normal_(head.weight, std=std)
     nn.init.zeros_(head.bias)
+
+
+def config_with(defaults: Config, overrides: dict[str, Any], family: str) -> Config:
+    """The dataclass ``defaults`` with ``overrides`` applied (lists become tuples where the default is a tuple).
+
+    Unknown names raise a ConfigError naming ``family`` and listing the valid ones.
+    """
+    valid = {f.name for f in fields(defaults)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ConfigError(
+            f"{family}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+    tuples = {k: tuple(v) for k, v in overrides.items() if isinstance(getattr(defaults, k), tuple)}
+    return replace(defaults, **{**overrides, **tuples})

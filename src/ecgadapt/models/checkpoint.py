@@ -1,30 +1,23 @@
-"""Pretrained weights: read a file, unwrap it, remap its keys explicitly per family, check, load.
+"""Pretrained weights: read a file safely, unwrap it, remap its keys per family, check, load; say what it is.
 
 The path from a file to a model is always the same, for released foundation-model files and our own:
 
 1. :func:`read_checkpoint` reads ``.pt``/``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors``,
    unwraps a dict holding the weights under ``model``, ``state_dict`` or ``model_state_dict`` (or takes a flat
    dict of tensors), and strips a ``module.`` prefix carried by every key (DataParallel).
-2. The model's family (``ModelInfo.family``) selects a :class:`KeyMap` from ``FAMILY_KEYMAPS``: an explicit
-   ``remap(file_keys, model_keys) -> {file_key: model_key}`` function, an ``ignore`` table of file-key
-   patterns that may be dropped on purpose (each with its reason: decoders, mask tokens, unused BatchNorm,
-   pre-training heads), ``markers`` (keys that identify the family's files) and shape ``hints``.
-   Families without a registered key map (our own models) use the identity map with no ignore list.
-3. :func:`plan_load` matches the remapped keys against ``model.state_dict()`` without touching the model.
-   Keys mapped to ``head.*`` form the classifier: loaded when they fit the model's head exactly, otherwise
-   dropped (the model keeps its new head). Every other model key must be loaded; every other file key must be
-   mapped or ignored; every shape must agree. Anything else raises one :class:`CheckpointError` naming the
-   offending keys and the model the file looks like.
-4. :func:`load_pretrained` loads the complete state dict with ``strict=True``.
+2. The model's family (``ModelInfo.family``) selects a :class:`~ecgadapt.models.keymap.KeyMap`
+   (:mod:`ecgadapt.models.keymap`), and :func:`~ecgadapt.models.keymap.plan_load` matches the remapped keys
+   against the model. Anything unexplained raises one :class:`CheckpointError` naming the offending keys and
+   the model the file looks like (found through the registry).
+3. :func:`load_pretrained` loads the complete state dict with ``strict=True``.
 
-A model module registers its family's map with :func:`register_keymap` at import time.
+:func:`detect_checkpoint` says what a file is: its format, wrapper, family and the registered models it fits.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import pickle
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,60 +25,20 @@ import torch
 from torch import nn
 
 from ecgadapt.errors import CheckpointError, ECGAdaptError
+from ecgadapt.models.keymap import (
+    FAMILY_KEYMAPS,
+    LoadPlan,
+    clip_list,
+    describe_problems,
+    guess_families,
+    is_head_key,
+    keymap_for,
+    plan_load,
+)
+from ecgadapt.models.registry import build_model, list_models, model_info
 
 WRAPPERS: tuple[str, ...] = ("model", "state_dict", "model_state_dict")
 """Top-level keys under which known checkpoint files keep their weights, tried in this order."""
-
-Remap = Callable[[Iterable[str], Collection[str]], dict[str, str]]
-Hint = Callable[
-    [tuple[int, ...], tuple[int, ...]], "str | None"
-]  # (file shape, model shape) -> advice or None
-
-
-def identity_remap(file_keys: Iterable[str], model_keys: Collection[str]) -> dict[str, str]:
-    """Every file key names the model key of the same name (files written from ``model.state_dict()``)."""
-    return {k: k for k in file_keys}
-
-
-@dataclass(frozen=True)
-class KeyMap:
-    """How one model family's checkpoint files map onto its models' state dicts."""
-
-    family: str
-    remap: Remap = identity_remap
-    ignore: Mapping[str, str] = field(
-        default_factory=dict
-    )  # fnmatch pattern of an unmapped file key -> reason
-    markers: tuple[str, ...] = ()  # any of these file keys identifies the family
-    hints: Mapping[str, str | Hint] = field(default_factory=dict)  # model key -> advice on a shape mismatch
-    description: str = ""
-
-    def ignore_reason(self, file_key: str) -> str | None:
-        """Why an unmapped file key may be dropped, or None if it must not be."""
-        for pattern, reason in self.ignore.items():
-            if fnmatch.fnmatchcase(file_key, pattern):
-                return reason
-        return None
-
-
-FAMILY_KEYMAPS: dict[str, KeyMap] = {}
-"""Registered key maps by family; extend with :func:`register_keymap`."""
-
-
-def register_keymap(keymap: KeyMap) -> KeyMap:
-    """Register the key map of ``keymap.family`` (once per family) and return it."""
-    if keymap.family in FAMILY_KEYMAPS:
-        raise ValueError(f"a key map for family {keymap.family!r} is registered twice")
-    FAMILY_KEYMAPS[keymap.family] = keymap
-    return keymap
-
-
-def keymap_for(family: str) -> KeyMap:
-    """The family's registered key map, or the identity map for families without one."""
-    _ensure_registered()
-    return FAMILY_KEYMAPS.get(family) or KeyMap(
-        family=family, description="ecgadapt checkpoint (model.state_dict(); the head may be absent)"
-    )
 
 
 # -- reading files -----------------------------------------------------------------------------------------
@@ -215,7 +168,7 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
     bad = [k for k, t in state_dict.items() if t.is_floating_point() and _non_finite(k, t)]
     if bad:
         raise CheckpointError(
-            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): {_clip(bad)}; the file is "
+            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): {clip_list(bad)}; the file is "
             "corrupt or was saved from a diverged training: use another checkpoint"
         )
 
@@ -273,105 +226,11 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     return RawCheckpoint(path, fmt, wrapper, state_dict, prefix, placeholders, others)
 
 
-# -- matching keys -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadPlan:
-    """What loading a state dict into a model would do; ``ok`` when nothing is unexpected or missing."""
-
-    family: str
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # model key -> tensor to load
-    source: dict[str, str] = field(default_factory=dict)  # model key -> file key
-    ignored: dict[str, str] = field(default_factory=dict)  # file key -> reason
-    unexpected: list[str] = field(default_factory=list)  # file keys neither mapped nor ignorable
-    missing: list[str] = field(default_factory=list)  # model keys (outside the head) without a tensor
-    mismatched: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-    head: str = "new"  # "loaded": file head loaded; "new": none in the file; "replaced": file head dropped
-
-    @property
-    def ok(self) -> bool:
-        """True when every non-head model key gets a tensor of the right shape and no file key is unexplained."""
-        return not (self.unexpected or self.missing or self.mismatched)
-
-    @property
-    def n_loaded(self) -> int:
-        """Number of elements that would be loaded."""
-        return sum(t.numel() for t in self.tensors.values())
-
-    @property
-    def n_problems(self) -> int:
-        """Count of unexpected, missing and mismatched keys."""
-        return len(self.unexpected) + len(self.missing) + len(self.mismatched)
-
-
-def _is_head_key(key: str) -> bool:
-    return key.startswith("head.")
-
-
-def plan_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], keymap: KeyMap) -> LoadPlan:
-    """Match ``state_dict`` (file keys) against ``model.state_dict()`` through ``keymap``; changes nothing."""
-    model_sd = model.state_dict()
-    mapping = keymap.remap(list(state_dict), set(model_sd))
-    plan = LoadPlan(family=keymap.family)
-    file_head: dict[str, str] = {}
-    for file_key, tensor in state_dict.items():
-        model_key = mapping.get(file_key)
-        if model_key is not None and _is_head_key(model_key):
-            file_head[model_key] = file_key
-        elif model_key is not None and model_key in model_sd and model_key not in plan.source:
-            want = tuple(model_sd[model_key].shape)
-            if tuple(tensor.shape) != want:
-                plan.mismatched.append((file_key, model_key, tuple(tensor.shape), want))
-            else:
-                plan.tensors[model_key] = tensor
-                plan.source[model_key] = file_key
-        elif (reason := keymap.ignore_reason(file_key)) is not None:
-            plan.ignored[file_key] = reason
-        else:
-            plan.unexpected.append(file_key)
-    model_head = {k for k in model_sd if _is_head_key(k)}
-    if file_head:
-        fits = set(file_head) == model_head and all(
-            tuple(state_dict[f].shape) == tuple(model_sd[m].shape) for m, f in file_head.items()
-        )
-        if fits:
-            for model_key, file_key in file_head.items():
-                plan.tensors[model_key] = state_dict[file_key]
-                plan.source[model_key] = file_key
-            plan.head = "loaded"
-        else:
-            for file_key in file_head.values():
-                shape = "x".join(str(s) for s in state_dict[file_key].shape)
-                plan.ignored[file_key] = f"classifier head ({shape}) not loaded: the model keeps its new head"
-            plan.head = "replaced"
-    bad = {m for _, m, _, _ in plan.mismatched}
-    plan.missing = [k for k in model_sd if k not in plan.tensors and k not in model_head and k not in bad]
-    return plan
-
-
-def _clip(items: list[str], limit: int = 8) -> str:
-    """``a, b, c`` or the first ``limit`` items followed by ``... (+N more)``."""
-    shown = ", ".join(items[:limit])
-    return shown if len(items) <= limit else f"{shown}, ... (+{len(items) - limit} more)"
-
-
-def guess_families(keys: Collection[str]) -> list[str]:
-    """Families whose marker keys appear among ``keys``."""
-    _ensure_registered()
-    return [f for f, km in FAMILY_KEYMAPS.items() if any(m in keys for m in km.markers)]
-
-
-def _ensure_registered() -> None:
-    from ecgadapt.models.registry import list_models
-
-    list_models()
+# -- registered models -----------------------------------------------------------------------------------
 
 
 def models_of(families: Collection[str]) -> list[str]:
     """Registered model names of the given families."""
-    from ecgadapt.models.registry import list_models, model_info
-
     return [n for n in list_models() if model_info(n).family in families]
 
 
@@ -380,13 +239,11 @@ def fit_models(state_dict: Mapping[str, torch.Tensor], names: Iterable[str]) -> 
 
     Models that cannot be built here (e.g. an optional dependency is missing) are left out.
     """
-    from ecgadapt.models.registry import create_model, model_info
-
     plans: dict[str, LoadPlan] = {}
     for name in names:
         try:
             with torch.device("meta"):
-                model = create_model(name, num_classes=0)
+                model = build_model(name, num_classes=0)
         except (ECGAdaptError, RuntimeError, NotImplementedError):
             continue
         plans[name] = plan_load(model, state_dict, keymap_for(model_info(name).family))
@@ -397,7 +254,7 @@ def _looks_like(state_dict: Mapping[str, torch.Tensor]) -> str:
     """One sentence on which family/model the file resembles."""
     families = guess_families(set(state_dict))
     if not families:
-        return f"Its keys match no known family's markers (first keys: {_clip(list(state_dict), 4)})."
+        return f"Its keys match no known family's markers (first keys: {clip_list(list(state_dict), 4)})."
     plans = fit_models(state_dict, models_of(families))
     fits = [n for n, p in plans.items() if p.ok]
     if fits:
@@ -408,32 +265,6 @@ def _looks_like(state_dict: Mapping[str, torch.Tensor]) -> str:
     )
 
 
-def _hint(keymap: KeyMap, model_key: str, got: tuple[int, ...], want: tuple[int, ...]) -> str | None:
-    """The key map's advice on a shape mismatch of ``model_key``, if any."""
-    hint = keymap.hints.get(model_key)
-    return hint(got, want) if callable(hint) else hint
-
-
-def describe_problems(plan: LoadPlan, keymap: KeyMap, limit: int = 8) -> list[str]:
-    """Human-readable lines for the unexpected, missing and shape-mismatched keys of ``plan``."""
-    lines = []
-    if plan.unexpected:
-        lines.append(f"unexpected keys ({len(plan.unexpected)}): {_clip(plan.unexpected, limit)}")
-    if plan.missing:
-        lines.append(f"missing keys ({len(plan.missing)}): {_clip(plan.missing, limit)}")
-    # mismatches the key map has advice for come first; at most ``limit // 2`` are spelled out
-    mismatched = sorted(plan.mismatched, key=lambda m: _hint(keymap, *m[1:]) is None)
-    for file_key, model_key, got, want in mismatched[: max(1, limit // 2)]:
-        name = file_key if file_key == model_key else f"{file_key} -> {model_key}"
-        hint = _hint(keymap, model_key, got, want)
-        lines.append(
-            f"shape mismatch {name}: file {list(got)} vs model {list(want)}" + (f" ({hint})" if hint else "")
-        )
-    if len(mismatched) > max(1, limit // 2):
-        lines.append(f"... (+{len(mismatched) - max(1, limit // 2)} more shape mismatches)")
-    return lines
-
-
 def load_pretrained(
     model: nn.Module, name: str, path: str | Path, *, load_head: bool | None = None
 ) -> LoadPlan:
@@ -442,8 +273,6 @@ def load_pretrained(
     ``load_head``: None loads a file head only when it fits the model's head exactly; False never loads it;
     True requires it. Raises :class:`CheckpointError` for any unexplained, missing or mis-shaped key.
     """
-    from ecgadapt.models.registry import model_info
-
     keymap = keymap_for(model_info(name).family)
     raw = read_checkpoint(path)
     plan = plan_load(model, raw.state_dict, keymap)
@@ -454,7 +283,7 @@ def load_pretrained(
             f"{_looks_like(raw.state_dict)} Pass a checkpoint made for {name!r}, or the model it fits."
         )
     if load_head is False and plan.head == "loaded":
-        for model_key in [k for k in plan.tensors if _is_head_key(k)]:
+        for model_key in [k for k in plan.tensors if is_head_key(k)]:
             plan.ignored[plan.source.pop(model_key)] = "classifier head not loaded (load_head=False)"
             del plan.tensors[model_key]
         plan.head = "replaced"
@@ -502,8 +331,6 @@ def detect_checkpoint(path: str | Path) -> CheckpointInfo:
     Candidates are the models of the families whose marker keys the file has, or, without any, the models of
     families that have no markers (our own models).
     """
-    from ecgadapt.models.registry import list_models, model_info
-
     raw = read_checkpoint(path)
     families = guess_families(set(raw.state_dict))
     unmarked = {model_info(n).family for n in list_models()} - {

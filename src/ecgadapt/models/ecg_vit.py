@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ecgadapt import LEADS
-from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.errors import ConfigError
 from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo
-from ecgadapt.models.checkpoint import KeyMap, register_keymap
-from ecgadapt.models.layers import DropPath, drop_path_schedule
+from ecgadapt.models.keymap import KeyMap, register_keymap
+from ecgadapt.models.layers import DropPath, check_patch_input, drop_path_schedule
 from ecgadapt.models.registry import register_model
 
 ECG_VIT_INPUT_SPEC = InputSpec(
@@ -153,17 +153,8 @@ class ECGViT(ECGModel):
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, leads, T) -> (B, leads * T/P, P) patches, lead after lead; checks leads and length."""
-        if x.ndim != 3 or x.shape[1] != self.num_leads:
-            raise DataError(
-                f"ecg_vit expects input of shape (batch, {self.num_leads}, samples), got {tuple(x.shape)}; "
-                "reorder/select leads to the model's input_spec.leads"
-            )
+        check_patch_input(x, "ecg_vit", self.num_leads, self.patch_size, self.seq_len)
         t = x.shape[-1]
-        if t % self.patch_size or not 0 < t <= self.seq_len:
-            raise DataError(
-                f"ecg_vit input length {t} must be a positive multiple of patch_size {self.patch_size} "
-                f"and at most {self.seq_len}; crop or resample to input_spec.length={self.seq_len}"
-            )
         return x.reshape(x.shape[0], self.num_leads * (t // self.patch_size), self.patch_size)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +37,8 @@ from torch import nn
 
 from ecgadapt import LEADS
 from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo
-from ecgadapt.models.checkpoint import KeyMap, register_keymap
+from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo, config_with
+from ecgadapt.models.keymap import KeyMap, register_keymap
 from ecgadapt.models.layers import DropPath, drop_path_schedule
 from ecgadapt.models.registry import register_model
 
@@ -257,20 +257,6 @@ ECGFOUNDER_KEYMAP = register_keymap(
 # -- registry ----------------------------------------------------------------------------------------------
 
 
-def _make_config(overrides: dict) -> Net1DConfig:
-    """``Net1DConfig`` with ``overrides`` applied; unknown names raise a ConfigError listing the valid ones."""
-    valid = {f.name for f in fields(Net1DConfig)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise ConfigError(
-            f"ecgfounder: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-        )
-    for name in ("filter_list", "m_blocks_list"):
-        if name in overrides:
-            overrides = {**overrides, name: tuple(overrides[name])}
-    return replace(Net1DConfig(), **overrides)
-
-
 @register_model(
     ModelInfo(
         name="ecgfounder_net1d",
@@ -285,7 +271,10 @@ def ecgfounder_net1d(
 ) -> Net1D:
     """ECGFounder's 12-lead Net1D; ``overrides`` replace fields of :class:`Net1DConfig`."""
     return Net1D(
-        _make_config(overrides), num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate
+        config_with(Net1DConfig(), overrides, "ecgfounder"),
+        num_classes=num_classes,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
     )
 
 

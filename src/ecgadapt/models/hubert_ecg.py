@@ -45,7 +45,7 @@ from torch import nn
 from ecgadapt import LEADS
 from ecgadapt.errors import ConfigError, DataError, ECGAdaptError
 from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo
-from ecgadapt.models.checkpoint import KeyMap, register_keymap
+from ecgadapt.models.keymap import KeyMap, register_keymap
 from ecgadapt.models.layers import DropPath, drop_path_schedule
 from ecgadapt.models.registry import register_model
 

@@ -10,14 +10,9 @@ import torch
 
 from ecgadapt.errors import ECGAdaptError
 from ecgadapt.models.base import InputSpec
-from ecgadapt.models.checkpoint import (
-    CheckpointInfo,
-    LoadPlan,
-    describe_problems,
-    detect_checkpoint,
-    keymap_for,
-)
-from ecgadapt.models.registry import create_model, list_models, model_info
+from ecgadapt.models.checkpoint import CheckpointInfo, detect_checkpoint
+from ecgadapt.models.keymap import LoadPlan, describe_problems, keymap_for
+from ecgadapt.models.registry import build_model, list_models, model_info
 
 
 @dataclass(frozen=True)
@@ -34,7 +29,7 @@ class ModelRow:
 def count_parameters(name: str) -> int:
     """Parameters of model ``name`` with default settings and no head (built on the meta device)."""
     with torch.device("meta"):
-        model = create_model(name, num_classes=0)
+        model = build_model(name, num_classes=0)
     return sum(p.numel() for p in model.parameters())
 
 

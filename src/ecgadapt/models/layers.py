@@ -1,9 +1,11 @@
-"""Shared layers: stochastic depth and its per-block schedule."""
+"""Shared layers and checks: stochastic depth, its per-block schedule, and the patch models' input check."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ecgadapt.errors import DataError
 
 
 def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -39,3 +41,20 @@ def drop_path_schedule(drop_path_rate: float, num_blocks: int) -> list[float]:
     if num_blocks == 1:
         return [float(drop_path_rate)]
     return [float(drop_path_rate) * i / (num_blocks - 1) for i in range(num_blocks)]
+
+
+def check_patch_input(
+    x: torch.Tensor, family: str, num_leads: int, patch_size: int, seq_len: int, rate_note: str = ""
+) -> None:
+    """A DataError unless ``x`` is (B, ``num_leads``, T) with T a positive multiple of ``patch_size``, <= ``seq_len``."""
+    if x.ndim != 3 or x.shape[1] != num_leads:
+        raise DataError(
+            f"{family} expects input of shape (batch, {num_leads}, samples), got {tuple(x.shape)}; "
+            "select the leads of input_spec.leads, in that order"
+        )
+    t = x.shape[-1]
+    if t % patch_size or not 0 < t <= seq_len:
+        raise DataError(
+            f"{family} input length {t} must be a positive multiple of patch_size, i.e. a multiple of {patch_size} "
+            f"and at most {seq_len} samples{rate_note}; crop or resample to input_spec.length={seq_len}"
+        )

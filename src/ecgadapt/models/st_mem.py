@@ -31,17 +31,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ecgadapt import LEADS
-from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo
-from ecgadapt.models.checkpoint import KeyMap, register_keymap
-from ecgadapt.models.layers import DropPath, drop_path_schedule
+from ecgadapt.errors import ConfigError
+from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo, config_with
+from ecgadapt.models.keymap import KeyMap, register_keymap
+from ecgadapt.models.layers import DropPath, check_patch_input, drop_path_schedule
 from ecgadapt.models.registry import register_model
 
 ST_MEM_INPUT_SPEC = InputSpec(
@@ -208,17 +208,7 @@ class StMemViT(ECGModel):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a DataError unless ``x`` is (B, num_leads, T) with T a multiple of patch_size, <= seq_len."""
         cfg = self.cfg
-        if x.ndim != 3 or x.shape[1] != cfg.num_leads:
-            raise DataError(
-                f"st_mem expects input of shape (batch, {cfg.num_leads}, samples), got {tuple(x.shape)}; "
-                "select the leads of input_spec.leads in that order"
-            )
-        t = x.shape[-1]
-        if t % cfg.patch_size or not 0 < t <= cfg.seq_len:
-            raise DataError(
-                f"st_mem input length {t} must be a positive multiple of {cfg.patch_size} and at most "
-                f"{cfg.seq_len} samples (250 Hz); crop or resample to input_spec.length={cfg.seq_len}"
-            )
+        check_patch_input(x, "st_mem", cfg.num_leads, cfg.patch_size, cfg.seq_len, " (250 Hz)")
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Block outputs of shape (B, L, n + 2, width), SEP tokens included."""
@@ -319,17 +309,6 @@ ST_MEM_KEYMAP = register_keymap(
 # -- registry ----------------------------------------------------------------------------------------------
 
 
-def _make_config(overrides: dict) -> StMemConfig:
-    """``StMemConfig`` with ``overrides`` applied; unknown names raise a ConfigError listing the valid ones."""
-    valid = {f.name for f in fields(StMemConfig)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise ConfigError(
-            f"st_mem: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-        )
-    return replace(StMemConfig(), **overrides)
-
-
 @register_model(
     ModelInfo(
         name="st_mem_vit_b75",
@@ -344,7 +323,10 @@ def st_mem_vit_b75(
 ) -> StMemViT:
     """ST-MEM ViT-B/75; ``overrides`` replace fields of :class:`StMemConfig` (e.g. the tiny test config)."""
     return StMemViT(
-        _make_config(overrides), num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate
+        config_with(StMemConfig(), overrides, "st_mem"),
+        num_classes=num_classes,
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
     )
 
 

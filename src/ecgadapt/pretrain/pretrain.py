@@ -38,8 +38,8 @@ from ecgadapt.engine.seeding import derive_seed, epoch_generator, seed_epoch, se
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.fileio import atomic_write_text, write_json
 from ecgadapt.locks import RunLock
+from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
-from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
 from ecgadapt.pretrain.mae import MaskedECGModel
 from ecgadapt.pretrain.masked_segment import MaskedSegmentModel

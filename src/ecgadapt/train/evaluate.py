@@ -21,8 +21,8 @@ from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
 from ecgadapt.eval.temperature import calibrate_probs
+from ecgadapt.models import create_model
 from ecgadapt.models.base import ECGModel, InputSpec
-from ecgadapt.models.registry import create_model
 from ecgadapt.runs.rundir import RunDir, read_json
 from ecgadapt.train.config import FinetuneConfig
 

@@ -37,9 +37,9 @@ from ecgadapt.errors import ConfigError
 from ecgadapt.eval.metrics import score
 from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.locks import RunLock
+from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.checkpoint import load_pretrained
-from ecgadapt.models.registry import create_model, model_info
 from ecgadapt.runs.hashing import RESULT_FREE_FIELDS, check_resume_config, flat_config, run_inputs
 from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir, read_json
 from ecgadapt.train.config import DataConfig, FinetuneConfig
