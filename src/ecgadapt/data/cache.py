@@ -31,6 +31,7 @@ from ecgadapt.data.ptbxl import (
     FILENAME_COLUMN,
     STATEMENTS_CSV,
     check_rate,
+    check_records_present,
     read_database,
     read_header,
     read_record,
@@ -400,6 +401,7 @@ def prepare_cache(
     task_labels(
         database["scp_codes"], statements, "all", ids=database["ecg_id"].tolist()
     )  # every code defined
+    check_records_present(root, database, rate)  # e.g. a 100 Hz-only copy asked for 500 Hz
     if len(database) == 0:
         raise DataError(f"{root / DATABASE_CSV} lists no records; nothing to prepare")
     fingerprint = source_fingerprint(root, len(database))
