@@ -125,7 +125,7 @@ def check_records_present(root: str | os.PathLike, database: pd.DataFrame, rate:
     other = [r for r in RATES if r != rate and (root / f"records{r}").is_dir()]
     holds = (
         f"this copy holds only the {other[0]} Hz records (records{other[0]}/), so it is {other[0]} Hz only; "
-        f"pass --rate {other[0]}"
+        f"pass --rate {other[0]} (data.rate={other[0]} in a benchmark)"
         if other
         else f"it holds no records folder at all; {_FIX_DOWNLOAD}"
     )
