@@ -81,17 +81,23 @@ def pooled_features(model, cache, rows: np.ndarray, batch: int = 64) -> np.ndarr
 
 
 def linear_probe_fold9(
-    encoder: Path | None, model_name: str, ptbxl500: Path, cache_dir: Path, seed: int = 0
+    encoder: Path | None,
+    model_name: str,
+    ptbxl500: Path,
+    cache_dir: Path,
+    seed: int = 0,
+    model_kwargs: dict | None = None,
 ) -> dict:
     """Macro AUROC/AUPRC on fold 9 of a logistic-regression probe trained on folds 1-8 (fold 10 untouched);
-    ``encoder`` None probes the architecture's random initialisation (under ``seed``), the control."""
+    ``encoder`` None probes the architecture's random initialisation (under ``seed``), the control.
+    ``ptbxl500`` is any PTB-XL-layout folder at 100 Hz; ``model_kwargs`` are the architecture's overrides."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     cache = load_or_prepare(ptbxl500, 100, cache_dir=cache_dir, progress=False)
     folds = cache.index["strat_fold"].to_numpy()
     torch.manual_seed(seed)
-    model = create_model(model_name, num_classes=0, pretrained=encoder)
+    model = create_model(model_name, num_classes=0, pretrained=encoder, **(model_kwargs or {}))
     result = {}
     for task in TASKS:
         y, classes = cache.labels(task)

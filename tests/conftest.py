@@ -31,6 +31,15 @@ def ptbxl500(shared: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ptbxl2285(shared: Path) -> Path:
+    """2,285 real PTB-XL records at 100 Hz only, with their official folds; skips when absent."""
+    path = shared / "data" / "ptbxl-2285"
+    if not (path / "ptbxl_database.csv").is_file():
+        pytest.skip(f"real PTB-XL set ptbxl-2285 not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def compat(shared: Path) -> Path:
     """Checkpoint-compatibility reference vectors; skips when absent."""
     path = shared / "compat"

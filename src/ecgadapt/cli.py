@@ -576,7 +576,10 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         "encoder.safetensors (load it with finetune --weights PATH).",
     )
     p.add_argument(
-        "--model", metavar="NAME", help="model to pretrain: ecg_vit_* or xresnet1d_* (default ecg_vit_tiny)"
+        "--model",
+        metavar="NAME",
+        help="model to pretrain: ecg_vit_* or xresnet1d_* (default ecg_vit_tiny); each family has a preset of "
+        "mask ratio, segment size and lr (ecg_vit: 0.75, -, 5e-4; xresnet1d: 0.5, 25, 3e-3) that flags override",
     )
     p.add_argument(
         "--corpus",
@@ -595,6 +598,25 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         help="share of training draws for each --corpus, in order (default: by corpus size)",
     )
     p.add_argument(
+        "--corpus-folds",
+        type=_folds,
+        metavar="FOLDS",
+        help="keep only these PTB-XL strat_folds (e.g. 1-8 or 1,2,5-8) of every corpus of PTB-XL records: PTB-XL "
+        "folders and caches, and npy: arrays whose ecg_ids.csv --corpus-folds-from places; other corpora are used whole",
+    )
+    p.add_argument(
+        "--corpus-folds-from",
+        metavar="DIR",
+        help="PTB-XL folder whose ptbxl_database.csv gives the folds of npy: arrays' ecg_ids (ecg_ids.csv beside "
+        "the array), e.g. ../shared/data/ptbxl-2285 for ptbxl-unlabelled-1785",
+    )
+    p.add_argument(
+        "--allow-eval-folds",
+        action="store_true",
+        default=None,
+        help="let corpora include PTB-XL folds 9 and 10 (validation and test); without it pretrain refuses them",
+    )
+    p.add_argument(
         "--real-val", metavar="DIR", help="real held-out set (e.g. PTB-XL) for the domain-gap loss"
     )
     p.add_argument("--out", required=True, help="run directory to create")
@@ -608,7 +630,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--decoder-width", type=int)
     p.add_argument("--decoder-depth", type=int)
     p.add_argument(
-        "--segment-size", type=int, metavar="N", help="samples per masked segment (xresnet1d; default 25)"
+        "--segment-size", type=int, metavar="N", help="samples per masked segment (xresnet1d; preset 25)"
     )
     p.add_argument("--val-fraction", type=float, help="share of each corpus held out (default 0.05)")
     p.add_argument("--seed", type=int)
@@ -640,6 +662,16 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(func=run)
+
+
+def _folds(text: str) -> list[int]:
+    """argparse type of ``--corpus-folds``: ``1-8`` -> [1, ..., 8]."""
+    from ecgadapt.pretrain.corpus import parse_folds
+
+    try:
+        return parse_folds(text)
+    except ECGAdaptError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

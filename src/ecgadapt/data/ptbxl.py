@@ -115,6 +115,27 @@ def record_base(root: str | os.PathLike, database: pd.DataFrame, ecg_id: int, ra
     return Path(root) / str(database.at[ecg_id, FILENAME_COLUMN[check_rate(rate)]])
 
 
+def check_records_present(root: str | os.PathLike, database: pd.DataFrame, rate: int) -> None:
+    """DataError, before any record is read, when the folder of ``rate``'s records (``records500/``) is absent."""
+    root = Path(root)
+    names = database[FILENAME_COLUMN[check_rate(rate)]].dropna().astype(str)
+    folders = sorted({Path(n).parts[0] for n in names if len(Path(n).parts) > 1})
+    missing = [f for f in folders if not (root / f).is_dir()]
+    if not missing:
+        return
+    other = [r for r in RATES if r != rate and (root / f"records{r}").is_dir()]
+    holds = (
+        f"this copy holds only the {other[0]} Hz records (records{other[0]}/), so it is {other[0]} Hz only; "
+        f"pass --rate {other[0]} (data.rate={other[0]} in a benchmark)"
+        if other
+        else f"it holds no records folder at all; {_FIX_DOWNLOAD}"
+    )
+    raise DataError(
+        f"{root} has no {missing[0]}/ folder, where {DATABASE_CSV} ({FILENAME_COLUMN[rate]}) puts the {rate} Hz "
+        f"records: {holds}"
+    )
+
+
 @dataclass(frozen=True)
 class Header:
     """The parts of a WFDB header that reading PTB-XL needs."""

@@ -43,6 +43,7 @@ from ecgadapt.data.ptbxl import (
     FILENAME_COLUMN,
     STATEMENTS_CSV,
     check_rate,
+    check_records_present,
     read_database,
     read_header,
     read_record,
@@ -246,6 +247,7 @@ class PtbxlSource:
         """The database's records with the file names of ``rate``; DataError naming rows without one."""
         column = FILENAME_COLUMN[check_rate(rate)]
         db = self.database
+        check_records_present(self.root, db, rate)  # e.g. a 100 Hz-only copy (ptbxl-2285) asked for 500 Hz
         if db[column].isna().any():
             ids = db.loc[db[column].isna(), "ecg_id"].tolist()
             raise DataError(

@@ -16,11 +16,18 @@
 Every corpus has an ``origin``: ``generated`` (deepfake-ecg), ``synthetic`` (ecgadapt's own generator) or
 ``real``; held-out losses are reported per origin.
 
+Corpora of real PTB-XL records know each row's ``ecg_id``: PTB-XL folders and caches from their index, ``npy:``
+arrays from an ``ecg_ids.csv`` beside the file (one ``ecg_id`` column, one row per array row, as in
+``ptbxl-unlabelled-1785``). Their ``strat_fold``s come from their own database, or for arrays from a PTB-XL
+folder named by :func:`with_folds_from`. :func:`select_rows` then keeps the rows of some folds (``--corpus-folds
+1-8``) and refuses a corpus that would include the evaluation folds 9 or 10 unless they are allowed.
+
 Every corpus folder is built in a temporary folder beside its target and renamed into place when complete.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,6 +36,7 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +73,13 @@ class Corpus:
     kind: str  # "ptbxl", "wfdb", "deepfake", "npy" or "corpus"
     origin: str = "real"  # "generated", "synthetic" or "real"
     normalisation: str = "none"  # "none": millivolts; "lead": already z-scored per lead (preprocessed arrays)
+    ecg_ids: np.ndarray | None = field(
+        default=None, repr=False
+    )  # PTB-XL ecg_id per row (real PTB-XL records)
+    folds: np.ndarray | None = field(default=None, repr=False)  # PTB-XL strat_fold per row (0: not listed)
+    inside_ptbxl: Path | None = (
+        None  # a WFDB folder inside this real PTB-XL folder: its records' folds unknown
+    )
     _signals: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -116,13 +131,19 @@ def _read_corpus_manifest(path: Path) -> dict | None:
 
 def _open_folder(path: Path, manifest: dict) -> Corpus:
     kind = manifest["kind"]
+    origin = manifest.get("origin", "generated" if kind == "deepfake" else "real")
+    source = Path(manifest["source"]) if manifest.get("source") else None
     corpus = Corpus(
         name=manifest.get("name", path.name),
         path=path,
         rate=int(manifest["rate"]),
         kind=kind,
-        origin=manifest.get("origin", "generated" if kind == "deepfake" else "real"),
+        origin=origin,
         normalisation=manifest.get("normalisation", "none"),
+        ecg_ids=read_ecg_ids(source, int(manifest["shape"][0]))
+        if kind == "npy" and origin == "real"
+        else None,
+        inside_ptbxl=_enclosing_ptbxl(source) if kind == "wfdb" and origin == "real" else None,
     )
     if list(corpus.signals.shape) != list(manifest["shape"]):
         raise DataError(
@@ -175,6 +196,15 @@ def _folder_origin(root: Path) -> str:
     from ecgadapt.data.synthetic import MARKER_NAME
 
     return "synthetic" if any((p / MARKER_NAME).is_file() for p in (root, *root.parents[:2])) else "real"
+
+
+def _enclosing_ptbxl(folder: Path | None) -> Path | None:
+    """The PTB-XL folder (holding ``ptbxl_database.csv``) that ``folder`` lies in, up to two levels up."""
+    from ecgadapt.data.ptbxl import DATABASE_CSV
+
+    if folder is None:
+        return None
+    return next((p for p in (folder, *folder.parents[:2]) if (p / DATABASE_CSV).is_file()), None)
 
 
 # -- WFDB folders ------------------------------------------------------------------------------------------
@@ -499,6 +529,22 @@ def _ptbxl_rate(rate: int | None) -> int:
     return 100 if rate is not None and rate <= 100 else 500
 
 
+def _cache_corpus(cache) -> Corpus:
+    """A prepared cache as a corpus; a real PTB-XL one with each row's ecg_id and strat_fold."""
+    origin = _folder_origin(cache.root)
+    ptbxl = origin == "real" and cache.manifest.get("source", "ptbxl") == "ptbxl"
+    index = cache.index.sort_values("row")
+    return Corpus(
+        name=cache.root.name,
+        path=cache.path,
+        rate=cache.rate,
+        kind="ptbxl",
+        origin=origin,
+        ecg_ids=index["ecg_id"].to_numpy(dtype=np.int64) if ptbxl else None,
+        folds=index["strat_fold"].to_numpy(dtype=np.int64) if ptbxl else None,
+    )
+
+
 def open_corpus(
     source: str | os.PathLike,
     rate: int | None = None,
@@ -535,13 +581,148 @@ def open_corpus(
     from ecgadapt.data.ptbxl import DATABASE_CSV
 
     if (path / CACHE_MANIFEST).is_file():
-        cache = open_cache(path)
-        origin = _folder_origin(cache.root)
-        return Corpus(name=cache.root.name, path=cache.path, rate=cache.rate, kind="ptbxl", origin=origin)
+        return _cache_corpus(open_cache(path))
     if (path / DATABASE_CSV).is_file():
-        cache = load_or_prepare(path, _ptbxl_rate(rate), cache_dir=cache_dir, progress=progress)
-        return Corpus(
-            name=path.name, path=cache.path, rate=cache.rate, kind="ptbxl", origin=_folder_origin(path)
-        )
+        return _cache_corpus(load_or_prepare(path, _ptbxl_rate(rate), cache_dir=cache_dir, progress=progress))
     target = prepare_wfdb_corpus(path, cache_dir=cache_dir, progress=progress)
     return _open_folder(target, _read_corpus_manifest(target))
+
+
+# -- PTB-XL folds ------------------------------------------------------------------------------------------
+
+IDS_FILE = "ecg_ids.csv"
+ALL_FOLDS = tuple(range(1, 11))
+EVAL_FOLDS = (9, 10)
+"""PTB-XL's recommended validation and test folds: a corpus holding records of them needs ``allow_eval_folds``."""
+
+
+def read_ecg_ids(array_file: Path | None, n_rows: int) -> np.ndarray | None:
+    """PTB-XL ecg_ids of an array's rows from the ``ecg_ids.csv`` beside it; None when there is none."""
+    if array_file is None or not (array_file.parent / IDS_FILE).is_file():
+        return None
+    import pandas as pd
+
+    file = array_file.parent / IDS_FILE
+    try:
+        ids = pd.read_csv(file)["ecg_id"].to_numpy()
+    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{file} is not a list of ecg_ids (one column 'ecg_id'): {err}") from None
+    if len(ids) != n_rows or not np.issubdtype(ids.dtype, np.integer):
+        raise DataError(
+            f"{file} lists {len(ids)} ecg_ids ({ids.dtype}) but {array_file} has {n_rows} rows; it must give "
+            "one integer ecg_id per row, in order, or be removed"
+        )
+    return ids.astype(np.int64)
+
+
+def with_folds_from(corpus: Corpus, ptbxl_root: str | os.PathLike) -> Corpus:
+    """``corpus`` with the strat_fold of each ecg_id from ``ptbxl_root``'s database (0 for ids it lacks).
+
+    Only corpora that know their ecg_ids but not their folds (``npy:`` arrays with ``ecg_ids.csv``) change.
+    """
+    if corpus.ecg_ids is None or corpus.folds is not None:
+        return corpus
+    from ecgadapt.data.ptbxl import read_database
+
+    database = read_database(ptbxl_root)
+    fold_of = dict(zip(database["ecg_id"].tolist(), database["strat_fold"].tolist()))
+    folds = np.array([fold_of.get(int(i), 0) for i in corpus.ecg_ids], dtype=np.int64)
+    return dataclasses.replace(corpus, folds=folds)
+
+
+def parse_folds(text: str) -> list[int]:
+    """``"1-8"`` or ``"1,3,5-7"`` -> the sorted strat_folds it names (each 1-10)."""
+    folds: set[int] = set()
+    for part in str(text).replace(" ", "").split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None:
+            raise ConfigError(
+                f"corpus folds {text!r}: {part!r} is not a fold or a range; write e.g. 1-8 or 1,2,5-8"
+            )
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if not 1 <= low <= high <= 10:
+            raise ConfigError(f"corpus folds {text!r}: {part!r} is not within PTB-XL's folds 1-10")
+        folds.update(range(low, high + 1))
+    return sorted(folds)
+
+
+def format_folds(folds: Sequence[int]) -> str:
+    """[1, 2, 3, 5] -> ``"1-3,5"``."""
+    runs: list[list[int]] = []
+    for fold in sorted(set(int(f) for f in folds)):
+        if runs and fold == runs[-1][-1] + 1:
+            runs[-1].append(fold)
+        else:
+            runs.append([fold])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+@dataclass(frozen=True)
+class CorpusUse:
+    """The rows of a corpus that a run uses, with the PTB-XL ecg_ids among them and a one-line summary."""
+
+    rows: np.ndarray
+    ptbxl_ids: np.ndarray  # PTB-XL ecg_ids of those rows (empty when the corpus holds no PTB-XL records)
+    folds: list[int] | None  # strat_folds of those rows (None: not PTB-XL records, or folds unknown)
+    summary: str
+
+
+def select_rows(corpus: Corpus, folds: Sequence[int] | None, allow_eval_folds: bool = False) -> CorpusUse:
+    """The rows of ``corpus`` in ``folds`` (None: all), refusing evaluation folds unless ``allow_eval_folds``.
+
+    Corpora without PTB-XL records (generated, synthetic, other WFDB folders) are used whole. An array whose
+    ecg_ids are known but whose folds are not cannot be filtered: a fold filter on it is a ConfigError.
+    """
+    everything = np.arange(len(corpus), dtype=np.int64)
+    fix = "pass --corpus-folds 1-8 to leave them out, or --allow-eval-folds to pretrain on them anyway"
+    if corpus.inside_ptbxl is not None and not allow_eval_folds:
+        raise ConfigError(
+            f"corpus {corpus.name} is a folder of WFDB records inside the PTB-XL folder {corpus.inside_ptbxl}, "
+            f"so its records' folds (including the evaluation folds {format_folds(EVAL_FOLDS)}) cannot be told "
+            f"apart; pass --corpus {corpus.inside_ptbxl} with --corpus-folds 1-8 instead, or --allow-eval-folds"
+        )
+    if corpus.folds is not None:
+        keep = np.ones(len(corpus), dtype=bool) if folds is None else np.isin(corpus.folds, list(folds))
+        rows = np.flatnonzero(keep)
+        present = sorted(set(corpus.folds.tolist()) - {0})
+        if len(rows) == 0:
+            raise DataError(
+                f"corpus {corpus.name} holds no record of folds {format_folds(folds)}; its folds are "
+                f"{format_folds(present) or 'none that the database lists'}"
+            )
+        used = np.bincount(corpus.folds[rows], minlength=11)
+        in_eval = {f: int(used[f]) for f in EVAL_FOLDS if used[f]}
+        if in_eval and not allow_eval_folds:
+            counts = ", ".join(f"fold {f}: {n}" for f, n in in_eval.items())
+            raise ConfigError(
+                f"corpus {corpus.name} would include {sum(in_eval.values())} records of the evaluation folds "
+                f"{format_folds(list(in_eval))} ({counts}), whose signals an encoder must not see before it is "
+                f"scored on them; {fix}"
+            )
+        used_folds = [f for f in ALL_FOLDS if used[f]]
+        unlisted = f", {int(used[0])} not listed in its fold database" if used[0] else ""
+        summary = (
+            f"PTB-XL folds {format_folds(used_folds)}"
+            + (" (all)" if folds is None else f" (filter {format_folds(folds)})")
+            + f": {len(rows)} of {len(corpus)} records{unlisted}"
+            + (
+                f"; includes evaluation folds {format_folds(list(in_eval))} (--allow-eval-folds)"
+                if in_eval
+                else ""
+            )
+        )
+        return CorpusUse(rows, corpus.ecg_ids[rows], used_folds, summary)
+    if corpus.ecg_ids is not None:
+        if folds is not None:
+            raise ConfigError(
+                f"corpus {corpus.name} lists PTB-XL ecg_ids ({IDS_FILE}) but not their folds, so --corpus-folds "
+                "cannot select from it; add --corpus-folds-from DIR, a PTB-XL folder whose ptbxl_database.csv "
+                "gives their strat_folds (e.g. ../shared/data/ptbxl-2285)"
+            )
+        summary = (
+            f"{len(corpus)} PTB-XL records, folds unknown (add --corpus-folds-from DIR to check or filter them); "
+            "their ecg_ids are recorded as seen"
+        )
+        return CorpusUse(everything, corpus.ecg_ids, None, summary)
+    summary = f"{len(corpus)} {corpus.origin} records, not PTB-XL's: used whole, no fold filter applies"
+    return CorpusUse(everything, np.zeros(0, dtype=np.int64), None, summary)

@@ -3,7 +3,8 @@
 Layout: ``config.yaml`` (resolved), ``env.json``, ``metrics.csv`` (per epoch: train loss, held-out masked-patch
 loss on the corpora and, with ``real_val``, on a real held-out set, throughput), ``checkpoints/last.pt`` (after
 every epoch), and when finished ``encoder.safetensors`` (the encoder's ``state_dict()`` without head, loadable
-by ``create_model(name, pretrained=path)``) and ``final.json``. Each epoch reseeds every RNG from
+by ``create_model(name, pretrained=path)``; its metadata lists the PTB-XL ecg_ids the corpora held, as does
+``seen_ptbxl_ids.txt``) and ``final.json``. Each epoch reseeds every RNG from
 ``(seed, epoch)``, so a killed run resumed with ``resume=True`` ends exactly where the uninterrupted one would
 (on CPU).
 """
@@ -40,15 +41,25 @@ from ecgadapt.fileio import atomic_write_text, write_json
 from ecgadapt.locks import RunLock
 from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
-from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
+from ecgadapt.pretrain.corpus import (
+    Corpus,
+    CorpusUse,
+    check_corpus_input,
+    format_folds,
+    open_corpus,
+    select_rows,
+    with_folds_from,
+)
 from ecgadapt.pretrain.mae import MaskedECGModel
 from ecgadapt.pretrain.masked_segment import MaskedSegmentModel
 from ecgadapt.runs.hashing import check_resume_config
-from ecgadapt.runs.rundir import RunDir, prepare_run_dir
+from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir
 
 CHECKPOINTS, CONFIG, FINAL, METRICS = RunDir.CHECKPOINTS, RunDir.CONFIG, RunDir.FINAL, RunDir.METRICS
 
 ENCODER_FILE = "encoder.safetensors"
+SEEN_IDS_FILE = "seen_ptbxl_ids.txt"
+"""The PTB-XL ecg_ids of every record in the run's corpora (training and held-out rows), one per line."""
 ORIGINS = ("generated", "synthetic", "real")
 """Corpus origins with a held-out loss column each (``val_loss_<origin>``)."""
 METRIC_COLUMNS = (
@@ -63,7 +74,15 @@ METRIC_COLUMNS = (
 )
 OBJECTIVES = {"ecg_vit": "masked-ecg", "xresnet1d": "masked-segment"}
 """Pretraining objective of each supported model family."""
-_RESUME_FREE = {"num_workers", "device", "progress", "cache_dir"}  # may change between a run and its resume
+_RESUME_FREE = {"num_workers", "device", "progress", "cache_dir", "allow_eval_folds"}
+"""Fields that may change between a run and its resume (they do not change what it computes)."""
+PRESETS: dict[str, dict] = {
+    "ecg_vit": {"mask_ratio": 0.75, "lr": 5e-4, "segment_size": 25},
+    "xresnet1d": {"mask_ratio": 0.5, "lr": 3e-3, "segment_size": 25},
+}
+"""Per model family, the pretraining values a field left unset (None) takes: masked ECG modelling of a ViT
+masks 75% of its patches; masked-segment reconstruction of a CNN masks 50% of 0.25 s segments at lr 3e-3, the
+settings of the bundled ``xresnet1d_tiny`` (benchmarks/pretrain_bundled_cnn.sh)."""
 
 
 @dataclass
@@ -80,18 +99,22 @@ class PretrainConfig:
     )  # share of training draws per corpus (empty: by size)
     real_val: str | None = None  # a real held-out set (e.g. PTB-XL) to measure the domain gap on
     cache_dir: str | None = None  # where prepared/generated corpora go (default: the user cache)
+    corpus_folds: list[int] | None = None  # keep only these PTB-XL strat_folds of corpora of PTB-XL records
+    corpus_folds_from: str | None = None  # PTB-XL folder giving the folds of npy: arrays' ecg_ids
+    allow_eval_folds: bool = False  # let corpora include PTB-XL folds 9 and 10 (validation and test)
     input_spec: dict | None = None  # resolved from the model: rate, length, normalisation, band-pass
-    mask_ratio: float = 0.75
+    mask_ratio: float | None = None  # None: the model family's preset (PRESETS)
     decoder_width: int = 128
     decoder_depth: int = 2
     decoder_heads: int = 4
     norm_target: bool = True  # per-patch normalised reconstruction targets
-    segment_size: int = 25  # masked-segment objective (xresnet1d): samples per masked (lead, segment) token
+    # masked-segment objective (xresnet1d): samples per masked (lead, segment) token; None: the preset
+    segment_size: int | None = None
     drop_path_rate: float = 0.0
     epochs: int = 10
     steps_per_epoch: int | None = None  # cap on optimiser steps per epoch (None: one pass over the corpora)
     batch_size: int = 64
-    lr: float = 5e-4
+    lr: float | None = None  # None: the model family's preset (PRESETS)
     min_lr_ratio: float = 0.01
     warmup_epochs: float = 1.0
     weight_decay: float = 0.05
@@ -117,6 +140,11 @@ class PretrainConfig:
             raise ConfigError(f"unknown pretraining config key(s): {', '.join(unknown)}")
         return cls(**d)
 
+    def with_preset(self) -> PretrainConfig:
+        """A copy whose unset (None) preset fields take the values of the model family's preset."""
+        preset = PRESETS.get(model_info(self.model).family, {})
+        return dataclasses.replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` on a value that cannot work, naming the field."""
         if not self.corpora:
@@ -135,6 +163,10 @@ class PretrainConfig:
                 f"pretraining supports the {' and '.join(OBJECTIVES)} models only, not {self.model!r}; "
                 "use --model ecg_vit_tiny, ecg_vit_tiny_p50 or xresnet1d_tiny"
             )
+        if self.corpus_folds is not None and (
+            not self.corpus_folds or not set(self.corpus_folds) <= set(range(1, 11))
+        ):
+            raise ConfigError(f"corpus_folds must list PTB-XL folds 1-10, got {self.corpus_folds!r}")
         for key in ("epochs", "batch_size", "max_val_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)!r}")
@@ -254,6 +286,7 @@ def build_encoder(cfg: PretrainConfig) -> ECGModel:
 def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel | MaskedSegmentModel:
     """The pretraining model of ``cfg`` around ``encoder``: masked ECG modelling for ecg_vit, masked-segment
     reconstruction for xresnet1d (see ``OBJECTIVES``)."""
+    cfg = cfg.with_preset()
     if OBJECTIVES[model_info(cfg.model).family] == "masked-segment":
         return MaskedSegmentModel(
             encoder,
@@ -270,6 +303,40 @@ def build_masked_model(cfg: PretrainConfig, encoder: ECGModel) -> MaskedECGModel
         mask_ratio=cfg.mask_ratio,
         norm_target=cfg.norm_target,
     )
+
+
+def open_corpora(cfg: PretrainConfig, rate: int) -> list[Corpus]:
+    """Open (preparing once) every corpus of ``cfg`` for a model at ``rate`` Hz, with the folds of array corpora's
+    ecg_ids from ``cfg.corpus_folds_from``."""
+    corpora = [open_corpus(c, rate=rate, cache_dir=cfg.cache_dir, progress=cfg.progress) for c in cfg.corpora]
+    if cfg.corpus_folds_from is None:
+        return corpora
+    if not any(c.ecg_ids is not None and c.folds is None for c in corpora):
+        raise ConfigError(
+            f"--corpus-folds-from {cfg.corpus_folds_from} gives the folds of array corpora's ecg_ids "
+            "(npy:FILE with ecg_ids.csv beside it), and no such corpus was given"
+        )
+    return [with_folds_from(c, cfg.corpus_folds_from) for c in corpora]
+
+
+def corpus_uses(cfg: PretrainConfig, corpora: Sequence[Corpus]) -> list[CorpusUse]:
+    """The rows each corpus contributes under ``cfg``'s fold filter and guard, each said in one line."""
+    uses = [select_rows(c, cfg.corpus_folds, cfg.allow_eval_folds) for c in corpora]
+    if cfg.corpus_folds is not None and all(u.folds is None for u in uses):
+        raise ConfigError(
+            f"--corpus-folds {format_folds(cfg.corpus_folds)} selects PTB-XL folds, and none of the corpora "
+            f"{cfg.corpora} holds PTB-XL records with known folds"
+        )
+    for source, use in zip(cfg.corpora, uses):
+        print(f"  corpus {source}: {use.summary}")
+    return uses
+
+
+def seen_ptbxl_ids(uses: Sequence[CorpusUse]) -> list[int]:
+    """Sorted PTB-XL ecg_ids of every row the corpora contribute, held-out rows included (the ``real_val`` set
+    is only scored, never trained on, and is not among them)."""
+    ids = np.concatenate([np.zeros(0, dtype=np.int64), *(u.ptbxl_ids for u in uses)])
+    return sorted(set(ids.tolist()))
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -381,32 +448,40 @@ def _run_pretrain(
 ) -> Path:
     """:func:`run_pretrain`, its run directory's lock held in ``held``."""
     t_start = time.perf_counter()
-    cfg = dataclasses.replace(cfg, corpora=[str(c) for c in cfg.corpora])
+    unset = [k for k in PRESETS.get(model_info(cfg.model).family, {}) if getattr(cfg, k) is None]
+    cfg = dataclasses.replace(cfg, corpora=[str(c) for c in cfg.corpora]).with_preset()
     cfg.validate()
+    if unset:
+        family = model_info(cfg.model).family
+        print(
+            f"  {family} preset: " + ", ".join(f"{k} {getattr(cfg, k)}" for k in unset) + " (flags override)"
+        )
+    check_run_dir(out_dir, resume=resume, overwrite=force)  # writes nothing: the corpora are checked first
+    encoder = build_encoder(cfg)
+    spec = encoder.input_spec
+    cfg.input_spec = json.loads(json.dumps(spec.to_dict()))  # plain lists, as read back from YAML
+    corpora = open_corpora(cfg, spec.sampling_rate)
+    uses = corpus_uses(cfg, corpora)
     run_dir = prepare_run_dir(
         out_dir, resume=resume, overwrite=force
     )  # refuses a directory another process holds
     held.enter_context(RunLock(run_dir))
-    encoder = build_encoder(cfg)
-    spec = encoder.input_spec
-    cfg.input_spec = json.loads(json.dumps(spec.to_dict()))  # plain lists, as read back from YAML
     if resume:
         saved = yaml.safe_load((run_dir / CONFIG).read_text())
         check_resume_config(saved, cfg.to_dict(), _RESUME_FREE, run_dir)
     atomic_write_text(run_dir / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     device = resolve_device(cfg.device)
     write_env(run_dir, device, resumed=resume)
+    seen = seen_ptbxl_ids(uses)
+    atomic_write_text(run_dir / SEEN_IDS_FILE, "".join(f"{i}\n" for i in seen))
 
-    corpora = [
-        open_corpus(c, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress)
-        for c in cfg.corpora
-    ]
     train_parts, val_parts = [], []
-    for k, corpus in enumerate(corpora):
+    for k, (corpus, use) in enumerate(zip(corpora, uses)):
         check_corpus_input(corpus, spec, cfg.model)
-        train_rows, val_rows = split_rows(
-            len(corpus), cfg.val_fraction, cfg.max_val_samples, derive_seed(cfg.seed, k)
+        train_pos, val_pos = split_rows(
+            len(use.rows), cfg.val_fraction, cfg.max_val_samples, derive_seed(cfg.seed, k)
         )
+        train_rows, val_rows = use.rows[train_pos], use.rows[val_pos]
         train_parts.append(CorpusDataset(corpus, train_rows, build_transforms(spec, corpus.rate, train=True)))
         val_parts.append(CorpusDataset(corpus, val_rows, build_transforms(spec, corpus.rate, train=False)))
     train_set, val_set = ConcatDataset(train_parts), ConcatDataset(val_parts)
@@ -542,6 +617,8 @@ def _run_pretrain(
             "seed": cfg.seed,
             "corpora": list(cfg.corpora),
             "corpus_weights": list(cfg.corpus_weights),
+            "corpus_folds": cfg.corpus_folds,
+            "seen_ptbxl_ids": seen,
         },
     )
     final = {
@@ -564,9 +641,13 @@ def _run_pretrain(
                 "n": len(c),
                 "normalisation": c.normalisation,
                 "weight": cfg.corpus_weights[k] if cfg.corpus_weights else None,
+                "n_used": len(u.rows),
+                "ptbxl_folds": u.folds,
+                "n_ptbxl_ids": len(u.ptbxl_ids),
             }
-            for k, (s, c) in enumerate(zip(cfg.corpora, corpora))
+            for k, (s, c, u) in enumerate(zip(cfg.corpora, corpora, uses))
         ],
+        "seen_ptbxl_ids": {"file": SEEN_IDS_FILE, "n": len(seen)},
         "last": {k: rows[-1].get(k) for k in METRIC_COLUMNS} if rows else None,
         "device": str(device),
         "this_invocation_s": time.perf_counter() - t_start,

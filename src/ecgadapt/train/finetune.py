@@ -44,7 +44,7 @@ from ecgadapt.runs.hashing import RESULT_FREE_FIELDS, check_resume_config, flat_
 from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir, read_json
 from ecgadapt.train.config import DataConfig, FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, load_run_config, load_run_model, score_split
-from ecgadapt.weights import bundled_path, seen_ptbxl_ids
+from ecgadapt.weights import bundled_path, recorded_ptbxl_ids, seen_ptbxl_ids
 
 # Fields that may differ between a run and its resumption (they do not change the result on a given device).
 _RESUME_FREE = RESULT_FREE_FIELDS - {"data.cache_dir"}
@@ -192,12 +192,13 @@ def _run_finetune(
         segments="random",
     )
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
-    overlap = pretraining_overlap(cache, d, inputs["weights_sha256"])
+    overlap = pretraining_overlap(cache, d, inputs["weights_sha256"], inputs["weights"])
     if overlap and (overlap["val"] or overlap["test"]):
         cfg.notes.append(
             f"the initial weights were pretrained on the (unlabelled) signals of {overlap['test']} test and "
             f"{overlap['val']} validation records of this dataset, so their scores are optimistic; the ecg_ids are "
-            "in ecgadapt/weights/*.seen_ptbxl_ids.txt, and the checkpoint's model card says how to leave them out"
+            "in ecgadapt/weights/*.seen_ptbxl_ids.txt or the checkpoint's seen_ptbxl_ids metadata, and the "
+            "checkpoint's model card says how to leave them out"
         )
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
     if cfg.training.head_bias_init == "prior" and pos_weight is None:
@@ -247,11 +248,12 @@ def _run_finetune(
 
 
 def pretraining_overlap(
-    cache: ECGCache, data: DataConfig, weights_sha256: str | None
+    cache: ECGCache, data: DataConfig, weights_sha256: str | None, weights_path: str | Path | None = None
 ) -> dict[str, int] | None:
     """Records per split (train folds, validation fold, test fold) whose signals the initial weights were
-    pretrained on: PTB-XL ecg_ids listed beside a bundled checkpoint; None when the weights saw no PTB-XL record."""
-    seen = seen_ptbxl_ids(weights_sha256)
+    pretrained on: PTB-XL ecg_ids listed beside a bundled checkpoint, else in the weights file's metadata
+    (``ecgadapt pretrain`` writes them); None when the weights saw no PTB-XL record."""
+    seen = seen_ptbxl_ids(weights_sha256) or recorded_ptbxl_ids(weights_path)
     if not seen or data.source != "ptbxl" or (Path(data.root) / synthetic.MARKER_NAME).is_file():
         return (
             None  # other weights, another source, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -41,3 +43,15 @@ def seen_ptbxl_ids(weights_sha256: str | None) -> frozenset[int]:
             text = (path.parent / list_name).read_text()
             return frozenset(int(line) for line in text.split())
     return frozenset()
+
+
+def recorded_ptbxl_ids(path: str | os.PathLike | None) -> frozenset[int]:
+    """PTB-XL ecg_ids an encoder file's own metadata lists as seen in pretraining (``seen_ptbxl_ids``, written
+    by ``ecgadapt pretrain``); empty for files without that metadata."""
+    if path is None or Path(path).suffix != ".safetensors" or not Path(path).is_file():
+        return frozenset()
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        text = (f.metadata() or {}).get("seen_ptbxl_ids")
+    return frozenset(int(i) for i in json.loads(text)) if text else frozenset()
