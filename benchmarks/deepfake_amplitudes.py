@@ -1,7 +1,7 @@
 """Check deepfake-ecg amplitudes against real PTB-XL: per-lead amplitude statistics of both, side by side.
 
 Usage: python benchmarks/deepfake_amplitudes.py [--n 200] [--seed 0] [--ptbxl ../shared/data/ptbxl-500]
-Generates --n ECGs (500 Hz, scaled by ecgadapt.pretrain.corpus.DEEPFAKE_SCALE_MV, i.e. generator output x 6000
+Generates --n ECGs (500 Hz, scaled by ecgadapt.pretrain.deepfake.DEEPFAKE_SCALE_MV, i.e. generator output x 6000
 read as microvolts) and reads the PTB-XL records at 500 Hz, then prints, per lead, the median over records of
 the standard deviation and of the robust peak-to-peak range (99.5th - 0.5th percentile), in mV, raw and after
 the 0.67-40 Hz band-pass the models use, and the deepfake / PTB-XL ratio of each.
@@ -18,7 +18,8 @@ import numpy as np
 from ecgadapt import LEADS
 from ecgadapt.data.transforms import BandPass
 from ecgadapt.paths import shared_dir
-from ecgadapt.pretrain.corpus import DEEPFAKE_SCALE_MV, generate_deepfake_corpus, open_corpus
+from ecgadapt.pretrain.corpus import generate_deepfake_corpus, open_corpus
+from ecgadapt.pretrain.deepfake import DEEPFAKE_SCALE_MV
 
 
 def lead_stats(signals: np.ndarray, band_pass: bool) -> dict[str, np.ndarray]:

@@ -28,7 +28,8 @@ from ecgadapt.data.ptbxl import read_database, read_record, record_base
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.models import model_info
 from ecgadapt.paths import shared_dir
-from ecgadapt.pretrain.pretrain import OBJECTIVES, PretrainConfig, build_encoder, build_masked_model
+from ecgadapt.pretrain.config import OBJECTIVES, PretrainConfig
+from ecgadapt.pretrain.pretrain import build_encoder, build_masked_model
 
 ORIGIN_LABELS = {
     "generated": "held-out generated ECGs",

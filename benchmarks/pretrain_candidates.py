@@ -40,7 +40,8 @@ from ecgadapt.data.transforms import build_transforms
 from ecgadapt.eval.metrics import macro_auprc, macro_auroc
 from ecgadapt.models import create_model
 from ecgadapt.paths import shared_dir
-from ecgadapt.pretrain.pretrain import ENCODER_FILE, PretrainConfig, run_pretrain
+from ecgadapt.pretrain.config import PretrainConfig
+from ecgadapt.pretrain.pretrain import ENCODER_FILE, run_pretrain
 from ecgadapt.runs.hashing import file_sha256
 
 CANDIDATES: dict[str, dict] = {

@@ -54,8 +54,9 @@ from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.synthetic import write_synthetic_ptbxl
 from ecgadapt.models import create_model
 from ecgadapt.paths import shared_dir
+from ecgadapt.pretrain.config import PretrainConfig
 from ecgadapt.pretrain.corpus import open_corpus
-from ecgadapt.pretrain.pretrain import ENCODER_FILE, SEEN_IDS_FILE, PretrainConfig, run_pretrain
+from ecgadapt.pretrain.pretrain import ENCODER_FILE, SEEN_IDS_FILE, run_pretrain
 from ecgadapt.runs.hashing import file_sha256
 from ecgadapt.train.config import DataConfig
 from ecgadapt.train.finetune import pretraining_overlap

@@ -651,7 +651,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args: argparse.Namespace) -> int:
-        from ecgadapt.pretrain.pretrain import build_pretrain_config, run_pretrain
+        from ecgadapt.pretrain.config import build_pretrain_config
+        from ecgadapt.pretrain.pretrain import run_pretrain
 
         skip = {"command", "func", "debug", "out", "resume", "force", "no_progress", "model_args"}
         flags = {k: v for k, v in vars(args).items() if k not in skip}
@@ -666,7 +667,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 def _folds(text: str) -> list[int]:
     """argparse type of ``--corpus-folds``: ``1-8`` -> [1, ..., 8]."""
-    from ecgadapt.pretrain.corpus import parse_folds
+    from ecgadapt.pretrain.folds import parse_folds
 
     try:
         return parse_folds(text)

@@ -60,7 +60,8 @@ def pretrained_encoder(out: Path, cache_dir: Path, *, n_corpus: int, epochs: int
         return bundled_weights(DEMO_MODEL), "bundled checkpoint"
     except ConfigError:
         pass
-    from ecgadapt.pretrain.pretrain import PretrainConfig, run_pretrain
+    from ecgadapt.pretrain.config import PretrainConfig
+    from ecgadapt.pretrain.pretrain import run_pretrain
 
     run_dir = out / "pretrain"
     encoder = run_dir / "encoder.safetensors"

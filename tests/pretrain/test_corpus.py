@@ -11,7 +11,8 @@ import pytest
 
 from ecgadapt.data.ptbxl import read_record
 from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.pretrain.corpus import generate_deepfake_corpus, open_corpus, twelve_from_eight
+from ecgadapt.pretrain.corpus import generate_deepfake_corpus, open_corpus
+from ecgadapt.pretrain.deepfake import twelve_from_eight
 
 
 def test_twelve_from_eight_derives_the_limb_leads() -> None:

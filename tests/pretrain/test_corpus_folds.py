@@ -14,16 +14,10 @@ from ecgadapt.cli import main
 from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.synthetic import MARKER_NAME, write_synthetic_ptbxl
 from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.pretrain.corpus import (
-    Corpus,
-    format_folds,
-    open_corpus,
-    parse_folds,
-    read_ecg_ids,
-    select_rows,
-    with_folds_from,
-)
-from ecgadapt.pretrain.pretrain import PretrainConfig, build_pretrain_config, run_pretrain
+from ecgadapt.pretrain.config import PretrainConfig, build_pretrain_config
+from ecgadapt.pretrain.corpus import Corpus, open_corpus, read_ecg_ids
+from ecgadapt.pretrain.folds import format_folds, parse_folds, select_rows, with_folds_from
+from ecgadapt.pretrain.pretrain import run_pretrain
 from ecgadapt.runs.hashing import file_sha256
 from ecgadapt.train.config import DataConfig
 from ecgadapt.train.finetune import pretraining_overlap

@@ -10,9 +10,10 @@ from safetensors.torch import load_file
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.models import create_model
+from ecgadapt.pretrain.config import PretrainConfig
 from ecgadapt.pretrain.corpus import open_corpus
 from ecgadapt.pretrain.masked_segment import MaskedSegmentModel
-from ecgadapt.pretrain.pretrain import PretrainConfig, run_pretrain
+from ecgadapt.pretrain.pretrain import run_pretrain
 
 SMALL = dict(layers=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_widths=(8, 8, 16))
 

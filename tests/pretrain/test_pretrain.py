@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from ecgadapt.cli import main
 from ecgadapt.errors import ConfigError
 from ecgadapt.models import create_model
+from ecgadapt.pretrain.config import PretrainConfig
 from ecgadapt.pretrain.pretrain import (
-    PretrainConfig,
     build_encoder,
     build_masked_model,
     run_pretrain,

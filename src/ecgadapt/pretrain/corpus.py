@@ -19,7 +19,7 @@ Every corpus has an ``origin``: ``generated`` (deepfake-ecg), ``synthetic`` (ecg
 Corpora of real PTB-XL records know each row's ``ecg_id``: PTB-XL folders and caches from their index, ``npy:``
 arrays from an ``ecg_ids.csv`` beside the file (one ``ecg_id`` column, one row per array row, as in
 ``ptbxl-unlabelled-1785``). Their ``strat_fold``s come from their own database, or for arrays from a PTB-XL
-folder named by :func:`with_folds_from`. :func:`select_rows` then keeps the rows of some folds (``--corpus-folds
+folder named by :func:`ecgadapt.pretrain.folds.with_folds_from`. :func:`~ecgadapt.pretrain.folds.select_rows` then keeps the rows of some folds (``--corpus-folds
 1-8``) and refuses a corpus that would include the evaluation folds 9 or 10 unless they are allowed.
 
 Every corpus folder is built in a temporary folder beside its target and renamed into place when complete.
@@ -27,7 +27,6 @@ Every corpus folder is built in a temporary folder beside its target and renamed
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -36,7 +35,6 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,21 +44,12 @@ from ecgadapt import LEADS
 from ecgadapt.data.cache import _swap_into_place  # the same atomic rename as the PTB-XL cache
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.paths import default_cache_dir
+from ecgadapt.pretrain.deepfake import DEEPFAKE_RATE, DEEPFAKE_SCALE_MV, deepfake_fill
 
 CORPUS_FORMAT = "ecgadapt-corpus"
 CORPUS_FORMAT_VERSION = 1
 SIGNALS_FILE = "signals.npy"
 MANIFEST_FILE = "manifest.json"
-
-DEEPFAKE_RATE = 500
-DEEPFAKE_LENGTH = 5000
-DEEPFAKE_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
-DEEPFAKE_SCALE_MV = 6.0
-"""mV per generator unit: the package's output x 6000 is in microvolts. ``python benchmarks/deepfake_amplitudes.py``
-(200 generated ECGs, seed 0, against the 500 records of ../shared/data/ptbxl-500 at 500 Hz) gives a median over
-leads of the per-lead median robust peak-to-peak ratio (generated / real) of 0.84 raw and 0.88 after the
-0.67-40 Hz band-pass (lead II 0.93 / 0.99; the derived leads III and aVL 0.62-0.73): microvolt scale confirmed,
-generated ECGs slightly smaller than real ones."""
 
 
 @dataclass
@@ -270,50 +259,6 @@ def prepare_wfdb_corpus(
 # -- deepfake-ecg ------------------------------------------------------------------------------------------
 
 
-def twelve_from_eight(eight: np.ndarray) -> np.ndarray:
-    """(..., 8, T) leads I, II, V1-V6 -> (..., 12, T) in LEADS order (III, aVR, aVL, aVF from Einthoven/Goldberger)."""
-    lead_i, lead_ii = eight[..., 0, :], eight[..., 1, :]
-    limb = np.stack(
-        [
-            lead_i,
-            lead_ii,
-            lead_ii - lead_i,
-            -(lead_i + lead_ii) / 2,
-            lead_i - lead_ii / 2,
-            lead_ii - lead_i / 2,
-        ],
-        axis=-2,
-    )
-    return np.concatenate([limb, eight[..., 2:, :]], axis=-2).astype(np.float32)
-
-
-def _deepfake_generator(device: str):
-    """The deepfake-ecg Pulse2Pulse generator with its packaged weights (no download)."""
-    try:
-        import deepfakeecg
-        from deepfakeecg import Generator
-    except ImportError as err:
-        raise ConfigError(
-            f"generating ECGs needs the optional deepfake-ecg package ({err}); install it with "
-            "pip install 'ecgadapt[deepfake]' (or pip install deepfake-ecg)"
-        ) from None
-    import warnings
-
-    import torch
-
-    weights = Path(deepfakeecg.__file__).parent / "checkpoints" / "g_stat.pt"
-    if not weights.is_file():
-        raise ConfigError(
-            f"deepfake-ecg is installed but its packaged weights {weights} are missing; reinstall it"
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # the package calls a deprecated init function
-        net = Generator()
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    net.load_state_dict(state["stat_dict"] if "stat_dict" in state else state)
-    return net.to(device).eval()
-
-
 def generate_deepfake_corpus(
     out_dir: str | os.PathLike,
     n: int,
@@ -329,11 +274,6 @@ def generate_deepfake_corpus(
     other limb leads are derived, and ``rate`` < 500 resamples with :class:`ecgadapt.data.transforms.Resample`.
     An existing complete folder with the same ``n``, ``seed`` and ``rate`` is reused; any other is an error.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from ecgadapt.data.transforms import Resample
-
     if n < 1 or chunk_size < 1:
         raise ConfigError(
             f"need n >= 1 and chunk_size >= 1 to generate ECGs, got n={n}, chunk_size={chunk_size}"
@@ -350,22 +290,7 @@ def generate_deepfake_corpus(
             f"{out_dir} already exists and is not a deepfake corpus with n={n}, seed={seed}, rate={rate}; "
             "choose another folder or delete it"
         )
-    net = _deepfake_generator(device)
-    resample = Resample(DEEPFAKE_RATE, rate)
-    length = len(resample(np.zeros((1, DEEPFAKE_LENGTH), dtype=np.float32))[0])
-    noise_rng = torch.Generator().manual_seed(int(seed))
-
-    def fill(signals: np.ndarray) -> None:
-        with tqdm(
-            total=n, desc="generate deepfake ECGs", unit="ECG", disable=not progress, leave=False
-        ) as bar:
-            for start in range(0, n, chunk_size):
-                b = min(chunk_size, n - start)
-                noise = torch.rand(b, len(DEEPFAKE_LEADS), DEEPFAKE_LENGTH, generator=noise_rng) * 2 - 1
-                with torch.no_grad():
-                    out = net(noise.to(device)).float().cpu().numpy() * DEEPFAKE_SCALE_MV
-                signals[start : start + b] = resample(twelve_from_eight(out))
-                bar.update(b)
+    length, fill = deepfake_fill(n, seed, rate, chunk_size, device, progress)
 
     meta = {
         "name": out_dir.name,
@@ -591,9 +516,6 @@ def open_corpus(
 # -- PTB-XL folds ------------------------------------------------------------------------------------------
 
 IDS_FILE = "ecg_ids.csv"
-ALL_FOLDS = tuple(range(1, 11))
-EVAL_FOLDS = (9, 10)
-"""PTB-XL's recommended validation and test folds: a corpus holding records of them needs ``allow_eval_folds``."""
 
 
 def read_ecg_ids(array_file: Path | None, n_rows: int) -> np.ndarray | None:
@@ -613,116 +535,3 @@ def read_ecg_ids(array_file: Path | None, n_rows: int) -> np.ndarray | None:
             "one integer ecg_id per row, in order, or be removed"
         )
     return ids.astype(np.int64)
-
-
-def with_folds_from(corpus: Corpus, ptbxl_root: str | os.PathLike) -> Corpus:
-    """``corpus`` with the strat_fold of each ecg_id from ``ptbxl_root``'s database (0 for ids it lacks).
-
-    Only corpora that know their ecg_ids but not their folds (``npy:`` arrays with ``ecg_ids.csv``) change.
-    """
-    if corpus.ecg_ids is None or corpus.folds is not None:
-        return corpus
-    from ecgadapt.data.ptbxl import read_database
-
-    database = read_database(ptbxl_root)
-    fold_of = dict(zip(database["ecg_id"].tolist(), database["strat_fold"].tolist()))
-    folds = np.array([fold_of.get(int(i), 0) for i in corpus.ecg_ids], dtype=np.int64)
-    return dataclasses.replace(corpus, folds=folds)
-
-
-def parse_folds(text: str) -> list[int]:
-    """``"1-8"`` or ``"1,3,5-7"`` -> the sorted strat_folds it names (each 1-10)."""
-    folds: set[int] = set()
-    for part in str(text).replace(" ", "").split(","):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if match is None:
-            raise ConfigError(
-                f"corpus folds {text!r}: {part!r} is not a fold or a range; write e.g. 1-8 or 1,2,5-8"
-            )
-        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
-        if not 1 <= low <= high <= 10:
-            raise ConfigError(f"corpus folds {text!r}: {part!r} is not within PTB-XL's folds 1-10")
-        folds.update(range(low, high + 1))
-    return sorted(folds)
-
-
-def format_folds(folds: Sequence[int]) -> str:
-    """[1, 2, 3, 5] -> ``"1-3,5"``."""
-    runs: list[list[int]] = []
-    for fold in sorted(set(int(f) for f in folds)):
-        if runs and fold == runs[-1][-1] + 1:
-            runs[-1].append(fold)
-        else:
-            runs.append([fold])
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
-
-
-@dataclass(frozen=True)
-class CorpusUse:
-    """The rows of a corpus that a run uses, with the PTB-XL ecg_ids among them and a one-line summary."""
-
-    rows: np.ndarray
-    ptbxl_ids: np.ndarray  # PTB-XL ecg_ids of those rows (empty when the corpus holds no PTB-XL records)
-    folds: list[int] | None  # strat_folds of those rows (None: not PTB-XL records, or folds unknown)
-    summary: str
-
-
-def select_rows(corpus: Corpus, folds: Sequence[int] | None, allow_eval_folds: bool = False) -> CorpusUse:
-    """The rows of ``corpus`` in ``folds`` (None: all), refusing evaluation folds unless ``allow_eval_folds``.
-
-    Corpora without PTB-XL records (generated, synthetic, other WFDB folders) are used whole. An array whose
-    ecg_ids are known but whose folds are not cannot be filtered: a fold filter on it is a ConfigError.
-    """
-    everything = np.arange(len(corpus), dtype=np.int64)
-    fix = "pass --corpus-folds 1-8 to leave them out, or --allow-eval-folds to pretrain on them anyway"
-    if corpus.inside_ptbxl is not None and not allow_eval_folds:
-        raise ConfigError(
-            f"corpus {corpus.name} is a folder of WFDB records inside the PTB-XL folder {corpus.inside_ptbxl}, "
-            f"so its records' folds (including the evaluation folds {format_folds(EVAL_FOLDS)}) cannot be told "
-            f"apart; pass --corpus {corpus.inside_ptbxl} with --corpus-folds 1-8 instead, or --allow-eval-folds"
-        )
-    if corpus.folds is not None:
-        keep = np.ones(len(corpus), dtype=bool) if folds is None else np.isin(corpus.folds, list(folds))
-        rows = np.flatnonzero(keep)
-        present = sorted(set(corpus.folds.tolist()) - {0})
-        if len(rows) == 0:
-            raise DataError(
-                f"corpus {corpus.name} holds no record of folds {format_folds(folds)}; its folds are "
-                f"{format_folds(present) or 'none that the database lists'}"
-            )
-        used = np.bincount(corpus.folds[rows], minlength=11)
-        in_eval = {f: int(used[f]) for f in EVAL_FOLDS if used[f]}
-        if in_eval and not allow_eval_folds:
-            counts = ", ".join(f"fold {f}: {n}" for f, n in in_eval.items())
-            raise ConfigError(
-                f"corpus {corpus.name} would include {sum(in_eval.values())} records of the evaluation folds "
-                f"{format_folds(list(in_eval))} ({counts}), whose signals an encoder must not see before it is "
-                f"scored on them; {fix}"
-            )
-        used_folds = [f for f in ALL_FOLDS if used[f]]
-        unlisted = f", {int(used[0])} not listed in its fold database" if used[0] else ""
-        summary = (
-            f"PTB-XL folds {format_folds(used_folds)}"
-            + (" (all)" if folds is None else f" (filter {format_folds(folds)})")
-            + f": {len(rows)} of {len(corpus)} records{unlisted}"
-            + (
-                f"; includes evaluation folds {format_folds(list(in_eval))} (--allow-eval-folds)"
-                if in_eval
-                else ""
-            )
-        )
-        return CorpusUse(rows, corpus.ecg_ids[rows], used_folds, summary)
-    if corpus.ecg_ids is not None:
-        if folds is not None:
-            raise ConfigError(
-                f"corpus {corpus.name} lists PTB-XL ecg_ids ({IDS_FILE}) but not their folds, so --corpus-folds "
-                "cannot select from it; add --corpus-folds-from DIR, a PTB-XL folder whose ptbxl_database.csv "
-                "gives their strat_folds (e.g. ../shared/data/ptbxl-2285)"
-            )
-        summary = (
-            f"{len(corpus)} PTB-XL records, folds unknown (add --corpus-folds-from DIR to check or filter them); "
-            "their ecg_ids are recorded as seen"
-        )
-        return CorpusUse(everything, corpus.ecg_ids, None, summary)
-    summary = f"{len(corpus)} {corpus.origin} records, not PTB-XL's: used whole, no fold filter applies"
-    return CorpusUse(everything, np.zeros(0, dtype=np.int64), None, summary)
