@@ -11,6 +11,7 @@ SRC = Path(ecgadapt.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
     # 1: leaf modules and run directories (torch-free)
+    "constants": 1,
     "errors": 1,
     "paths": 1,
     "fileio": 1,

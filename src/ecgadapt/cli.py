@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ecgadapt import __version__
+from ecgadapt.constants import VERSION as __version__
 from ecgadapt.errors import ECGAdaptError
 
 # Each ``_add_*`` function registers one command (or command group) and sets ``func`` to a handler

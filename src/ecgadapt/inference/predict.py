@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import autocast, resolve_device
