@@ -49,6 +49,8 @@ SAME_LAYER_IMPORTS: set[tuple[str, str]] = {
     # layer 2: the engine trains ECGModels (models) on ECGDatasets (data: record_mean of windowed records)
     ("engine", "data"),
     ("engine", "models"),
+    # layer 2: create_model(name, pretrained="bundled") loads the encoder shipped for that model
+    ("models", "weights"),
     # layer 4: pretraining reads --model-arg KEY=VALUE items with the fine-tuning config's override parser
     ("pretrain", "train"),
     # layer 7: the demo command of the CLI runs the demo

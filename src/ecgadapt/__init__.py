@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "register_model": "ecgadapt.models",
     "ECGModel": "ecgadapt.models",
     "InputSpec": "ecgadapt.models",
-    "save_pretrained": "ecgadapt.models.pretrained",
+    "save_pretrained": "ecgadapt.models.hub",
     # finished runs: load, predict, export
     "load_run": "ecgadapt.inference.run",
     "Run": "ecgadapt.inference.run",
