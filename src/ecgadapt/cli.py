@@ -394,6 +394,36 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a finished run's network to ONNX or TorchScript, with FILE.json saying how to feed it",
+        description="FILE takes preprocessed windows (N, 12, L) at the run's rate and returns logits (N, C); "
+        "FILE.json holds the rate, filter, normalisation, windows, class names and temperatures that reproduce "
+        "'ecgadapt predict'. ONNX needs pip install \"ecgadapt[export]\".",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default: onnx")
+    p.add_argument(
+        "--out", required=True, metavar="FILE", help="the file to write (FILE.json goes beside it)"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.inference.export import export_run, sidecar_path
+
+        out, record = export_run(args.run_dir, args.format, args.out)
+        shape = ", ".join(str(d) for d in record["input"]["shape"])
+        print(
+            f"wrote {out} ({args.format}: {record['input']['name']} ({shape}) float32 at "
+            f"{record['preprocessing']['sampling_rate']} Hz -> {record['output']['name']} "
+            f"(N, {len(record['class_names'])}); max |difference| from PyTorch "
+            f"{record['check']['max_abs_diff_logits_vs_pytorch']:.1e}) and {sidecar_path(out)}"
+        )
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
@@ -682,6 +712,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_finetune,
     _add_evaluate,
     _add_predict,
+    _add_export,
     _add_calibrate,
     _add_robustness,
     _add_benchmark,
