@@ -260,6 +260,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_logger_flag(p, dest="training__logger")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.bench.tune import run_tuned, tune_override
@@ -280,6 +281,17 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(func=run)
+
+
+def _add_logger_flag(p: argparse.ArgumentParser, dest: str) -> None:
+    p.add_argument(
+        "--logger",
+        dest=dest,
+        choices=("csv", "tensorboard", "mlflow"),
+        default=None,
+        help="where each epoch's losses and metrics and the final scores also go: csv (default: metrics.csv "
+        "alone), tensorboard (RUN/tensorboard) or mlflow ($MLFLOW_TRACKING_URI); needs ecgadapt[loggers]",
+    )
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -553,11 +565,14 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         help="Ray GPUs per run (default: 1 if the cluster has GPUs)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_logger_flag(p, dest="logger")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.bench.grid import run_benchmark
 
         data_sets = [f"data.{k}={v}" for k, v in (("source", args.source), ("labels", args.labels)) if v]
+        if args.logger:
+            data_sets.append(f"training.logger={args.logger}")  # passed to every cell's config
         run_benchmark(
             args.spec,
             args.data,
