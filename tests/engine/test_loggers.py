@@ -108,3 +108,12 @@ def test_benchmark_passes_the_logger_to_every_cell(monkeypatch, tmp_path):
     spec = load_spec(spec, ["training.logger=tensorboard"])
     cells = expand_cells(spec, tmp_path, tmp_path / "r")
     assert {r.config.training.logger for c in cells for r in c.runs} == {"tensorboard"}
+
+
+def test_an_unusable_mlflow_store_is_refused_before_the_run_starts(make_cfg, monkeypatch):
+    pytest.importorskip("mlflow", reason='--logger mlflow needs pip install "ecgadapt[loggers]"')
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://x")
+    cfg = make_cfg("linear_probe", "badstore", "training.logger=mlflow", epochs=1)
+    with pytest.raises(ConfigError, match="MLflow cannot use the tracking store nosuchscheme://x"):
+        run_finetune(cfg)
+    assert not RunDir(cfg.out).path.exists()

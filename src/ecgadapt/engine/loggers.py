@@ -55,6 +55,24 @@ def check_logger(name: str) -> None:
         raise ConfigError(
             f'--logger {name} needs the {name} package: pip install "ecgadapt[loggers]" (or pip install {name})'
         ) from None
+    if name == "mlflow":
+        mlflow_client()
+
+
+def mlflow_client() -> Any:
+    """An ``MlflowClient`` of ``$MLFLOW_TRACKING_URI`` (no network yet); a ConfigError saying how to choose a
+    store when MLflow cannot use it (e.g. its default ``sqlite:///mlflow.db`` without the full ``mlflow``)."""
+    from mlflow import MlflowClient
+
+    try:
+        return MlflowClient()
+    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for an unusable store
+        raise ConfigError(
+            f"MLflow cannot use the tracking store {os.environ.get('MLFLOW_TRACKING_URI') or '(its default)'}: "
+            f"{str(err).strip().splitlines()[0][:200]}; set MLFLOW_TRACKING_URI to a server (http://HOST:5000), "
+            "a local file store (file:PATH, with MLFLOW_ALLOW_FILE_STORE=true) or, with pip install mlflow, "
+            "sqlite:///mlflow.db"
+        ) from None
 
 
 def final_metrics(final: dict) -> dict[str, float]:
@@ -123,10 +141,9 @@ class MLflowLogger(ExperimentLogger):
 
     def __init__(self, run_dir: str | os.PathLike, params: dict[str, Any]) -> None:
         super().__init__()
-        from mlflow import MlflowClient
         from mlflow.entities import Param
 
-        self.client = MlflowClient()
+        self.client = mlflow_client()
         files = RunDir(run_dir)
         saved = read_json(files.mlflow) if files.mlflow.is_file() else {}
         if saved.get("run_id") and saved.get("tracking_uri") == self.client.tracking_uri:
