@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.transforms import BandPass
 from ecgadapt.paths import shared_dir
 from ecgadapt.pretrain.corpus import generate_deepfake_corpus, open_corpus

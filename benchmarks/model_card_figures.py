@@ -23,7 +23,7 @@ import torch
 import yaml
 from matplotlib.figure import Figure
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.ptbxl import read_database, read_record, record_base
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.models import model_info

@@ -11,6 +11,7 @@ SRC = Path(ecgadapt.__file__).resolve().parent
 
 LAYERS: dict[str, int] = {
     # 1: leaf modules and run directories (torch-free)
+    "constants": 1,
     "errors": 1,
     "paths": 1,
     "fileio": 1,
@@ -48,6 +49,8 @@ SAME_LAYER_IMPORTS: set[tuple[str, str]] = {
     # layer 2: the engine trains ECGModels (models) on ECGDatasets (data: record_mean of windowed records)
     ("engine", "data"),
     ("engine", "models"),
+    # layer 2: create_model(name, pretrained="bundled") loads the encoder shipped for that model
+    ("models", "weights"),
     # layer 4: pretraining reads --model-arg KEY=VALUE items with the fine-tuning config's override parser
     ("pretrain", "train"),
     # layer 7: the demo command of the CLI runs the demo

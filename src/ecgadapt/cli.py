@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ecgadapt import __version__
+from ecgadapt.constants import VERSION as __version__
 from ecgadapt.errors import ECGAdaptError
 
 # Each ``_add_*`` function registers one command (or command group) and sets ``func`` to a handler
@@ -260,6 +260,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_logger_flag(p, dest="training__logger")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.bench.tune import run_tuned, tune_override
@@ -280,6 +281,17 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(func=run)
+
+
+def _add_logger_flag(p: argparse.ArgumentParser, dest: str) -> None:
+    p.add_argument(
+        "--logger",
+        dest=dest,
+        choices=("csv", "tensorboard", "mlflow"),
+        default=None,
+        help="where each epoch's losses and metrics and the final scores also go: csv (default: metrics.csv "
+        "alone), tensorboard (RUN/tensorboard) or mlflow ($MLFLOW_TRACKING_URI); needs ecgadapt[loggers]",
+    )
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -389,6 +401,36 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         text = write_predictions(df, args.out, args.format)
         if args.out is None:
             print(text, end="")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a finished run's network to ONNX or TorchScript, with FILE.json saying how to feed it",
+        description="FILE takes preprocessed windows (N, 12, L) at the run's rate and returns logits (N, C); "
+        "FILE.json holds the rate, filter, normalisation, windows, class names and temperatures that reproduce "
+        "'ecgadapt predict'. ONNX needs pip install \"ecgadapt[export]\".",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default: onnx")
+    p.add_argument(
+        "--out", required=True, metavar="FILE", help="the file to write (FILE.json goes beside it)"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from ecgadapt.inference.export import export_run, sidecar_path
+
+        out, record = export_run(args.run_dir, args.format, args.out)
+        shape = ", ".join(str(d) for d in record["input"]["shape"])
+        print(
+            f"wrote {out} ({args.format}: {record['input']['name']} ({shape}) float32 at "
+            f"{record['preprocessing']['sampling_rate']} Hz -> {record['output']['name']} "
+            f"(N, {len(record['class_names'])}); max |difference| from PyTorch "
+            f"{record['check']['max_abs_diff_logits_vs_pytorch']:.1e}) and {sidecar_path(out)}"
+        )
         return 0
 
     p.set_defaults(func=run)
@@ -523,11 +565,14 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         help="Ray GPUs per run (default: 1 if the cluster has GPUs)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_logger_flag(p, dest="logger")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.bench.grid import run_benchmark
 
         data_sets = [f"data.{k}={v}" for k, v in (("source", args.source), ("labels", args.labels)) if v]
+        if args.logger:
+            data_sets.append(f"training.logger={args.logger}")  # passed to every cell's config
         run_benchmark(
             args.spec,
             args.data,
@@ -683,6 +728,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_finetune,
     _add_evaluate,
     _add_predict,
+    _add_export,
     _add_calibrate,
     _add_robustness,
     _add_benchmark,

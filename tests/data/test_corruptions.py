@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.corruptions import (
     CORRUPTIONS,
     LIMB_LEADS,

@@ -10,7 +10,7 @@ import pytest
 import wfdb
 from wfdb_fixtures import PTBXL_NAMES, digital, write_record
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.ptbxl import (
     check_rate,
     read_database,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from wfdb_fixtures import digital, write_cinc, write_record
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.dataset import ECGDataset, record_mean
 from ecgadapt.data.records import read_any_record, read_dx, read_segments, read_window

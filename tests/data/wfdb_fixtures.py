@@ -10,7 +10,7 @@ import numpy as np
 import wfdb
 from scipy.io import savemat
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 
 PTBXL_NAMES = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
 

@@ -114,3 +114,17 @@ def test_plot_reliability_lines_per_run_and_png(tmp_path):
     assert len(single.axes[0].get_lines()) == 2
     with pytest.raises(ConfigError, match="lacks columns"):
         plot_reliability({"x": tables["fine-tune"].drop(columns=["count"])})
+
+
+def test_uniform_reliability_bins_agree_with_sklearn_calibration_curve():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(5)
+    prob = rng.beta(
+        0.7, 2.0, size=3000
+    )  # continuous: no value on a bin edge, where the two conventions differ
+    label = (rng.random(3000) < prob**1.3).astype(int)
+    curve = reliability_curve(label, prob, n_bins=15)
+    frac_pos, mean_prob = calibration_curve(label, prob, n_bins=15, strategy="uniform")
+    np.testing.assert_allclose(curve["frac_pos"], frac_pos, atol=1e-12)
+    np.testing.assert_allclose(curve["mean_prob"], mean_prob, atol=1e-12)

@@ -20,7 +20,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-import ecgadapt
 from ecgadapt.bench import candidates
 from ecgadapt.bench.cells import (
     Cell,
@@ -34,6 +33,7 @@ from ecgadapt.bench.cells import (
 )
 from ecgadapt.bench.executors import EXECUTORS, JobKinds, make_job, run_local, run_ray
 from ecgadapt.bench.spec import PROTOCOLS, GridSpec, ModelEntry, list_specs, load_spec, recipe_label
+from ecgadapt.constants import VERSION
 from ecgadapt.data.cache import load_or_prepare, prepare_cache
 from ecgadapt.errors import ConfigError, ECGAdaptError
 from ecgadapt.eval.results import (
@@ -278,7 +278,7 @@ def _spec_record(
             "protocol": spec.protocol,
             "executor": executor,
             "jobs": int(jobs),
-            "ecgadapt": ecgadapt.__version__,
+            "ecgadapt": VERSION,
             "command_line": list(sys.argv),
             "n_cells": len(cells),
             "n_runs": sum(len(c.runs) for c in cells),

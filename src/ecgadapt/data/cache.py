@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.fingerprint import RECORDS_FILE, hash_records, records_problem, stat_records, stats_digest
 from ecgadapt.data.ptbxl import DATABASE_CSV, STATEMENTS_CSV, check_rate, read_record
 from ecgadapt.data.sources import Source, scan_source, source_labels

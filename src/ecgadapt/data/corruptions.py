@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.errors import ConfigError, DataError
 
 __all__ = [

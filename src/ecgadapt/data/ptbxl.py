@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.errors import ConfigError, DataError
 
 DATABASE_CSV = "ptbxl_database.csv"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.ptbxl import Header, _read_simple, _read_wfdb, read_header
 from ecgadapt.data.transforms import CenterCrop, FixedWindows, Resample
 from ecgadapt.errors import DataError

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.errors import ConfigError
 
 __all__ = [

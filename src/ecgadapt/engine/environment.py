@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import ecgadapt
+from ecgadapt.constants import VERSION
 from ecgadapt.fileio import write_json
 from ecgadapt.runs.rundir import RunDir, read_json
 
@@ -45,7 +45,7 @@ def environment(device: torch.device | str) -> dict:
     """Versions, device, git commit, host, time and command line of this process."""
     dev = torch.device(device)
     env = {
-        "ecgadapt": ecgadapt.__version__,
+        "ecgadapt": VERSION,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

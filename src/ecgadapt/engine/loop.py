@@ -36,7 +36,8 @@ from ecgadapt.models.base import ECGModel
 from ecgadapt.runs.rundir import RunDir
 
 Callback = Callable[[str, dict], None]
-"""``callback(event, info)``; events: ``"batch_end"`` (stage, epoch, batch, loss) and ``"epoch_end"`` (row)."""
+"""``callback(event, info)``; events: ``"batch_end"`` (stage, epoch, batch, loss) and ``"epoch_end"`` (row), and
+from :func:`~ecgadapt.train.finetune.run_finetune` ``"run_end"`` (run_dir, final); see :mod:`ecgadapt.engine.loggers`."""
 
 Scorer = Callable[[np.ndarray, np.ndarray, Sequence[str], int, Mapping[str, str]], dict]
 """``scorer(y_true, y_prob, class_names, min_positives, exclude)``: the validation metrics of an epoch, a dict

@@ -32,3 +32,6 @@ class TrainingConfig:
         "prior"  # a fresh head's bias: "prior" (log-odds of the training prevalence) or "zero"
     )
     progress: bool = True  # tqdm progress bars
+    logger: str = (
+        "csv"  # csv (metrics.csv only), tensorboard or mlflow (see engine.loggers); never changes a result
+    )

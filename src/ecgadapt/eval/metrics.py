@@ -10,6 +10,11 @@ positives and classes the caller names (e.g. those without a training positive),
 Every metric here is computed from one descending sort per class (:class:`RankedScores`). Because a
 bootstrap resample is the original records with integer multiplicities, the sort is reused for every
 resample: :meth:`RankedScores.per_class` takes those multiplicities as weights (one vector or a batch).
+
+Why not scikit-learn: its ``roc_auc_score`` and ``average_precision_score`` are the reference these functions
+are tested against (``tests/eval/test_metrics.py``, equal within 1e-10, ties included), but they sort every
+class again for every call. On 2,198 records x 71 classes one scoring takes 33 ms here against 275 ms with
+sklearn, and 200 bootstrap resamples 0.8 s against 76 s (2-core machine, one thread).
 """
 
 from __future__ import annotations

@@ -10,20 +10,21 @@ samples than one window are refused with an error naming the input.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import autocast, resolve_device
 from ecgadapt.errors import DataError
 from ecgadapt.eval.temperature import calibrate_probs
-from ecgadapt.models.base import InputSpec
+from ecgadapt.models.base import ECGModel, InputSpec
+from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.evaluate import load_run_config, load_run_model
 
 
@@ -100,16 +101,7 @@ def load_inputs(
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise DataError(f"input {path} is not a readable .npy array ({err})") from err
-        if arr.ndim == 2:
-            yield path.stem, arr, src_rate
-        elif arr.ndim == 3:
-            for i, x in enumerate(arr):
-                yield f"{path.stem}[{i}]", x, src_rate
-        else:
-            raise DataError(
-                f"input {path} has shape {arr.shape}; expected (12, samples) or (records, 12, samples), "
-                f"leads in the order {', '.join(LEADS)}"
-            )
+        yield from array_records(path.stem, arr, src_rate, f"input {path}")
         return
     base = _wfdb_base(path)
     if base is None:
@@ -124,6 +116,23 @@ def load_inputs(
             ".npy inputs, drop it for WFDB records"
         )
     yield base.name, read_record(base), float(header.fs)
+
+
+def array_records(
+    stem: str, arr: np.ndarray, rate: float, where: str
+) -> Iterator[tuple[str, np.ndarray, float]]:
+    """``(record name, signal, rate)`` of an array of one record (12, T), named ``stem``, or of records
+    (N, 12, T), named ``stem[i]``; ``where`` names the array in the error for any other shape."""
+    if arr.ndim == 2:
+        yield stem, arr, rate
+    elif arr.ndim == 3:
+        for i, x in enumerate(arr):
+            yield f"{stem}[{i}]", x, rate
+    else:
+        raise DataError(
+            f"{where} has shape {arr.shape}; expected (12, samples) or (records, 12, samples), "
+            f"leads in the order {', '.join(LEADS)}"
+        )
 
 
 def check_signal(name: str, x: np.ndarray, rate: float, spec: InputSpec) -> np.ndarray:
@@ -185,21 +194,49 @@ def predict(
     cfg = load_run_config(run_dir)
     dev = resolve_device(device)
     model, meta = load_run_model(run_dir, dev)
+    records = (
+        (name, str(item), x, src_rate)
+        for item in inputs
+        for name, x, src_rate in load_inputs(item, rate, model.input_spec.sampling_rate)
+    )
+    return predict_records(
+        run_dir,
+        cfg,
+        model,
+        list(meta["class_names"]),
+        records,
+        device=dev,
+        eval_windows=eval_windows,
+        batch_size=batch_size,
+        uncalibrated=uncalibrated,
+    )
+
+
+def predict_records(
+    run_dir: str | Path,
+    cfg: FinetuneConfig,
+    model: ECGModel,
+    class_names: list[str],
+    records: Iterable[tuple[str, str, np.ndarray, float]],
+    *,
+    device: torch.device,
+    eval_windows: int | None = None,
+    batch_size: int = 64,
+    uncalibrated: bool = False,
+) -> pd.DataFrame:
+    """:func:`predict`'s table for ``(record name, input name, signal (12, T), rate)`` records, scored with a
+    run's loaded model and config: the one code path of ``ecgadapt predict`` and :meth:`ecgadapt.Run.predict`."""
     spec = model.input_spec
     minimum = int(eval_windows or cfg.training.eval_windows)
-    class_names = list(meta["class_names"])
     rows = []
-    for item in inputs:
-        for name, x, src_rate in load_inputs(item, rate, spec.sampling_rate):
-            x = check_signal(name, x, src_rate, spec)
-            w = n_windows(x.shape[1], src_rate, spec, minimum)
-            windows = build_transforms(spec, src_rate, train=False, n_eval_windows=w)(x)
-            if windows.ndim == 2:
-                windows = windows[None]
-            probs = _window_probs(model, torch.from_numpy(windows), dev, batch_size, cfg.training.amp)
-            rows.append(
-                {"record": name, "input": str(item), "windows": w, **dict(zip(class_names, probs.tolist()))}
-            )
+    for name, item, x, src_rate in records:
+        x = check_signal(name, x, src_rate, spec)
+        w = n_windows(x.shape[1], src_rate, spec, minimum)
+        windows = build_transforms(spec, src_rate, train=False, n_eval_windows=w)(x)
+        if windows.ndim == 2:
+            windows = windows[None]
+        probs = _window_probs(model, torch.from_numpy(windows), device, batch_size, cfg.training.amp)
+        rows.append({"record": name, "input": item, "windows": w, **dict(zip(class_names, probs.tolist()))})
     df = pd.DataFrame(rows, columns=["record", "input", "windows", *class_names])
     probs, calibration = calibrate_probs(
         run_dir, df[class_names].to_numpy(np.float64), class_names, uncalibrated

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.errors import ConfigError
 
 Config = TypeVar("Config")
@@ -69,6 +70,9 @@ class ECGModel(nn.Module):
     num_classes: int
     head: nn.Module
     head_drop: nn.Module
+    model_name: str | None = None  # the registered name it was built as (set by create_model)
+    model_kwargs: dict[str, Any] | None = None  # the architecture overrides it was built with
+    class_names: list[str] | None = None  # the head's classes, when known (a run's model carries them)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features of shape (B, num_features)."""
@@ -81,6 +85,15 @@ class ECGModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def save_pretrained(
+        self, directory: str, *, class_names: list[str] | None = None, details: dict | None = None
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to ``directory`` (the
+        Hugging Face Hub layout); ``create_model(pretrained=directory)`` loads it back, head included."""
+        from ecgadapt.models.hub import save_pretrained
+
+        return save_pretrained(self, directory, class_names=class_names, details=details)
 
     def get_classifier(self) -> nn.Module:
         """The classification head."""

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.errors import ConfigError, DataError, ECGAdaptError
 from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo
 from ecgadapt.models.keymap import KeyMap, register_keymap

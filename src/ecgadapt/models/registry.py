@@ -46,6 +46,9 @@ def build_model(
 ) -> ECGModel:
     """Model ``name`` freshly initialised with a ``num_classes`` head (no pretrained weights)."""
     model_info(name)  # validates the name
-    return _FACTORIES[name](
+    model = _FACTORIES[name](
         num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate, **overrides
     )
+    model.model_name = name  # what save_pretrained records to rebuild it
+    model.model_kwargs = dict(overrides)
+    return model

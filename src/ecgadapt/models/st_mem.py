@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.errors import ConfigError
 from ecgadapt.models.base import ECGModel, InputSpec, ModelInfo, config_with
 from ecgadapt.models.keymap import KeyMap, register_keymap

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgadapt import LEADS
+from ecgadapt.constants import LEADS
 from ecgadapt.data.cache import _swap_into_place  # the same atomic rename as the PTB-XL cache
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.paths import default_cache_dir

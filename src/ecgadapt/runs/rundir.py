@@ -4,7 +4,8 @@ A run directory (:class:`RunDir`) holds ``config.yaml`` (resolved config), ``inp
 initial weights), ``env.json``, ``metrics.csv``, ``checkpoints/{last,best}.pt`` and
 ``checkpoints/best_stage{i}.pt``, ``predictions_{val,test}.npz``, ``calibration.json`` and ``final.json``; a
 tuned run also ``tune.json`` and ``candidates/<id>/`` (each an ordinary run directory); a scored run
-``external_<name>.json`` with ``predictions_external_<name>.npz`` and ``robustness.{csv,png}``; a rotate-folds
+``external_<name>.json`` with ``predictions_external_<name>.npz`` and ``robustness.{csv,png}``; a logged run
+``tensorboard/`` or ``mlflow.json``; a rotate-folds
 cell ``cell.yaml`` beside its folds. A results folder (:class:`ResultsDir`) holds ``spec.yaml``,
 ``results.{csv,parquet}``, ``report/`` and the runs in ``runs/``. Every file is written atomically
 (temporary file, then rename), so a killed run never leaves a half-written file.
@@ -70,6 +71,8 @@ class RunDir:
     CELL = "cell.yaml"
     ROBUSTNESS_CSV = "robustness.csv"
     ROBUSTNESS_PNG = "robustness.png"
+    TENSORBOARD = "tensorboard"
+    MLFLOW = "mlflow.json"
     LOCK = LOCK_FILE
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -157,6 +160,16 @@ class RunDir:
     @property
     def robustness_png(self) -> Path:
         return self.path / self.ROBUSTNESS_PNG
+
+    @property
+    def tensorboard(self) -> Path:
+        """The TensorBoard event files of ``--logger tensorboard``."""
+        return self.path / self.TENSORBOARD
+
+    @property
+    def mlflow(self) -> Path:
+        """The MLflow run id and tracking URI of ``--logger mlflow``."""
+        return self.path / self.MLFLOW
 
     @property
     def lock(self) -> Path:

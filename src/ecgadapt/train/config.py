@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ecgadapt.engine.loggers import LOGGERS
 from ecgadapt.engine.settings import TrainingConfig
 from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
@@ -148,6 +149,8 @@ class FinetuneConfig:
             raise ConfigError(
                 f"training.calibration must be global, per_class or none, got {t.calibration!r}"
             )
+        if t.logger not in LOGGERS:
+            raise ConfigError(f"training.logger must be one of {', '.join(LOGGERS)}, got {t.logger!r}")
         if t.head_bias_init not in HEAD_BIAS_INITS:
             raise ConfigError(f"training.head_bias_init must be prior or zero, got {t.head_bias_init!r}")
         self.recipe.validate()

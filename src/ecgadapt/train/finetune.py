@@ -23,6 +23,7 @@ from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.checkpoints import load_checkpoint
 from ecgadapt.engine.environment import write_env
+from ecgadapt.engine.loggers import check_logger, open_logger
 from ecgadapt.engine.loop import (
     Callback,
     FitResult,
@@ -203,10 +204,15 @@ def _run_finetune(
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
     if cfg.training.head_bias_init == "prior" and pos_weight is None:
         set_head_bias_to_prior(model, train_set.labels)
+    check_logger(cfg.training.logger)
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
     held.enter_context(RunLock(run_dir))
     cfg.to_yaml(files.config)
     files.write_inputs(inputs)
+    logger = open_logger(cfg.training.logger, run_dir, flat_config(cfg.to_dict()))
+    if logger is not None:
+        held.callback(logger.close)
+        callbacks = [*callbacks, logger]
     write_env(run_dir, device, resumed=resume)
     n_params = sum(p.numel() for p in model.parameters())
     print(
@@ -243,7 +249,11 @@ def _run_finetune(
     )
     print(f"  {trainer.describe_budget()}")
     result = trainer.run(resume=resume)
-    _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs, overlap)
+    final = _final_step(
+        cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs, overlap
+    )
+    for callback in callbacks:
+        callback("run_end", {"run_dir": str(run_dir), "final": final})
     return run_dir
 
 
@@ -416,4 +426,8 @@ def score_test_fold(run_dir: str | Path, cache: ECGCache | None = None, device: 
         cache = load_or_prepare(
             d.root, d.rate, cache_dir=d.cache_dir, progress=False, source=d.source, labels=d.labels
         )
-    return _score_test(cfg, run_dir, cache, model, dev, final)
+    final = _score_test(cfg, run_dir, cache, model, dev, final)
+    logger = open_logger(cfg.training.logger, run_dir)  # the chosen candidate's test scores join its epochs
+    if logger is not None:
+        logger("run_end", {"run_dir": str(run_dir), "final": final})
+    return final
