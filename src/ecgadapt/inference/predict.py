@@ -9,6 +9,7 @@ samples than one window are refused with an error naming the input.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -56,8 +57,6 @@ def check_rate_value(rate, source: str = "--rate") -> float:
 
 def sidecar_rate(path: Path) -> float | None:
     """The rate recorded beside an array: ``<name>.json`` holding ``{"rate": HZ}``; None when there is none."""
-    import json
-
     side = path.with_suffix(".json")
     if not side.is_file():
         return None
@@ -224,10 +223,16 @@ def _window_probs(
 
 
 def write_predictions(df: pd.DataFrame, out: str | Path | None, fmt: str = "csv") -> str:
-    """Write ``df`` as CSV or JSON (records) to ``out``, or return the text when ``out`` is None."""
+    """Write ``df`` as CSV or JSON (records) to ``out``, or return the text when ``out`` is None.
+
+    JSON goes through the standard library, not ``DataFrame.to_json``: pandas escapes every ``/`` of a path
+    as ``\\/`` and rounds floats to 10 digits."""
     if fmt not in ("csv", "json"):
         raise DataError(f"unknown output format {fmt!r}; use csv or json")
-    text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2) + "\n"
+    if fmt == "csv":
+        text = df.to_csv(index=False)
+    else:
+        text = json.dumps(df.to_dict(orient="records"), indent=2) + "\n"
     if out is not None:
         Path(out).write_text(text)
     return text
