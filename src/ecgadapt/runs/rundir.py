@@ -49,7 +49,7 @@ METRIC_COLUMNS = (
     "best",
     "optimizer_steps",
 )
-"""The columns of a fine-tuning run's ``metrics.csv``."""
+"""The columns of a fine-tuning run's ``metrics.csv`` (``lr``: the epoch's peak learning rate)."""
 
 PREDICTION_KEYS = ("ecg_ids", "class_names", "y_true", "y_score")
 """The arrays of a ``predictions_*.npz`` file."""
