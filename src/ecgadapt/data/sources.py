@@ -309,9 +309,7 @@ def scan_ptbxl(root: str | os.PathLike) -> PtbxlSource:
     """Read a PTB-XL folder's two CSVs (every code defined, at least one record); no signal is read."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(
-            f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune and benchmark, --root for prepare)"
-        )
+        raise DataError(f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data)")
     database = read_database(root)
     statements = read_statements(root)
     task_labels(
