@@ -383,6 +383,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--name", default=None, help="name of the external set in the run (default: --data's folder name)"
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args: argparse.Namespace) -> int:
         import json
@@ -400,6 +401,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                 name=args.name,
                 eval_windows=args.eval_windows,
                 device=args.device,
+                progress=not args.no_progress,
             )
             print(json.dumps(r, indent=2) if args.json else format_external(r))
             return 0
@@ -409,6 +411,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             eval_windows=args.eval_windows,
             device=args.device,
             uncalibrated=args.uncalibrated,
+            progress=not args.no_progress,
         )
         if args.json:
             print(json.dumps(m, indent=2))
@@ -537,6 +540,7 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="corruption seed")
     _device_flag(p)
     p.add_argument("--uncalibrated", action="store_true", help="loss and ECE of the raw probabilities")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.inference.robustness import format_robustness, run_robustness
@@ -550,6 +554,7 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
                 seed=args.seed,
                 device=args.device,
                 uncalibrated=args.uncalibrated,
+                progress=not args.no_progress,
             )
             print(format_robustness(table, run_dir))
         return 0

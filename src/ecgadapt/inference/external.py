@@ -83,7 +83,7 @@ def evaluate_external(
     loader = make_loader(
         dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=dev.type == "cuda"
     )
-    y_true, y_prob = predict_loader(model, loader, dev)
+    y_true, y_prob = predict_loader(model, loader, dev, f"scoring {name}" if progress else None)
     y_true = y_true[:, ext_cols]
     y_prob = y_prob[:, [run_classes.index(c) for c in shared]]
     metrics = score(y_true, y_prob, shared)

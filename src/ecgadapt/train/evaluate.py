@@ -85,15 +85,17 @@ def score_split(
     cfg: FinetuneConfig,
     device: torch.device,
     exclude: dict[str, str] | None = None,
+    desc: str | None = None,
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """``(metrics, y_true, y_prob)`` of ``model`` on ``dataset``; metrics include per-class AUROC/AUPRC.
 
-    The macro metrics leave out ``exclude``'s classes and those with fewer than ``training.min_test_positives``."""
+    The macro metrics leave out ``exclude``'s classes and those with fewer than ``training.min_test_positives``.
+    ``desc`` labels a progress bar over the batches (None: no bar)."""
     t = cfg.training
     loader = make_loader(
         dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda"
     )
-    y_true, y_prob = predict_loader(model, loader, device)
+    y_true, y_prob = predict_loader(model, loader, device, desc)
     return score(y_true, y_prob, dataset.class_names, t.min_test_positives, exclude), y_true, y_prob
 
 
@@ -104,9 +106,11 @@ def evaluate_run(
     device: str = "auto",
     cache: ECGCache | None = None,
     uncalibrated: bool = False,
+    progress: bool = False,
 ) -> dict:
     """Re-score a finished run's best checkpoint on ``split`` (default: the run's ``eval_windows``); the run's
-    temperature scaling (``calibration.json``) is applied unless ``uncalibrated`` (AUROC/AUPRC are unchanged by it)."""
+    temperature scaling (``calibration.json``) is applied unless ``uncalibrated`` (AUROC/AUPRC are unchanged by it).
+    ``progress`` shows a bar over the batches scored."""
     cfg = load_run_config(run_dir)
     dev = resolve_device(device)
     model, meta = load_run_model(run_dir, dev)
@@ -127,7 +131,8 @@ def evaluate_run(
         )
     final_path = RunDir(run_dir).final
     untrained = (read_json(final_path).get("untrained_classes") or {}) if final_path.is_file() else {}
-    metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained)
+    desc = f"scoring {split}" if progress else None
+    metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained, desc)
     rules = (cfg.training.min_test_positives, untrained)
     metrics = {
         **metrics,
