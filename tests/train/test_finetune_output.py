@@ -15,3 +15,26 @@ def test_the_epoch_line_and_metrics_csv_give_the_epochs_peak_learning_rate(make_
     assert rows["lr"].tolist() == pytest.approx([1e-3, 5e-4])  # each epoch's first step, not its last
     out = capsys.readouterr().out
     assert "[probe 1/2]" in out and "peak lr 1.00e-03" in out and "peak lr 5.00e-04" in out
+
+
+def test_finetune_prints_the_class_counts_of_each_split_and_the_records_without_a_label(make_cfg, capsys):
+    from ecgadapt.data.stats import split_stats
+
+    cfg = make_cfg("linear_probe", "form", "data.task=form", "data.fraction=0.5", epochs=1)
+    run_finetune(cfg)
+    out = capsys.readouterr().out
+    expected = split_stats(cfg.data.root, "form")  # from the dataset's labels, not the cache
+    lines = out.split("\n  task form")[1].splitlines()
+    assert "train: fraction 0.5 of its folds" in lines[1]
+    records = next(line for line in lines if line.strip().startswith("records")).split()
+    dropped = next(line for line in lines if "dropped (no label)" in line).split()
+    counts = expected["splits"]
+    assert int(records[2]) == counts["val"]["records"] and int(records[3]) == counts["test"]["records"]
+    assert 0 < int(records[1]) < counts["train"]["records"]  # the half trained on
+    assert [int(n) for n in dropped[-3:]] == [
+        counts[s]["dropped_unlabeled"] for s in ("train", "val", "test")
+    ]
+    assert sum(counts[s]["dropped_unlabeled"] for s in counts) > 0  # records without a form statement
+    for name in expected["classes"]:
+        row = next(line for line in lines if line.split()[:1] == [name]).split()
+        assert [int(n) for n in row[2:]] == [counts[s]["positives"][name] for s in ("val", "test")]

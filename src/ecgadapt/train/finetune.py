@@ -20,6 +20,7 @@ import torch
 from ecgadapt.data import synthetic
 from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.data.stats import cache_split_stats, format_stats
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.checkpoints import load_checkpoint
 from ecgadapt.engine.environment import write_env
@@ -214,6 +215,7 @@ def _run_finetune(
         f"recipe {cfg.recipe.name} ({' -> '.join(s.name for s in cfg.recipe.stages)}), task {d.task} "
         f"({len(class_names)} classes), train {len(train_set)} / val {len(val_set.record_ids)} records, seed {cfg.seed}, {device}"
     )
+    print(split_counts_text(cache, d, train_set))
     for note in cfg.notes:
         print(f"  note: {note}")
     meta = {
@@ -245,6 +247,19 @@ def _run_finetune(
     result = trainer.run(resume=resume)
     _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs, overlap)
     return run_dir
+
+
+def split_counts_text(cache: ECGCache, data: DataConfig, train_set: ECGDataset) -> str:
+    """The run header's table: records per split, those dropped for having no label in the task, and the class
+    positives of each split (the training split's of the records trained on, a ``fraction`` of it)."""
+    subset = train_set.labels if data.fraction != 1.0 else None
+    stats = cache_split_stats(
+        cache, data.task, test_fold=data.test_fold, val_fold=data.val_fold, train_labels=subset
+    )
+    lines = format_stats(stats).splitlines()
+    if subset is not None:
+        lines.insert(1, f"train: fraction {data.fraction:g} of its folds (records and positives trained on)")
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def pretraining_overlap(
