@@ -309,7 +309,9 @@ def scan_ptbxl(root: str | os.PathLike) -> PtbxlSource:
     """Read a PTB-XL folder's two CSVs (every code defined, at least one record); no signal is read."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data)")
+        raise DataError(
+            f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune, benchmark, prepare and data stats)"
+        )
     database = read_database(root)
     statements = read_statements(root)
     task_labels(
