@@ -388,7 +388,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         import json
 
-        from ecgadapt.train.evaluate import evaluate_run
+        from ecgadapt.train.evaluate import evaluate_run, format_evaluation
 
         if args.data is not None:
             from ecgadapt.inference.external import evaluate_external, format_external
@@ -413,17 +413,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             uncalibrated=args.uncalibrated,
             progress=not args.no_progress,
         )
-        if args.json:
-            print(json.dumps(m, indent=2))
-            return 0
-        print(
-            f"{args.run_dir} [{m['split']}, {m['n_records']} records, {m['eval_windows']} window(s)]: "
-            f"macro AUROC {m['macro_auroc']:.4f}  macro AUPRC {m['macro_auprc']:.4f}"
-        )
-        for c in m["per_class"]:
-            auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
-            auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
-            print(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+        print(json.dumps(m, indent=2) if args.json else format_evaluation(args.run_dir, m))
         return 0
 
     p.set_defaults(func=run)

@@ -38,3 +38,22 @@ def test_finetune_prints_the_class_counts_of_each_split_and_the_records_without_
     for name in expected["classes"]:
         row = next(line for line in lines if line.split()[:1] == [name]).split()
         assert [int(n) for n in row[2:]] == [counts[s]["positives"][name] for s in ("val", "test")]
+
+
+def test_finetune_prints_intervals_beside_its_macro_figures_and_names_rare_classes(make_cfg, capsys) -> None:
+    import json
+
+    from ecgadapt.eval.summary import macro_intervals
+    from ecgadapt.runs.rundir import load_predictions
+
+    run = run_finetune(make_cfg("linear_probe", "ci", epochs=1))
+    lines = capsys.readouterr().out.splitlines()
+    test = json.loads((run / "final.json").read_text())["test"]
+    pred = load_predictions(run / "predictions_test.npz")
+    ci = macro_intervals(pred["y_true"], pred["y_score"], test)
+    i = next(i for i, line in enumerate(lines) if line.startswith("linear_probe seed 0: test "))
+    low, high = ci["macro_auprc"]["low"], ci["macro_auprc"]["high"]
+    assert f"macro AUPRC {test['macro_auprc']:.4f} [{low:.4f}, {high:.4f}]" in lines[i]
+    assert "bootstrap intervals" in lines[i + 1]
+    assert "fewer than 5 test positives" in lines[i + 2] and "training.min_test_positives=5" in lines[i + 2]
+

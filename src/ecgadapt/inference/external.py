@@ -26,6 +26,7 @@ from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.bootstrap import bootstrap_ci
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
+from ecgadapt.eval.summary import ece_text, interval_note, macro_text, rare_class_warning
 from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.locks import writes_run_dir
 from ecgadapt.runs.rundir import RunDir
@@ -144,12 +145,18 @@ def format_external(result: dict) -> str:
     lines = [
         f"external set {result['name']} ({result['source']}, {result['n_records']} of {result['n_records_total']} "
         f"records labelled in the run's classes, task {result['task']})",
-        f"  macro AUROC {result['macro_auroc']:.4f}  macro AUPRC {result['macro_auprc']:.4f}",
+        f"  {macro_text(result, result.get('bootstrap'))}",
     ]
-    for m in ("macro_auroc", "macro_auprc"):
-        ci = result["bootstrap"].get(m)
-        if ci:
-            lines.append(f"  {m} 95% bootstrap interval [{ci['low']:.4f}, {ci['high']:.4f}]")
+    note = interval_note(result.get("bootstrap"))
+    if note:
+        lines.append(f"  {note}")
+    cal = result.get("calibration") or {}
+    if cal:
+        where = "the run's validation fold"
+        lines.append(f"  {ece_text(cal.get('ece_raw'), cal.get('ece_calibrated'), cal.get('mode'), where)}")
+    warning = rare_class_warning(result, "external")
+    if warning:
+        lines.append(f"  {warning}")
     lines.append(f"  shared classes: {', '.join(result['shared_classes'])}")
     lines.append(
         f"  run classes without counterpart: {', '.join(result['run_classes_without_counterpart']) or '-'}"

@@ -20,6 +20,7 @@ from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
+from ecgadapt.eval.summary import ece_text, interval_note, macro_intervals, macro_text, rare_class_warning
 from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.models import create_model
 from ecgadapt.models.base import ECGModel, InputSpec
@@ -137,8 +138,33 @@ def evaluate_run(
     metrics = {
         **metrics,
         **calibrated_scores(run_dir, y_true, y_prob, dataset.class_names, uncalibrated, rules),
+        "ece_raw": expected_calibration_error(y_true, y_prob),
+        "bootstrap": macro_intervals(y_true, y_prob, metrics),
     }
     return {"split": split, "eval_windows": windows, "n_records": len(dataset.record_ids), **metrics}
+
+
+def format_evaluation(run_dir: str | Path, m: dict) -> str:
+    """:func:`evaluate_run`'s result as text (what ``ecgadapt evaluate`` prints): the macro figures with their
+    intervals, ECE before and after temperature scaling, rare classes, and a line per class."""
+    lines = [
+        f"{run_dir} [{m['split']}, {m['n_records']} records, {m['eval_windows']} window(s)]: "
+        f"{macro_text(m, m.get('bootstrap'))}"
+    ]
+    note = interval_note(m.get("bootstrap"))
+    if note:
+        lines.append(f"  {note}")
+    after = m.get("ece") if m.get("calibration") else None
+    where = "the run's validation fold"
+    lines.append(f"  {ece_text(m.get('ece_raw', m.get('ece')), after, m.get('calibration'), where)}")
+    warning = rare_class_warning(m, m["split"])
+    if warning:
+        lines.append(f"  {warning}")
+    for c in m["per_class"]:
+        auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
+        auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
+        lines.append(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+    return "\n".join(lines)
 
 
 def calibrated_scores(

@@ -36,6 +36,13 @@ from ecgadapt.engine.seeding import seed_everything
 from ecgadapt.engine.stages import Stage, reference_model
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.metrics import score
+from ecgadapt.eval.summary import (
+    interval_note,
+    macro_intervals,
+    macro_text,
+    min_positives_fix,
+    rare_class_warning,
+)
 from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.locks import RunLock
 from ecgadapt.models import create_model, model_info
@@ -389,11 +396,23 @@ def _final_step(
         final = _score_test(cfg, run_dir, cache, model, device, final)
     else:
         RunDir(run_dir).write_final(final)
+        intervals = macro_intervals(y_val, p_val, val_metrics)
         print(
-            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val macro AUROC {val_metrics['macro_auroc']:.4f}  "
-            f"AUPRC {val_metrics['macro_auprc']:.4f}; the test fold is scored only if it is chosen -> {run_dir}"
+            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val {macro_text(val_metrics, intervals)}; "
+            f"the test fold is scored only if it is chosen -> {run_dir}"
         )
+        print_score_notes(val_metrics, intervals, "validation")
     return final
+
+
+def print_score_notes(metrics: dict, intervals: dict, split: str) -> None:
+    """The lines under a printed macro figure: what its intervals are, and which averaged classes are rare."""
+    note = interval_note(intervals)
+    if note:
+        print(f"  {note}")
+    warning = rare_class_warning(metrics, split, fix=min_positives_fix())
+    if warning:
+        print(f"  {warning}")
 
 
 def _score_test(
@@ -409,11 +428,12 @@ def _score_test(
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}
     RunDir(run_dir).write_final(final)
     best = final["best"]
+    intervals = macro_intervals(y_test, p_test, test_metrics)
     print(
-        f"{cfg.recipe.name} seed {cfg.seed}: test macro AUROC {test_metrics['macro_auroc']:.4f}  "
-        f"AUPRC {test_metrics['macro_auprc']:.4f}  (best: stage {best['stage_name']!r}, "
-        f"epoch {best['epoch'] + 1}) -> {run_dir}"
+        f"{cfg.recipe.name} seed {cfg.seed}: test {macro_text(test_metrics, intervals)}  "
+        f"(best: stage {best['stage_name']!r}, epoch {best['epoch'] + 1}) -> {run_dir}"
     )
+    print_score_notes(test_metrics, intervals, "test")
     return final
 
 
