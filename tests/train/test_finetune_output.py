@@ -57,3 +57,39 @@ def test_finetune_prints_intervals_beside_its_macro_figures_and_names_rare_class
     assert "bootstrap intervals" in lines[i + 1]
     assert "fewer than 5 test positives" in lines[i + 2] and "training.min_test_positives=5" in lines[i + 2]
 
+
+def test_a_budget_raised_by_the_step_floor_is_said_and_recorded_without_changing_the_hash(make_cfg, capsys):
+    import json
+
+    import yaml
+
+    from ecgadapt.runs.hashing import config_sha256, saved_config_sha256
+    from ecgadapt.train.config import FinetuneConfig
+
+    cfg = make_cfg("lp_ft", "floor", "training.min_steps=12", epochs=1)  # 2 stages x 1 epoch x 2 steps = 4
+    run = run_finetune(cfg)
+    out = capsys.readouterr().out
+    note = (
+        "training.min_steps=12 raised the budget from 4 to 12 optimiser steps (probe 1 -> 3 epochs, finetune "
+        "1 -> 3 epochs, 2 steps per epoch); the stage epochs in config.yaml are as configured; --set "
+        "training.min_steps=0 trains them as written"
+    )
+    assert f"  note: {note}" in out.splitlines() and "[finetune 3/3]" in out
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert note in saved["notes"] and [s["epochs"] for s in saved["recipe"]["stages"]] == [1, 1]
+    assert note in FinetuneConfig.from_saved(run / "config.yaml").notes
+    final = json.loads((run / "final.json").read_text())
+    budget = final["budget"]
+    assert budget["raised_by_min_steps"] and budget["requested_total_steps"] == 4
+    assert budget["max_total_steps"] == 12 and budget["total_steps_run"] == 12
+    assert budget["requested_stages"] == [
+        {"name": "probe", "steps": 2, "epochs": 1},
+        {"name": "finetune", "steps": 2, "epochs": 1},
+    ]
+    assert [s["max_epochs"] for s in budget["stages"]] == [3, 3] and note in final["notes"]
+    # the note is not hashed: the run keeps the hash of the config as asked for
+    assert saved_config_sha256(run) == final["config_sha256"] == config_sha256(cfg.to_dict())
+
+    plain = run_finetune(make_cfg("lp_ft", "no_floor", epochs=1))  # min_steps 0: nothing raised
+    assert "raised the budget" not in capsys.readouterr().out
+    assert json.loads((plain / "final.json").read_text())["budget"]["raised_by_min_steps"] is False

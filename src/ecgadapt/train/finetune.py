@@ -22,6 +22,7 @@ from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.stats import cache_split_stats, format_stats
 from ecgadapt.data.transforms import build_transforms
+from ecgadapt.engine.budget import StagePlan, batches_per_epoch, floor_note, plan_budget, requested_budget
 from ecgadapt.engine.checkpoints import load_checkpoint
 from ecgadapt.engine.environment import write_env
 from ecgadapt.engine.loop import (
@@ -211,6 +212,9 @@ def _run_finetune(
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
     if cfg.training.head_bias_init == "prior" and pos_weight is None:
         set_head_bias_to_prior(model, train_set.labels)
+    raised = floor_note(run_plans(cfg, len(train_set)), cfg.training.min_steps)
+    if raised:
+        cfg.notes.append(raised)  # in config.yaml's notes (not hashed) and final.json
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
     held.enter_context(RunLock(run_dir))
     cfg.to_yaml(files.config)
@@ -254,6 +258,13 @@ def _run_finetune(
     result = trainer.run(resume=resume)
     _final_step(cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs, overlap)
     return run_dir
+
+
+def run_plans(cfg: FinetuneConfig, n_train: int) -> list[StagePlan]:
+    """The optimiser-step budget of every stage, as the fit loop plans it for ``n_train`` training records."""
+    t = cfg.training
+    steps_per_epoch = batches_per_epoch(n_train, t.batch_size, t.max_train_batches)[0]
+    return plan_budget(cfg.recipe.stages, steps_per_epoch, t.min_steps)
 
 
 def split_counts_text(cache: ECGCache, data: DataConfig, train_set: ECGDataset) -> str:
@@ -378,7 +389,7 @@ def _final_step(
         "class_names": list(val_set.class_names),
         "n_records": {"train": len(train_set), "val": len(val_set.record_ids), "test": None},
         "eval_windows": cfg.training.eval_windows,
-        "budget": result.budget,
+        "budget": {**result.budget, **requested_budget(run_plans(cfg, len(train_set)))},
         "prevalence_loss": {"train": prevalence_loss(train_set.labels)},
         "untrained_classes": untrained,  # left out of macro metrics (training.exclude_untrained_classes)
         "best": result.best,
