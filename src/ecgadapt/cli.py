@@ -372,10 +372,18 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     _device_flag(p)
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
-    p.add_argument(
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
         "--uncalibrated",
         action="store_true",
         help="score the raw probabilities, not the temperature-scaled ones",
+    )
+    g.add_argument(
+        "--calibration",
+        metavar="SITE",
+        default=None,
+        help="apply the temperatures fitted on external site SITE (ecgadapt calibrate --data ... --fold K) "
+        "instead of the run's own",
     )
     _data_flag(p, required=False, help_text=f"score on this external dataset instead of a split: {DATA_HELP}")
     _source_flag(p, default="folder")
@@ -402,6 +410,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                 eval_windows=args.eval_windows,
                 device=args.device,
                 progress=not args.no_progress,
+                calibration=args.calibration,
             )
             print(json.dumps(r, indent=2) if args.json else format_external(r))
             return 0
@@ -412,6 +421,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             device=args.device,
             uncalibrated=args.uncalibrated,
             progress=not args.no_progress,
+            calibration=args.calibration,
         )
         print(json.dumps(m, indent=2) if args.json else format_evaluation(args.run_dir, m))
         return 0
@@ -443,8 +453,16 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
     p.add_argument("--out", default=None, help="output file (default: print)")
     _device_flag(p)
-    p.add_argument(
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
         "--uncalibrated", action="store_true", help="raw probabilities, not the run's temperature-scaled ones"
+    )
+    g.add_argument(
+        "--calibration",
+        metavar="SITE",
+        default=None,
+        help="apply the temperatures fitted on external site SITE (ecgadapt calibrate --data ... --fold K) "
+        "instead of the run's own",
     )
 
     def run(args: argparse.Namespace) -> int:
@@ -462,6 +480,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
             eval_windows=args.eval_windows,
             device=args.device,
             uncalibrated=args.uncalibrated,
+            calibration=args.calibration,
         )
         text = write_predictions(df, args.out, args.format)
         if args.out is None:
@@ -474,9 +493,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
-        help="fit temperature scaling of a finished run on its validation predictions (writes calibration.json)",
-        description="Reads only predictions_val.npz (fold 9): the test fold never informs the temperatures. "
-        "predict, evaluate and robustness then apply them unless given --uncalibrated.",
+        help="fit temperature scaling of a finished run on its validation predictions (calibration.json) or on "
+        "part of an external site (--data ... --fold K: calibration_SITE.json)",
+        description="Without --data: reads only predictions_val.npz (fold 9), so the test fold never informs the "
+        "temperatures; predict, evaluate and robustness then apply them unless given --uncalibrated. With --data: "
+        "scores the run on the site, fits temperatures on the site's fold(s) K (its labels CSV's fold column, else "
+        "ten label-stratified folds ecgadapt assigns with seed 0), reports the ECE on the site's other records, "
+        "and writes calibration_SITE.json beside the run's own (never replacing it); predict and evaluate apply it "
+        "with --calibration SITE.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
     p.add_argument(
@@ -484,13 +508,49 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         choices=("global", "per_class", "none"),
         default=None,
         help="one temperature, one per class, or none (removes calibration.json); default: the run's "
-        "training.calibration",
+        "training.calibration (global for a site when that is none)",
     )
+    _data_flag(p, required=False, help_text=f"fit on this external site instead: {DATA_HELP}")
+    _source_flag(p, default="folder")
+    _labels_flag(p)
+    p.add_argument(
+        "--fold",
+        dest="folds",
+        type=int,
+        action="append",
+        metavar="K",
+        help="the site's fold (1-10) to fit on; the others measure the fit (repeatable; needs --data)",
+    )
+    p.add_argument("--name", default=None, help="name of the site in the run (default: --data's folder name)")
+    p.add_argument(
+        "--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)"
+    )
+    _device_flag(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.eval.temperature import calibrate_run
 
-        print(calibrate_run(args.run_dir, args.mode))
+        if args.data is None:
+            if args.folds:
+                p.error("--fold picks the records of an external site to fit on: give the site with --data")
+            print(calibrate_run(args.run_dir, args.mode))
+            return 0
+        from ecgadapt.inference.site_calibration import calibrate_site, format_site_calibration, site_mode
+
+        record = calibrate_site(
+            args.run_dir,
+            args.data,
+            args.source,
+            args.labels,
+            folds=args.folds or [],
+            name=args.name,
+            mode=site_mode(args.run_dir, args.mode),
+            eval_windows=args.eval_windows,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+        print(format_site_calibration(record, args.run_dir))
         return 0
 
     p.set_defaults(func=run)

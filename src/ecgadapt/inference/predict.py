@@ -23,7 +23,7 @@ from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import autocast, resolve_device
 from ecgadapt.errors import DataError
-from ecgadapt.eval.temperature import calibrate_probs
+from ecgadapt.eval.temperature import calibrate_probs, load_calibration
 from ecgadapt.models.base import InputSpec
 from ecgadapt.train.evaluate import load_run_config, load_run_model
 
@@ -166,11 +166,14 @@ def predict(
     device: str = "auto",
     batch_size: int = 64,
     uncalibrated: bool = False,
+    calibration: str | None = None,
 ) -> pd.DataFrame:
     """One row per record: ``record``, ``input``, ``windows`` and one probability column per class.
 
     Probabilities go through the run's temperature scaling (``calibration.json``) when it has one, unless
-    ``uncalibrated``; ``df.attrs["calibration"]`` names the mode applied (None: raw probabilities).
+    ``uncalibrated``; given ``calibration`` (a site name), through the temperatures fitted on that external site
+    instead (``calibration_<site>.json``, see ``ecgadapt calibrate --data``). ``df.attrs["calibration"]`` names
+    the mode applied (None: raw probabilities) and ``df.attrs["calibration_site"]`` the site.
 
     ``rate`` is the sampling rate of ``.npy`` inputs (else each array's ``<name>.json`` sidecar must give it; it
     is never guessed); WFDB records carry their own.
@@ -181,6 +184,8 @@ def predict(
         raise DataError("no input given: pass WFDB records (.hea or base name) or .npy files")
     if rate is not None:
         rate = check_rate_value(rate)
+    if calibration is not None and not uncalibrated:
+        load_calibration(run_dir, calibration)  # a missing site file is an error before any record is read
     cfg = load_run_config(run_dir)
     dev = resolve_device(device)
     model, meta = load_run_model(run_dir, dev)
@@ -200,12 +205,13 @@ def predict(
                 {"record": name, "input": str(item), "windows": w, **dict(zip(class_names, probs.tolist()))}
             )
     df = pd.DataFrame(rows, columns=["record", "input", "windows", *class_names])
-    probs, calibration = calibrate_probs(
-        run_dir, df[class_names].to_numpy(np.float64), class_names, uncalibrated
+    probs, fitted = calibrate_probs(
+        run_dir, df[class_names].to_numpy(np.float64), class_names, uncalibrated, calibration
     )
-    if calibration is not None and len(df):
+    if fitted is not None and len(df):
         df[class_names] = probs
-    df.attrs["calibration"] = None if calibration is None else calibration["mode"]
+    df.attrs["calibration"] = None if fitted is None else fitted["mode"]
+    df.attrs["calibration_site"] = None if fitted is None else calibration
     return df
 
 
