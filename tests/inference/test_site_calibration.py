@@ -172,3 +172,27 @@ def test_site_calibration_errors(calibrated, site, trained_run, capsys) -> None:
         assert main([*argv, "--device", "cpu"]) == 2
     assert "being written by another ecgadapt process" in capsys.readouterr().err
     assert not (run / "calibration_b.json").exists()
+
+
+def test_a_ptbxl_folder_is_an_external_site_too(calibrated, site, capsys) -> None:
+    run, _, _ = calibrated
+    data, _, labels = site
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--data",
+                str(data),
+                "--source",
+                "ptbxl",
+                "--name",
+                "same",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    ext = json.loads((run / "external_same.json").read_text())
+    assert ext["source"] == "ptbxl" and ext["n_records_total"] == len(labels)

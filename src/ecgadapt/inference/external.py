@@ -95,7 +95,10 @@ def evaluate_external(
     calibration = _calibration_record(run_dir, y_true, y_prob, shared, calibration)
 
     other: Counter = unmatched_labels(
-        list(cache.index["scp_codes"][first]), cache.statements, task, cache.manifest["labels"]
+        list(cache.index["scp_codes"][first]),
+        cache.statements,
+        task,
+        cache.manifest.get("labels", "statements"),
     )
     other.update(cache.manifest.get("summary", {}).get("unmapped_codes", {}))
     result = {
