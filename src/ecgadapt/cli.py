@@ -10,7 +10,92 @@ from ecgadapt.constants import VERSION as __version__
 from ecgadapt.errors import ECGAdaptError
 
 # Each ``_add_*`` function registers one command (or command group) and sets ``func`` to a handler
-# ``handler(args) -> int``. Handlers import lazily so that ``ecgadapt --help`` stays fast.
+# ``handler(args) -> int``. Handlers import lazily so that ``ecgadapt --help`` stays fast. The flags several
+# commands share (--data, --source, --labels, --device) are declared once, by the ``_*_flag`` helpers below.
+
+SOURCES = ("ptbxl", "cinc", "folder")
+"""The dataset layouts ``--source`` names."""
+
+DATA_HELP = (
+    "dataset folder: PTB-XL (ptbxl_database.csv, records100/, records500/), a PhysioNet/CinC 2020/2021 folder "
+    "(WFDB headers with '# Dx:' lines) or a folder of WFDB records labelled by a CSV; --source names its layout"
+)
+SOURCE_HELP = "layout of --data: ptbxl, cinc (CinC 2020/2021 headers) or folder (WFDB records + labels CSV)"
+LABELS_HELP = "labels CSV record,labels[,fold] of --source folder (default: DATA/labels.csv)"
+DEVICE_HELP = "auto (CUDA if available), cpu, cuda or cuda:N"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default after its help, unless it is None or False or the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+            or "default" in text
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help shows defaults (its subcommands' parsers are of this class too)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _shown(help_text: str, default: str | None) -> str:
+    """``help_text`` with the default a config supplies (the flag's own default is None) named."""
+    return help_text if default is None else f"{help_text} (default: {default})"
+
+
+def _data_flag(
+    p: argparse.ArgumentParser,
+    *,
+    dest: str = "data",
+    required: bool = True,
+    help_text: str = DATA_HELP,
+    legacy: str | None = None,
+) -> None:
+    """``--data DIR``; ``legacy`` is an old spelling kept working but hidden (e.g. ``--root``)."""
+    where = p.add_mutually_exclusive_group(required=required) if legacy else p
+    where.add_argument("--data", dest=dest, default=None, metavar="DIR", help=help_text)
+    if legacy:
+        where.add_argument(legacy, dest=dest, default=None, help=argparse.SUPPRESS)
+
+
+def _source_flag(
+    p: argparse.ArgumentParser,
+    *,
+    dest: str = "source",
+    default: str | None = "ptbxl",
+    shown: str | None = None,
+) -> None:
+    """``--source ptbxl|cinc|folder`` (``shown``: the default a config gives when the flag's own is None)."""
+    p.add_argument("--source", dest=dest, choices=SOURCES, default=default, help=_shown(SOURCE_HELP, shown))
+
+
+def _labels_flag(p: argparse.ArgumentParser, *, dest: str = "labels") -> None:
+    """``--labels CSV`` of a folder source."""
+    p.add_argument("--labels", dest=dest, default=None, metavar="CSV", help=LABELS_HELP)
+
+
+def _device_flag(
+    p: argparse.ArgumentParser,
+    *,
+    dest: str = "device",
+    default: str | None = "auto",
+    shown: str | None = None,
+) -> None:
+    """``--device`` (``shown``: the default a config gives when the flag's own is None)."""
+    p.add_argument("--device", dest=dest, default=default, metavar="DEVICE", help=_shown(DEVICE_HELP, shown))
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +117,6 @@ _SOURCE_FOLDERS = {
     "cinc": ("a PhysioNet/CinC 2020/2021 folder", "CinC folder (WFDB headers with '# Dx:' lines, .mat/.dat)"),
     "folder": ("a folder of WFDB records labelled by a CSV", "folder of WFDB records (and labels.csv)"),
 }
-_LABELS_HELP = "labels CSV record,labels[,fold] of --source folder (default ROOT/labels.csv)"
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +127,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         from ecgadapt.data.cache import prepare_cache
 
         path = prepare_cache(
-            args.root,
+            args.data,
             args.rate,
             cache_dir=args.cache,
             workers=args.workers,
@@ -56,12 +140,10 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
     for source, (what, root_help) in _SOURCE_FOLDERS.items():
         q = sources.add_parser(source, help=f"cache {what} at one sampling rate")
-        q.add_argument("--root", required=True, help=root_help)
+        _data_flag(q, help_text=root_help, legacy="--root")
         if source == "folder":
-            q.add_argument("--labels", default=None, metavar="CSV", help=_LABELS_HELP)
-        q.add_argument(
-            "--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz (default 500)"
-        )
+            _labels_flag(q)
+        q.add_argument("--rate", type=int, choices=(100, 500), default=500, help="sampling rate in Hz")
         q.add_argument(
             "--cache", default=None, help="cache base folder (default $ECGADAPT_CACHE or ~/.cache/ecgadapt)"
         )
@@ -80,21 +162,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     q = cmds.add_parser(
         "stats", help="records and class positives per split of a task (reads only the labels, no signal)"
     )
-    q.add_argument(
-        "--root",
-        required=True,
-        help="dataset folder (PTB-XL: holds ptbxl_database.csv and scp_statements.csv)",
-    )
-    q.add_argument(
-        "--source", choices=tuple(_SOURCE_FOLDERS), default="ptbxl", help="layout of --root (default ptbxl)"
-    )
-    q.add_argument("--labels", default=None, metavar="CSV", help=_LABELS_HELP)
+    _data_flag(q, legacy="--root")
+    _source_flag(q)
+    _labels_flag(q)
     q.add_argument(
         "--task", required=True, help="all, diagnostic, subdiagnostic, superdiagnostic, form or rhythm"
     )
     q.add_argument("--rate", type=int, choices=(100, 500), default=None, help="sampling rate (recorded only)")
-    q.add_argument("--test-fold", type=int, default=10, help="strat_fold of the test split (default 10)")
-    q.add_argument("--val-fold", type=int, default=9, help="strat_fold of the validation split (default 9)")
+    q.add_argument("--test-fold", type=int, default=10, help="strat_fold of the test split")
+    q.add_argument("--val-fold", type=int, default=9, help="strat_fold of the validation split")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def run(args: argparse.Namespace) -> int:
@@ -103,7 +179,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         from ecgadapt.data.stats import format_stats, split_stats
 
         stats = split_stats(
-            args.root,
+            args.data,
             args.task,
             rate=args.rate,
             test_fold=args.test_fold,
@@ -144,26 +220,23 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "finetune",
-        help="fine-tune a model on a PTB-XL task with a recipe (writes a run directory)",
+        help="fine-tune a model on a dataset's task with a recipe (writes a run directory)",
         description="Precedence: defaults < recipe preset < --config YAML < explicit flags < --set.",
     )
-    p.add_argument(
-        "--data",
-        dest="data__root",
-        metavar="DIR",
-        help="PTB-XL-layout folder (ptbxl_database.csv, records100/...)",
-    )
+    _data_flag(p, dest="data__root", required=False)
     p.add_argument(
         "--task",
         dest="data__task",
         metavar="TASK",
-        help="all, diagnostic, subdiagnostic, superdiagnostic, form, rhythm",
+        help=_shown("all, diagnostic, subdiagnostic, superdiagnostic, form or rhythm", "superdiagnostic"),
     )
     p.add_argument(
         "--model",
         dest="model__name",
         metavar="NAME",
-        help="registered model name, e.g. xresnet1d_tiny (the default), ecg_vit_tiny, st_mem_vit_b75",
+        help=_shown(
+            "registered model name, e.g. xresnet1d_tiny, ecg_vit_tiny, st_mem_vit_b75", "xresnet1d_tiny"
+        ),
     )
     p.add_argument(
         "--weights",
@@ -173,66 +246,72 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--recipe",
-        help="scratch, linear_probe, baseline_ft, lp_ft, post_training, post_training_no_lp, "
-        "post_training_no_sd, post_training_no_dropout",
+        help=_shown(
+            "scratch, linear_probe, baseline_ft, lp_ft, post_training, post_training_no_lp, "
+            "post_training_no_sd, post_training_no_dropout",
+            "post_training",
+        ),
     )
     p.add_argument(
         "--fraction",
         dest="data__fraction",
         type=float,
         metavar="F",
-        help="fraction of the training split (0, 1]",
+        help=_shown("fraction of the training split (0, 1]", "1.0"),
     )
     p.add_argument(
-        "--seed", type=int, help="run seed (model head init, shuffling, crops, fraction subsample)"
+        "--seed",
+        type=int,
+        help=_shown("run seed (model head init, shuffling, crops, fraction subsample)", "0"),
     )
     p.add_argument(
         "--rate",
         dest="data__rate",
         type=int,
         metavar="HZ",
-        help="sampling rate of the records read (100 or 500)",
+        help=_shown("sampling rate of the records read (100 or 500)", "100"),
     )
-    p.add_argument(
-        "--source",
-        dest="data__source",
-        choices=("ptbxl", "cinc", "folder"),
-        help="layout of --data (default ptbxl)",
-    )
-    p.add_argument(
-        "--labels",
-        dest="data__labels",
-        metavar="CSV",
-        help="labels CSV record,labels[,fold] of --source folder",
-    )
+    _source_flag(p, dest="data__source", default=None, shown="ptbxl")
+    _labels_flag(p, dest="data__labels")
     p.add_argument(
         "--cache-dir",
         dest="data__cache_dir",
         metavar="DIR",
-        help="cache base folder (default $ECGADAPT_CACHE)",
+        help="cache base folder (default: $ECGADAPT_CACHE or ~/.cache/ecgadapt)",
     )
-    p.add_argument("--epochs", type=int, help="maximum epochs of every stage")
-    p.add_argument("--batch-size", dest="training__batch_size", type=int, metavar="N")
-    p.add_argument("--num-workers", dest="training__num_workers", type=int, metavar="N")
     p.add_argument(
-        "--device",
-        dest="training__device",
-        metavar="DEVICE",
-        help="auto (CUDA if available), cpu, cuda or cuda:N",
+        "--epochs",
+        type=int,
+        help="maximum epochs of every stage (default: the recipe's; see training.min_steps)",
     )
+    p.add_argument(
+        "--batch-size",
+        dest="training__batch_size",
+        type=int,
+        metavar="N",
+        help=_shown("records per batch", "64"),
+    )
+    p.add_argument(
+        "--num-workers",
+        dest="training__num_workers",
+        type=int,
+        metavar="N",
+        help=_shown("data-loader processes", "2"),
+    )
+    _device_flag(p, dest="training__device", default=None, shown="auto")
     p.add_argument(
         "--eval-windows",
         dest="training__eval_windows",
         type=int,
         metavar="N",
-        help="crops averaged at val/test",
+        help=_shown("crops averaged at val/test", "1"),
     )
     p.add_argument(
         "--max-train-batches",
         dest="training__max_train_batches",
         type=int,
         metavar="N",
-        help="cap batches/epoch",
+        help="cap batches/epoch (default: none)",
     )
     p.add_argument(
         "--config", help="YAML file with config sections (data, model, recipe, training, seed, out)"
@@ -254,7 +333,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         help="search KEY over the values on validation fold 9, e.g. --tune lr=1e-4,3e-4,1e-3 --tune "
         "head_lr_scale=1,10 (repeatable; only the chosen candidate is scored on the test fold)",
     )
-    p.add_argument("--jobs", type=int, default=1, help="tune candidates trained in parallel (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="tune candidates trained in parallel")
     p.add_argument("--out", help="run directory to create")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the killed run in --out")
@@ -297,34 +376,39 @@ def _add_logger_flag(p: argparse.ArgumentParser, dest: str) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="re-score a finished run's best checkpoint on a split")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
-    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument(
+        "--split", choices=("test", "val", "train"), default="test", help="split of the run's dataset"
+    )
     p.add_argument(
         "--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)"
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _device_flag(p)
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
-    p.add_argument(
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
         "--uncalibrated",
         action="store_true",
         help="score the raw probabilities, not the temperature-scaled ones",
     )
-    p.add_argument(
-        "--data", default=None, metavar="DIR", help="score on this external dataset instead of a split"
+    g.add_argument(
+        "--calibration",
+        metavar="SITE",
+        default=None,
+        help="apply the temperatures fitted on external site SITE (ecgadapt calibrate --data ... --fold K) "
+        "instead of the run's own",
     )
-    p.add_argument(
-        "--source", choices=("cinc", "folder"), default="folder", help="layout of --data (default folder)"
-    )
-    p.add_argument(
-        "--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder"
-    )
+    _data_flag(p, required=False, help_text=f"score on this external dataset instead of a split: {DATA_HELP}")
+    _source_flag(p, default="folder")
+    _labels_flag(p)
     p.add_argument(
         "--name", default=None, help="name of the external set in the run (default: --data's folder name)"
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args: argparse.Namespace) -> int:
         import json
 
-        from ecgadapt.train.evaluate import evaluate_run
+        from ecgadapt.train.evaluate import evaluate_run, format_evaluation
 
         if args.data is not None:
             from ecgadapt.inference.external import evaluate_external, format_external
@@ -337,6 +421,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                 name=args.name,
                 eval_windows=args.eval_windows,
                 device=args.device,
+                progress=not args.no_progress,
+                calibration=args.calibration,
             )
             print(json.dumps(r, indent=2) if args.json else format_external(r))
             return 0
@@ -346,18 +432,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             eval_windows=args.eval_windows,
             device=args.device,
             uncalibrated=args.uncalibrated,
+            progress=not args.no_progress,
+            calibration=args.calibration,
         )
-        if args.json:
-            print(json.dumps(m, indent=2))
-            return 0
-        print(
-            f"{args.run_dir} [{m['split']}, {m['n_records']} records, {m['eval_windows']} window(s)]: "
-            f"macro AUROC {m['macro_auroc']:.4f}  macro AUPRC {m['macro_auprc']:.4f}"
-        )
-        for c in m["per_class"]:
-            auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
-            auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
-            print(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+        print(json.dumps(m, indent=2) if args.json else format_evaluation(args.run_dir, m))
         return 0
 
     p.set_defaults(func=run)
@@ -367,10 +445,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="class probabilities of WFDB records or .npy arrays from a finished run"
     )
-    p.add_argument("--run", required=True, help="run directory written by 'ecgadapt finetune'")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
     p.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="WFDB record (.hea or base name) or .npy (12,T)/(N,12,T)"
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="one or more WFDB records (.hea or base name) or .npy arrays (12,T)/(N,12,T)",
     )
+    p.add_argument("--run", default=None, help=argparse.SUPPRESS)  # the old spelling of RUN_DIR
     p.add_argument(
         "--rate",
         type=float,
@@ -380,23 +462,37 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--eval-windows", type=int, default=None, help="minimum windows per record (default: the run's)"
     )
-    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
     p.add_argument("--out", default=None, help="output file (default: print)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument(
+    _device_flag(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
         "--uncalibrated", action="store_true", help="raw probabilities, not the run's temperature-scaled ones"
+    )
+    g.add_argument(
+        "--calibration",
+        metavar="SITE",
+        default=None,
+        help="apply the temperatures fitted on external site SITE (ecgadapt calibrate --data ... --fold K) "
+        "instead of the run's own",
     )
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.inference.predict import predict, write_predictions
 
+        run_dir, inputs = args.run_dir, args.inputs
+        if args.run is not None:  # predict --run RUN_DIR INPUT...: the first positional is an input
+            run_dir, inputs = args.run, [args.run_dir, *inputs]
+        if not inputs:
+            p.error("the following arguments are required: INPUT (one or more records or arrays)")
         df = predict(
-            args.run,
-            args.inputs,
+            run_dir,
+            inputs,
             rate=args.rate,
             eval_windows=args.eval_windows,
             device=args.device,
             uncalibrated=args.uncalibrated,
+            calibration=args.calibration,
         )
         text = write_predictions(df, args.out, args.format)
         if args.out is None:
@@ -439,9 +535,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
-        help="fit temperature scaling of a finished run on its validation predictions (writes calibration.json)",
-        description="Reads only predictions_val.npz (fold 9): the test fold never informs the temperatures. "
-        "predict, evaluate and robustness then apply them unless given --uncalibrated.",
+        help="fit temperature scaling of a finished run on its validation predictions (calibration.json) or on "
+        "part of an external site (--data ... --fold K: calibration_SITE.json)",
+        description="Without --data: reads only predictions_val.npz (fold 9), so the test fold never informs the "
+        "temperatures; predict, evaluate and robustness then apply them unless given --uncalibrated. With --data: "
+        "scores the run on the site, fits temperatures on the site's fold(s) K (its labels CSV's fold column, else "
+        "ten label-stratified folds ecgadapt assigns with seed 0), reports the ECE on the site's other records, "
+        "and writes calibration_SITE.json beside the run's own (never replacing it); predict and evaluate apply it "
+        "with --calibration SITE.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
     p.add_argument(
@@ -449,13 +550,49 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         choices=("global", "per_class", "none"),
         default=None,
         help="one temperature, one per class, or none (removes calibration.json); default: the run's "
-        "training.calibration",
+        "training.calibration (global for a site when that is none)",
     )
+    _data_flag(p, required=False, help_text=f"fit on this external site instead: {DATA_HELP}")
+    _source_flag(p, default="folder")
+    _labels_flag(p)
+    p.add_argument(
+        "--fold",
+        dest="folds",
+        type=int,
+        action="append",
+        metavar="K",
+        help="the site's fold (1-10) to fit on; the others measure the fit (repeatable; needs --data)",
+    )
+    p.add_argument("--name", default=None, help="name of the site in the run (default: --data's folder name)")
+    p.add_argument(
+        "--eval-windows", type=int, default=None, help="crops averaged per record (default: the run's)"
+    )
+    _device_flag(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.eval.temperature import calibrate_run
 
-        print(calibrate_run(args.run_dir, args.mode))
+        if args.data is None:
+            if args.folds:
+                p.error("--fold picks the records of an external site to fit on: give the site with --data")
+            print(calibrate_run(args.run_dir, args.mode))
+            return 0
+        from ecgadapt.inference.site_calibration import calibrate_site, format_site_calibration, site_mode
+
+        record = calibrate_site(
+            args.run_dir,
+            args.data,
+            args.source,
+            args.labels,
+            folds=args.folds or [],
+            name=args.name,
+            mode=site_mode(args.run_dir, args.mode),
+            eval_windows=args.eval_windows,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+        print(format_site_calibration(record, args.run_dir))
         return 0
 
     p.set_defaults(func=run)
@@ -492,9 +629,10 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="only this severity >= 1 (repeatable; default: all)",
     )
-    p.add_argument("--seed", type=int, default=0, help="corruption seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="corruption seed")
+    _device_flag(p)
     p.add_argument("--uncalibrated", action="store_true", help="loss and ECE of the raw probabilities")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.inference.robustness import format_robustness, run_robustness
@@ -508,6 +646,7 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
                 seed=args.seed,
                 device=args.device,
                 uncalibrated=args.uncalibrated,
+                progress=not args.no_progress,
             )
             print(format_robustness(table, run_dir))
         return 0
@@ -529,15 +668,9 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
         help="built-in spec (paper-main, paper-data-efficiency, paper-ablation, "
         "paper-vs-task-specific) or a YAML file",
     )
-    p.add_argument(
-        "--data", required=True, help="PTB-XL-layout folder (or the folder of --source cinc|folder)"
-    )
-    p.add_argument(
-        "--source", choices=("ptbxl", "cinc", "folder"), default=None, help="layout of --data (default ptbxl)"
-    )
-    p.add_argument(
-        "--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of --source folder"
-    )
+    _data_flag(p)
+    _source_flag(p, default=None, shown="ptbxl")
+    _labels_flag(p)
     p.add_argument("--out", required=True, help="results folder (runs/, spec.yaml, results.csv)")
     p.add_argument(
         "--set",
@@ -553,8 +686,8 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--protocol", choices=("official", "rotate-folds"), default=None, help="override the spec's protocol"
     )
-    p.add_argument("--jobs", type=int, default=1, help="parallel runs of the local executor (default 1)")
-    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--jobs", type=int, default=1, help="parallel runs of the local executor")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where the runs go")
     p.add_argument(
         "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local Ray)"
     )
@@ -597,7 +730,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="the --out folder of 'ecgadapt benchmark'")
     p.add_argument("--out", default=None, help="report folder (default RESULTS_DIR/report)")
-    p.add_argument("--n-bootstrap", type=int, default=1000, help="record-bootstrap resamples (default 1000)")
+    p.add_argument("--n-bootstrap", type=int, default=1000, help="record-bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
     def run(args: argparse.Namespace) -> int:
@@ -680,7 +813,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, help="share of each corpus held out (default 0.05)")
     p.add_argument("--seed", type=int)
     p.add_argument("--num-workers", type=int, metavar="N")
-    p.add_argument("--device", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    _device_flag(p, default=None, shown="auto")
     p.add_argument("--cache-dir", metavar="DIR", help="where prepared and generated corpora go")
     p.add_argument(
         "--model-arg",
@@ -739,7 +872,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
-    parser = argparse.ArgumentParser(prog="ecgadapt", description=__doc__)
+    parser = _Parser(prog="ecgadapt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecgadapt {__version__}")
     parser.add_argument(
         "--debug",

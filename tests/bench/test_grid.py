@@ -266,6 +266,20 @@ def test_grid_skips_finished_resumes_partial_and_refuses_conflicts(tmp_path, fak
     assert trainer.calls == []  # fields that cannot change a result are not a conflict
 
 
+def test_without_pyarrow_the_benchmark_says_so_in_its_summary_not_as_a_warning(
+    tmp_path, fake, no_cache, monkeypatch, capsys
+):
+    from ecgadapt.eval import results
+
+    fake()
+    monkeypatch.setattr(results, "_has_pyarrow", lambda: False)
+    run_benchmark("paper-main", tmp_path, tmp_path / "res", small("seeds=[0]"), progress=False)
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err.lower() and "pyarrow" not in captured.err  # the demo ended on one
+    assert "rows; results.parquet needs pyarrow: pip install 'ecgadapt[parquet]')" in captured.out
+    assert not (tmp_path / "res" / "results.parquet").exists()
+
+
 def test_grid_refuses_a_foreign_folder_in_place_of_a_cell(tmp_path, fake, no_cache):
     fake()
     target = tmp_path / "res" / "runs" / "rhythm__ecg_vit_tiny__baseline_ft__frac1__seed0"

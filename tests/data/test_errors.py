@@ -115,7 +115,7 @@ def test_missing_csv(root: Path) -> None:
     (root / "scp_statements.csv").unlink()
     with pytest.raises(
         DataError,
-        match=r"scp_statements\.csv not found; point --data \(finetune, benchmark\) or --root \(prepare, data stats\) at",
+        match=r"scp_statements\.csv not found; point --data at a PTB-XL folder",
     ):
         split_stats(root, "all")
 

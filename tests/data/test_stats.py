@@ -124,3 +124,14 @@ def test_cli_end_to_end_on_synthetic(
         ds = ECGDataset(cache, "superdiagnostic", split)
         assert len(ds) == stats["splits"][split]["records"]
         assert ds.labels.sum(axis=0).tolist() == list(stats["splits"][split]["positives"].values())
+
+
+@pytest.mark.parametrize("task", ["form", "superdiagnostic"])
+def test_cache_counts_equal_the_labels_counts(synthetic_root: Path, syn_cache_dir: Path, task: str) -> None:
+    from ecgadapt.data.cache import load_or_prepare
+    from ecgadapt.data.stats import cache_split_stats
+
+    cache = load_or_prepare(synthetic_root, 100, cache_dir=syn_cache_dir, progress=False)
+    from_cache, from_labels = cache_split_stats(cache, task), split_stats(synthetic_root, task)
+    assert from_cache["splits"] == from_labels["splits"] and from_cache["classes"] == from_labels["classes"]
+    assert from_cache["rate"] == 100 and from_cache["source"] == "ptbxl"

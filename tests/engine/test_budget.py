@@ -93,3 +93,18 @@ def test_step_floor_applies_on_a_35_record_subset(make_cfg):
     assert budget["max_total_steps"] >= 30  # stretched from 2 x 3 planned steps to the floor
     assert budget["total_steps_run"] >= 30  # patience 1 cannot stop a stage before its share of the floor
     assert all(s["steps_run"] >= s["min_steps"] > 0 for s in budget["stages"])
+
+
+def test_floor_note_names_each_stages_raise_and_the_setting_that_turns_it_off():
+    from ecgadapt.engine.budget import floor_note, requested_budget
+
+    stages = [Stage(name="probe", trainable="head", epochs=10), Stage(name="finetune", epochs=30)]
+    plans = plan_budget(stages, steps_per_epoch=1, min_steps=200)
+    assert floor_note(plans, 200) == (
+        "training.min_steps=200 raised the budget from 40 to 200 optimiser steps (probe 10 -> 50 epochs, "
+        "finetune 30 -> 150 epochs, 1 steps per epoch); the stage epochs in config.yaml are as configured; "
+        "--set training.min_steps=0 trains them as written"
+    )
+    assert requested_budget(plans)["requested_total_steps"] == 40
+    above = plan_budget(stages, steps_per_epoch=10, min_steps=200)  # 400 planned: not raised
+    assert floor_note(above, 200) is None and requested_budget(above)["raised_by_min_steps"] is False

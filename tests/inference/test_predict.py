@@ -96,11 +96,16 @@ def test_cli_predict_json_to_file(trained_run, test_record, tmp_path, capsys):
         )
         == 0
     )
-    rows = json.loads(out.read_text())
+    text = out.read_text()
+    assert "\\/" not in text and f'"input": "{base}"' in text  # paths as written, "/" not escaped
+    rows = json.loads(text)
     assert rows[0]["record"] == base.name
     assert [rows[0][c] for c in classes] == pytest.approx(expected.tolist(), abs=1e-6)
-    assert main(["predict", "--run", str(trained_run), str(base), "--device", "cpu"]) == 0
+    assert main(["predict", "--run", str(trained_run), str(base), "--device", "cpu"]) == 0  # the old spelling
     assert capsys.readouterr().out.startswith("record,input,windows,")
+    assert main(["predict", str(trained_run), str(base), str(base), "--device", "cpu"]) == 0  # RUN_DIR first
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("record,input,windows,") and len(lines) == 3
 
 
 def test_predict_applies_the_runs_temperature_scaling_and_uncalibrated_gives_raw(

@@ -128,3 +128,13 @@ def test_end_to_end_on_real_ptbxl500(ptbxl500, tmp_path, capsys):
     table = pd.read_csv(run / ROBUSTNESS_CSV)
     assert table["level"].tolist() == ["clean", "SNR 12 dB", "clean", "II alone"]
     assert (table["calibration"] == "per_class").all() and (run / ROBUSTNESS_PNG).stat().st_size > 0
+
+
+def test_cli_robustness_shows_its_progress(robust_run, capsys):
+    run, _ = robust_run
+    argv = ["robustness", str(run), "--corruption", "zeroed_leads", "--device", "cpu"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"robustness {run.name}" in err and "split" in err  # a bar over the corrupted splits
+    assert main([*argv, "--no-progress"]) == 0
+    assert f"robustness {run.name}" not in capsys.readouterr().err

@@ -322,15 +322,14 @@ def run_benchmark(
         progress=progress,
     )
     table = collect_results(out)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        write_results(table, out)
-    for w in caught:
-        print(f"ecgadapt: warning: {w.message}", file=sys.stderr)
+    with warnings.catch_warnings():  # parquet is optional: the summary says whether it was written
+        warnings.simplefilter("ignore", UserWarning)
+        written = write_results(table, out)
+    parquet = "" if len(written) > 1 else "; results.parquet needs pyarrow: pip install 'ecgadapt[parquet]'"
     n_cells = len(report.cells)
     print(
         f"benchmark {grid_spec.name}: {n_cells} cells, {len(report.ran)} runs trained, {len(report.skipped)} already "
-        f"done, {len(report.failed)} failed -> {ResultsDir(out).results_csv} ({len(table)} rows)"
+        f"done, {len(report.failed)} failed -> {ResultsDir(out).results_csv} ({len(table)} rows{parquet})"
     )
     if report.failed:
         lines = "; ".join(

@@ -136,7 +136,7 @@ def _rebuild_hint(path: Path, manifest: dict | None = None) -> str:
     labels = (manifest.get("summary") or {}).get("labels_csv")
     rate = manifest.get("rate", "<100|500>")
     extra = f" --labels {labels}" if source == "folder" and labels else ""
-    return f"delete {path} and run `ecgadapt prepare {source} --root {root}{extra} --rate {rate}`"
+    return f"delete {path} and run `ecgadapt prepare {source} --data {root}{extra} --rate {rate}`"
 
 
 class ECGCache:
@@ -213,7 +213,7 @@ def open_cache(path: str | os.PathLike) -> ECGCache:
     path = Path(path).expanduser()
     if not path.is_dir():
         raise DataError(
-            f"cache folder {path} not found; run `ecgadapt prepare ptbxl --root <PTB-XL folder> --rate <100|500>`"
+            f"cache folder {path} not found; run `ecgadapt prepare ptbxl --data <PTB-XL folder> --rate <100|500>`"
         )
     manifest = _read_manifest(path)
     hint = _rebuild_hint(path, manifest)

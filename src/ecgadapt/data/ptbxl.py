@@ -34,8 +34,7 @@ def check_rate(rate: int) -> int:
 def _require_file(path: Path) -> Path:
     if not path.is_file():
         raise DataError(
-            f"{path} not found; point --data (finetune, benchmark) or --root (prepare, data stats) at a PTB-XL folder "
-            f"holding {path.name} ({_FIX_DOWNLOAD})"
+            f"{path} not found; point --data at a PTB-XL folder holding {path.name} ({_FIX_DOWNLOAD})"
         )
     return path
 

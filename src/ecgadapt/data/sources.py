@@ -310,7 +310,7 @@ def scan_ptbxl(root: str | os.PathLike) -> PtbxlSource:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(
-            f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune and benchmark, --root for prepare)"
+            f"PTB-XL folder {root} not found; pass the folder that holds {DATABASE_CSV} (--data for finetune, benchmark, prepare and data stats)"
         )
     database = read_database(root)
     statements = read_statements(root)

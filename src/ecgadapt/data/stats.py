@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ecgadapt.data.ptbxl import check_rate
 from ecgadapt.data.sources import scan_source, source_labels
 from ecgadapt.data.splits import SPLITS, split_folds, split_mask
@@ -34,8 +36,44 @@ def split_stats(
     y, classes = source_labels(
         table["scp_codes"], src.statements, task, src.labels, ids=table["ecg_id"].tolist()
     )
+    return {
+        "root": str(Path(root)),
+        "source": source,
+        "task": task,
+        "rate": rate,
+        **_counts(y, classes, table["strat_fold"].to_numpy(), test_fold, val_fold),
+    }
+
+
+def cache_split_stats(
+    cache, task: str, *, test_fold: int = 10, val_fold: int = 9, train_labels: np.ndarray | None = None
+) -> dict:
+    """:func:`split_stats` of a prepared cache (an :class:`~ecgadapt.data.cache.ECGCache`), from its labels.
+
+    ``train_labels`` (records, classes) replace the training split's counts with those of the records a run
+    trains on (a ``fraction`` of them); the dropped count stays the training folds'. A long record cached as
+    several rows counts once.
+    """
+    y, classes = cache.labels(check_task(task))
+    ids = cache.index["ecg_id"].to_numpy()
+    first = np.r_[True, ids[1:] != ids[:-1]] if len(ids) else np.zeros(0, dtype=bool)
+    stats = {
+        "root": str(cache.manifest.get("source_root", cache.path)),
+        "source": cache.manifest.get("source", "ptbxl"),
+        "task": task,
+        "rate": int(cache.rate),
+        **_counts(y[first], classes, cache.index["strat_fold"].to_numpy()[first], test_fold, val_fold),
+    }
+    if train_labels is not None:
+        train = stats["splits"]["train"]
+        train["records"] = int(len(train_labels))
+        train["positives"] = {c: int(n) for c, n in zip(classes, np.asarray(train_labels).sum(axis=0))}
+    return stats
+
+
+def _counts(y: np.ndarray, classes: list[str], folds: np.ndarray, test_fold: int, val_fold: int) -> dict:
+    """Records with a label, records without one, and positives per class of every split."""
     labeled = y.any(axis=1)
-    folds = table["strat_fold"].to_numpy()
     splits = {}
     for split in SPLITS:
         mask = split_mask(folds, split, test_fold, val_fold)
@@ -47,12 +85,8 @@ def split_stats(
             "positives": {c: int(p) for c, p in zip(classes, pos)},
         }
     return {
-        "root": str(Path(root)),
-        "source": source,
-        "task": task,
-        "rate": rate,
         "num_classes": len(classes),
-        "classes": classes,
+        "classes": list(classes),
         "test_fold": test_fold,
         "val_fold": val_fold,
         "splits": splits,

@@ -1,4 +1,11 @@
-"""The optimiser-step budget of a recipe: steps per epoch, and each stage's maximum, floor and warm-up."""
+"""The optimiser-step budget of a recipe: steps per epoch, and each stage's maximum, floor and warm-up.
+
+When ``training.min_steps`` raises a recipe's budget (a small training set, or a short ``--epochs``), the run
+says so: :func:`floor_note` is one line, printed with the run's header and kept in its ``config.yaml``'s
+``notes``, and :func:`requested_budget` goes into ``final.json``'s ``budget`` beside the raised maxima the report
+reads. The stage ``epochs`` of ``config.yaml`` stay as configured: the config hash identifies what was asked
+for (a grid cell finds its run by it), and the same config on more data is not raised at all.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ class StagePlan:
     min_steps: int
     warmup_steps: int
     steps_per_epoch: int
+    requested_steps: int | None = None  # the stage's length before the floor stretched it
 
     @property
     def epochs(self) -> int:
@@ -66,5 +74,45 @@ def plan_budget(stages: Sequence[Stage], steps_per_epoch: int, min_steps: int = 
         planned = max(1, math.ceil(n * stretch - 1e-9))
         floor = min(planned, math.ceil(min_steps * n / total - 1e-9)) if min_steps else 0
         warmup = min(planned, int(round(stage.warmup_epochs * steps_per_epoch * stretch)))
-        plans.append(StagePlan(stage.name, planned, floor, warmup, steps_per_epoch))
+        plans.append(StagePlan(stage.name, planned, floor, warmup, steps_per_epoch, max(1, n)))
     return plans
+
+
+def _epochs(steps: int, steps_per_epoch: int) -> int:
+    return -(-steps // steps_per_epoch)
+
+
+def raised_by_floor(plans: Sequence[StagePlan]) -> bool:
+    """Whether ``training.min_steps`` stretched any stage of ``plans`` beyond its configured length."""
+    return any(p.requested_steps is not None and p.max_steps > p.requested_steps for p in plans)
+
+
+def floor_note(plans: Sequence[StagePlan], min_steps: int) -> str | None:
+    """One line saying how ``training.min_steps`` raised the budget, and how to turn it off (None if it did not)."""
+    if not raised_by_floor(plans):
+        return None
+    stages = ", ".join(
+        f"{p.name} {_epochs(p.requested_steps, p.steps_per_epoch)} -> {p.epochs} epochs" for p in plans
+    )
+    before, after = sum(p.requested_steps for p in plans), sum(p.max_steps for p in plans)
+    return (
+        f"training.min_steps={min_steps} raised the budget from {before} to {after} optimiser steps ({stages}, "
+        f"{plans[0].steps_per_epoch} steps per epoch); the stage epochs in config.yaml are as configured; "
+        "--set training.min_steps=0 trains them as written"
+    )
+
+
+def requested_budget(plans: Sequence[StagePlan]) -> dict:
+    """What the config asked for before the floor: total and per-stage steps and epochs, and whether it was raised."""
+    return {
+        "raised_by_min_steps": raised_by_floor(plans),
+        "requested_total_steps": sum(p.requested_steps or p.max_steps for p in plans),
+        "requested_stages": [
+            {
+                "name": p.name,
+                "steps": p.requested_steps or p.max_steps,
+                "epochs": _epochs(p.requested_steps or p.max_steps, p.steps_per_epoch),
+            }
+            for p in plans
+        ],
+    }

@@ -407,7 +407,7 @@ class Trainer:
         for epoch in range(state.epoch + 1, plan.epochs):
             t0 = time.perf_counter()
             seed_epoch(self.seed, i, epoch)
-            train_loss, last_lr = self._train_epoch(i, stage, plan, epoch, optimizer, scheduler, ema)
+            train_loss, peak_lr = self._train_epoch(i, stage, plan, epoch, optimizer, scheduler, ema)
             eval_model = ema.module if ema is not None else self.model
             y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device)
             val = self.scorer(
@@ -453,7 +453,7 @@ class Trainer:
                 "val_loss": val["loss"],
                 "val_macro_auroc": val["macro_auroc"],
                 "val_macro_auprc": val["macro_auprc"],
-                "lr": last_lr,
+                "lr": peak_lr,  # the epoch's peak: its highest learning rate of any step and parameter group
                 "time_s": elapsed,
                 "best": int(improved),
                 "optimizer_steps": sum(state.stage_steps),
@@ -474,7 +474,7 @@ class Trainer:
             self._emit("epoch_end", row)
             tqdm.write(
                 f"[{stage.name} {epoch + 1}/{plan.epochs}] loss {train_loss:.4f}  val AUROC "
-                f"{val['macro_auroc']:.4f}  AUPRC {val['macro_auprc']:.4f}  lr {row['lr']:.2e}  "
+                f"{val['macro_auroc']:.4f}  AUPRC {val['macro_auprc']:.4f}  peak lr {row['lr']:.2e}  "
                 f"{elapsed:.1f}s{'  *best' if improved else ''}"
                 + (f"  (early stop after {state.stage_steps[i]} steps)" if state.stopped_early[i] else "")
             )
@@ -485,7 +485,8 @@ class Trainer:
     def _train_epoch(
         self, i: int, stage: Stage, plan: StagePlan, epoch: int, optimizer, scheduler, ema: ModelEMA | None
     ) -> tuple[float, float]:
-        """One epoch (``plan.steps_in_epoch(epoch)`` steps); returns (mean loss, peak learning rate of its last step)."""
+        """One epoch (``plan.steps_in_epoch(epoch)`` steps); returns (mean loss, peak learning rate): the highest
+        rate any step of the epoch used in any parameter group, so a decaying schedule shows where it started."""
         s = self.settings
         _, drop_last = batches_per_epoch(len(self.train_set), s.batch_size)
         loader = make_loader(
@@ -501,7 +502,7 @@ class Trainer:
         set_train_mode(self.model, stage.trainable)
         params = [p for p in self.model.parameters() if p.requires_grad]
         head_only = stage.trainable == "head"
-        total, count, last_lr = 0.0, 0, 0.0
+        total, count, peak_lr = 0.0, 0, 0.0
         bar = tqdm(
             total=steps, desc=f"{stage.name} {epoch + 1}/{plan.epochs}", leave=False, disable=not s.progress
         )
@@ -527,7 +528,7 @@ class Trainer:
             loss.backward()
             if s.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
-            last_lr = max(g["lr"] for g in optimizer.param_groups)
+            peak_lr = max(peak_lr, *(g["lr"] for g in optimizer.param_groups))
             optimizer.step()
             scheduler.step()
             if ema is not None:
@@ -538,7 +539,7 @@ class Trainer:
             bar.set_postfix(loss=f"{total / count:.4f}")
             self._emit("batch_end", {"stage": i, "epoch": epoch, "batch": b, "loss": loss.item()})
         bar.close()
-        return total / max(count, 1), last_lr
+        return total / max(count, 1), peak_lr
 
     def _emit(self, event: str, info: dict) -> None:
         for cb in self.callbacks:

@@ -183,12 +183,18 @@ def fit_run_calibration(run_dir: str | Path, mode: str = "global") -> dict | Non
     return record
 
 
-def load_calibration(run_dir: str | Path) -> dict | None:
-    """The run's ``calibration.json``, or None when it has none."""
+def load_calibration(run_dir: str | Path, site: str | None = None) -> dict | None:
+    """The run's ``calibration.json``, or None when it has none; given ``site``, the temperature scaling fitted on
+    that external site (``calibration_<site>.json``), which must exist."""
     run = RunDir(run_dir)
-    path = run.calibration
+    path = run.calibration if site is None else run.site_calibration(site)
     try:
-        record = run.read_calibration()
+        record = run.read_calibration(site)
+        if record is None and site is not None:
+            raise DataError(
+                f"{run_dir} has no temperature scaling for site {site!r} ({path.name} is missing); fit it with "
+                f"`ecgadapt calibrate {run_dir} --data DIR --source SOURCE --fold K --name {site}`"
+            )
         if record is None:
             return None
         check_mode(record["mode"])
@@ -213,11 +219,16 @@ def temperatures_for(calibration: dict, class_names: Sequence[str]) -> np.ndarra
 
 
 def calibrate_probs(
-    run_dir: str | Path, y_prob: np.ndarray, class_names: Sequence[str], uncalibrated: bool = False
+    run_dir: str | Path,
+    y_prob: np.ndarray,
+    class_names: Sequence[str],
+    uncalibrated: bool = False,
+    site: str | None = None,
 ) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """``(probabilities, calibration)``: the run's temperature scaling applied to ``y_prob`` when the run has
-    one and ``uncalibrated`` is False, else ``y_prob`` unchanged and None."""
-    calibration = None if uncalibrated else load_calibration(run_dir)
+    """``(probabilities, calibration)``: the run's temperature scaling (given ``site``, the one fitted on that
+    external site) applied to ``y_prob`` when the run has one and ``uncalibrated`` is False, else ``y_prob``
+    unchanged and None."""
+    calibration = None if uncalibrated else load_calibration(run_dir, site)
     if calibration is None:
         return np.asarray(y_prob), None
     return apply_temperature(y_prob, temperatures_for(calibration, class_names)), calibration

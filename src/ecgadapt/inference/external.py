@@ -26,10 +26,11 @@ from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.bootstrap import bootstrap_ci
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
+from ecgadapt.eval.summary import ece_text, interval_note, macro_text, rare_class_warning
 from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.locks import writes_run_dir
 from ecgadapt.runs.rundir import RunDir
-from ecgadapt.train.evaluate import load_run_config, load_run_model
+from ecgadapt.train.evaluate import calibration_fitted_on, load_run_config, load_run_model
 
 
 def external_name(data: str | Path, name: str | None = None) -> str:
@@ -54,8 +55,12 @@ def evaluate_external(
     n_resamples: int = 1000,
     seed: int = 0,
     progress: bool = False,
+    calibration: str | None = None,
 ) -> dict:
-    """Score ``run_dir``'s best model on the external set ``data``; write its JSON and predictions into the run."""
+    """Score ``run_dir``'s best model on the external set ``data``; write its JSON and predictions into the run.
+
+    Its ECE after temperature scaling uses the run's own temperatures, or given ``calibration``, those fitted on
+    that external site (``ecgadapt calibrate --data``)."""
     run_dir = Path(run_dir)
     name = external_name(data, name)
     cfg = load_run_config(run_dir)
@@ -83,14 +88,17 @@ def evaluate_external(
     loader = make_loader(
         dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=dev.type == "cuda"
     )
-    y_true, y_prob = predict_loader(model, loader, dev)
+    y_true, y_prob = predict_loader(model, loader, dev, f"scoring {name}" if progress else None)
     y_true = y_true[:, ext_cols]
     y_prob = y_prob[:, [run_classes.index(c) for c in shared]]
     metrics = score(y_true, y_prob, shared)
-    calibration = _calibration_record(run_dir, y_true, y_prob, shared)
+    calibration = _calibration_record(run_dir, y_true, y_prob, shared, calibration)
 
     other: Counter = unmatched_labels(
-        list(cache.index["scp_codes"][first]), cache.statements, task, cache.manifest["labels"]
+        list(cache.index["scp_codes"][first]),
+        cache.statements,
+        task,
+        cache.manifest.get("labels", "statements"),
     )
     other.update(cache.manifest.get("summary", {}).get("unmapped_codes", {}))
     result = {
@@ -118,14 +126,19 @@ def evaluate_external(
     return result
 
 
-def _calibration_record(run_dir: Path, y_true: np.ndarray, y_prob: np.ndarray, classes: list[str]) -> dict:
-    """ECE of the raw probabilities and, when the run has temperature scaling (fitted on its fold 9), of the
-    scaled ones, on the external records: does the fold-9 calibration carry over to another dataset?"""
-    scaled, fitted = calibrate_probs(run_dir, y_prob, classes)
+def _calibration_record(
+    run_dir: Path, y_true: np.ndarray, y_prob: np.ndarray, classes: list[str], site: str | None = None
+) -> dict:
+    """ECE of the raw probabilities and, when the run has temperature scaling (fitted on its fold 9, or given
+    ``site`` on part of that external site), of the scaled ones, on the external records: does the fold-9
+    calibration carry over to another dataset?"""
+    scaled, fitted = calibrate_probs(run_dir, y_prob, classes, site=site)
     return {
         "mode": None if fitted is None else fitted["mode"],
         "ece_raw": float(expected_calibration_error(y_true, y_prob)),
         "ece_calibrated": None if fitted is None else float(expected_calibration_error(y_true, scaled)),
+        "site": site,
+        "fitted_on": calibration_fitted_on(fitted),
     }
 
 
@@ -144,12 +157,20 @@ def format_external(result: dict) -> str:
     lines = [
         f"external set {result['name']} ({result['source']}, {result['n_records']} of {result['n_records_total']} "
         f"records labelled in the run's classes, task {result['task']})",
-        f"  macro AUROC {result['macro_auroc']:.4f}  macro AUPRC {result['macro_auprc']:.4f}",
+        f"  {macro_text(result, result.get('bootstrap'))}",
     ]
-    for m in ("macro_auroc", "macro_auprc"):
-        ci = result["bootstrap"].get(m)
-        if ci:
-            lines.append(f"  {m} 95% bootstrap interval [{ci['low']:.4f}, {ci['high']:.4f}]")
+    note = interval_note(result.get("bootstrap"))
+    if note:
+        lines.append(f"  {note}")
+    cal = result.get("calibration") or {}
+    if cal:
+        where = cal.get("fitted_on") or "the run's validation fold"
+        if cal.get("site") == result["name"]:
+            where += ", records scored here too: calibrate's held-out ECE leaves them out"
+        lines.append(f"  {ece_text(cal.get('ece_raw'), cal.get('ece_calibrated'), cal.get('mode'), where)}")
+    warning = rare_class_warning(result, "external")
+    if warning:
+        lines.append(f"  {warning}")
     lines.append(f"  shared classes: {', '.join(result['shared_classes'])}")
     lines.append(
         f"  run classes without counterpart: {', '.join(result['run_classes_without_counterpart']) or '-'}"

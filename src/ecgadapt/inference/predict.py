@@ -9,6 +9,7 @@ samples than one window are refused with an error naming the input.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import autocast, resolve_device
 from ecgadapt.errors import DataError
-from ecgadapt.eval.temperature import calibrate_probs
+from ecgadapt.eval.temperature import calibrate_probs, load_calibration
 from ecgadapt.models.base import ECGModel, InputSpec
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.evaluate import load_run_config, load_run_model
@@ -57,8 +58,6 @@ def check_rate_value(rate, source: str = "--rate") -> float:
 
 def sidecar_rate(path: Path) -> float | None:
     """The rate recorded beside an array: ``<name>.json`` holding ``{"rate": HZ}``; None when there is none."""
-    import json
-
     side = path.with_suffix(".json")
     if not side.is_file():
         return None
@@ -176,11 +175,14 @@ def predict(
     device: str = "auto",
     batch_size: int = 64,
     uncalibrated: bool = False,
+    calibration: str | None = None,
 ) -> pd.DataFrame:
     """One row per record: ``record``, ``input``, ``windows`` and one probability column per class.
 
     Probabilities go through the run's temperature scaling (``calibration.json``) when it has one, unless
-    ``uncalibrated``; ``df.attrs["calibration"]`` names the mode applied (None: raw probabilities).
+    ``uncalibrated``; given ``calibration`` (a site name), through the temperatures fitted on that external site
+    instead (``calibration_<site>.json``, see ``ecgadapt calibrate --data``). ``df.attrs["calibration"]`` names
+    the mode applied (None: raw probabilities) and ``df.attrs["calibration_site"]`` the site.
 
     ``rate`` is the sampling rate of ``.npy`` inputs (else each array's ``<name>.json`` sidecar must give it; it
     is never guessed); WFDB records carry their own.
@@ -191,6 +193,8 @@ def predict(
         raise DataError("no input given: pass WFDB records (.hea or base name) or .npy files")
     if rate is not None:
         rate = check_rate_value(rate)
+    if calibration is not None and not uncalibrated:
+        load_calibration(run_dir, calibration)  # a missing site file is an error before any record is read
     cfg = load_run_config(run_dir)
     dev = resolve_device(device)
     model, meta = load_run_model(run_dir, dev)
@@ -209,6 +213,7 @@ def predict(
         eval_windows=eval_windows,
         batch_size=batch_size,
         uncalibrated=uncalibrated,
+        calibration=calibration,
     )
 
 
@@ -223,6 +228,7 @@ def predict_records(
     eval_windows: int | None = None,
     batch_size: int = 64,
     uncalibrated: bool = False,
+    calibration: str | None = None,
 ) -> pd.DataFrame:
     """:func:`predict`'s table for ``(record name, input name, signal (12, T), rate)`` records, scored with a
     run's loaded model and config: the one code path of ``ecgadapt predict`` and :meth:`ecgadapt.Run.predict`."""
@@ -238,12 +244,13 @@ def predict_records(
         probs = _window_probs(model, torch.from_numpy(windows), device, batch_size, cfg.training.amp)
         rows.append({"record": name, "input": item, "windows": w, **dict(zip(class_names, probs.tolist()))})
     df = pd.DataFrame(rows, columns=["record", "input", "windows", *class_names])
-    probs, calibration = calibrate_probs(
-        run_dir, df[class_names].to_numpy(np.float64), class_names, uncalibrated
+    probs, fitted = calibrate_probs(
+        run_dir, df[class_names].to_numpy(np.float64), class_names, uncalibrated, calibration
     )
-    if calibration is not None and len(df):
+    if fitted is not None and len(df):
         df[class_names] = probs
-    df.attrs["calibration"] = None if calibration is None else calibration["mode"]
+    df.attrs["calibration"] = None if fitted is None else fitted["mode"]
+    df.attrs["calibration_site"] = None if fitted is None else calibration
     return df
 
 
@@ -261,10 +268,16 @@ def _window_probs(
 
 
 def write_predictions(df: pd.DataFrame, out: str | Path | None, fmt: str = "csv") -> str:
-    """Write ``df`` as CSV or JSON (records) to ``out``, or return the text when ``out`` is None."""
+    """Write ``df`` as CSV or JSON (records) to ``out``, or return the text when ``out`` is None.
+
+    JSON goes through the standard library, not ``DataFrame.to_json``: pandas escapes every ``/`` of a path
+    as ``\\/`` and rounds floats to 10 digits."""
     if fmt not in ("csv", "json"):
         raise DataError(f"unknown output format {fmt!r}; use csv or json")
-    text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2) + "\n"
+    if fmt == "csv":
+        text = df.to_csv(index=False)
+    else:
+        text = json.dumps(df.to_dict(orient="records"), indent=2) + "\n"
     if out is not None:
         Path(out).write_text(text)
     return text

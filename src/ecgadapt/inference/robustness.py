@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from ecgadapt.data.cache import load_or_prepare
 from ecgadapt.data.corruptions import corrupt, corruption_rng, get_corruption, parse_selection
@@ -98,12 +99,14 @@ def run_robustness(
     device: str = "auto",
     uncalibrated: bool = False,
     cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Score ``run_dir``'s best model on its test split under each corruption and severity; write
     ``robustness.csv`` and ``robustness.png`` into the run and return the table.
 
     ``data`` replaces the run's ``data.root`` (the same dataset moved elsewhere); ``corruptions`` and
-    ``severities`` restrict the grid (default: every corruption at every severity).
+    ``severities`` restrict the grid (default: every corruption at every severity). ``progress`` shows a bar
+    over the corrupted test splits scored.
     """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -119,14 +122,24 @@ def run_robustness(
         raise CheckpointError(
             f"the classes of task {cfg.data.task!r} in {root} differ from those the run was trained on"
         )
+    bar = tqdm(
+        total=1 + sum(len(levels) for _, levels in selection),
+        desc=f"robustness {run_dir.name}",
+        unit="split",
+        disable=not progress,
+    )
     clean = _scores(run_dir, model, base, cfg, dev, uncalibrated)
+    bar.update(1)
     rows = []
     for name, levels in selection:
         c = get_corruption(name)
         rows.append(_row(name, 0, c.level(0), clean, len(base.record_ids), seed))
         for severity in levels:
+            bar.set_postfix_str(f"{name} {severity}")
             m = _scores(run_dir, model, CorruptedDataset(base, name, severity, seed), cfg, dev, uncalibrated)
             rows.append(_row(name, severity, c.level(severity), m, len(base.record_ids), seed))
+            bar.update(1)
+    bar.close()
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     atomic_write_text(RunDir(run_dir).robustness_csv, table.to_csv(index=False, float_format="%.6g"))
     figure_png(robustness_figure(table, title=f"Robustness: {run_dir.name}"), RunDir(run_dir).robustness_png)

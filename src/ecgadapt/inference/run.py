@@ -66,13 +66,15 @@ class Run:
         eval_windows: int | None = None,
         batch_size: int = 64,
         uncalibrated: bool = False,
+        calibration: str | None = None,
     ) -> pd.DataFrame:
         """Class probabilities, one row per record: columns ``record``, ``input``, ``windows`` and one per class
         (``df[run.classes].to_numpy()`` is the (N, C) array), exactly as ``ecgadapt predict`` writes them.
 
         ``rate`` is the sampling rate (Hz) of arrays and ``.npy`` files (WFDB records carry their own); it is
         never guessed. Arrays are named ``array`` (one record) or ``array[i]``; a list's i-th array
-        ``array<i>``. Temperature scaling is applied unless ``uncalibrated``.
+        ``array<i>``. Temperature scaling is applied unless ``uncalibrated``; ``calibration`` names an external
+        site whose own temperatures to use instead (``ecgadapt calibrate RUN --data ... --name SITE``).
         """
         if rate is not None:
             rate = check_rate_value(rate, "rate")
@@ -87,6 +89,7 @@ class Run:
             eval_windows=eval_windows,
             batch_size=batch_size,
             uncalibrated=uncalibrated,
+            calibration=calibration,
         )
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

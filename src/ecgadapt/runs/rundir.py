@@ -4,8 +4,9 @@ A run directory (:class:`RunDir`) holds ``config.yaml`` (resolved config), ``inp
 initial weights), ``env.json``, ``metrics.csv``, ``checkpoints/{last,best}.pt`` and
 ``checkpoints/best_stage{i}.pt``, ``predictions_{val,test}.npz``, ``calibration.json`` and ``final.json``; a
 tuned run also ``tune.json`` and ``candidates/<id>/`` (each an ordinary run directory); a scored run
-``external_<name>.json`` with ``predictions_external_<name>.npz`` and ``robustness.{csv,png}``; a logged run
-``tensorboard/`` or ``mlflow.json``; a rotate-folds
+``external_<name>.json`` with ``predictions_external_<name>.npz``, a site's own temperature scaling
+``calibration_<name>.json`` and ``robustness.{csv,png}``; a logged run ``tensorboard/`` or ``mlflow.json``; a
+rotate-folds
 cell ``cell.yaml`` beside its folds. A results folder (:class:`ResultsDir`) holds ``spec.yaml``,
 ``results.{csv,parquet}``, ``report/`` and the runs in ``runs/``. Every file is written atomically
 (temporary file, then rename), so a killed run never leaves a half-written file.
@@ -50,7 +51,7 @@ METRIC_COLUMNS = (
     "best",
     "optimizer_steps",
 )
-"""The columns of a fine-tuning run's ``metrics.csv``."""
+"""The columns of a fine-tuning run's ``metrics.csv`` (``lr``: the epoch's peak learning rate)."""
 
 PREDICTION_KEYS = ("ecg_ids", "class_names", "y_true", "y_score")
 """The arrays of a ``predictions_*.npz`` file."""
@@ -235,15 +236,21 @@ class RunDir:
         """Write ``predictions_{split}.npz`` (``split`` may be ``external_<name>``)."""
         save_predictions(self.predictions(split), ecg_ids, class_names, y_true, y_score)
 
-    def read_calibration(self) -> dict | None:
-        """``calibration.json`` as written (None when the run has none); checked by ``eval.temperature``."""
-        if not self.calibration.is_file():
-            return None
-        return json.loads(self.calibration.read_text())
+    def site_calibration(self, name: str) -> Path:
+        """Temperature scaling fitted on part of external set ``name`` (``calibration_<name>.json``)."""
+        return self.path / f"calibration_{name}.json"
 
-    def write_calibration(self, record: dict) -> None:
-        """Write ``calibration.json``."""
-        write_json(self.calibration, record)
+    def read_calibration(self, site: str | None = None) -> dict | None:
+        """``calibration.json`` (or, given ``site``, ``calibration_<site>.json``) as written; None when the run has
+        none. Checked by ``eval.temperature``."""
+        path = self.calibration if site is None else self.site_calibration(site)
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    def write_calibration(self, record: dict, site: str | None = None) -> None:
+        """Write ``calibration.json`` (or, given ``site``, ``calibration_<site>.json``)."""
+        write_json(self.calibration if site is None else self.site_calibration(site), record)
 
     def read_external(self, name: str) -> dict:
         """The scores on external set ``name``."""

@@ -20,7 +20,8 @@ from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
-from ecgadapt.eval.temperature import calibrate_probs
+from ecgadapt.eval.summary import ece_text, interval_note, macro_intervals, macro_text, rare_class_warning
+from ecgadapt.eval.temperature import calibrate_probs, load_calibration
 from ecgadapt.models import create_model
 from ecgadapt.models.base import ECGModel, InputSpec
 from ecgadapt.runs.rundir import RunDir, read_json
@@ -85,15 +86,17 @@ def score_split(
     cfg: FinetuneConfig,
     device: torch.device,
     exclude: dict[str, str] | None = None,
+    desc: str | None = None,
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """``(metrics, y_true, y_prob)`` of ``model`` on ``dataset``; metrics include per-class AUROC/AUPRC.
 
-    The macro metrics leave out ``exclude``'s classes and those with fewer than ``training.min_test_positives``."""
+    The macro metrics leave out ``exclude``'s classes and those with fewer than ``training.min_test_positives``.
+    ``desc`` labels a progress bar over the batches (None: no bar)."""
     t = cfg.training
     loader = make_loader(
         dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=device.type == "cuda"
     )
-    y_true, y_prob = predict_loader(model, loader, device)
+    y_true, y_prob = predict_loader(model, loader, device, desc)
     return score(y_true, y_prob, dataset.class_names, t.min_test_positives, exclude), y_true, y_prob
 
 
@@ -104,10 +107,15 @@ def evaluate_run(
     device: str = "auto",
     cache: ECGCache | None = None,
     uncalibrated: bool = False,
+    progress: bool = False,
+    calibration: str | None = None,
 ) -> dict:
     """Re-score a finished run's best checkpoint on ``split`` (default: the run's ``eval_windows``); the run's
-    temperature scaling (``calibration.json``) is applied unless ``uncalibrated`` (AUROC/AUPRC are unchanged by it)."""
+    temperature scaling (``calibration.json``; given ``calibration``, the one fitted on that external site) is
+    applied unless ``uncalibrated`` (AUROC/AUPRC are unchanged by it). ``progress`` shows a bar over the batches."""
     cfg = load_run_config(run_dir)
+    if calibration is not None and not uncalibrated:
+        load_calibration(run_dir, calibration)  # a missing site file is an error before anything is scored
     dev = resolve_device(device)
     model, meta = load_run_model(run_dir, dev)
     windows = int(eval_windows or cfg.training.eval_windows)
@@ -127,13 +135,39 @@ def evaluate_run(
         )
     final_path = RunDir(run_dir).final
     untrained = (read_json(final_path).get("untrained_classes") or {}) if final_path.is_file() else {}
-    metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained)
+    desc = f"scoring {split}" if progress else None
+    metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained, desc)
     rules = (cfg.training.min_test_positives, untrained)
     metrics = {
         **metrics,
-        **calibrated_scores(run_dir, y_true, y_prob, dataset.class_names, uncalibrated, rules),
+        **calibrated_scores(run_dir, y_true, y_prob, dataset.class_names, uncalibrated, rules, calibration),
+        "ece_raw": expected_calibration_error(y_true, y_prob),
+        "bootstrap": macro_intervals(y_true, y_prob, metrics),
     }
     return {"split": split, "eval_windows": windows, "n_records": len(dataset.record_ids), **metrics}
+
+
+def format_evaluation(run_dir: str | Path, m: dict) -> str:
+    """:func:`evaluate_run`'s result as text (what ``ecgadapt evaluate`` prints): the macro figures with their
+    intervals, ECE before and after temperature scaling, rare classes, and a line per class."""
+    lines = [
+        f"{run_dir} [{m['split']}, {m['n_records']} records, {m['eval_windows']} window(s)]: "
+        f"{macro_text(m, m.get('bootstrap'))}"
+    ]
+    note = interval_note(m.get("bootstrap"))
+    if note:
+        lines.append(f"  {note}")
+    after = m.get("ece") if m.get("calibration") else None
+    where = m.get("calibration_fitted_on")
+    lines.append(f"  {ece_text(m.get('ece_raw', m.get('ece')), after, m.get('calibration'), where)}")
+    warning = rare_class_warning(m, m["split"])
+    if warning:
+        lines.append(f"  {warning}")
+    for c in m["per_class"]:
+        auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
+        auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
+        lines.append(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+    return "\n".join(lines)
 
 
 def calibrated_scores(
@@ -143,11 +177,28 @@ def calibrated_scores(
     class_names: list[str],
     uncalibrated: bool = False,
     rules: tuple[int, dict[str, str] | None] = (1, None),
+    site: str | None = None,
 ) -> dict:
     """Metrics of the run's calibrated probabilities (raw ones when ``uncalibrated`` or the run has no
-    ``calibration.json``), with ``ece`` and ``calibration`` (the mode applied, or None). ``rules`` are the
+    ``calibration.json``; given ``site``, scaled by the temperatures fitted on that external site), with ``ece``,
+    ``calibration`` (the mode applied, or None) and ``calibration_fitted_on`` (in words). ``rules`` are the
     macro-metric class rules (min positives, excluded classes) of :func:`~ecgadapt.eval.metrics.score`."""
-    probs, calibration = calibrate_probs(run_dir, y_prob, class_names, uncalibrated)
+    probs, calibration = calibrate_probs(run_dir, y_prob, class_names, uncalibrated, site)
     metrics = score(y_true, probs, class_names, *rules) if calibration is not None else {}
     mode = None if calibration is None else calibration["mode"]
-    return {**metrics, "ece": expected_calibration_error(y_true, probs), "calibration": mode}
+    return {
+        **metrics,
+        "ece": expected_calibration_error(y_true, probs),
+        "calibration": mode,
+        "calibration_fitted_on": calibration_fitted_on(calibration),
+    }
+
+
+def calibration_fitted_on(calibration: dict | None) -> str | None:
+    """Which records a calibration's temperatures were fitted on, in words (None without one)."""
+    if calibration is None:
+        return None
+    fit = calibration.get("fitted_on") or {}
+    if "site" in fit:
+        return f"fold {', '.join(map(str, fit['folds']))} of site {fit['site']}"
+    return "the run's validation fold"

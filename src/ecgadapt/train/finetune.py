@@ -20,7 +20,9 @@ import torch
 from ecgadapt.data import synthetic
 from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.data.stats import cache_split_stats, format_stats
 from ecgadapt.data.transforms import build_transforms
+from ecgadapt.engine.budget import StagePlan, batches_per_epoch, floor_note, plan_budget, requested_budget
 from ecgadapt.engine.checkpoints import load_checkpoint
 from ecgadapt.engine.environment import write_env
 from ecgadapt.engine.loggers import check_logger, open_logger
@@ -36,6 +38,13 @@ from ecgadapt.engine.seeding import seed_everything
 from ecgadapt.engine.stages import Stage, reference_model
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.metrics import score
+from ecgadapt.eval.summary import (
+    interval_note,
+    macro_intervals,
+    macro_text,
+    min_positives_fix,
+    rare_class_warning,
+)
 from ecgadapt.eval.temperature import fit_run_calibration
 from ecgadapt.locks import RunLock
 from ecgadapt.models import create_model, model_info
@@ -205,6 +214,9 @@ def _run_finetune(
     if cfg.training.head_bias_init == "prior" and pos_weight is None:
         set_head_bias_to_prior(model, train_set.labels)
     check_logger(cfg.training.logger)
+    raised = floor_note(run_plans(cfg, len(train_set)), cfg.training.min_steps)
+    if raised:
+        cfg.notes.append(raised)  # in config.yaml's notes (not hashed) and final.json
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
     held.enter_context(RunLock(run_dir))
     cfg.to_yaml(files.config)
@@ -220,6 +232,7 @@ def _run_finetune(
         f"recipe {cfg.recipe.name} ({' -> '.join(s.name for s in cfg.recipe.stages)}), task {d.task} "
         f"({len(class_names)} classes), train {len(train_set)} / val {len(val_set.record_ids)} records, seed {cfg.seed}, {device}"
     )
+    print(split_counts_text(cache, d, train_set))
     for note in cfg.notes:
         print(f"  note: {note}")
     meta = {
@@ -255,6 +268,26 @@ def _run_finetune(
     for callback in callbacks:
         callback("run_end", {"run_dir": str(run_dir), "final": final})
     return run_dir
+
+
+def run_plans(cfg: FinetuneConfig, n_train: int) -> list[StagePlan]:
+    """The optimiser-step budget of every stage, as the fit loop plans it for ``n_train`` training records."""
+    t = cfg.training
+    steps_per_epoch = batches_per_epoch(n_train, t.batch_size, t.max_train_batches)[0]
+    return plan_budget(cfg.recipe.stages, steps_per_epoch, t.min_steps)
+
+
+def split_counts_text(cache: ECGCache, data: DataConfig, train_set: ECGDataset) -> str:
+    """The run header's table: records per split, those dropped for having no label in the task, and the class
+    positives of each split (the training split's of the records trained on, a ``fraction`` of it)."""
+    subset = train_set.labels if data.fraction != 1.0 else None
+    stats = cache_split_stats(
+        cache, data.task, test_fold=data.test_fold, val_fold=data.val_fold, train_labels=subset
+    )
+    lines = format_stats(stats).splitlines()
+    if subset is not None:
+        lines.insert(1, f"train: fraction {data.fraction:g} of its folds (records and positives trained on)")
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def pretraining_overlap(
@@ -366,7 +399,7 @@ def _final_step(
         "class_names": list(val_set.class_names),
         "n_records": {"train": len(train_set), "val": len(val_set.record_ids), "test": None},
         "eval_windows": cfg.training.eval_windows,
-        "budget": result.budget,
+        "budget": {**result.budget, **requested_budget(run_plans(cfg, len(train_set)))},
         "prevalence_loss": {"train": prevalence_loss(train_set.labels)},
         "untrained_classes": untrained,  # left out of macro metrics (training.exclude_untrained_classes)
         "best": result.best,
@@ -384,11 +417,23 @@ def _final_step(
         final = _score_test(cfg, run_dir, cache, model, device, final)
     else:
         RunDir(run_dir).write_final(final)
+        intervals = macro_intervals(y_val, p_val, val_metrics)
         print(
-            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val macro AUROC {val_metrics['macro_auroc']:.4f}  "
-            f"AUPRC {val_metrics['macro_auprc']:.4f}; the test fold is scored only if it is chosen -> {run_dir}"
+            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val {macro_text(val_metrics, intervals)}; "
+            f"the test fold is scored only if it is chosen -> {run_dir}"
         )
+        print_score_notes(val_metrics, intervals, "validation")
     return final
+
+
+def print_score_notes(metrics: dict, intervals: dict, split: str) -> None:
+    """The lines under a printed macro figure: what its intervals are, and which averaged classes are rare."""
+    note = interval_note(intervals)
+    if note:
+        print(f"  {note}")
+    warning = rare_class_warning(metrics, split, fix=min_positives_fix())
+    if warning:
+        print(f"  {warning}")
 
 
 def _score_test(
@@ -404,11 +449,12 @@ def _score_test(
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}
     RunDir(run_dir).write_final(final)
     best = final["best"]
+    intervals = macro_intervals(y_test, p_test, test_metrics)
     print(
-        f"{cfg.recipe.name} seed {cfg.seed}: test macro AUROC {test_metrics['macro_auroc']:.4f}  "
-        f"AUPRC {test_metrics['macro_auprc']:.4f}  (best: stage {best['stage_name']!r}, "
-        f"epoch {best['epoch'] + 1}) -> {run_dir}"
+        f"{cfg.recipe.name} seed {cfg.seed}: test {macro_text(test_metrics, intervals)}  "
+        f"(best: stage {best['stage_name']!r}, epoch {best['epoch'] + 1}) -> {run_dir}"
     )
+    print_score_notes(test_metrics, intervals, "test")
     return final
 
 
