@@ -4,7 +4,8 @@ Runs, on ``../shared/data/ptbxl-500`` (official split: folds 1-8 train, 9 valida
 run), for the chosen tasks and seeds, with the fair protocol of ``ecgadapt benchmark``:
 
 - every recipe gets the same maximum budget (``--budget-epochs`` in all, shared by its stages, and at least
-  ``training.min_steps`` optimiser steps), early stopping with ``min_delta``;
+  ``training.min_steps`` optimiser steps) and the same early stopping (``--patience``, default 5 epochs, and
+  ``min_delta`` 1e-3, for every stage of every recipe, ``scratch`` included);
 - the bundled ``ecg_vit_tiny`` encoder with ``linear_probe``, the literal ``baseline_ft`` (the preset's
   hyper-parameters, as the paper describes it), and, with the same search on validation fold 9 (``--search``),
   a tuned ``baseline_ft``, ``lp_ft``, ``post_training`` and ``post_training_no_lp``;
@@ -119,11 +120,14 @@ def spec(
     protocol: str = "official",
     only: list[str] = (),
     tune_scratch: bool = False,
+    patience: int | None = 5,
+    min_delta: float = 1e-3,
 ) -> dict:
     """The grid: the bundled encoder (six recipes, four of them tuned), random init, and the task-specific CNN
     (``reference``); and per candidate encoder, its linear probe and tuned post-training beside its random init.
     ``tune_scratch`` adds ``xresnet1d101`` from scratch with the same search (``scratch_tuned``); ``only``
-    (``"LABEL/RECIPE"`` items) keeps just those cells."""
+    (``"LABEL/RECIPE"`` items) keeps just those cells. Every recipe stops early alike (``patience``,
+    ``min_delta``)."""
     bundled = ["linear_probe", "baseline_ft", *TUNED]
     models = (
         [
@@ -178,6 +182,8 @@ def spec(
         "overrides": {"data.rate": 100, "training.num_workers": 0, "training.progress": False},
         "stage_overrides": {},
         "budget_epochs": budget_epochs,
+        "patience": patience,
+        "min_delta": min_delta,
     }
 
 
@@ -445,6 +451,12 @@ def main() -> None:
         "--budget-epochs", type=int, default=40, help="every recipe's total epochs (default 40)"
     )
     parser.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="every recipe's early-stopping patience in epochs, with min_delta 1e-3 (default 5)",
+    )
+    parser.add_argument(
         "--search",
         action="append",
         default=None,
@@ -524,6 +536,7 @@ def main() -> None:
         args.protocol,
         args.only,
         args.tune_scratch,
+        args.patience,
     )
     if not args.tables_only:
         run_benchmark(grid, args.data, args.out, jobs=args.jobs)
@@ -562,6 +575,7 @@ def main() -> None:
     payload = {
         "search": search,
         "budget_epochs": args.budget_epochs,
+        "patience": args.patience,
         "min_test_positives": args.min_test_positives,
         "protocol": args.protocol,
         "drop_test_fold": args.drop_test_fold,

@@ -10,7 +10,7 @@ from ecgadapt.eval.metrics import MetricInputError
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import METRICS, sd, seed_averaged_bootstrap
-from ecgadapt.eval.report.text import METRIC_NAMES, budget_text, ci, fmt, pm
+from ecgadapt.eval.report.text import METRIC_NAMES, budget_text, ci, early_stopping_text, fmt, pm
 from ecgadapt.eval.report.tuning import tuned_text
 from ecgadapt.eval.results import ROTATE
 
@@ -48,10 +48,11 @@ def build(ctx: ReportContext) -> Section:
                     fmt(float(np.nanmean(fold_mean))) if np.isfinite(fold_mean).any() else "–"
                 )
         row["Steps: max / used (mean)"] = budget_text(part)
+        row["Early stopping: patience"] = early_stopping_text(part)
         row["Chosen on fold 9 (seeds)"] = tuned_text(part)
         rows.append(row)
     df = pd.DataFrame(rows)
-    for col in ("Chosen on fold 9 (seeds)", "Steps: max / used (mean)"):
+    for col in ("Chosen on fold 9 (seeds)", "Steps: max / used (mean)", "Early stopping: patience"):
         if col in df and not (df[col] != "–").any():
             df = df.drop(columns=[col])
     df = df.assign(setting=df["Model"], task=df["Task"], recipe=df["Recipe"])
@@ -60,8 +61,9 @@ def build(ctx: ReportContext) -> Section:
         f"Test-set results at training fraction {ctx.main_fraction:g}: mean ± std over seeds, "
         "95% record-bootstrap CI of the seed-averaged metric, and 95% seed t-interval. Steps: the recipe's "
         "maximum optimiser steps (every recipe of a comparison gets the same) and the mean it used before early "
-        "stopping. Chosen on fold 9: a tuned recipe's values picked by validation macro AUROC, with how many seeds "
-        "picked them."
+        "stopping. Early stopping: each stage's patience in epochs without a validation gain above min Δ "
+        "(a spec shares one setting between its recipes unless a recipe sets its own). Chosen on fold 9: a tuned "
+        "recipe's values picked by validation macro AUROC, with how many seeds picked them."
     )
     if ROTATE in set(ctx.main["protocol"]):
         text += (

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
-from ecgadapt.eval.report.text import MIN_SEEDS_FOR_P
+from ecgadapt.eval.report.text import MIN_SEEDS_FOR_P, early_stopping_text
 from ecgadapt.eval.results import ROTATE
 
 OFFICIAL_NOTE = (
@@ -73,6 +73,13 @@ def build(ctx: ReportContext) -> Section:
             f"records in their test fold (up to {int(tainted['pretraining_overlap_test'].max())}) or validation "
             f"fold (up to {int(tainted['pretraining_overlap_val'].max())}): their scores are optimistic "
             "(`pretraining_overlap` in each run's final.json; the checkpoint's model card says how to leave them out)."
+        )
+    patience = {recipe: early_stopping_text(part) for recipe, part in t.groupby("recipe", sort=False)}
+    if len(set(patience.values()) - {"–"}) > 1:
+        lines.append(
+            "Note: the recipes stop early with different patience ("
+            + "; ".join(f"{r}: {p}" for r, p in patience.items())
+            + "): early stopping is part of the budget, so their comparison is not like for like."
         )
     counts = t.groupby(["setting", "task", "recipe", "fraction"]).size()
     if counts.nunique() > 1:
