@@ -200,13 +200,8 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
     ]
     out["budget"] = _pooled_budget([f.get("budget") or {} for f in finals])
     overlaps = [f["pretraining_overlap"] for f in finals if f.get("pretraining_overlap")]
-    if (
-        overlaps
-    ):  # each record is tested (and validated) in one fold: sum those; train: the most any model saw
-        out["pretraining_overlap"] = {
-            "train": max(int(o.get("train") or 0) for o in overlaps),
-            **{split: sum(int(o.get(split) or 0) for o in overlaps) for split in ("val", "test")},
-        }
+    if overlaps:
+        out["pretraining_overlap"] = pooled_overlap(overlaps)
     tunings = [f["tuning"] for f in finals if f.get("tuning")]
     if tunings:
         out["tuning"] = {
@@ -232,6 +227,33 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
         },
     }
     out["notes"] = sorted({n for f in finals for n in f.get("notes") or []})
+    return out
+
+
+def _pooled_counts(counts: list[dict | None]) -> dict[str, int | None] | None:
+    """Per-split counts of the folds in one: each record is tested (and validated) in one fold, so those add
+    up; train: the most any fold's model saw. None when no fold could count."""
+    known = [c for c in counts if c is not None and c.get("test") is not None]
+    if not known:
+        return None
+    return {
+        "train": max(int(c.get("train") or 0) for c in known),
+        **{split: sum(int(c.get(split) or 0) for c in known) for split in ("val", "test")},
+    }
+
+
+def pooled_overlap(overlaps: list[dict]) -> dict[str, Any]:
+    """The folds' ``pretraining_overlap`` in one: seen records and records of seen patients, per split (see
+    :func:`_pooled_counts`), and everything the folds could not check."""
+    records = _pooled_counts(overlaps) or {"train": None, "val": None, "test": None}
+    out: dict[str, Any] = dict(records)
+    if any("same_patient" in o for o in overlaps):
+        out["same_patient"] = _pooled_counts([o.get("same_patient") for o in overlaps])
+    for key in ("identity", "n_seen_pretraining"):
+        if any(key in o for o in overlaps):
+            out[key] = next((o[key] for o in overlaps if o.get(key) is not None), None)
+    if any("unknown" in o for o in overlaps):
+        out["unknown"] = sorted({text for o in overlaps for text in o.get("unknown") or []})
     return out
 
 
@@ -458,6 +480,9 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
         "fold_mean_test_macro_auprc": (final.get("fold_mean") or {}).get("test_macro_auprc"),
         "pretraining_overlap_val": overlap.get("val"),
         "pretraining_overlap_test": overlap.get("test"),
+        "pretraining_same_patient_val": (overlap.get("same_patient") or {}).get("val"),
+        "pretraining_same_patient_test": (overlap.get("same_patient") or {}).get("test"),
+        "pretraining_overlap_unknown": "; ".join(overlap.get("unknown") or []),
         "config_sha256": final.get("config_sha256"),
         "run_dir": str(run_dir),
     }

@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ import torch
 from ecgadapt.data import synthetic
 from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.data.identity import BY_DATABASE, pretraining_overlap_counts, record_identities
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.checkpoints import load_checkpoint
 from ecgadapt.engine.environment import write_env
@@ -44,7 +46,7 @@ from ecgadapt.runs.hashing import RESULT_FREE_FIELDS, check_resume_config, flat_
 from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir, read_json
 from ecgadapt.train.config import DataConfig, FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, load_run_config, load_run_model, score_split
-from ecgadapt.weights import bundled_path, recorded_ptbxl_ids, seen_ptbxl_ids
+from ecgadapt.weights import bundled_path, recorded_ptbxl_ids, seen_ptbxl_ids, seen_ptbxl_patients
 
 # Fields that may differ between a run and its resumption (they do not change the result on a given device).
 _RESUME_FREE = RESULT_FREE_FIELDS - {"data.cache_dir"}
@@ -193,13 +195,7 @@ def _run_finetune(
     )
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     overlap = pretraining_overlap(cache, d, inputs["weights_sha256"], inputs["weights"])
-    if overlap and (overlap["val"] or overlap["test"]):
-        cfg.notes.append(
-            f"the initial weights were pretrained on the (unlabelled) signals of {overlap['test']} test and "
-            f"{overlap['val']} validation records of this dataset, so their scores are optimistic; the ecg_ids are "
-            "in ecgadapt/weights/*.seen_ptbxl_ids.txt or the checkpoint's seen_ptbxl_ids metadata, and the "
-            "checkpoint's model card says how to leave them out"
-        )
+    cfg.notes.extend(overlap_notes(overlap))
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
     if cfg.training.head_bias_init == "prior" and pos_weight is None:
         set_head_bias_to_prior(model, train_set.labels)
@@ -249,23 +245,48 @@ def _run_finetune(
 
 def pretraining_overlap(
     cache: ECGCache, data: DataConfig, weights_sha256: str | None, weights_path: str | Path | None = None
-) -> dict[str, int] | None:
+) -> dict[str, Any] | None:
     """Records per split (train folds, validation fold, test fold) whose signals the initial weights were
-    pretrained on: PTB-XL ecg_ids listed beside a bundled checkpoint, else in the weights file's metadata
-    (``ecgadapt pretrain`` writes them); None when the weights saw no PTB-XL record."""
+    pretrained on, and the records of patients they saw (:func:`~ecgadapt.data.identity.pretraining_overlap_counts`),
+    on any source whose records carry a PTB-XL identity. The seen ecg_ids are listed beside a bundled
+    checkpoint, else in the weights file's metadata (``ecgadapt pretrain`` writes them); their patients come from
+    the list beside a bundled checkpoint and from this dataset's own PTB-XL database. None when the weights saw
+    no PTB-XL record."""
     seen = seen_ptbxl_ids(weights_sha256) or recorded_ptbxl_ids(weights_path)
-    if not seen or data.source != "ptbxl" or (Path(data.root) / synthetic.MARKER_NAME).is_file():
-        return (
-            None  # other weights, another source, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)
+    if not seen or (data.source == "ptbxl" and (Path(data.root) / synthetic.MARKER_NAME).is_file()):
+        return None  # other weights, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)
+    identity = record_identities(cache)
+    patients = dict(seen_ptbxl_patients(weights_sha256))
+    if identity.how == BY_DATABASE:  # this dataset's database lists the patients of the seen records it holds
+        t = identity.table[identity.table["patient_id"].notna()]
+        patients.update(
+            {int(i): int(p) for i, p in zip(t["ptbxl_ecg_id"], t["patient_id"]) if int(i) in seen}
         )
-    folds = cache.index["strat_fold"].to_numpy()
-    is_seen = np.isin(cache.index["ecg_id"].to_numpy(), np.fromiter(seen, dtype=np.int64))
-    test, val = folds == data.test_fold, folds == data.val_fold
-    return {
-        "train": int((is_seen & ~test & ~val).sum()),
-        "val": int((is_seen & val).sum()),
-        "test": int((is_seen & test).sum()),
-    }
+    return pretraining_overlap_counts(identity, seen, patients, data.test_fold, data.val_fold)
+
+
+def overlap_notes(overlap: dict[str, Any] | None) -> list[str]:
+    """The run's notes on a :func:`pretraining_overlap`: seen validation or test records, records of seen
+    patients there, and, plainly, what could not be checked."""
+    if not overlap:
+        return []
+    notes = []
+    if overlap.get("val") or overlap.get("test"):
+        notes.append(
+            f"the initial weights were pretrained on the (unlabelled) signals of {overlap['test']} test and "
+            f"{overlap['val']} validation records of this dataset, so their scores are optimistic; the ecg_ids are "
+            "in ecgadapt/weights/*.seen_ptbxl_ids.txt or the checkpoint's seen_ptbxl_ids metadata, and the "
+            "checkpoint's model card says how to leave them out"
+        )
+    shared = overlap.get("same_patient") or {}
+    if shared.get("val") or shared.get("test"):
+        notes.append(
+            f"{shared['test']} test and {shared['val']} validation records belong to patients whose other records "
+            "the initial weights were pretrained on (records of one patient are alike), so their scores may be "
+            "optimistic"
+        )
+    notes += [f"pretraining overlap: {text}" for text in overlap.get("unknown") or []]
+    return notes
 
 
 def check_start(cfg: FinetuneConfig, cache: ECGCache | None = None) -> None:

@@ -74,6 +74,7 @@ def build(ctx: ReportContext) -> Section:
             f"fold (up to {int(tainted['pretraining_overlap_val'].max())}): their scores are optimistic "
             "(`pretraining_overlap` in each run's final.json; the checkpoint's model card says how to leave them out)."
         )
+    lines += _patient_and_unknown_overlap(t)
     patience = {recipe: early_stopping_text(part) for recipe, part in t.groupby("recipe", sort=False)}
     if len(set(patience.values()) - {"–"}) > 1:
         lines.append(
@@ -88,3 +89,31 @@ def build(ctx: ReportContext) -> Section:
             "rerun `ecgadapt benchmark` to finish the grid."
         )
     return Section("overview", "Overview", [*lines, *blocks])
+
+
+def _patient_and_unknown_overlap(t: pd.DataFrame) -> list[str]:
+    """Warnings for runs whose validation or test records share patients with the pretraining set, and for runs
+    whose pretraining overlap could not be checked (no PTB-XL identity, no patient ids)."""
+    lines = []
+    cols = ["pretraining_same_patient_test", "pretraining_same_patient_val"]
+    if set(cols) <= set(t.columns):
+        shared = t[cols].apply(pd.to_numeric, errors="coerce").fillna(0)
+        shared = shared[(shared > 0).any(axis=1)]
+        if len(shared):
+            lines.append(
+                f"**Warning:** in {len(shared)} run(s), test records (up to "
+                f"{int(shared['pretraining_same_patient_test'].max())}) or validation records (up to "
+                f"{int(shared['pretraining_same_patient_val'].max())}) belong to patients whose other records the "
+                "initial weights were pretrained on: records of one patient are alike, so their scores may be "
+                "optimistic (`pretraining_overlap.same_patient` in each run's final.json)."
+            )
+    if "pretraining_overlap_unknown" in t.columns:
+        unknown = sorted(
+            {u for text in t["pretraining_overlap_unknown"].dropna() for u in str(text).split("; ") if u}
+        )
+        if unknown:
+            lines.append(
+                "Not checked: the initial weights saw PTB-XL records, but for some runs it is unknown whether "
+                "their records (or patients) were among them: " + "; ".join(unknown) + "."
+            )
+    return lines
