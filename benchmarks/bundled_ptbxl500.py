@@ -50,8 +50,6 @@ from ecgadapt.eval.results import (
     collect_results,
     load_metrics,
     load_predictions,
-    pool_predictions,
-    read_cell,
     read_final,
     values_text,
 )
@@ -200,14 +198,10 @@ def keep_only(models: list[dict], only: list[str]) -> list[dict]:
     return [m for m in kept if m["recipes"]]
 
 
-def predictions(run_dir: str, drop_test_fold: int | None = None) -> dict:
-    """A run's test predictions; for a rotate-folds cell, its folds' pooled out-of-fold predictions, without
-    those of the fold ``drop_test_fold`` (one whose records chose the encoder) when given."""
-    cell = read_cell(run_dir)
-    if drop_test_fold is None or cell is None or cell.get("protocol") != ROTATE:
-        return load_predictions(run_dir)
-    folds = [Path(run_dir) / f["run"] for f in cell["folds"] if int(f["test_fold"]) != drop_test_fold]
-    return pool_predictions(folds)
+def predictions(run_dir: str) -> dict:
+    """A run's test predictions; for a rotate-folds cell, its folds' pooled out-of-fold predictions (without
+    the dropped test folds when the table was collected with ``drop_test_folds``: its run_dir names that view)."""
+    return load_predictions(run_dir)
 
 
 def _rows(table: pd.DataFrame, task: str, side: tuple[str, str]) -> pd.DataFrame:
@@ -238,7 +232,6 @@ def compare(
     metric: str,
     n_resamples: int,
     min_test_positives: int = 1,
-    drop_test_fold: int | None = None,
 ) -> dict | None:
     """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records, on the
     classes both score with at least ``min_test_positives`` test positives (recomputed from the predictions)."""
@@ -247,7 +240,7 @@ def compare(
         return None
     common = sorted(set(rows[a].seed) & set(rows[b].seed))
     rows = {side: r[r.seed.isin(common)] for side, r in rows.items()}
-    preds = {side: [predictions(d, drop_test_fold) for d in r.run_dir] for side, r in rows.items()}
+    preds = {side: [predictions(d) for d in r.run_dir] for side, r in rows.items()}
     ref = preds[a][0]
     for p in preds[a] + preds[b]:
         if not np.array_equal(p["ecg_ids"], ref["ecg_ids"]):
@@ -296,7 +289,7 @@ def chosen_counts(run_dirs) -> pd.Series:
 
 
 def per_class_differences(
-    table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str], drop_test_fold: int | None = None
+    table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str]
 ) -> list[dict]:
     """Per class: test positives and the seed-mean AUROC / AUPRC of a and b (paired seeds), to see whether a
     macro difference is broad or one class's."""
@@ -308,7 +301,7 @@ def per_class_differences(
     for side, r in rows.items():
         per_seed = [
             per_class_table(p["y_true"], p["y_score"], list(p["class_names"]))
-            for p in (predictions(d, drop_test_fold) for d in r[r.seed.isin(common)].run_dir)
+            for p in (predictions(d) for d in r[r.seed.isin(common)].run_dir)
         ]
         means[side] = pd.concat(per_seed).groupby("class", sort=False)[["auroc", "auprc", "n_pos"]].mean()
     out = []
@@ -331,15 +324,13 @@ def per_class_differences(
     return out
 
 
-def recipe_table(
-    table: pd.DataFrame, min_test_positives: int = 1, drop_test_fold: int | None = None
-) -> list[dict]:
+def recipe_table(table: pd.DataFrame, min_test_positives: int = 1) -> list[dict]:
     """Per task, model and recipe: seed mean ± std of the test metrics (recomputed from the predictions on the
     classes with at least ``min_test_positives`` test positives), budget, steps used, chosen values."""
     out = []
     for (task, model, recipe), r in table.groupby(["task", "model", "recipe"], sort=True):
         chosen = chosen_counts(r.run_dir)
-        preds = [predictions(d, drop_test_fold) for d in r.run_dir]
+        preds = [predictions(d) for d in r.run_dir]
         keeps = [_kept_classes(p, [d], min_test_positives) for p, d in zip(preds, r.run_dir)]
         auroc = np.array([_metric(p, "macro_auroc", k) for p, k in zip(preds, keeps)])
         auprc = np.array([_metric(p, "macro_auprc", k) for p, k in zip(preds, keeps)])
@@ -387,10 +378,18 @@ def to_markdown(
     learns: list[dict],
     protocol: str = "official",
     per_class: list[dict] = (),
+    dropped: list[int] = (),
 ) -> str:
     """The recipe table, the comparison table and the literal baseline's loss check, as Markdown."""
     chosen = "chosen on fold 9" if protocol == "official" else "chosen on each fold's validation fold (folds)"
-    lines = [
+    lines = []
+    if dropped:
+        lines += [
+            f"Rotate-folds cells without the runs that test on fold(s) {', '.join(map(str, sorted(dropped)))}: "
+            "every column (scores, classes, steps, choices) counts only the other folds.",
+            "",
+        ]
+    lines += [
         f"| task | model | recipe | seeds | classes | test macro AUROC | test macro AUPRC | max steps | steps used | {chosen} |",
         "|---|---|---|---:|---:|---|---|---:|---:|---|",
     ]
@@ -431,7 +430,7 @@ def to_markdown(
     lines += ["", f"Literal baseline_ft ends below the prevalence loss in {n_learn} of {len(learns)} runs:"]
     lines += [
         f"- {r['task']} seed {r['seed']}: final train loss {r['final_train_loss']:.4f}, prevalence loss "
-        f"{r['prevalence_loss']:.4f}"
+        + (f"{r['prevalence_loss']:.4f}" if r["prevalence_loss"] is not None else "– (not recorded)")
         for r in learns
     ]
     return "\n".join(lines)
@@ -506,10 +505,11 @@ def main() -> None:
     parser.add_argument(
         "--drop-test-fold",
         type=int,
-        default=None,
+        action="append",
+        default=[],
         metavar="K",
-        help="rotate-folds: leave fold K's test predictions out of the tables (a fold that chose "
-        "the encoder; 9 for the bundled ones)",
+        help="rotate-folds: leave out the run that tests on fold K (repeatable; a fold that chose the "
+        "encoder: 9 for the bundled ones) from every table, the class exclusions, budgets and choices",
     )
     parser.add_argument(
         "--tables-only", action="store_true", help="write the tables from the runs there; train nothing"
@@ -540,22 +540,20 @@ def main() -> None:
     )
     if not args.tables_only:
         run_benchmark(grid, args.data, args.out, jobs=args.jobs)
-    table = pd.concat([collect_results(d) for d in [args.out, *args.also]], ignore_index=True)
+    table = pd.concat(
+        [collect_results(d, drop_test_folds=args.drop_test_fold) for d in [args.out, *args.also]],
+        ignore_index=True,
+    )
     pairs = COMPARISONS + tuple(p for c in candidates for p in candidate_comparisons(c["label"]))
     results = [
         c
         for task in args.tasks
         for a, b in pairs
         for metric in ("macro_auroc", "macro_auprc")
-        if (
-            c := compare(
-                table, task, a, b, metric, args.n_resamples, args.min_test_positives, args.drop_test_fold
-            )
-        )
-        is not None
+        if (c := compare(table, task, a, b, metric, args.n_resamples, args.min_test_positives)) is not None
     ]
     recipes, learns = (
-        recipe_table(table, args.min_test_positives, args.drop_test_fold),
+        recipe_table(table, args.min_test_positives),
         baseline_learns(table),
     )
     decisive = [
@@ -565,9 +563,9 @@ def main() -> None:
         r
         for task in args.tasks
         for a in decisive
-        for r in per_class_differences(table, task, a, ("xresnet1d101", "scratch"), args.drop_test_fold)
+        for r in per_class_differences(table, task, a, ("xresnet1d101", "scratch"))
     ]
-    text = to_markdown(recipes, results, learns, args.protocol, per_class)
+    text = to_markdown(recipes, results, learns, args.protocol, per_class, args.drop_test_fold)
     print(text)
     out = Path(args.out)
     suffix = f"-min{args.min_test_positives}pos" if args.min_test_positives > 1 else ""

@@ -554,11 +554,26 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="report folder (default RESULTS_DIR/report)")
     p.add_argument("--n-bootstrap", type=int, default=1000, help="record-bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--drop-test-fold",
+        type=int,
+        action="append",
+        default=[],
+        metavar="K",
+        help="score rotate-folds cells without the run that tests on fold K (repeatable), in every table; "
+        "the table used is written to the report folder's results.csv",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.eval.report import build_report
 
-        rep = build_report(args.results_dir, args.out, n_resamples=args.n_bootstrap, seed=args.seed)
+        rep = build_report(
+            args.results_dir,
+            args.out,
+            n_resamples=args.n_bootstrap,
+            seed=args.seed,
+            drop_test_folds=args.drop_test_fold,
+        )
         print(f"report: {rep.html} and {rep.markdown} ({len(rep.figures)} figures)")
         for title, why in rep.absent.items():
             print(f"  section '{title}' not shown: {why}")

@@ -36,6 +36,7 @@ __all__ = [
     "collect_per_class",
     "collect_results",
     "find_runs",
+    "without_test_folds",
     "flatten",
     "load_metrics",
     "load_predictions",
@@ -294,16 +295,75 @@ def pooled_is_current(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> 
     return recorded == fold_fingerprints(fold_dirs)
 
 
-def write_pooled_cell(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> dict:
-    """Write the pooled ``predictions_{val,test}.npz`` and ``final.json`` of a rotate-folds cell; return final."""
+def write_pooled_cell(
+    cell_dir: str | Path, fold_dirs: Sequence[str | Path], extra: dict | None = None
+) -> dict:
+    """Write the pooled ``predictions_{val,test}.npz`` and ``final.json`` (with the ``extra`` fields) of a
+    rotate-folds cell; return final."""
     cell = RunDir(cell_dir)
-    final = pooled_out_of_fold(fold_dirs)
+    final = {**pooled_out_of_fold(fold_dirs), **(extra or {})}
     final["fold_fingerprints"] = fold_fingerprints(fold_dirs)
     for split in SPLITS:
         pred = pool_predictions(fold_dirs, split)
         cell.write_predictions(split, pred["ecg_ids"], pred["class_names"], pred["y_true"], pred["y_score"])
     cell.write_final(final)
     return final
+
+
+# --- dropping test folds ------------------------------------------------------------------------------------
+
+
+def check_drop_test_folds(folds: Iterable[int]) -> tuple[int, ...]:
+    """The sorted distinct folds (1-10) whose test predictions a table leaves out; an error names a bad one."""
+    out = tuple(sorted({int(k) for k in folds}))
+    bad = [k for k in out if not 1 <= k <= 10]
+    if bad:
+        raise DataError(f"--drop-test-fold must name folds 1-10, got {bad}")
+    return out
+
+
+def drop_folder_name(folds: Sequence[int]) -> str:
+    """The view folder of a cell pooled without ``folds``: ``drop-test-fold09``, ``drop-test-folds-09-10``."""
+    names = "-".join(f"{k:02d}" for k in folds)
+    return f"drop-test-fold{names}" if len(folds) == 1 else f"drop-test-folds-{names}"
+
+
+def without_test_folds(run_dir: str | Path, drop_test_folds: Sequence[int]) -> Path:
+    """A rotate-folds cell pooled without the runs that test on ``drop_test_folds``, for every reader at once.
+
+    The view is a folder inside the cell (``drop-test-fold09/``) holding a ``cell.yaml`` that lists only the
+    kept folds (as ``../foldNN``), their pooled ``final.json`` and ``predictions_{val,test}.npz``: the tables,
+    the class exclusions (rebuilt from the kept folds), the budget and tuned-choice columns, the bootstrap and
+    the training curves all read it as they read the cell. It is built once and rebuilt when a kept fold's
+    ``final.json`` changes. A plain run, or no fold to drop, is returned as it is.
+    """
+    run_dir = Path(run_dir)
+    drop = check_drop_test_folds(drop_test_folds)
+    cell = read_cell(run_dir)
+    if not drop or cell is None or cell.get("protocol") != ROTATE:
+        return run_dir
+    folds = [f for f in cell.get("folds") or [] if int(f["test_fold"]) not in drop]
+    if not folds:
+        raise DataError(f"{run_dir}: dropping test folds {list(drop)} leaves none of its folds to score")
+    view = run_dir / drop_folder_name(drop)
+    kept = [run_dir / f["run"] for f in folds]
+    meta = {
+        **cell,
+        "folds": [{**f, "run": f"../{f['run']}"} for f in folds],
+        "dropped_test_folds": list(drop),
+    }
+    try:
+        view.mkdir(exist_ok=True)
+        if read_cell(view) != meta:
+            RunDir(view).write_cell(meta)
+        if not pooled_is_current(view, kept):
+            write_pooled_cell(view, kept, {"dropped_test_folds": list(drop)})
+    except OSError as err:
+        raise DataError(
+            f"cannot write {view}, the pooled score of {run_dir.name} without test folds {list(drop)} ({err}); "
+            "make the results folder writable"
+        ) from err
+    return view
 
 
 # --- the tidy table ----------------------------------------------------------------------------------------
@@ -473,6 +533,7 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
         "n_val": n.get("val"),
         "n_test": n.get("test"),
         "n_folds": len(final.get("folds") or []) or 1,
+        "dropped_test_folds": ",".join(str(k) for k in final.get("dropped_test_folds") or []),
         **_budget_columns(final),
         **_tuning_columns(final),
         "test_excluded_classes": "; ".join(test.get("excluded_classes") or []),
@@ -490,13 +551,19 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
     return row
 
 
-def collect_results(source: str | Path | Iterable[str | Path], ece_bins: int = 15) -> pd.DataFrame:
+def collect_results(
+    source: str | Path | Iterable[str | Path], ece_bins: int = 15, drop_test_folds: Sequence[int] = ()
+) -> pd.DataFrame:
     """One row per finished run (or pooled rotate-folds cell): key columns, metrics, then every config field.
 
     ``source``: a results folder (its ``runs/*`` are read), one run directory, or a list of run directories.
-    Unfinished runs (no ``final.json``) in a results folder are skipped.
+    Unfinished runs (no ``final.json``) in a results folder are skipped. ``drop_test_folds``: rotate-folds cells
+    are scored without the runs that test on these folds (:func:`without_test_folds`; ``run_dir`` then names
+    that view, and ``dropped_test_folds`` says which folds it leaves out); other runs are read as they are.
     """
-    rows = [_row(d, ece_bins) for d in find_runs(source)]
+    drop = check_drop_test_folds(drop_test_folds)
+    dirs = [without_test_folds(d, drop) for d in find_runs(source)] if drop else find_runs(source)
+    rows = [_row(d, ece_bins) for d in dirs]
     if not rows:
         return pd.DataFrame(columns=[*KEY_COLUMNS, *METRIC_COLUMNS, "run_dir"])
     table = pd.DataFrame(rows)

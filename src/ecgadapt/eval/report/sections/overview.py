@@ -38,6 +38,13 @@ def build(ctx: ReportContext) -> Section:
             "are scored on the pooled out-of-fold test predictions, so every record is scored exactly once; "
             "those numbers are NOT comparable with published ones."
         )
+    dropped = sorted({str(v) for v in t.get("dropped_test_folds", pd.Series(dtype=object)).dropna() if v})
+    if dropped:
+        lines.append(
+            f"**Test folds left out:** the rotate-folds cells are scored without the runs that test on fold(s) "
+            f"{' / '.join(dropped)} (`--drop-test-fold`): every table, the class exclusions, the budget and the "
+            "tuned choices count only the other folds."
+        )
     lines.append(
         "Statistics: mean ± std over seeds; **CI (records)** = 95% percentile bootstrap over test records of the "
         f"seed-averaged metric ({ctx.n_resamples} resamples, classes kept scorable); **CI (seeds, t)** = 95% "
