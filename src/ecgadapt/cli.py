@@ -431,8 +431,21 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
         "run_dirs", nargs="+", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'"
     )
     p.add_argument(
-        "--data", default=None, help="the run's dataset folder, if it moved (default: the run's data.root)"
+        "--data",
+        default=None,
+        help="the run's dataset folder, if it moved (default: the run's data.root); with --source, an external set",
     )
+    p.add_argument(
+        "--source",
+        choices=("cinc", "folder"),
+        default=None,
+        help="score the external set --data (this layout) instead of the run's test fold "
+        "(default: the run's own source and test fold)",
+    )
+    p.add_argument(
+        "--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of a folder source"
+    )
+    p.add_argument("--name", default=None, help="name of the external set (default: --data's folder name)")
     p.add_argument(
         "--corruption",
         dest="corruptions",
@@ -461,6 +474,9 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
             table = run_robustness(
                 run_dir,
                 args.data,
+                source=args.source,
+                labels=args.labels,
+                name=args.name,
                 corruptions=args.corruptions,
                 severities=args.severities,
                 seed=args.seed,

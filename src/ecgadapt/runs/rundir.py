@@ -4,7 +4,8 @@ A run directory (:class:`RunDir`) holds ``config.yaml`` (resolved config), ``inp
 initial weights), ``env.json``, ``metrics.csv``, ``checkpoints/{last,best}.pt`` and
 ``checkpoints/best_stage{i}.pt``, ``predictions_{val,test}.npz``, ``calibration.json`` and ``final.json``; a
 tuned run also ``tune.json`` and ``candidates/<id>/`` (each an ordinary run directory); a scored run
-``external_<name>.json`` with ``predictions_external_<name>.npz`` and ``robustness.{csv,png}``; a rotate-folds
+``external_<name>.json`` with ``predictions_external_<name>.npz`` and ``robustness.{csv,png}`` (on an
+external set ``robustness_external_<name>.{csv,png}``); a rotate-folds
 cell ``cell.yaml`` beside its folds. A results folder (:class:`ResultsDir`) holds ``spec.yaml``,
 ``results.{csv,parquet}``, ``report/`` and the runs in ``runs/``. Every file is written atomically
 (temporary file, then rename), so a killed run never leaves a half-written file.
@@ -157,6 +158,10 @@ class RunDir:
     @property
     def robustness_png(self) -> Path:
         return self.path / self.ROBUSTNESS_PNG
+
+    def external_robustness(self, name: str, suffix: str = "csv") -> Path:
+        """The robustness table (``csv``) or figure (``png``) on external set ``name``."""
+        return self.path / f"robustness_external_{name}.{suffix}"
 
     @property
     def lock(self) -> Path:
