@@ -209,6 +209,7 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
             "chosen_values_by_fold": [t.get("chosen_values") or {} for t in tunings],
             "candidates": [c for t in tunings for c in t.get("candidates") or []],
             "search_steps": sum(int(t.get("search_steps") or 0) for t in tunings),
+            "ties_by_fold": [t.get("tie") for t in tunings],  # None where one candidate was best
         }
     n = {s: sum(int((f.get("n_records") or {}).get(s, 0)) for f in finals) for s in ("val", "test")}
     train = [int((f.get("n_records") or {}).get("train", 0)) for f in finals]
