@@ -51,6 +51,7 @@ from ecgadapt.eval.results import (
     load_metrics,
     load_predictions,
     read_final,
+    run_patient_ids,
     values_text,
 )
 from ecgadapt.paths import shared_dir
@@ -232,9 +233,11 @@ def compare(
     metric: str,
     n_resamples: int,
     min_test_positives: int = 1,
+    bootstrap_groups: str = "records",
 ) -> dict | None:
-    """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records, on the
-    classes both score with at least ``min_test_positives`` test positives (recomputed from the predictions)."""
+    """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records (or, with
+    ``bootstrap_groups="patient"``, over patients), on the classes both score with at least
+    ``min_test_positives`` test positives (recomputed from the predictions)."""
     rows = {side: _rows(table, task, side) for side in (a, b)}
     if any(r.empty for r in rows.values()):
         return None
@@ -251,6 +254,10 @@ def compare(
         for side in rows
     }
     seeds = paired_seed_difference(by_seed[a], by_seed[b])
+    groups = None
+    if bootstrap_groups == "patient":
+        patients = run_patient_ids(rows[a].run_dir.iloc[0], "test", ref)
+        groups = np.where(patients < 0, patients.max() + 1 + np.arange(len(patients)), patients)
     boot = pooled_paired_bootstrap(
         ref["y_true"][:, keep],
         [p["y_score"][:, keep] for p in preds[a]],
@@ -258,6 +265,7 @@ def compare(
         metric=metric,
         n_resamples=n_resamples,
         seed=0,
+        groups=groups,
     )
     return {
         "task": task,
@@ -276,6 +284,7 @@ def compare(
         "boot_low": boot["low"],
         "boot_high": boot["high"],
         "boot_p": boot["p_value"],
+        "bootstrap_groups": boot["grouping"],
     }
 
 
@@ -379,6 +388,7 @@ def to_markdown(
     protocol: str = "official",
     per_class: list[dict] = (),
     dropped: list[int] = (),
+    bootstrap_groups: str = "records",
 ) -> str:
     """The recipe table, the comparison table and the literal baseline's loss check, as Markdown."""
     chosen = "chosen on fold 9" if protocol == "official" else "chosen on each fold's validation fold (folds)"
@@ -401,7 +411,8 @@ def to_markdown(
         )
     lines += [
         "",
-        "| task | metric | classes | a | b | a mean | b mean | a − b (seeds, 95% t-CI, p) | a − b (record bootstrap, 95% CI, p) |",
+        "| task | metric | classes | a | b | a mean | b mean | a − b (seeds, 95% t-CI, p) | "
+        f"a − b ({'patient' if bootstrap_groups == 'patient' else 'record'} bootstrap, 95% CI, p) |",
         "|---|---|---:|---|---|---:|---:|---|---|",
     ]
     for r in results:
@@ -512,6 +523,12 @@ def main() -> None:
         "encoder: 9 for the bundled ones) from every table, the class exclusions, budgets and choices",
     )
     parser.add_argument(
+        "--bootstrap-groups",
+        choices=("records", "patient"),
+        default="records",
+        help="what the paired bootstrap resamples: test records (default), or patients with all their records",
+    )
+    parser.add_argument(
         "--tables-only", action="store_true", help="write the tables from the runs there; train nothing"
     )
     parser.add_argument(
@@ -550,7 +567,12 @@ def main() -> None:
         for task in args.tasks
         for a, b in pairs
         for metric in ("macro_auroc", "macro_auprc")
-        if (c := compare(table, task, a, b, metric, args.n_resamples, args.min_test_positives)) is not None
+        if (
+            c := compare(
+                table, task, a, b, metric, args.n_resamples, args.min_test_positives, args.bootstrap_groups
+            )
+        )
+        is not None
     ]
     recipes, learns = (
         recipe_table(table, args.min_test_positives),
@@ -565,10 +587,13 @@ def main() -> None:
         for a in decisive
         for r in per_class_differences(table, task, a, ("xresnet1d101", "scratch"))
     ]
-    text = to_markdown(recipes, results, learns, args.protocol, per_class, args.drop_test_fold)
+    text = to_markdown(
+        recipes, results, learns, args.protocol, per_class, args.drop_test_fold, args.bootstrap_groups
+    )
     print(text)
     out = Path(args.out)
     suffix = f"-min{args.min_test_positives}pos" if args.min_test_positives > 1 else ""
+    suffix += "-patients" if args.bootstrap_groups == "patient" else ""
     (out / f"comparisons{suffix}.md").write_text(text + "\n")
     payload = {
         "search": search,
@@ -577,6 +602,7 @@ def main() -> None:
         "min_test_positives": args.min_test_positives,
         "protocol": args.protocol,
         "drop_test_fold": args.drop_test_fold,
+        "bootstrap_groups": args.bootstrap_groups,
         "candidates": candidates,
         "also": args.also,
         "recipes": recipes,

@@ -579,6 +579,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="score rotate-folds cells without the run that tests on fold K (repeatable), in every table; "
         "the table used is written to the report folder's results.csv",
     )
+    p.add_argument(
+        "--bootstrap-groups",
+        choices=("records", "patient"),
+        default="records",
+        help="what the bootstraps resample: test records (default), or patients with all their records",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.eval.report import build_report
@@ -589,6 +595,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
             n_resamples=args.n_bootstrap,
             seed=args.seed,
             drop_test_folds=args.drop_test_fold,
+            bootstrap_groups=args.bootstrap_groups,
         )
         print(f"report: {rep.html} and {rep.markdown} ({len(rep.figures)} figures)")
         for title, why in rep.absent.items():

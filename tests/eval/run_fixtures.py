@@ -233,10 +233,12 @@ def fabricate_rotate_results(
     seeds=(0, 1),
     n_per_fold: int = 12,
     fold_final: dict | None = None,
+    patients: bool = False,
 ) -> Path:
     """A results folder of finished rotate-folds cells ``runs/<cell>/foldNN`` (fold k tests records of fold k,
     validates fold k % 10 + 1), each pooled as the grid pools it; ``cells``: (model label, recipe) pairs.
-    ``fold_final(k, final) -> final`` edits each fold's ``final.json`` before pooling."""
+    ``fold_final(k, final) -> final`` edits each fold's ``final.json`` before pooling; ``patients`` saves
+    ``patient_ids`` beside the predictions (two consecutive ecg_ids per patient)."""
     from ecgadapt.eval.results import write_pooled_cell
 
     for t_i, task in enumerate(tasks):
@@ -260,6 +262,8 @@ def fabricate_rotate_results(
                         ids_val=ids_all[sl_v],
                         quality=QUALITY.get(recipe, 1.0),
                     )
+                    if patients:
+                        add_patient_ids(d)
                     if fold_final is not None:
                         path = d / "final.json"
                         path.write_text(json.dumps(fold_final(k, json.loads(path.read_text()))))
@@ -279,3 +283,13 @@ def fabricate_rotate_results(
                 (cell / "cell.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
                 write_pooled_cell(cell, dirs)
     return root
+
+
+def add_patient_ids(run_dir: Path, per_patient: int = 2) -> None:
+    """Save ``patient_ids`` beside a run's predictions: ``per_patient`` consecutive ecg_ids share a patient."""
+    for split in ("val", "test"):
+        path = Path(run_dir) / f"predictions_{split}.npz"
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["patient_ids"] = (arrays["ecg_ids"].astype(np.int64) - 1) // per_patient
+        np.savez(path, **arrays)

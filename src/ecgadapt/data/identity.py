@@ -192,3 +192,48 @@ def pretraining_overlap_counts(
             unknown.append(f"{missing} validation or test record(s) carry no patient_id: not counted")
     out["unknown"] = unknown
     return out
+
+
+# --- patients, for a bootstrap that resamples them -------------------------------------------------------------
+
+UNKNOWN_PATIENT = -1
+"""The ``patient_ids`` value of a record whose patient is unknown (predictions files store integers)."""
+
+
+def _patients_by_record(table: pd.DataFrame, source: str, labels_csv: str | Path | None) -> pd.Series:
+    """Each record's patient within its dataset, by cache ecg_id (NA when unknown): PTB-XL's database
+    ``patient_id``; a folder's labels CSV ``patient_id`` column; none for CinC."""
+    index = table.drop_duplicates("ecg_id")
+    ids = index["ecg_id"].to_numpy(np.int64)
+    if source == "ptbxl":
+        return pd.Series(pd.array(index["patient_id"], dtype="Int64"), index=ids)
+    if source == "folder" and labels_csv:
+        given = _labels_csv_identities(Path(labels_csv), index["filename"].astype(str).reset_index(drop=True))
+        if given is not None:
+            return pd.Series(pd.array(given["patient_id"].to_numpy(), dtype="Int64"), index=ids)
+    return pd.Series(pd.array([pd.NA] * len(ids), dtype="Int64"), index=ids)
+
+
+def _lookup(patients: pd.Series, ecg_ids: np.ndarray) -> np.ndarray:
+    out = patients.reindex(np.asarray(ecg_ids, dtype=np.int64))
+    return out.fillna(UNKNOWN_PATIENT).to_numpy(np.int64)
+
+
+def cache_patient_ids(cache: Any, ecg_ids: np.ndarray) -> np.ndarray:
+    """The patient of each of ``ecg_ids`` in an opened cache (:data:`UNKNOWN_PATIENT` where unknown)."""
+    source = cache.manifest.get("source", "ptbxl")
+    labels_csv = (cache.manifest.get("summary") or {}).get("labels_csv")
+    return _lookup(_patients_by_record(cache.index, source, labels_csv), ecg_ids)
+
+
+def source_patient_ids(
+    source: str, root: str | Path, labels: str | Path | None, ecg_ids: np.ndarray, seed: int = 0
+) -> np.ndarray:
+    """The patient of each of ``ecg_ids`` read from a dataset's own table (no cache needed): for predictions
+    saved before they carried ``patient_ids``."""
+    from ecgadapt.data.sources import scan_source
+
+    scanned = scan_source(source, root, labels, seed)
+    table = scanned.index(100)  # the same table at every rate (PTB-XL's filename column differs, not its ids)
+    labels_csv = getattr(scanned, "labels_csv", None)
+    return _lookup(_patients_by_record(table, source, labels_csv), ecg_ids)

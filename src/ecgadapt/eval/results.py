@@ -7,7 +7,8 @@ plus ``cell.yaml`` and the pooled ``final.json`` / ``predictions_{val,test}.npz`
 holds it. :func:`collect_results` gives one row per run or cell, with every config field flattened
 (``data.task``, ``recipe.stages.1.drop_path_rate`` ...) and every metric.
 
-This module reads files only (numpy, pandas, yaml): it never imports torch.
+This module reads files only (numpy, pandas, yaml; a dataset's own table for patients): it never imports
+torch.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ecgadapt.errors import DataError
+from ecgadapt.data.identity import source_patient_ids
+from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import MetricInputError, score
 from ecgadapt.runs.rundir import SPLITS, ResultsDir, RunDir, load_predictions, read_cell, read_final
@@ -41,6 +43,7 @@ __all__ = [
     "load_metrics",
     "load_predictions",
     "pool_predictions",
+    "run_patient_ids",
     "pooled_out_of_fold",
     "read_final",
     "write_pooled_cell",
@@ -148,13 +151,44 @@ def pool_predictions(run_dirs: Sequence[str | Path], split: str = "test") -> dic
             f"records {dup} appear in the {split} predictions of more than one run: pooled out-of-fold scoring "
             "needs disjoint test folds (one run per fold)"
         )
-    return {
+    pooled = {
         "ecg_ids": ids,
         "class_names": np.asarray(classes, dtype=str),
         "y_true": np.concatenate([p["y_true"] for p in parts]),
         "y_score": np.concatenate([p["y_score"] for p in parts]),
         "run_index": np.concatenate([np.full(len(p["ecg_ids"]), i) for i, p in enumerate(parts)]),
     }
+    if all("patient_ids" in p for p in parts):
+        pooled["patient_ids"] = np.concatenate([p["patient_ids"] for p in parts])
+    return pooled
+
+
+BOOTSTRAP_GROUPS = ("records", "patient")
+"""What a record bootstrap resamples: records, or patients (all records of a drawn patient)."""
+
+
+def check_bootstrap_groups(groups: str) -> str:
+    """``groups`` when it is one of :data:`BOOTSTRAP_GROUPS`; a ConfigError otherwise."""
+    if groups not in BOOTSTRAP_GROUPS:
+        raise ConfigError(f"--bootstrap-groups must be one of {', '.join(BOOTSTRAP_GROUPS)}, got {groups!r}")
+    return groups
+
+
+def run_patient_ids(run_dir: str | Path, split: str = "test", pred: dict | None = None) -> np.ndarray:
+    """The patient of each record of a run's (or pooled cell's) ``split`` predictions, in their order, -1 where
+    unknown: the ``patient_ids`` saved beside them, else (runs saved before they were) looked up in the
+    dataset's own table (PTB-XL's database, a folder's labels CSV) through the run's config."""
+    pred = load_predictions(run_dir, split) if pred is None else pred
+    if "patient_ids" in pred:
+        return np.asarray(pred["patient_ids"], dtype=np.int64)
+    data = read_config(run_dir).get("data") or {}
+    root = data.get("root")
+    if root is None or not Path(root).exists():
+        raise DataError(
+            f"{run_dir}: its predictions carry no patient_ids and its dataset ({root}) is not there to look them "
+            "up; restore the data folder, or bootstrap records (--bootstrap-groups records)"
+        )
+    return source_patient_ids(data.get("source") or "ptbxl", root, data.get("labels"), pred["ecg_ids"])
 
 
 def _score(
@@ -306,7 +340,14 @@ def write_pooled_cell(
     final["fold_fingerprints"] = fold_fingerprints(fold_dirs)
     for split in SPLITS:
         pred = pool_predictions(fold_dirs, split)
-        cell.write_predictions(split, pred["ecg_ids"], pred["class_names"], pred["y_true"], pred["y_score"])
+        cell.write_predictions(
+            split,
+            pred["ecg_ids"],
+            pred["class_names"],
+            pred["y_true"],
+            pred["y_score"],
+            pred.get("patient_ids"),
+        )
     cell.write_final(final)
     return final
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ecgadapt.data.cache import ECGCache, load_source
 from ecgadapt.data.dataset import ECGDataset, record_starts
+from ecgadapt.data.identity import cache_patient_ids
 from ecgadapt.data.sources import unmatched_labels
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
@@ -141,7 +142,8 @@ def evaluate_external(
         },
     }
     files = RunDir(run_dir)
-    files.write_predictions(f"external_{name}", dataset.record_ids, shared, y_true, y_prob)
+    patients = cache_patient_ids(cache, dataset.record_ids)
+    files.write_predictions(f"external_{name}", dataset.record_ids, shared, y_true, y_prob, patients)
     files.write_external(name, result)
     return result
 

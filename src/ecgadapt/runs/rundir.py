@@ -223,9 +223,11 @@ class RunDir:
         class_names: Sequence[str],
         y_true: np.ndarray,
         y_score: np.ndarray,
+        patient_ids: Sequence | None = None,
     ) -> None:
-        """Write ``predictions_{split}.npz`` (``split`` may be ``external_<name>``)."""
-        save_predictions(self.predictions(split), ecg_ids, class_names, y_true, y_score)
+        """Write ``predictions_{split}.npz`` (``split`` may be ``external_<name>``), with each record's
+        ``patient_ids`` when given."""
+        save_predictions(self.predictions(split), ecg_ids, class_names, y_true, y_score, patient_ids)
 
     def read_calibration(self) -> dict | None:
         """``calibration.json`` as written (None when the run has none); checked by ``eval.temperature``."""

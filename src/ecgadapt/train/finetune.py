@@ -21,7 +21,12 @@ import torch
 from ecgadapt.data import synthetic
 from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
-from ecgadapt.data.identity import BY_DATABASE, pretraining_overlap_counts, record_identities
+from ecgadapt.data.identity import (
+    BY_DATABASE,
+    cache_patient_ids,
+    pretraining_overlap_counts,
+    record_identities,
+)
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.checkpoints import load_checkpoint
 from ecgadapt.engine.environment import write_env
@@ -358,7 +363,14 @@ def _final_step(
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
     val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
-    RunDir(run_dir).write_predictions("val", val_set.record_ids, val_set.class_names, y_val, p_val)
+    RunDir(run_dir).write_predictions(
+        "val",
+        val_set.record_ids,
+        val_set.class_names,
+        y_val,
+        p_val,
+        cache_patient_ids(cache, val_set.record_ids),
+    )
     fit_run_calibration(
         run_dir, cfg.training.calibration
     )  # from predictions_val.npz only, never the test fold
@@ -409,7 +421,14 @@ def _score_test(
     t0 = time.perf_counter()
     test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
     test_metrics, y_test, p_test = score_split(model, test_set, cfg, device, final.get("untrained_classes"))
-    RunDir(run_dir).write_predictions("test", test_set.record_ids, test_set.class_names, y_test, p_test)
+    RunDir(run_dir).write_predictions(
+        "test",
+        test_set.record_ids,
+        test_set.class_names,
+        y_test,
+        p_test,
+        cache_patient_ids(cache, test_set.record_ids),
+    )
     final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
     final["n_records"] = {**final["n_records"], "test": len(test_set.record_ids)}
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}

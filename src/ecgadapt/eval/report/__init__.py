@@ -70,6 +70,7 @@ def build_report(
     title: str = "ecgadapt benchmark report",
     roles: RecipeRoles | None = None,
     drop_test_folds: Sequence[int] = (),
+    bootstrap_groups: str = "records",
 ) -> Report:
     """Write ``report.md``, ``report.html`` and ``figures/*.png`` for the runs in ``results_dir`` (to ``out``,
     default ``results_dir/report``); sections the data cannot support say why they are absent.
@@ -77,7 +78,8 @@ def build_report(
     ``roles``: the recipes' roles; default: ``roles:`` of the folder's ``spec.yaml``, else :data:`BUILTIN_ROLES`.
     ``drop_test_folds``: rotate-folds cells are scored without the runs that test on these folds, in every
     table (see :func:`~ecgadapt.eval.results.without_test_folds`); the table used is then also written to
-    ``out/results.csv`` (and ``.parquet``).
+    ``out/results.csv`` (and ``.parquet``). ``bootstrap_groups``: what every record bootstrap resamples,
+    ``records`` or ``patient`` (all test records of a drawn patient); every table says which.
     """
     results_dir = Path(results_dir).expanduser()
     table = collect_results(results_dir, drop_test_folds=drop_test_folds)
@@ -92,7 +94,7 @@ def build_report(
     out = Path(out).expanduser() if out is not None else ResultsDir(results_dir).report
     if drop_test_folds:
         write_results(table, out)
-    ctx = ReportContext(table, results_dir, n_resamples, alpha, seed, roles)
+    ctx = ReportContext(table, results_dir, n_resamples, alpha, seed, roles, bootstrap_groups)
     sections = build_sections(ctx)
     paths = write_figures(ctx.figures, out / "figures")
     md_path, html_path = out / "report.md", out / "report.html"

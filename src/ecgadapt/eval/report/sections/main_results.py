@@ -30,12 +30,18 @@ def build(ctx: ReportContext) -> Section:
             if aligned is not None:
                 try:
                     b = seed_averaged_bootstrap(
-                        aligned[0], aligned[1], metric, ctx.n_resamples, ctx.seed, ctx.alpha
+                        aligned[0],
+                        aligned[1],
+                        metric,
+                        ctx.n_resamples,
+                        ctx.seed,
+                        ctx.alpha,
+                        ctx.predictions.groups(list(part["run_dir"])),
                     )
                     records_ci = ci(b["low"], b["high"])
                 except MetricInputError:
                     pass
-            row[f"{label} CI (records)"] = records_ci
+            row[f"{label} CI ({ctx.unit})"] = records_ci
             row[f"{label} CI (seeds, t)"] = ci(s["ci_low"], s["ci_high"]) if s else "–"
         ece = part["test_ece"].to_numpy(float)
         row["ECE mean ± std"] = pm(float(np.mean(ece)), sd(ece))
@@ -59,7 +65,7 @@ def build(ctx: ReportContext) -> Section:
     df = ctx.sort(df).drop(columns=["setting", "task", "recipe"])
     text = (
         f"Test-set results at training fraction {ctx.main_fraction:g}: mean ± std over seeds, "
-        "95% record-bootstrap CI of the seed-averaged metric, and 95% seed t-interval. Steps: the recipe's "
+        f"95% bootstrap CI over test {ctx.unit} of the seed-averaged metric, and 95% seed t-interval. Steps: the recipe's "
         "maximum optimiser steps (every recipe of a comparison gets the same) and the mean it used before early "
         "stopping. Early stopping: each stage's patience in epochs without a validation gain above min Δ "
         "(a spec shares one setting between its recipes unless a recipe sets its own). Chosen on fold 9: a tuned "

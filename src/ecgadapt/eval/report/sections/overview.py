@@ -45,9 +45,16 @@ def build(ctx: ReportContext) -> Section:
             f"{' / '.join(dropped)} (`--drop-test-fold`): every table, the class exclusions, the budget and the "
             "tuned choices count only the other folds."
         )
+    grouping = (
+        "records"
+        if ctx.unit == "records"
+        else "patients: each resample draws patients with replacement and holds all their test records, so "
+        "records of one patient never count as independent (a record of unknown patient is its own group)"
+    )
     lines.append(
-        "Statistics: mean ± std over seeds; **CI (records)** = 95% percentile bootstrap over test records of the "
-        f"seed-averaged metric ({ctx.n_resamples} resamples, classes kept scorable); **CI (seeds, t)** = 95% "
+        f"Statistics: mean ± std over seeds; **CI ({ctx.unit})** = 95% percentile bootstrap over test {ctx.unit} "
+        f"of the seed-averaged metric ({ctx.n_resamples} resamples, classes kept scorable; bootstrap grouping: "
+        f"{grouping}); **CI (seeds, t)** = 95% "
         "t-interval of the seed mean. p-values are shown only as far as the seeds and resamples support them: no "
         f"paired t-test p with fewer than {MIN_SEEDS_FOR_P} seeds, and one below 2^(1−n), the smallest p a "
         "sign-flip test over n seeds can reach, as < that floor; a bootstrap p at its floor 2/(B + 1) (every one "
