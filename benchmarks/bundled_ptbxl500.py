@@ -4,7 +4,8 @@ Runs, on ``../shared/data/ptbxl-500`` (official split: folds 1-8 train, 9 valida
 run), for the chosen tasks and seeds, with the fair protocol of ``ecgadapt benchmark``:
 
 - every recipe gets the same maximum budget (``--budget-epochs`` in all, shared by its stages, and at least
-  ``training.min_steps`` optimiser steps), early stopping with ``min_delta``;
+  ``training.min_steps`` optimiser steps) and the same early stopping (``--patience``, default 5 epochs, and
+  ``min_delta`` 1e-3, for every stage of every recipe, ``scratch`` included);
 - the bundled ``ecg_vit_tiny`` encoder with ``linear_probe``, the literal ``baseline_ft`` (the preset's
   hyper-parameters, as the paper describes it), and, with the same search on validation fold 9 (``--search``),
   a tuned ``baseline_ft``, ``lp_ft``, ``post_training`` and ``post_training_no_lp``;
@@ -49,9 +50,8 @@ from ecgadapt.eval.results import (
     collect_results,
     load_metrics,
     load_predictions,
-    pool_predictions,
-    read_cell,
     read_final,
+    run_patient_ids,
     values_text,
 )
 from ecgadapt.paths import shared_dir
@@ -119,11 +119,14 @@ def spec(
     protocol: str = "official",
     only: list[str] = (),
     tune_scratch: bool = False,
+    patience: int | None = 5,
+    min_delta: float = 1e-3,
 ) -> dict:
     """The grid: the bundled encoder (six recipes, four of them tuned), random init, and the task-specific CNN
     (``reference``); and per candidate encoder, its linear probe and tuned post-training beside its random init.
     ``tune_scratch`` adds ``xresnet1d101`` from scratch with the same search (``scratch_tuned``); ``only``
-    (``"LABEL/RECIPE"`` items) keeps just those cells."""
+    (``"LABEL/RECIPE"`` items) keeps just those cells. Every recipe stops early alike (``patience``,
+    ``min_delta``)."""
     bundled = ["linear_probe", "baseline_ft", *TUNED]
     models = (
         [
@@ -178,6 +181,8 @@ def spec(
         "overrides": {"data.rate": 100, "training.num_workers": 0, "training.progress": False},
         "stage_overrides": {},
         "budget_epochs": budget_epochs,
+        "patience": patience,
+        "min_delta": min_delta,
     }
 
 
@@ -194,14 +199,10 @@ def keep_only(models: list[dict], only: list[str]) -> list[dict]:
     return [m for m in kept if m["recipes"]]
 
 
-def predictions(run_dir: str, drop_test_fold: int | None = None) -> dict:
-    """A run's test predictions; for a rotate-folds cell, its folds' pooled out-of-fold predictions, without
-    those of the fold ``drop_test_fold`` (one whose records chose the encoder) when given."""
-    cell = read_cell(run_dir)
-    if drop_test_fold is None or cell is None or cell.get("protocol") != ROTATE:
-        return load_predictions(run_dir)
-    folds = [Path(run_dir) / f["run"] for f in cell["folds"] if int(f["test_fold"]) != drop_test_fold]
-    return pool_predictions(folds)
+def predictions(run_dir: str) -> dict:
+    """A run's test predictions; for a rotate-folds cell, its folds' pooled out-of-fold predictions (without
+    the dropped test folds when the table was collected with ``drop_test_folds``: its run_dir names that view)."""
+    return load_predictions(run_dir)
 
 
 def _rows(table: pd.DataFrame, task: str, side: tuple[str, str]) -> pd.DataFrame:
@@ -232,16 +233,17 @@ def compare(
     metric: str,
     n_resamples: int,
     min_test_positives: int = 1,
-    drop_test_fold: int | None = None,
+    bootstrap_groups: str = "records",
 ) -> dict | None:
-    """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records, on the
-    classes both score with at least ``min_test_positives`` test positives (recomputed from the predictions)."""
+    """Paired difference a - b of one test metric over seeds, and by a paired bootstrap over records (or, with
+    ``bootstrap_groups="patient"``, over patients), on the classes both score with at least
+    ``min_test_positives`` test positives (recomputed from the predictions)."""
     rows = {side: _rows(table, task, side) for side in (a, b)}
     if any(r.empty for r in rows.values()):
         return None
     common = sorted(set(rows[a].seed) & set(rows[b].seed))
     rows = {side: r[r.seed.isin(common)] for side, r in rows.items()}
-    preds = {side: [predictions(d, drop_test_fold) for d in r.run_dir] for side, r in rows.items()}
+    preds = {side: [predictions(d) for d in r.run_dir] for side, r in rows.items()}
     ref = preds[a][0]
     for p in preds[a] + preds[b]:
         if not np.array_equal(p["ecg_ids"], ref["ecg_ids"]):
@@ -252,6 +254,10 @@ def compare(
         for side in rows
     }
     seeds = paired_seed_difference(by_seed[a], by_seed[b])
+    groups = None
+    if bootstrap_groups == "patient":
+        patients = run_patient_ids(rows[a].run_dir.iloc[0], "test", ref)
+        groups = np.where(patients < 0, patients.max() + 1 + np.arange(len(patients)), patients)
     boot = pooled_paired_bootstrap(
         ref["y_true"][:, keep],
         [p["y_score"][:, keep] for p in preds[a]],
@@ -259,6 +265,7 @@ def compare(
         metric=metric,
         n_resamples=n_resamples,
         seed=0,
+        groups=groups,
     )
     return {
         "task": task,
@@ -277,6 +284,7 @@ def compare(
         "boot_low": boot["low"],
         "boot_high": boot["high"],
         "boot_p": boot["p_value"],
+        "bootstrap_groups": boot["grouping"],
     }
 
 
@@ -290,7 +298,7 @@ def chosen_counts(run_dirs) -> pd.Series:
 
 
 def per_class_differences(
-    table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str], drop_test_fold: int | None = None
+    table: pd.DataFrame, task: str, a: tuple[str, str], b: tuple[str, str]
 ) -> list[dict]:
     """Per class: test positives and the seed-mean AUROC / AUPRC of a and b (paired seeds), to see whether a
     macro difference is broad or one class's."""
@@ -302,7 +310,7 @@ def per_class_differences(
     for side, r in rows.items():
         per_seed = [
             per_class_table(p["y_true"], p["y_score"], list(p["class_names"]))
-            for p in (predictions(d, drop_test_fold) for d in r[r.seed.isin(common)].run_dir)
+            for p in (predictions(d) for d in r[r.seed.isin(common)].run_dir)
         ]
         means[side] = pd.concat(per_seed).groupby("class", sort=False)[["auroc", "auprc", "n_pos"]].mean()
     out = []
@@ -325,15 +333,13 @@ def per_class_differences(
     return out
 
 
-def recipe_table(
-    table: pd.DataFrame, min_test_positives: int = 1, drop_test_fold: int | None = None
-) -> list[dict]:
+def recipe_table(table: pd.DataFrame, min_test_positives: int = 1) -> list[dict]:
     """Per task, model and recipe: seed mean ± std of the test metrics (recomputed from the predictions on the
     classes with at least ``min_test_positives`` test positives), budget, steps used, chosen values."""
     out = []
     for (task, model, recipe), r in table.groupby(["task", "model", "recipe"], sort=True):
         chosen = chosen_counts(r.run_dir)
-        preds = [predictions(d, drop_test_fold) for d in r.run_dir]
+        preds = [predictions(d) for d in r.run_dir]
         keeps = [_kept_classes(p, [d], min_test_positives) for p, d in zip(preds, r.run_dir)]
         auroc = np.array([_metric(p, "macro_auroc", k) for p, k in zip(preds, keeps)])
         auprc = np.array([_metric(p, "macro_auprc", k) for p, k in zip(preds, keeps)])
@@ -381,10 +387,19 @@ def to_markdown(
     learns: list[dict],
     protocol: str = "official",
     per_class: list[dict] = (),
+    dropped: list[int] = (),
+    bootstrap_groups: str = "records",
 ) -> str:
     """The recipe table, the comparison table and the literal baseline's loss check, as Markdown."""
     chosen = "chosen on fold 9" if protocol == "official" else "chosen on each fold's validation fold (folds)"
-    lines = [
+    lines = []
+    if dropped:
+        lines += [
+            f"Rotate-folds cells without the runs that test on fold(s) {', '.join(map(str, sorted(dropped)))}: "
+            "every column (scores, classes, steps, choices) counts only the other folds.",
+            "",
+        ]
+    lines += [
         f"| task | model | recipe | seeds | classes | test macro AUROC | test macro AUPRC | max steps | steps used | {chosen} |",
         "|---|---|---|---:|---:|---|---|---:|---:|---|",
     ]
@@ -396,7 +411,8 @@ def to_markdown(
         )
     lines += [
         "",
-        "| task | metric | classes | a | b | a mean | b mean | a − b (seeds, 95% t-CI, p) | a − b (record bootstrap, 95% CI, p) |",
+        "| task | metric | classes | a | b | a mean | b mean | a − b (seeds, 95% t-CI, p) | "
+        f"a − b ({'patient' if bootstrap_groups == 'patient' else 'record'} bootstrap, 95% CI, p) |",
         "|---|---|---:|---|---|---:|---:|---|---|",
     ]
     for r in results:
@@ -425,7 +441,7 @@ def to_markdown(
     lines += ["", f"Literal baseline_ft ends below the prevalence loss in {n_learn} of {len(learns)} runs:"]
     lines += [
         f"- {r['task']} seed {r['seed']}: final train loss {r['final_train_loss']:.4f}, prevalence loss "
-        f"{r['prevalence_loss']:.4f}"
+        + (f"{r['prevalence_loss']:.4f}" if r["prevalence_loss"] is not None else "– (not recorded)")
         for r in learns
     ]
     return "\n".join(lines)
@@ -443,6 +459,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument(
         "--budget-epochs", type=int, default=40, help="every recipe's total epochs (default 40)"
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="every recipe's early-stopping patience in epochs, with min_delta 1e-3 (default 5)",
     )
     parser.add_argument(
         "--search",
@@ -494,10 +516,17 @@ def main() -> None:
     parser.add_argument(
         "--drop-test-fold",
         type=int,
-        default=None,
+        action="append",
+        default=[],
         metavar="K",
-        help="rotate-folds: leave fold K's test predictions out of the tables (a fold that chose "
-        "the encoder; 9 for the bundled ones)",
+        help="rotate-folds: leave out the run that tests on fold K (repeatable; a fold that chose the "
+        "encoder: 9 for the bundled ones) from every table, the class exclusions, budgets and choices",
+    )
+    parser.add_argument(
+        "--bootstrap-groups",
+        choices=("records", "patient"),
+        default="records",
+        help="what the paired bootstrap resamples: test records (default), or patients with all their records",
     )
     parser.add_argument(
         "--tables-only", action="store_true", help="write the tables from the runs there; train nothing"
@@ -524,10 +553,14 @@ def main() -> None:
         args.protocol,
         args.only,
         args.tune_scratch,
+        args.patience,
     )
     if not args.tables_only:
         run_benchmark(grid, args.data, args.out, jobs=args.jobs)
-    table = pd.concat([collect_results(d) for d in [args.out, *args.also]], ignore_index=True)
+    table = pd.concat(
+        [collect_results(d, drop_test_folds=args.drop_test_fold) for d in [args.out, *args.also]],
+        ignore_index=True,
+    )
     pairs = COMPARISONS + tuple(p for c in candidates for p in candidate_comparisons(c["label"]))
     results = [
         c
@@ -536,13 +569,13 @@ def main() -> None:
         for metric in ("macro_auroc", "macro_auprc")
         if (
             c := compare(
-                table, task, a, b, metric, args.n_resamples, args.min_test_positives, args.drop_test_fold
+                table, task, a, b, metric, args.n_resamples, args.min_test_positives, args.bootstrap_groups
             )
         )
         is not None
     ]
     recipes, learns = (
-        recipe_table(table, args.min_test_positives, args.drop_test_fold),
+        recipe_table(table, args.min_test_positives),
         baseline_learns(table),
     )
     decisive = [
@@ -552,19 +585,24 @@ def main() -> None:
         r
         for task in args.tasks
         for a in decisive
-        for r in per_class_differences(table, task, a, ("xresnet1d101", "scratch"), args.drop_test_fold)
+        for r in per_class_differences(table, task, a, ("xresnet1d101", "scratch"))
     ]
-    text = to_markdown(recipes, results, learns, args.protocol, per_class)
+    text = to_markdown(
+        recipes, results, learns, args.protocol, per_class, args.drop_test_fold, args.bootstrap_groups
+    )
     print(text)
     out = Path(args.out)
     suffix = f"-min{args.min_test_positives}pos" if args.min_test_positives > 1 else ""
+    suffix += "-patients" if args.bootstrap_groups == "patient" else ""
     (out / f"comparisons{suffix}.md").write_text(text + "\n")
     payload = {
         "search": search,
         "budget_epochs": args.budget_epochs,
+        "patience": args.patience,
         "min_test_positives": args.min_test_positives,
         "protocol": args.protocol,
         "drop_test_fold": args.drop_test_fold,
+        "bootstrap_groups": args.bootstrap_groups,
         "candidates": candidates,
         "also": args.also,
         "recipes": recipes,

@@ -610,8 +610,21 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
         "run_dirs", nargs="+", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'"
     )
     p.add_argument(
-        "--data", default=None, help="the run's dataset folder, if it moved (default: the run's data.root)"
+        "--data",
+        default=None,
+        help="the run's dataset folder, if it moved (default: the run's data.root); with --source, an external set",
     )
+    p.add_argument(
+        "--source",
+        choices=("cinc", "folder"),
+        default=None,
+        help="score the external set --data (this layout) instead of the run's test fold "
+        "(default: the run's own source and test fold)",
+    )
+    p.add_argument(
+        "--labels", default=None, metavar="CSV", help="labels CSV record,labels[,fold] of a folder source"
+    )
+    p.add_argument("--name", default=None, help="name of the external set (default: --data's folder name)")
     p.add_argument(
         "--corruption",
         dest="corruptions",
@@ -641,6 +654,9 @@ def _add_robustness(sub: argparse._SubParsersAction) -> None:
             table = run_robustness(
                 run_dir,
                 args.data,
+                source=args.source,
+                labels=args.labels,
+                name=args.name,
                 corruptions=args.corruptions,
                 severities=args.severities,
                 seed=args.seed,
@@ -732,11 +748,33 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="report folder (default RESULTS_DIR/report)")
     p.add_argument("--n-bootstrap", type=int, default=1000, help="record-bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--drop-test-fold",
+        type=int,
+        action="append",
+        default=[],
+        metavar="K",
+        help="score rotate-folds cells without the run that tests on fold K (repeatable), in every table; "
+        "the table used is written to the report folder's results.csv",
+    )
+    p.add_argument(
+        "--bootstrap-groups",
+        choices=("records", "patient"),
+        default="records",
+        help="what the bootstraps resample: test records (default), or patients with all their records",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.eval.report import build_report
 
-        rep = build_report(args.results_dir, args.out, n_resamples=args.n_bootstrap, seed=args.seed)
+        rep = build_report(
+            args.results_dir,
+            args.out,
+            n_resamples=args.n_bootstrap,
+            seed=args.seed,
+            drop_test_folds=args.drop_test_fold,
+            bootstrap_groups=args.bootstrap_groups,
+        )
         print(f"report: {rep.html} and {rep.markdown} ({len(rep.figures)} figures)")
         for title, why in rep.absent.items():
             print(f"  section '{title}' not shown: {why}")

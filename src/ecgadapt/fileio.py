@@ -130,9 +130,16 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def save_predictions(
-    path: Path, ecg_ids: Sequence, class_names: Sequence[str], y_true: np.ndarray, y_score: np.ndarray
+    path: Path,
+    ecg_ids: Sequence,
+    class_names: Sequence[str],
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    patient_ids: Sequence | None = None,
 ) -> None:
-    """Write ``predictions_*.npz``: ecg_ids, class_names, y_true (0/1) and y_score (probabilities)."""
+    """Write ``predictions_*.npz``: ecg_ids, class_names, y_true (0/1) and y_score (probabilities), and, when
+    given, each record's ``patient_ids`` (-1: unknown) for a bootstrap over patients."""
+    arrays = {} if patient_ids is None else {"patient_ids": np.asarray(patient_ids, dtype=np.int64)}
     with replacing(path, suffix=".tmp.npz") as tmp:
         np.savez(
             tmp,
@@ -140,4 +147,5 @@ def save_predictions(
             class_names=np.asarray(list(class_names), dtype=str),
             y_true=np.asarray(y_true, dtype=np.int8),
             y_score=np.asarray(y_score, dtype=np.float32),
+            **arrays,
         )

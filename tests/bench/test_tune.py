@@ -122,3 +122,23 @@ def test_finetune_cli_tune_flag_runs_the_search(make_cfg, tmp_path, capsys):
     assert read_json(out / "tune.json")["chosen_values"]["lr"] in (1e-3, 1e-2)
     assert main(["finetune", "--config", str(cfg_file), "--tune", "lr", "--out", str(tmp_path / "bad")]) == 2
     assert "KEY=V1,V2" in capsys.readouterr().err
+
+
+def test_a_tie_goes_to_the_first_candidate_in_grid_order_and_tune_json_records_it(make_cfg, capsys):
+    cfg = make_cfg("linear_probe", "tie", "tune.min_delta=[1.0e-3,2.0e-3]", epochs=1)  # one epoch: no effect
+    run = run_tuned(cfg)
+    record = read_json(run / "tune.json")
+    scores = [c["val_macro_auroc"] for c in record["candidates"]]
+    assert scores[0] == scores[1]  # the two candidates trained alike
+    assert record["chosen"] == "min_delta=0.001" == record["tie"]["chosen"]
+    assert record["tie"]["candidates"] == ["min_delta=0.001", "min_delta=0.002"]
+    assert "first candidate in grid order" in record["tie"]["rule"]
+    assert read_json(run / "final.json")["tuning"]["tie"] == record["tie"]
+    assert "2 candidates tie on validation macro_auroc" in capsys.readouterr().out
+
+
+def test_no_tie_is_recorded_when_one_candidate_is_best():
+    rows = [{"id": "a", "score": 0.7}, {"id": "b", "score": 0.9}, {"id": "c", "score": float("nan")}]
+    assert tune.tie_record(rows, "b") is None
+    rows.append({"id": "d", "score": 0.9})
+    assert tune.tie_record(rows, "b")["candidates"] == ["b", "d"]

@@ -224,3 +224,72 @@ def add_shift_results(root: Path, corruptions=("gaussian_noise", "lead_sets")) -
             writer.writeheader()
             writer.writerows(rows)
     return root
+
+
+def fabricate_rotate_results(
+    root: Path,
+    cells: tuple[tuple[str, str], ...] = (("ecg_vit_tiny", "baseline_ft"), ("ecg_vit_tiny", "post_training")),
+    tasks=("superdiagnostic",),
+    seeds=(0, 1),
+    n_per_fold: int = 12,
+    fold_final: dict | None = None,
+    patients: bool = False,
+) -> Path:
+    """A results folder of finished rotate-folds cells ``runs/<cell>/foldNN`` (fold k tests records of fold k,
+    validates fold k % 10 + 1), each pooled as the grid pools it; ``cells``: (model label, recipe) pairs.
+    ``fold_final(k, final) -> final`` edits each fold's ``final.json`` before pooling; ``patients`` saves
+    ``patient_ids`` beside the predictions (two consecutive ecg_ids per patient)."""
+    from ecgadapt.eval.results import write_pooled_cell
+
+    for t_i, task in enumerate(tasks):
+        y_all = labels(10 * n_per_fold, seed=20 + t_i)
+        ids_all = np.arange(10 * n_per_fold) + 1 + 10_000 * t_i
+        for model, recipe in cells:
+            for seed in seeds:
+                cell_id = f"{task}__{model}__{recipe}__frac1__seed{seed}__rotate-folds"
+                cell = root / "runs" / cell_id
+                dirs, folds = [], []
+                for k in range(1, 11):
+                    v = k % 10 + 1
+                    sl_t = slice((k - 1) * n_per_fold, k * n_per_fold)
+                    sl_v = slice((v - 1) * n_per_fold, v * n_per_fold)
+                    d = write_run(
+                        cell / f"fold{k:02d}",
+                        config(task, recipe, seed, test_fold=k, val_fold=v),
+                        y_test=y_all[sl_t],
+                        ids_test=ids_all[sl_t],
+                        y_val=y_all[sl_v],
+                        ids_val=ids_all[sl_v],
+                        quality=QUALITY.get(recipe, 1.0),
+                    )
+                    if patients:
+                        add_patient_ids(d)
+                    if fold_final is not None:
+                        path = d / "final.json"
+                        path.write_text(json.dumps(fold_final(k, json.loads(path.read_text()))))
+                    dirs.append(d)
+                    folds.append({"run": d.name, "test_fold": k, "val_fold": v})
+                meta = {
+                    "cell_id": cell_id,
+                    "protocol": "rotate-folds",
+                    "task": task,
+                    "model_label": model,
+                    "recipe_label": recipe,
+                    "fraction": 1.0,
+                    "seed": seed,
+                    "folds": folds,
+                    "config": config(task, recipe, seed),
+                }
+                (cell / "cell.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+                write_pooled_cell(cell, dirs)
+    return root
+
+
+def add_patient_ids(run_dir: Path, per_patient: int = 2) -> None:
+    """Save ``patient_ids`` beside a run's predictions: ``per_patient`` consecutive ecg_ids share a patient."""
+    for split in ("val", "test"):
+        path = Path(run_dir) / f"predictions_{split}.npz"
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["patient_ids"] = (arrays["ecg_ids"].astype(np.int64) - 1) // per_patient
+        np.savez(path, **arrays)

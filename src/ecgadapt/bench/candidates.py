@@ -6,7 +6,8 @@ every stage of a recipe without such a stage (``linear_probe``); ``stages.N.fiel
 (:func:`~ecgadapt.train.config.tune_targets`). Every combination is one *candidate*: an ordinary fine-tuning
 run in ``RUN/candidates/<id>`` that trains on the training folds and is scored on the validation fold only
 (``training.score_test: false``). Once every candidate has finished, :func:`select_candidate` keeps the one
-with the best validation metric (``training.select_metric``, macro AUROC by default; ties go to the first),
+with the best validation metric (``training.select_metric``, macro AUROC by default; ties go to the first in
+grid order, and ``tune.json`` records them),
 and only that candidate is then scored on the test fold (:func:`finish_tuned_run`). The run directory then
 holds the chosen candidate's results, as if it had been trained alone, plus ``tune.json`` with every
 candidate's validation scores. The search itself, which trains the candidates, is :mod:`ecgadapt.bench.tune`.
@@ -111,6 +112,21 @@ def select_candidate(candidate_dirs: dict[str, Path], metric: str = "macro_auroc
     return best["id"], rows
 
 
+def tie_record(rows: list[dict], chosen: str) -> dict[str, Any] | None:
+    """The candidates whose validation score equals the chosen one's exactly, and the rule that broke the tie
+    (the first in grid order was taken); None when the chosen candidate is the only best one."""
+    best = next(r["score"] for r in rows if r["id"] == chosen)
+    tied = [r["id"] for r in rows if math.isfinite(best) and r["score"] == best]
+    if len(tied) < 2:
+        return None
+    return {
+        "candidates": tied,
+        "score": best,
+        "rule": "ties go to the first candidate in grid order (the order of the tune values, first key slowest)",
+        "chosen": chosen,
+    }
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
@@ -140,7 +156,14 @@ def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto
         "chosen_values": values,
         "candidates": [{k: v for k, v in r.items() if k != "score"} for r in rows],
         "search_steps": sum(int(r["steps_run"] or 0) for r in rows),
+        "tie": tie_record(rows, chosen),
     }
+    if record["tie"]:
+        print(
+            f"{run_dir}: {len(record['tie']['candidates'])} candidates tie on validation "
+            f"{cfg.training.select_metric} ({', '.join(record['tie']['candidates'])}); the first in grid order, "
+            f"{chosen}, is taken"
+        )
     run.write_tune(record)  # the choice is on disk before the test fold is touched
     chosen_dir = dirs[chosen]
     final = score_test_fold(chosen_dir, cache=cache, device=device)

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecgadapt.bench.candidates import candidate_configs
-from ecgadapt.bench.spec import REQUIRED, GridSpec, recipe_label
+from ecgadapt.bench.spec import (
+    EARLY_STOPPING,
+    REQUIRED,
+    GridSpec,
+    apply_early_stopping,
+    own_early_stopping,
+    recipe_label,
+)
 from ecgadapt.data.splits import FOLDS, rotate_folds
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
@@ -130,21 +137,39 @@ def cell_id(
 
 
 def _base_dict(spec: GridSpec, recipe: str | dict) -> dict:
-    """Default config with the recipe resolved and the spec's stage_overrides and overrides applied."""
+    """Default config with the recipe resolved and the spec's budget, early stopping, stage_overrides and
+    overrides applied."""
     entry = dict(recipe) if isinstance(recipe, dict) else recipe
     tune = {}
     if isinstance(entry, dict):
         entry.pop("label", None)
         tune = entry.pop("tune", None) or {}
+        for key in EARLY_STOPPING:
+            entry.pop(key, None)
     cfg = FinetuneConfig.from_dict({"recipe": entry, "training": {"progress": False}, "tune": tune})
     if spec.budget_epochs is not None:
         cfg.recipe = with_budget(cfg.recipe, spec.budget_epochs)
+    cfg.recipe = apply_early_stopping(cfg.recipe, recipe, spec.patience, spec.min_delta)
     if spec.stage_overrides:
         cfg.recipe = override_stages(cfg.recipe, **spec.stage_overrides)
     d = cfg.to_dict()
     for key, value in spec.overrides.items():
         set_in(d, key.split("."), value)
     return d
+
+
+def early_stopping_by_recipe(spec: GridSpec) -> dict[str, dict]:
+    """Per recipe label: each stage's patience and min_delta as the grid runs them, and who set them (``spec``:
+    the shared setting; ``recipe``: the recipe entry's own, on purpose) -- what ``spec.yaml`` records."""
+    out = {}
+    for recipe in spec.recipes:
+        stages = FinetuneConfig.from_dict(_base_dict(spec, recipe)).recipe.stages
+        own = [own_early_stopping(recipe, i) for i in range(len(stages))]
+        out[recipe_label(recipe)] = {
+            "set_by": "recipe" if any(own) else "spec",
+            "stages": [{"name": s.name, "patience": s.patience, "min_delta": s.min_delta} for s in stages],
+        }
+    return out
 
 
 def expand_cells(spec: GridSpec, data_root: str | Path, results_dir: str | Path) -> list[Cell]:

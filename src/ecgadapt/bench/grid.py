@@ -26,6 +26,7 @@ from ecgadapt.bench.cells import (
     Run,
     _base_dict,
     cell_id,
+    early_stopping_by_recipe,
     expand_cells,
     run_status,
     spec_config_hashes,
@@ -285,6 +286,7 @@ def _spec_record(
             "cells": [c.cell_id for c in cells],
             "cell_config_sha256": spec_config_hashes(cells),
             "base_configs": {recipe_label(r): _base_dict(spec, r) for r in spec.recipes},
+            "early_stopping": early_stopping_by_recipe(spec),
         },
     }
 

@@ -14,6 +14,11 @@ A spec is plain data (see ``src/ecgadapt/specs/*.yaml``)::
     overrides: {training.batch_size: 64}    # any FinetuneConfig field by dotted path, for every cell
     stage_overrides: {}                     # Stage fields set on every stage of every recipe (e.g. lr)
     budget_epochs: 40                       # every recipe's total epochs, shared by its stages in proportion
+    patience: 5                             # early stopping shared by every stage of every recipe (null: off)
+    min_delta: 0.001                        # ... and the improvement an epoch must beat to count
+
+A recipe entry may set its own ``patience`` / ``min_delta`` (or a stage's, in its ``stages``) on purpose: it then
+keeps them, and ``spec.yaml`` records which recipes did (:func:`early_stopping_by_recipe`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 import yaml
 
 from ecgadapt.bench.candidates import check_candidates
-from ecgadapt.engine.stages import Stage
+from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
 from ecgadapt.train.config import TASKS, FinetuneConfig, load_yaml, parse_override, set_in
@@ -49,8 +54,14 @@ SPEC_KEYS = (
     "overrides",
     "stage_overrides",
     "budget_epochs",
+    "patience",
+    "min_delta",
     "external",
 )
+EARLY_STOPPING = ("patience", "min_delta")
+"""The early-stopping fields a spec shares between its recipes (as ``budget_epochs`` shares the budget)."""
+DEFAULT_PATIENCE = 5
+DEFAULT_MIN_DELTA = 1e-3
 EXTERNAL_KEYS = ("name", "data", "source", "labels")
 CONFIG_SECTIONS = ("data", "model", "recipe", "training", "seed", "out", "notes")
 # Config fields set by the grid's axes or by the command line, never by ``overrides``.
@@ -98,6 +109,8 @@ class GridSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     stage_overrides: dict[str, Any] = field(default_factory=dict)
     budget_epochs: int | None = None  # every recipe's total epochs (recipes.with_budget); None: the presets'
+    patience: int | None = DEFAULT_PATIENCE  # every stage's early-stopping patience (None: never stop early)
+    min_delta: float = DEFAULT_MIN_DELTA  # every stage's early-stopping min_delta
     external: list[dict] = field(
         default_factory=list
     )  # external sets {name, data, source, labels} (inference.external)
@@ -148,10 +161,13 @@ class GridSpec:
             protocol=str(d.get("protocol") or "official"),
             description=str(d.get("description") or ""),
             overrides=_flat_overrides(d.get("overrides") or {}, source),
-            stage_overrides=dict(d.get("stage_overrides") or {}),
+            stage_overrides={
+                k: v for k, v in dict(d.get("stage_overrides") or {}).items() if k not in EARLY_STOPPING
+            },
             budget_epochs=None
             if d.get("budget_epochs") is None
             else _number(d["budget_epochs"], int, "budget_epochs", source),
+            **_early_stopping(d, source),
             external=[
                 _external_entry(e, i, source)
                 for i, e in enumerate(_as_list(d.get("external") or [], "external", source))
@@ -202,6 +218,10 @@ class GridSpec:
                 f"{where}: stage_overrides has unknown or fixed field(s) {', '.join(sorted(unknown))}; allowed: "
                 + ", ".join(f.name for f in dataclasses.fields(Stage) if f.name != "name")
             )
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"{where}: patience must be a positive integer or null, got {self.patience!r}")
+        if not self.min_delta >= 0:
+            raise ConfigError(f"{where}: min_delta must be >= 0, got {self.min_delta!r}")
         if self.budget_epochs is not None:
             if self.budget_epochs < 1:
                 raise ConfigError(f"{where}: budget_epochs must be >= 1, got {self.budget_epochs!r}")
@@ -229,11 +249,32 @@ class GridSpec:
                 )
 
 
+def _early_stopping(d: dict, source: str) -> dict[str, Any]:
+    """The spec's shared ``patience`` and ``min_delta``: its own keys, else ``stage_overrides``' (moved out of
+    them, so they are the one shared setting), else the defaults; giving both is an error."""
+    stage_overrides = d.get("stage_overrides") or {}
+    out: dict[str, Any] = {"patience": DEFAULT_PATIENCE, "min_delta": DEFAULT_MIN_DELTA}
+    for key in EARLY_STOPPING:
+        if key in d and isinstance(stage_overrides, dict) and key in stage_overrides:
+            raise ConfigError(
+                f"spec {source}: give either {key} (shared by every recipe's stages) or stage_overrides.{key}, "
+                "not both"
+            )
+        if key in d:
+            out[key] = d[key]
+        elif isinstance(stage_overrides, dict) and key in stage_overrides:
+            out[key] = stage_overrides[key]
+    if out["patience"] is not None:
+        out["patience"] = _number(out["patience"], int, "patience", source)
+    out["min_delta"] = _number(out["min_delta"], float, "min_delta", source)
+    return out
+
+
 def _check_recipe_entry(recipe: str | dict, where: str) -> None:
     """Raise :class:`ConfigError` unless a recipe entry resolves to a recipe and its ``tune`` search is valid."""
     if not isinstance(recipe, dict):
         return
-    entry = {k: v for k, v in recipe.items() if k not in ("label", "tune")}
+    entry = {k: v for k, v in recipe.items() if k not in ("label", "tune", *EARLY_STOPPING)}
     tune = recipe.get("tune") or {}
     label = recipe_label(recipe)
     if not isinstance(tune, dict):
@@ -242,10 +283,36 @@ def _check_recipe_entry(recipe: str | dict, where: str) -> None:
         )
     try:
         cfg = FinetuneConfig.from_dict({"recipe": entry, "tune": tune})
+        cfg.recipe = apply_early_stopping(cfg.recipe, recipe, DEFAULT_PATIENCE, DEFAULT_MIN_DELTA)
         cfg.recipe.validate()
         check_candidates(cfg)
     except ConfigError as err:
         raise ConfigError(f"{where}: recipe {label!r}: {err}") from None
+
+
+def own_early_stopping(entry: str | dict, stage: int) -> dict[str, Any]:
+    """The early-stopping fields recipe ``entry`` sets itself for stage number ``stage`` (its own ``patience`` /
+    ``min_delta``, or that stage's in its ``stages``); {} when it leaves them to the spec."""
+    if not isinstance(entry, dict):
+        return {}
+    own = {k: entry[k] for k in EARLY_STOPPING if k in entry}
+    stages = entry.get("stages")
+    if isinstance(stages, list) and stage < len(stages) and isinstance(stages[stage], dict):
+        own.update({k: stages[stage][k] for k in EARLY_STOPPING if k in stages[stage]})
+    return own
+
+
+def apply_early_stopping(recipe: Recipe, entry: str | dict, patience: int | None, min_delta: float) -> Recipe:
+    """``recipe`` (resolved from spec entry ``entry``) with the spec's shared ``patience`` and ``min_delta`` on
+    every stage, except where the entry sets its own (:func:`own_early_stopping`)."""
+    shared = {"patience": patience, "min_delta": min_delta}
+    return dataclasses.replace(
+        recipe,
+        stages=[
+            dataclasses.replace(stage, **{**shared, **own_early_stopping(entry, i)})
+            for i, stage in enumerate(recipe.stages)
+        ],
+    )
 
 
 def _as_list(value: Any, key: str, source: str) -> list:

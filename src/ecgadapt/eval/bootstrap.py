@@ -6,6 +6,10 @@ records; :func:`pooled_paired_bootstrap` does the same for the seed-averaged met
 Following the PTB-XL benchmark, a resample in which a class that is scorable on the full set has no
 positive (or no negative) record is redrawn, so every resample scores the same classes.
 
+``groups`` (one label per record, e.g. its patient) resamples groups instead of records: a drawn group brings
+all its records, so records of one patient, which are alike, never count as independent evidence
+(:func:`resample_counts`; :func:`grouping_name` names the unit a result used).
+
 Seed level (one number per training seed): :func:`seed_summary` gives a t-interval for the mean and
 :func:`paired_seed_difference` a paired t-test (and Wilcoxon signed-rank test from 6 seeds) of two
 recipes run with the same seeds.
@@ -28,6 +32,8 @@ __all__ = [
     "paired_bootstrap",
     "paired_seed_difference",
     "pooled_paired_bootstrap",
+    "grouping_name",
+    "resample_counts",
     "resample_indices",
     "seed_summary",
 ]
@@ -59,18 +65,8 @@ def resample_indices(
     """
     y = np.asarray(y_true)
     y = y[:, None] if y.ndim == 1 else y
-    if y.ndim != 2 or y.shape[0] < 2:
-        raise MetricInputError(
-            f"bootstrap needs y_true of shape (records >= 2, classes), got {np.shape(y_true)}"
-        )
+    required, n_pos = _required_classes(y)
     n = y.shape[0]
-    n_pos = y.sum(axis=0)
-    required = (n_pos > 0) & (n_pos < n)
-    if not required.any():
-        raise MetricInputError(
-            f"cannot bootstrap: none of the {y.shape[1]} classes has both a positive and a negative record "
-            f"among the {n} records"
-        )
     y_req = y[:, required].astype(np.float64)
     rng = np.random.default_rng(seed)
     n_resamples = int(n_resamples)
@@ -97,6 +93,90 @@ def resample_indices(
                 "or evaluate on a larger split"
             )
     return np.concatenate(accepted), n_rejected
+
+
+def grouping_name(groups: np.ndarray | None) -> str:
+    """The resampling unit of a bootstrap: ``"records"``, or ``"patients"`` when ``groups`` are given."""
+    return "records" if groups is None else "patients"
+
+
+def _group_codes(groups: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """``(group index of each record, number of groups)`` of a per-record label array."""
+    labels = np.asarray(groups)
+    if labels.shape != (n,):
+        raise MetricInputError(f"groups must hold one label per record ({n}), got shape {labels.shape}")
+    _, codes = np.unique(labels, return_inverse=True)
+    return codes.reshape(-1), int(codes.max()) + 1
+
+
+def resample_counts(
+    y_true: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    max_draws_factor: int = 100,
+) -> tuple[np.ndarray, int]:
+    """``(counts (n_resamples, N), n_rejected)``: how often each record is in each bootstrap resample.
+
+    Without ``groups`` the resamples of :func:`resample_indices` (records drawn with replacement). With
+    ``groups`` (one label per record), each resample draws as many groups as there are, with replacement, and
+    holds every record of each drawn group (so a resample's size varies); a resample that leaves a scorable
+    class without a positive or a negative is redrawn, as for records.
+    """
+    y = np.asarray(y_true)
+    y = y[:, None] if y.ndim == 1 else y
+    if groups is None:
+        idx, rejected = resample_indices(y, n_resamples, seed, max_draws_factor)
+        n, k = y.shape[0], len(idx)
+        counts = np.bincount((idx + (np.arange(k) * n)[:, None]).ravel(), minlength=k * n).reshape(k, n)
+        return counts, rejected
+    required, n_pos = _required_classes(y)
+    n = y.shape[0]
+    codes, n_groups = _group_codes(groups, n)
+    if n_groups < 2:
+        raise MetricInputError(f"a grouped bootstrap needs at least two groups, got {n_groups}")
+    y_req = y[:, required].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    n_resamples = int(n_resamples)
+    max_draws = max(int(max_draws_factor) * n_resamples, n_resamples)
+    accepted: list[np.ndarray] = []
+    n_accepted = n_drawn = n_rejected = 0
+    while n_accepted < n_resamples:
+        k = min(_CHUNK, max(n_resamples - n_accepted, 16))
+        drawn = rng.integers(0, n_groups, size=(k, n_groups))
+        n_drawn += k
+        per_group = np.bincount(
+            (drawn + (np.arange(k) * n_groups)[:, None]).ravel(), minlength=k * n_groups
+        ).reshape(k, n_groups)
+        counts = per_group[:, codes]
+        pos = counts @ y_req
+        ok = np.all((pos > 0) & (pos < counts.sum(axis=1, keepdims=True)), axis=1)
+        n_rejected += int(np.sum(~ok))
+        take = counts[ok][: n_resamples - n_accepted]
+        accepted.append(take)
+        n_accepted += len(take)
+        if n_accepted < n_resamples and n_drawn >= max_draws:
+            raise MetricInputError(
+                f"grouped bootstrap gave up after {n_drawn} draws: only {n_accepted} of {n_resamples} resamples of "
+                f"the {n_groups} groups kept a positive and a negative for every class; a class this rare is in "
+                "too few groups (drop or merge it, or bootstrap records)"
+            )
+    return np.concatenate(accepted), n_rejected
+
+
+def _required_classes(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes that are scorable on the full set, positives per class)``; an error when none is."""
+    if y.ndim != 2 or y.shape[0] < 2:
+        raise MetricInputError(f"bootstrap needs y_true of shape (records >= 2, classes), got {y.shape}")
+    n = y.shape[0]
+    n_pos = y.sum(axis=0)
+    required = (n_pos > 0) & (n_pos < n)
+    if not required.any():
+        raise MetricInputError(
+            f"cannot bootstrap: none of the {y.shape[1]} classes has both a positive and a negative record "
+            f"among the {n} records"
+        )
+    return required, n_pos
 
 
 class _Scorer:
@@ -128,21 +208,18 @@ class _Scorer:
             return float(np.mean(self.ranked.per_class()[self.column][self.scorable]))
         return float(self.metric(self.y_true, self.y_score))
 
-    def resampled(self, idx: np.ndarray) -> np.ndarray:
-        """The metric on each resample (rows of ``idx``)."""
+    def resampled(self, counts: np.ndarray) -> np.ndarray:
+        """The metric on each resample (rows of ``counts``: how often each record is in it)."""
         if isinstance(self.metric, str):
-            n = self.y_true.shape[0]
-            out = np.empty(len(idx))
-            for lo in range(0, len(idx), _CHUNK):
-                rows = idx[lo : lo + _CHUNK]
-                k = len(rows)
-                counts = np.bincount((rows + (np.arange(k) * n)[:, None]).ravel(), minlength=k * n).reshape(
-                    k, n
-                )
-                per_class = self.ranked.per_class(counts)[self.column]
-                out[lo : lo + k] = per_class[:, self.scorable].mean(axis=1)
+            out = np.empty(len(counts))
+            for lo in range(0, len(counts), _CHUNK):
+                rows = counts[lo : lo + _CHUNK]
+                per_class = self.ranked.per_class(rows)[self.column]
+                out[lo : lo + len(rows)] = per_class[:, self.scorable].mean(axis=1)
             return out
-        return np.array([float(self.metric(self.y_true[i], self.y_score[i])) for i in idx])
+        n = self.y_true.shape[0]
+        rows = [np.repeat(np.arange(n), row) for row in counts]
+        return np.array([float(self.metric(self.y_true[i], self.y_score[i])) for i in rows])
 
 
 def _metric_name(metric: Metric) -> str:
@@ -186,13 +263,16 @@ def bootstrap_ci(
     seed: int = 0,
     alpha: float = 0.05,
     return_samples: bool = False,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Percentile bootstrap interval over records: ``{point, low, high, std, n_resamples, n_redrawn, ...}``."""
+    """Percentile bootstrap interval over records (over ``groups``, e.g. patients, when given):
+    ``{point, low, high, std, n_resamples, n_redrawn, grouping, ...}``."""
     _check_alpha(alpha, n_resamples)
     scorer = _Scorer(y_true, y_score, metric, "y_score")
-    idx, n_redrawn = resample_indices(scorer.y_true, n_resamples, seed)
+    counts, n_redrawn = resample_counts(scorer.y_true, n_resamples, seed, groups)
     head = {"metric": _metric_name(metric), "point": scorer.point()}
-    return _result(head, scorer.resampled(idx), {}, alpha, n_resamples, n_redrawn, seed, return_samples)
+    extra = {"grouping": grouping_name(groups)}
+    return _result(head, scorer.resampled(counts), extra, alpha, n_resamples, n_redrawn, seed, return_samples)
 
 
 def pooled_paired_bootstrap(
@@ -204,8 +284,10 @@ def pooled_paired_bootstrap(
     seed: int = 0,
     alpha: float = 0.05,
     return_samples: bool = False,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Paired bootstrap of ``mean_s metric(a_s) - mean_s metric(b_s)`` over runs (seeds) on the same records.
+    """Paired bootstrap of ``mean_s metric(a_s) - mean_s metric(b_s)`` over runs (seeds) on the same records
+    (resampled by ``groups``, e.g. patients, when given).
 
     Every run of both groups is scored on the same resampled records. The statistic is the difference of
     the seed-averaged metrics; the interval covers record-sampling uncertainty only (the runs are held
@@ -217,11 +299,11 @@ def pooled_paired_bootstrap(
         raise MetricInputError("pooled_paired_bootstrap needs at least one run in each group")
     scorers_a = [_Scorer(y_true, s, metric, f"score_a[{i}]") for i, s in enumerate(scores_a)]
     scorers_b = [_Scorer(y_true, s, metric, f"score_b[{i}]") for i, s in enumerate(scores_b)]
-    idx, n_redrawn = resample_indices(scorers_a[0].y_true, n_resamples, seed)
+    counts, n_redrawn = resample_counts(scorers_a[0].y_true, n_resamples, seed, groups)
     point_a = float(np.mean([s.point() for s in scorers_a]))
     point_b = float(np.mean([s.point() for s in scorers_b]))
-    samples_a = np.mean([s.resampled(idx) for s in scorers_a], axis=0)
-    samples_b = np.mean([s.resampled(idx) for s in scorers_b], axis=0)
+    samples_a = np.mean([s.resampled(counts) for s in scorers_a], axis=0)
+    samples_b = np.mean([s.resampled(counts) for s in scorers_b], axis=0)
     diffs = samples_a - samples_b
     n_le, n_ge = int(np.sum(diffs <= 0)), int(np.sum(diffs >= 0))
     p_value = min(1.0, 2.0 * min(1 + n_le, 1 + n_ge) / (len(diffs) + 1))
@@ -232,6 +314,7 @@ def pooled_paired_bootstrap(
         "point_b": point_b,
         "n_runs_a": len(scorers_a),
         "n_runs_b": len(scorers_b),
+        "grouping": grouping_name(groups),
     }
     return _result(head, diffs, extra, alpha, n_resamples, n_redrawn, seed, return_samples)
 
@@ -245,10 +328,12 @@ def paired_bootstrap(
     seed: int = 0,
     alpha: float = 0.05,
     return_samples: bool = False,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Paired bootstrap of ``metric(a) - metric(b)`` on the same resampled records: diff, interval, p-value."""
+    """Paired bootstrap of ``metric(a) - metric(b)`` on the same resampled records (or ``groups``): diff,
+    interval, p-value."""
     out = pooled_paired_bootstrap(
-        y_true, [score_a], [score_b], metric, n_resamples, seed, alpha, return_samples
+        y_true, [score_a], [score_b], metric, n_resamples, seed, alpha, return_samples, groups
     )
     del out["n_runs_a"], out["n_runs_b"]
     return out

@@ -7,7 +7,8 @@ plus ``cell.yaml`` and the pooled ``final.json`` / ``predictions_{val,test}.npz`
 holds it. :func:`collect_results` gives one row per run or cell, with every config field flattened
 (``data.task``, ``recipe.stages.1.drop_path_rate`` ...) and every metric.
 
-This module reads files only (numpy, pandas, yaml): it never imports torch.
+This module reads files only (numpy, pandas, yaml; a dataset's own table for patients): it never imports
+torch.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ecgadapt.errors import DataError
+from ecgadapt.data.identity import source_patient_ids
+from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import MetricInputError, score
 from ecgadapt.runs.rundir import SPLITS, ResultsDir, RunDir, load_predictions, read_cell, read_final
@@ -36,10 +38,12 @@ __all__ = [
     "collect_per_class",
     "collect_results",
     "find_runs",
+    "without_test_folds",
     "flatten",
     "load_metrics",
     "load_predictions",
     "pool_predictions",
+    "run_patient_ids",
     "pooled_out_of_fold",
     "read_final",
     "write_pooled_cell",
@@ -147,13 +151,44 @@ def pool_predictions(run_dirs: Sequence[str | Path], split: str = "test") -> dic
             f"records {dup} appear in the {split} predictions of more than one run: pooled out-of-fold scoring "
             "needs disjoint test folds (one run per fold)"
         )
-    return {
+    pooled = {
         "ecg_ids": ids,
         "class_names": np.asarray(classes, dtype=str),
         "y_true": np.concatenate([p["y_true"] for p in parts]),
         "y_score": np.concatenate([p["y_score"] for p in parts]),
         "run_index": np.concatenate([np.full(len(p["ecg_ids"]), i) for i, p in enumerate(parts)]),
     }
+    if all("patient_ids" in p for p in parts):
+        pooled["patient_ids"] = np.concatenate([p["patient_ids"] for p in parts])
+    return pooled
+
+
+BOOTSTRAP_GROUPS = ("records", "patient")
+"""What a record bootstrap resamples: records, or patients (all records of a drawn patient)."""
+
+
+def check_bootstrap_groups(groups: str) -> str:
+    """``groups`` when it is one of :data:`BOOTSTRAP_GROUPS`; a ConfigError otherwise."""
+    if groups not in BOOTSTRAP_GROUPS:
+        raise ConfigError(f"--bootstrap-groups must be one of {', '.join(BOOTSTRAP_GROUPS)}, got {groups!r}")
+    return groups
+
+
+def run_patient_ids(run_dir: str | Path, split: str = "test", pred: dict | None = None) -> np.ndarray:
+    """The patient of each record of a run's (or pooled cell's) ``split`` predictions, in their order, -1 where
+    unknown: the ``patient_ids`` saved beside them, else (runs saved before they were) looked up in the
+    dataset's own table (PTB-XL's database, a folder's labels CSV) through the run's config."""
+    pred = load_predictions(run_dir, split) if pred is None else pred
+    if "patient_ids" in pred:
+        return np.asarray(pred["patient_ids"], dtype=np.int64)
+    data = read_config(run_dir).get("data") or {}
+    root = data.get("root")
+    if root is None or not Path(root).exists():
+        raise DataError(
+            f"{run_dir}: its predictions carry no patient_ids and its dataset ({root}) is not there to look them "
+            "up; restore the data folder, or bootstrap records (--bootstrap-groups records)"
+        )
+    return source_patient_ids(data.get("source") or "ptbxl", root, data.get("labels"), pred["ecg_ids"])
 
 
 def _score(
@@ -200,19 +235,15 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
     ]
     out["budget"] = _pooled_budget([f.get("budget") or {} for f in finals])
     overlaps = [f["pretraining_overlap"] for f in finals if f.get("pretraining_overlap")]
-    if (
-        overlaps
-    ):  # each record is tested (and validated) in one fold: sum those; train: the most any model saw
-        out["pretraining_overlap"] = {
-            "train": max(int(o.get("train") or 0) for o in overlaps),
-            **{split: sum(int(o.get(split) or 0) for o in overlaps) for split in ("val", "test")},
-        }
+    if overlaps:
+        out["pretraining_overlap"] = pooled_overlap(overlaps)
     tunings = [f["tuning"] for f in finals if f.get("tuning")]
     if tunings:
         out["tuning"] = {
             "chosen_values_by_fold": [t.get("chosen_values") or {} for t in tunings],
             "candidates": [c for t in tunings for c in t.get("candidates") or []],
             "search_steps": sum(int(t.get("search_steps") or 0) for t in tunings),
+            "ties_by_fold": [t.get("tie") for t in tunings],  # None where one candidate was best
         }
     n = {s: sum(int((f.get("n_records") or {}).get(s, 0)) for f in finals) for s in ("val", "test")}
     train = [int((f.get("n_records") or {}).get("train", 0)) for f in finals]
@@ -232,6 +263,33 @@ def pooled_out_of_fold(fold_dirs: Sequence[str | Path]) -> dict:
         },
     }
     out["notes"] = sorted({n for f in finals for n in f.get("notes") or []})
+    return out
+
+
+def _pooled_counts(counts: list[dict | None]) -> dict[str, int | None] | None:
+    """Per-split counts of the folds in one: each record is tested (and validated) in one fold, so those add
+    up; train: the most any fold's model saw. None when no fold could count."""
+    known = [c for c in counts if c is not None and c.get("test") is not None]
+    if not known:
+        return None
+    return {
+        "train": max(int(c.get("train") or 0) for c in known),
+        **{split: sum(int(c.get(split) or 0) for c in known) for split in ("val", "test")},
+    }
+
+
+def pooled_overlap(overlaps: list[dict]) -> dict[str, Any]:
+    """The folds' ``pretraining_overlap`` in one: seen records and records of seen patients, per split (see
+    :func:`_pooled_counts`), and everything the folds could not check."""
+    records = _pooled_counts(overlaps) or {"train": None, "val": None, "test": None}
+    out: dict[str, Any] = dict(records)
+    if any("same_patient" in o for o in overlaps):
+        out["same_patient"] = _pooled_counts([o.get("same_patient") for o in overlaps])
+    for key in ("identity", "n_seen_pretraining"):
+        if any(key in o for o in overlaps):
+            out[key] = next((o[key] for o in overlaps if o.get(key) is not None), None)
+    if any("unknown" in o for o in overlaps):
+        out["unknown"] = sorted({text for o in overlaps for text in o.get("unknown") or []})
     return out
 
 
@@ -272,16 +330,82 @@ def pooled_is_current(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> 
     return recorded == fold_fingerprints(fold_dirs)
 
 
-def write_pooled_cell(cell_dir: str | Path, fold_dirs: Sequence[str | Path]) -> dict:
-    """Write the pooled ``predictions_{val,test}.npz`` and ``final.json`` of a rotate-folds cell; return final."""
+def write_pooled_cell(
+    cell_dir: str | Path, fold_dirs: Sequence[str | Path], extra: dict | None = None
+) -> dict:
+    """Write the pooled ``predictions_{val,test}.npz`` and ``final.json`` (with the ``extra`` fields) of a
+    rotate-folds cell; return final."""
     cell = RunDir(cell_dir)
-    final = pooled_out_of_fold(fold_dirs)
+    final = {**pooled_out_of_fold(fold_dirs), **(extra or {})}
     final["fold_fingerprints"] = fold_fingerprints(fold_dirs)
     for split in SPLITS:
         pred = pool_predictions(fold_dirs, split)
-        cell.write_predictions(split, pred["ecg_ids"], pred["class_names"], pred["y_true"], pred["y_score"])
+        cell.write_predictions(
+            split,
+            pred["ecg_ids"],
+            pred["class_names"],
+            pred["y_true"],
+            pred["y_score"],
+            pred.get("patient_ids"),
+        )
     cell.write_final(final)
     return final
+
+
+# --- dropping test folds ------------------------------------------------------------------------------------
+
+
+def check_drop_test_folds(folds: Iterable[int]) -> tuple[int, ...]:
+    """The sorted distinct folds (1-10) whose test predictions a table leaves out; an error names a bad one."""
+    out = tuple(sorted({int(k) for k in folds}))
+    bad = [k for k in out if not 1 <= k <= 10]
+    if bad:
+        raise DataError(f"--drop-test-fold must name folds 1-10, got {bad}")
+    return out
+
+
+def drop_folder_name(folds: Sequence[int]) -> str:
+    """The view folder of a cell pooled without ``folds``: ``drop-test-fold09``, ``drop-test-folds-09-10``."""
+    names = "-".join(f"{k:02d}" for k in folds)
+    return f"drop-test-fold{names}" if len(folds) == 1 else f"drop-test-folds-{names}"
+
+
+def without_test_folds(run_dir: str | Path, drop_test_folds: Sequence[int]) -> Path:
+    """A rotate-folds cell pooled without the runs that test on ``drop_test_folds``, for every reader at once.
+
+    The view is a folder inside the cell (``drop-test-fold09/``) holding a ``cell.yaml`` that lists only the
+    kept folds (as ``../foldNN``), their pooled ``final.json`` and ``predictions_{val,test}.npz``: the tables,
+    the class exclusions (rebuilt from the kept folds), the budget and tuned-choice columns, the bootstrap and
+    the training curves all read it as they read the cell. It is built once and rebuilt when a kept fold's
+    ``final.json`` changes. A plain run, or no fold to drop, is returned as it is.
+    """
+    run_dir = Path(run_dir)
+    drop = check_drop_test_folds(drop_test_folds)
+    cell = read_cell(run_dir)
+    if not drop or cell is None or cell.get("protocol") != ROTATE:
+        return run_dir
+    folds = [f for f in cell.get("folds") or [] if int(f["test_fold"]) not in drop]
+    if not folds:
+        raise DataError(f"{run_dir}: dropping test folds {list(drop)} leaves none of its folds to score")
+    view = run_dir / drop_folder_name(drop)
+    kept = [run_dir / f["run"] for f in folds]
+    meta = {
+        **cell,
+        "folds": [{**f, "run": f"../{f['run']}"} for f in folds],
+        "dropped_test_folds": list(drop),
+    }
+    try:
+        view.mkdir(exist_ok=True)
+        if read_cell(view) != meta:
+            RunDir(view).write_cell(meta)
+        if not pooled_is_current(view, kept):
+            write_pooled_cell(view, kept, {"dropped_test_folds": list(drop)})
+    except OSError as err:
+        raise DataError(
+            f"cannot write {view}, the pooled score of {run_dir.name} without test folds {list(drop)} ({err}); "
+            "make the results folder writable"
+        ) from err
+    return view
 
 
 # --- the tidy table ----------------------------------------------------------------------------------------
@@ -451,6 +575,7 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
         "n_val": n.get("val"),
         "n_test": n.get("test"),
         "n_folds": len(final.get("folds") or []) or 1,
+        "dropped_test_folds": ",".join(str(k) for k in final.get("dropped_test_folds") or []),
         **_budget_columns(final),
         **_tuning_columns(final),
         "test_excluded_classes": "; ".join(test.get("excluded_classes") or []),
@@ -458,6 +583,9 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
         "fold_mean_test_macro_auprc": (final.get("fold_mean") or {}).get("test_macro_auprc"),
         "pretraining_overlap_val": overlap.get("val"),
         "pretraining_overlap_test": overlap.get("test"),
+        "pretraining_same_patient_val": (overlap.get("same_patient") or {}).get("val"),
+        "pretraining_same_patient_test": (overlap.get("same_patient") or {}).get("test"),
+        "pretraining_overlap_unknown": "; ".join(overlap.get("unknown") or []),
         "config_sha256": final.get("config_sha256"),
         "run_dir": str(run_dir),
     }
@@ -465,13 +593,19 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
     return row
 
 
-def collect_results(source: str | Path | Iterable[str | Path], ece_bins: int = 15) -> pd.DataFrame:
+def collect_results(
+    source: str | Path | Iterable[str | Path], ece_bins: int = 15, drop_test_folds: Sequence[int] = ()
+) -> pd.DataFrame:
     """One row per finished run (or pooled rotate-folds cell): key columns, metrics, then every config field.
 
     ``source``: a results folder (its ``runs/*`` are read), one run directory, or a list of run directories.
-    Unfinished runs (no ``final.json``) in a results folder are skipped.
+    Unfinished runs (no ``final.json``) in a results folder are skipped. ``drop_test_folds``: rotate-folds cells
+    are scored without the runs that test on these folds (:func:`without_test_folds`; ``run_dir`` then names
+    that view, and ``dropped_test_folds`` says which folds it leaves out); other runs are read as they are.
     """
-    rows = [_row(d, ece_bins) for d in find_runs(source)]
+    drop = check_drop_test_folds(drop_test_folds)
+    dirs = [without_test_folds(d, drop) for d in find_runs(source)] if drop else find_runs(source)
+    rows = [_row(d, ece_bins) for d in dirs]
     if not rows:
         return pd.DataFrame(columns=[*KEY_COLUMNS, *METRIC_COLUMNS, "run_dir"])
     table = pd.DataFrame(rows)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ecgadapt.data.cache import load_source
+from ecgadapt.data.cache import ECGCache, load_source
 from ecgadapt.data.dataset import ECGDataset, record_starts
+from ecgadapt.data.identity import cache_patient_ids
 from ecgadapt.data.sources import unmatched_labels
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
@@ -29,6 +31,7 @@ from ecgadapt.eval.metrics import score
 from ecgadapt.eval.summary import ece_text, interval_note, macro_text, rare_class_warning
 from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.locks import writes_run_dir
+from ecgadapt.models.base import InputSpec
 from ecgadapt.runs.rundir import RunDir
 from ecgadapt.train.evaluate import calibration_fitted_on, load_run_config, load_run_model
 
@@ -40,6 +43,46 @@ def external_name(data: str | Path, name: str | None = None) -> str:
     if not safe:
         raise ConfigError(f"external set name {raw!r} has no usable character; pass --name")
     return safe
+
+
+@dataclass
+class ExternalSet:
+    """An external source ready to be scored by a run: its records positive for a class the run shares, read
+    with the run's evaluation transform, and where the shared classes sit among the source's labels and the
+    run's outputs."""
+
+    dataset: ECGDataset
+    shared: list[str]
+    counts: dict[str, int]  # positives per run class among the source's records
+    first: np.ndarray  # each record's first cache row (a long record has several)
+    source_columns: list[int]
+    run_columns: list[int]
+
+    def select(self, y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities of ``predict_loader`` on :attr:`dataset`, on the shared classes only."""
+        return y_true[:, self.source_columns], y_prob[:, self.run_columns]
+
+
+def external_set(
+    cache: ECGCache, task: str, run_classes: list[str], input_spec: InputSpec, windows: int, data: str | Path
+) -> ExternalSet:
+    """The records of an external ``cache`` scored on ``task``'s classes the run shares with it (a class is
+    shared when some record is positive for it); an error when none is."""
+    first = record_starts(cache.index["ecg_id"].to_numpy())  # a record's first row (long ones have several)
+    y_all, classes = cache.labels(task)
+    col = {c: i for i, c in enumerate(classes)}
+    counts = {c: int(y_all[first, col[c]].sum()) if c in col else 0 for c in run_classes}
+    shared = [c for c in run_classes if counts[c] > 0]
+    if not shared:
+        raise DataError(
+            f"no record of {data} is positive for any class of the run ({', '.join(run_classes)}, task {task!r}); "
+            "check --source and the labels"
+        )
+    source_columns = [col[c] for c in shared]
+    rows = np.flatnonzero(y_all[:, source_columns].any(axis=1))
+    transform = build_transforms(input_spec, cache.rate, train=False, n_eval_windows=windows)
+    dataset = ECGDataset(cache, task, "test", transform=transform, rows=rows)
+    return ExternalSet(dataset, shared, counts, first, source_columns, [run_classes.index(c) for c in shared])
 
 
 @writes_run_dir
@@ -69,28 +112,14 @@ def evaluate_external(
     windows = int(eval_windows or cfg.training.eval_windows)
     cache = load_source(source, data, cfg.data.rate, labels, cache_dir=cfg.data.cache_dir, progress=progress)
     task = cfg.data.task
-    first = record_starts(cache.index["ecg_id"].to_numpy())  # a record's first row (long ones have several)
-    y_all, classes = cache.labels(task)
+    ext = external_set(cache, task, list(meta["class_names"]), model.input_spec, windows, data)
+    first, counts, shared, dataset = ext.first, ext.counts, ext.shared, ext.dataset
     run_classes = list(meta["class_names"])
-    col = {c: i for i, c in enumerate(classes)}
-    counts = {c: int(y_all[first, col[c]].sum()) if c in col else 0 for c in run_classes}
-    shared = [c for c in run_classes if counts[c] > 0]
-    if not shared:
-        raise DataError(
-            f"no record of {data} is positive for any class of the run ({', '.join(run_classes)}, task {task!r}); "
-            "check --source and the labels"
-        )
-    ext_cols = [col[c] for c in shared]
-    rows = np.flatnonzero(y_all[:, ext_cols].any(axis=1))
-    transform = build_transforms(model.input_spec, cache.rate, train=False, n_eval_windows=windows)
-    dataset = ECGDataset(cache, task, "test", transform=transform, rows=rows)
     t = cfg.training
     loader = make_loader(
         dataset, t.eval_batch_size or t.batch_size, t.num_workers, pin_memory=dev.type == "cuda"
     )
-    y_true, y_prob = predict_loader(model, loader, dev, f"scoring {name}" if progress else None)
-    y_true = y_true[:, ext_cols]
-    y_prob = y_prob[:, [run_classes.index(c) for c in shared]]
+    y_true, y_prob = ext.select(*predict_loader(model, loader, dev, f"scoring {name}" if progress else None))
     metrics = score(y_true, y_prob, shared)
     calibration = _calibration_record(run_dir, y_true, y_prob, shared, calibration)
 
@@ -121,7 +150,8 @@ def evaluate_external(
         },
     }
     files = RunDir(run_dir)
-    files.write_predictions(f"external_{name}", dataset.record_ids, shared, y_true, y_prob)
+    patients = cache_patient_ids(cache, dataset.record_ids)
+    files.write_predictions(f"external_{name}", dataset.record_ids, shared, y_true, y_prob, patients)
     files.write_external(name, result)
     return result
 

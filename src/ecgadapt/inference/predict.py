@@ -21,7 +21,7 @@ import torch
 from ecgadapt.constants import LEADS
 from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
-from ecgadapt.engine.loop import autocast, resolve_device
+from ecgadapt.engine.loop import resolve_device
 from ecgadapt.errors import DataError
 from ecgadapt.eval.temperature import calibrate_probs, load_calibration
 from ecgadapt.models.base import ECGModel, InputSpec
@@ -241,7 +241,7 @@ def predict_records(
         windows = build_transforms(spec, src_rate, train=False, n_eval_windows=w)(x)
         if windows.ndim == 2:
             windows = windows[None]
-        probs = _window_probs(model, torch.from_numpy(windows), device, batch_size, cfg.training.amp)
+        probs = _window_probs(model, torch.from_numpy(windows), device, batch_size)
         rows.append({"record": name, "input": item, "windows": w, **dict(zip(class_names, probs.tolist()))})
     df = pd.DataFrame(rows, columns=["record", "input", "windows", *class_names])
     probs, fitted = calibrate_probs(
@@ -255,14 +255,13 @@ def predict_records(
 
 
 @torch.no_grad()
-def _window_probs(
-    model, windows: torch.Tensor, device: torch.device, batch_size: int, amp: bool
-) -> np.ndarray:
-    """Mean sigmoid probability over a record's windows (W, leads, L)."""
+def _window_probs(model, windows: torch.Tensor, device: torch.device, batch_size: int) -> np.ndarray:
+    """Mean sigmoid probability over a record's windows (W, leads, L), in float32 and never under autocast,
+    as the loop scores validation and test (:func:`~ecgadapt.engine.loop.predict_loader`): the run's
+    temperatures were fitted on those float32 probabilities."""
     out = []
     for chunk in windows.split(batch_size):
-        with autocast(device, amp):
-            logits = model(chunk.to(device))
+        logits = model(chunk.to(device, dtype=torch.float32))
         out.append(torch.sigmoid(logits.float()).cpu())
     return torch.cat(out).mean(dim=0).numpy()
 

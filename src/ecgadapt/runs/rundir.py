@@ -5,8 +5,8 @@ initial weights), ``env.json``, ``metrics.csv``, ``checkpoints/{last,best}.pt`` 
 ``checkpoints/best_stage{i}.pt``, ``predictions_{val,test}.npz``, ``calibration.json`` and ``final.json``; a
 tuned run also ``tune.json`` and ``candidates/<id>/`` (each an ordinary run directory); a scored run
 ``external_<name>.json`` with ``predictions_external_<name>.npz``, a site's own temperature scaling
-``calibration_<name>.json`` and ``robustness.{csv,png}``; a logged run ``tensorboard/`` or ``mlflow.json``; a
-rotate-folds
+``calibration_<name>.json`` and ``robustness.{csv,png}`` (on an external set
+``robustness_external_<name>.{csv,png}``); a logged run ``tensorboard/`` or ``mlflow.json``; a rotate-folds
 cell ``cell.yaml`` beside its folds. A results folder (:class:`ResultsDir`) holds ``spec.yaml``,
 ``results.{csv,parquet}``, ``report/`` and the runs in ``runs/``. Every file is written atomically
 (temporary file, then rename), so a killed run never leaves a half-written file.
@@ -162,6 +162,10 @@ class RunDir:
     def robustness_png(self) -> Path:
         return self.path / self.ROBUSTNESS_PNG
 
+    def external_robustness(self, name: str, suffix: str = "csv") -> Path:
+        """The robustness table (``csv``) or figure (``png``) on external set ``name``."""
+        return self.path / f"robustness_external_{name}.{suffix}"
+
     @property
     def tensorboard(self) -> Path:
         """The TensorBoard event files of ``--logger tensorboard``."""
@@ -232,9 +236,11 @@ class RunDir:
         class_names: Sequence[str],
         y_true: np.ndarray,
         y_score: np.ndarray,
+        patient_ids: Sequence | None = None,
     ) -> None:
-        """Write ``predictions_{split}.npz`` (``split`` may be ``external_<name>``)."""
-        save_predictions(self.predictions(split), ecg_ids, class_names, y_true, y_score)
+        """Write ``predictions_{split}.npz`` (``split`` may be ``external_<name>``), with each record's
+        ``patient_ids`` when given."""
+        save_predictions(self.predictions(split), ecg_ids, class_names, y_true, y_score, patient_ids)
 
     def site_calibration(self, name: str) -> Path:
         """Temperature scaling fitted on part of external set ``name`` (``calibration_<name>.json``)."""

@@ -100,6 +100,15 @@ def score_split(
     return score(y_true, y_prob, dataset.class_names, t.min_test_positives, exclude), y_true, y_prob
 
 
+def scoring_rules(run_dir: str | Path, cfg: FinetuneConfig) -> tuple[int, dict[str, str]]:
+    """The run's macro-metric class rules, as ``final.json``'s test score applied them: its
+    ``training.min_test_positives`` and the classes ``final.json`` lists as untrained (the arguments
+    ``min_positives, exclude`` of :func:`~ecgadapt.eval.metrics.score`)."""
+    final_path = RunDir(run_dir).final
+    untrained = (read_json(final_path).get("untrained_classes") or {}) if final_path.is_file() else {}
+    return cfg.training.min_test_positives, dict(untrained)
+
+
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
@@ -133,11 +142,9 @@ def evaluate_run(
         raise CheckpointError(
             f"the classes of task {cfg.data.task!r} in {cfg.data.root} differ from those the run was trained on"
         )
-    final_path = RunDir(run_dir).final
-    untrained = (read_json(final_path).get("untrained_classes") or {}) if final_path.is_file() else {}
+    rules = scoring_rules(run_dir, cfg)
     desc = f"scoring {split}" if progress else None
-    metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, untrained, desc)
-    rules = (cfg.training.min_test_positives, untrained)
+    metrics, y_true, y_prob = score_split(model, dataset, cfg, dev, rules[1], desc)
     metrics = {
         **metrics,
         **calibrated_scores(run_dir, y_true, y_prob, dataset.class_names, uncalibrated, rules, calibration),

@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,12 @@ import torch
 from ecgadapt.data import synthetic
 from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
+from ecgadapt.data.identity import (
+    BY_DATABASE,
+    cache_patient_ids,
+    pretraining_overlap_counts,
+    record_identities,
+)
 from ecgadapt.data.stats import cache_split_stats, format_stats
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.budget import StagePlan, batches_per_epoch, floor_note, plan_budget, requested_budget
@@ -54,7 +61,7 @@ from ecgadapt.runs.hashing import RESULT_FREE_FIELDS, check_resume_config, flat_
 from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir, read_json
 from ecgadapt.train.config import DataConfig, FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, load_run_config, load_run_model, score_split
-from ecgadapt.weights import bundled_path, recorded_ptbxl_ids, seen_ptbxl_ids
+from ecgadapt.weights import bundled_path, recorded_ptbxl_ids, seen_ptbxl_ids, seen_ptbxl_patients
 
 # Fields that may differ between a run and its resumption (they do not change the result on a given device).
 _RESUME_FREE = RESULT_FREE_FIELDS - {"data.cache_dir"}
@@ -203,13 +210,7 @@ def _run_finetune(
     )
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     overlap = pretraining_overlap(cache, d, inputs["weights_sha256"], inputs["weights"])
-    if overlap and (overlap["val"] or overlap["test"]):
-        cfg.notes.append(
-            f"the initial weights were pretrained on the (unlabelled) signals of {overlap['test']} test and "
-            f"{overlap['val']} validation records of this dataset, so their scores are optimistic; the ecg_ids are "
-            "in ecgadapt/weights/*.seen_ptbxl_ids.txt or the checkpoint's seen_ptbxl_ids metadata, and the "
-            "checkpoint's model card says how to leave them out"
-        )
+    cfg.notes.extend(overlap_notes(overlap))
     pos_weight = pos_weight_from_labels(train_set.labels) if cfg.training.pos_weight else None
     if cfg.training.head_bias_init == "prior" and pos_weight is None:
         set_head_bias_to_prior(model, train_set.labels)
@@ -292,23 +293,48 @@ def split_counts_text(cache: ECGCache, data: DataConfig, train_set: ECGDataset) 
 
 def pretraining_overlap(
     cache: ECGCache, data: DataConfig, weights_sha256: str | None, weights_path: str | Path | None = None
-) -> dict[str, int] | None:
+) -> dict[str, Any] | None:
     """Records per split (train folds, validation fold, test fold) whose signals the initial weights were
-    pretrained on: PTB-XL ecg_ids listed beside a bundled checkpoint, else in the weights file's metadata
-    (``ecgadapt pretrain`` writes them); None when the weights saw no PTB-XL record."""
+    pretrained on, and the records of patients they saw (:func:`~ecgadapt.data.identity.pretraining_overlap_counts`),
+    on any source whose records carry a PTB-XL identity. The seen ecg_ids are listed beside a bundled
+    checkpoint, else in the weights file's metadata (``ecgadapt pretrain`` writes them); their patients come from
+    the list beside a bundled checkpoint and from this dataset's own PTB-XL database. None when the weights saw
+    no PTB-XL record."""
     seen = seen_ptbxl_ids(weights_sha256) or recorded_ptbxl_ids(weights_path)
-    if not seen or data.source != "ptbxl" or (Path(data.root) / synthetic.MARKER_NAME).is_file():
-        return (
-            None  # other weights, another source, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)
+    if not seen or (data.source == "ptbxl" and (Path(data.root) / synthetic.MARKER_NAME).is_file()):
+        return None  # other weights, or ecgadapt's synthetic data (its ecg_ids are not PTB-XL's)
+    identity = record_identities(cache)
+    patients = dict(seen_ptbxl_patients(weights_sha256))
+    if identity.how == BY_DATABASE:  # this dataset's database lists the patients of the seen records it holds
+        t = identity.table[identity.table["patient_id"].notna()]
+        patients.update(
+            {int(i): int(p) for i, p in zip(t["ptbxl_ecg_id"], t["patient_id"]) if int(i) in seen}
         )
-    folds = cache.index["strat_fold"].to_numpy()
-    is_seen = np.isin(cache.index["ecg_id"].to_numpy(), np.fromiter(seen, dtype=np.int64))
-    test, val = folds == data.test_fold, folds == data.val_fold
-    return {
-        "train": int((is_seen & ~test & ~val).sum()),
-        "val": int((is_seen & val).sum()),
-        "test": int((is_seen & test).sum()),
-    }
+    return pretraining_overlap_counts(identity, seen, patients, data.test_fold, data.val_fold)
+
+
+def overlap_notes(overlap: dict[str, Any] | None) -> list[str]:
+    """The run's notes on a :func:`pretraining_overlap`: seen validation or test records, records of seen
+    patients there, and, plainly, what could not be checked."""
+    if not overlap:
+        return []
+    notes = []
+    if overlap.get("val") or overlap.get("test"):
+        notes.append(
+            f"the initial weights were pretrained on the (unlabelled) signals of {overlap['test']} test and "
+            f"{overlap['val']} validation records of this dataset, so their scores are optimistic; the ecg_ids are "
+            "in ecgadapt/weights/*.seen_ptbxl_ids.txt or the checkpoint's seen_ptbxl_ids metadata, and the "
+            "checkpoint's model card says how to leave them out"
+        )
+    shared = overlap.get("same_patient") or {}
+    if shared.get("val") or shared.get("test"):
+        notes.append(
+            f"{shared['test']} test and {shared['val']} validation records belong to patients whose other records "
+            "the initial weights were pretrained on (records of one patient are alike), so their scores may be "
+            "optimistic"
+        )
+    notes += [f"pretraining overlap: {text}" for text in overlap.get("unknown") or []]
+    return notes
 
 
 def check_start(cfg: FinetuneConfig, cache: ECGCache | None = None) -> None:
@@ -380,7 +406,14 @@ def _final_step(
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
     val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
-    RunDir(run_dir).write_predictions("val", val_set.record_ids, val_set.class_names, y_val, p_val)
+    RunDir(run_dir).write_predictions(
+        "val",
+        val_set.record_ids,
+        val_set.class_names,
+        y_val,
+        p_val,
+        cache_patient_ids(cache, val_set.record_ids),
+    )
     fit_run_calibration(
         run_dir, cfg.training.calibration
     )  # from predictions_val.npz only, never the test fold
@@ -443,7 +476,14 @@ def _score_test(
     t0 = time.perf_counter()
     test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
     test_metrics, y_test, p_test = score_split(model, test_set, cfg, device, final.get("untrained_classes"))
-    RunDir(run_dir).write_predictions("test", test_set.record_ids, test_set.class_names, y_test, p_test)
+    RunDir(run_dir).write_predictions(
+        "test",
+        test_set.record_ids,
+        test_set.class_names,
+        y_test,
+        p_test,
+        cache_patient_ids(cache, test_set.record_ids),
+    )
     final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
     final["n_records"] = {**final["n_records"], "test": len(test_set.record_ids)}
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}

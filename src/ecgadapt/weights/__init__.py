@@ -33,16 +33,36 @@ SEEN_PTBXL_IDS: dict[str, str] = {"xresnet1d_tiny": "xresnet1d_tiny.seen_ptbxl_i
 """Model name -> file listing the PTB-XL ecg_ids whose (unlabelled) signals its bundled encoder was pretrained on."""
 
 
-def seen_ptbxl_ids(weights_sha256: str | None) -> frozenset[int]:
-    """PTB-XL ecg_ids seen in pretraining by the bundled encoder with this SHA-256 (empty for any other file)."""
+SEEN_PTBXL_PATIENTS: dict[str, str] = {"xresnet1d_tiny": "xresnet1d_tiny.seen_ptbxl_patients.csv"}
+"""Model name -> CSV ``ecg_id,patient_id``: PTB-XL's patient of each record its bundled encoder saw (from the
+``ptbxl_database.csv`` of ``ptbxl-2285``, which lists every one of them)."""
+
+
+def _bundled_file(weights_sha256: str | None, files: dict[str, str]) -> Path | None:
+    """The file ``files`` names beside the bundled checkpoint with this SHA-256; None for any other weights."""
     if weights_sha256 is None:
-        return frozenset()
-    for model_name, list_name in SEEN_PTBXL_IDS.items():
+        return None
+    for model_name, file_name in files.items():
         path = bundled_path(model_name)
         if path is not None and file_sha256(path) == weights_sha256:
-            text = (path.parent / list_name).read_text()
-            return frozenset(int(line) for line in text.split())
-    return frozenset()
+            return path.parent / file_name
+    return None
+
+
+def seen_ptbxl_ids(weights_sha256: str | None) -> frozenset[int]:
+    """PTB-XL ecg_ids seen in pretraining by the bundled encoder with this SHA-256 (empty for any other file)."""
+    path = _bundled_file(weights_sha256, SEEN_PTBXL_IDS)
+    return frozenset(int(line) for line in path.read_text().split()) if path is not None else frozenset()
+
+
+def seen_ptbxl_patients(weights_sha256: str | None) -> dict[int, int]:
+    """``{ecg_id: PTB-XL patient_id}`` of the records the bundled encoder with this SHA-256 saw in pretraining
+    ({} for any other file: their patients are known only where a run's own PTB-XL database lists them)."""
+    path = _bundled_file(weights_sha256, SEEN_PTBXL_PATIENTS)
+    if path is None:
+        return {}
+    lines = path.read_text().split()[1:]  # header: ecg_id,patient_id
+    return {int(a): int(b) for a, b in (line.split(",") for line in lines)}
 
 
 def recorded_ptbxl_ids(path: str | os.PathLike | None) -> frozenset[int]:

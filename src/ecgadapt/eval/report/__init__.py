@@ -14,6 +14,7 @@ The package, by job:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from ecgadapt.errors import DataError
@@ -28,7 +29,7 @@ from ecgadapt.eval.report.stats import (
     seed_averaged_bootstrap,
     summarise,
 )
-from ecgadapt.eval.results import collect_results
+from ecgadapt.eval.results import ROTATE, collect_results, write_results
 from ecgadapt.runs.rundir import ResultsDir
 
 __all__ = [
@@ -68,20 +69,32 @@ def build_report(
     seed: int = 0,
     title: str = "ecgadapt benchmark report",
     roles: RecipeRoles | None = None,
+    drop_test_folds: Sequence[int] = (),
+    bootstrap_groups: str = "records",
 ) -> Report:
     """Write ``report.md``, ``report.html`` and ``figures/*.png`` for the runs in ``results_dir`` (to ``out``,
     default ``results_dir/report``); sections the data cannot support say why they are absent.
 
     ``roles``: the recipes' roles; default: ``roles:`` of the folder's ``spec.yaml``, else :data:`BUILTIN_ROLES`.
+    ``drop_test_folds``: rotate-folds cells are scored without the runs that test on these folds, in every
+    table (see :func:`~ecgadapt.eval.results.without_test_folds`); the table used is then also written to
+    ``out/results.csv`` (and ``.parquet``). ``bootstrap_groups``: what every record bootstrap resamples,
+    ``records`` or ``patient`` (all test records of a drawn patient); every table says which.
     """
     results_dir = Path(results_dir).expanduser()
-    table = collect_results(results_dir)
+    table = collect_results(results_dir, drop_test_folds=drop_test_folds)
+    if drop_test_folds and not (table.get("protocol") == ROTATE).any():
+        raise DataError(
+            f"--drop-test-fold applies to rotate-folds cells (one run per test fold); {results_dir} holds none"
+        )
     if table.empty:
         raise DataError(
             f"{results_dir} holds no finished run (no runs/*/final.json); run `ecgadapt benchmark` first"
         )
     out = Path(out).expanduser() if out is not None else ResultsDir(results_dir).report
-    ctx = ReportContext(table, results_dir, n_resamples, alpha, seed, roles)
+    if drop_test_folds:
+        write_results(table, out)
+    ctx = ReportContext(table, results_dir, n_resamples, alpha, seed, roles, bootstrap_groups)
     sections = build_sections(ctx)
     paths = write_figures(ctx.figures, out / "figures")
     md_path, html_path = out / "report.md", out / "report.html"

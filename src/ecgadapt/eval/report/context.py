@@ -68,6 +68,7 @@ class ReportContext:
         alpha: float,
         seed: int,
         roles: RecipeRoles | None = None,
+        bootstrap_groups: str = "records",
     ) -> None:
         table, self.left_out = select_spec_runs(table, results_dir)
         if table.empty:
@@ -92,9 +93,14 @@ class ReportContext:
         self.main_fraction = 1.0 if 1.0 in self.fractions else max(self.fractions)
         self.main = table[table["fraction"] == self.main_fraction]
         self.colors = recipe_colors(self.recipes)
-        self.predictions = Predictions()
+        self.predictions = Predictions(bootstrap_groups)
         self.figures: list[Figure_] = []
         self._cache: dict[str, Any] = {}
+
+    @property
+    def unit(self) -> str:
+        """What the report's bootstraps resample, in words: ``records`` or ``patients``."""
+        return self.predictions.unit
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, computed once per report (for results two sections read, e.g. comparisons)."""

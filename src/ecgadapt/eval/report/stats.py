@@ -23,18 +23,20 @@ import pandas as pd
 
 from ecgadapt.errors import DataError
 from ecgadapt.eval.bootstrap import (
+    grouping_name,
     paired_seed_difference,
     pooled_paired_bootstrap,
-    resample_indices,
+    resample_counts,
     seed_summary,
 )
 from ecgadapt.eval.metrics import MetricInputError, RankedScores
-from ecgadapt.eval.results import load_predictions, read_final
+from ecgadapt.eval.results import check_bootstrap_groups, load_predictions, read_final, run_patient_ids
 
 __all__ = [
     "METRICS",
     "Predictions",
     "align_predictions",
+    "patient_groups",
     "compare_recipes",
     "relative_improvement",
     "sd",
@@ -59,8 +61,10 @@ def seed_averaged_bootstrap(
     n_resamples: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Percentile bootstrap over records of the seed-averaged ``metric``: ``{point, low, high, n_runs}``.
+    """Percentile bootstrap over records (over ``groups``, e.g. patients, when given) of the seed-averaged
+    ``metric``: ``{point, low, high, n_runs, grouping}``.
 
     Every run (seed) is scored on the same resampled records; the statistic is the mean over runs.
     """
@@ -69,9 +73,7 @@ def seed_averaged_bootstrap(
     if not scores:
         raise MetricInputError("seed_averaged_bootstrap needs at least one run's scores")
     col = METRICS.index(metric)
-    idx, n_redrawn = resample_indices(y_true, n_resamples, seed)
-    n = len(y_true)
-    counts = np.stack([np.bincount(row, minlength=n) for row in idx])
+    counts, n_redrawn = resample_counts(y_true, n_resamples, seed, groups)
     points, samples = [], []
     for s in scores:
         ranked = RankedScores(y_true, s)
@@ -89,6 +91,7 @@ def seed_averaged_bootstrap(
         "n_resamples": int(n_resamples),
         "n_redrawn": int(n_redrawn),
         "alpha": alpha,
+        "grouping": grouping_name(groups),
     }
 
 
@@ -117,18 +120,35 @@ def summarise(table: pd.DataFrame, by: Sequence[str], column: str, alpha: float 
 
 
 class Predictions:
-    """Test predictions of runs, loaded once, aligned on the first run's record order."""
+    """Test predictions of runs, loaded once, aligned on the first run's record order; ``grouping``
+    (``records`` or ``patient``) is what the bootstraps resample."""
 
-    def __init__(self) -> None:
+    def __init__(self, grouping: str = "records") -> None:
         self._cache: dict[str, dict] = {}
+        self.grouping = check_bootstrap_groups(grouping)
+
+    @property
+    def unit(self) -> str:
+        """What a bootstrap resamples, in words: ``records`` or ``patients``."""
+        return "patients" if self.grouping == "patient" else "records"
 
     def get(self, run_dir: str) -> dict:
-        """The run's test predictions, with ``excluded``: the classes its macro metrics left out."""
+        """The run's test predictions, with ``excluded``: the classes its macro metrics left out (and, when
+        bootstrapping patients, each record's ``patient_ids``)."""
         if run_dir not in self._cache:
             pred = dict(load_predictions(run_dir, "test"))
             pred["excluded"] = set((read_final(run_dir).get("test") or {}).get("excluded_classes") or [])
+            if self.grouping == "patient":
+                pred["patient_ids"] = run_patient_ids(run_dir, "test", pred)
             self._cache[run_dir] = pred
         return self._cache[run_dir]
+
+    def groups(self, run_dirs: Sequence[str]) -> np.ndarray | None:
+        """The bootstrap groups of the records :meth:`aligned` returns (the first run's patients in sorted
+        record order, a record of unknown patient its own group), or None when bootstrapping records."""
+        if self.grouping != "patient":
+            return None
+        return patient_groups(self.get(run_dirs[0]))
 
     def aligned(self, run_dirs: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]] | None:
         """``(y_true, [scores per run])`` on common record order, or None when the runs scored different records.
@@ -146,6 +166,21 @@ class Predictions:
             return None
         y, scores = aligned
         return y[:, keep], [s[:, keep] for s in scores]
+
+
+def patient_groups(pred: dict) -> np.ndarray:
+    """Bootstrap groups of a predictions dict in its sorted record order (the order of
+    :func:`align_predictions`): each record's patient, a record of unknown patient (-1) a group of its own."""
+    order = np.argsort(pred["ecg_ids"], kind="stable")
+    patients = np.asarray(pred["patient_ids"], dtype=np.int64)[order]
+    unknown = patients < 0
+    if unknown.all():
+        raise DataError(
+            "no test record's patient is known (a CinC source, or a folder without a patient_id column): "
+            "bootstrap records instead (--bootstrap-groups records)"
+        )
+    singletons = patients.max() + 1 + np.arange(len(patients))
+    return np.where(unknown, singletons, patients)
 
 
 def align_predictions(preds: Sequence[dict]) -> tuple[np.ndarray, list[np.ndarray]] | None:
@@ -233,7 +268,14 @@ def compare_recipes(
                 y, scores = aligned
                 try:
                     boot = pooled_paired_bootstrap(
-                        y, scores[: len(dirs_a)], scores[len(dirs_a) :], metric, n_resamples, seed, alpha
+                        y,
+                        scores[: len(dirs_a)],
+                        scores[len(dirs_a) :],
+                        metric,
+                        n_resamples,
+                        seed,
+                        alpha,
+                        groups=predictions.groups(dirs_a + dirs_b),
                     )
                     row.update(
                         boot_diff=boot["diff"],

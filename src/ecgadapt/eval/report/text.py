@@ -16,6 +16,7 @@ __all__ = [
     "budget_text",
     "ci",
     "deltas",
+    "early_stopping_text",
     "fmt",
     "mean_std",
     "order",
@@ -127,3 +128,34 @@ def budget_text(part: pd.DataFrame) -> str:
     limits = sorted({int(v) for v in part["max_total_steps"].dropna()})
     used = pd.to_numeric(part["steps_run"], errors="coerce")
     return f"{'/'.join(str(v) for v in limits)} / {used.mean():.0f}"
+
+
+def _stage_early_stopping(row: pd.Series) -> list[tuple[Any, Any]]:
+    """(patience, min_delta) of each stage of one results row (from its ``recipe.stages.N.*`` columns)."""
+    out, i = [], 0
+    while f"recipe.stages.{i}.patience" in row.index or f"recipe.stages.{i}.min_delta" in row.index:
+        patience, min_delta = row.get(f"recipe.stages.{i}.patience"), row.get(f"recipe.stages.{i}.min_delta")
+        if pd.isna(patience) and pd.isna(min_delta):
+            break  # a recipe with fewer stages than another in the same table
+        out.append(
+            (None if pd.isna(patience) else int(patience), None if pd.isna(min_delta) else float(min_delta))
+        )
+        i += 1
+    return out
+
+
+def early_stopping_text(part: pd.DataFrame) -> str:
+    """``"5 (min Δ 0.001)"``: the runs' early-stopping patience and min_delta, per stage where the stages differ
+    (``"5, 10 (min Δ 0.001)"``), ``off`` for a stage that never stops early; – when unrecorded."""
+    texts = set()
+    for _, row in part.iterrows():
+        stages = _stage_early_stopping(row)
+        if not stages:
+            continue
+        patience = [("off" if p is None else str(p)) for p, _ in stages]
+        deltas_ = sorted({d for _, d in stages if d is not None})
+        text = patience[0] if len(set(patience)) == 1 else ", ".join(patience)
+        if deltas_:
+            text += f" (min Δ {'/'.join(f'{d:g}' for d in deltas_)})"
+        texts.add(text)
+    return "; ".join(sorted(texts)) if texts else "–"

@@ -66,7 +66,7 @@ def build(ctx: ReportContext) -> Section:
                     f"{ref} mean": comp["mean_b"].map(fmt),
                     "Δ over seeds [t CI]": deltas(comp, "seed"),
                     "p (paired t)": [seed_p_text(p, n) for p, n in zip(comp["seed_p"], comp["n_seeds"])],
-                    "Bootstrap Δ [CI]": deltas(comp, "boot"),
+                    f"Bootstrap Δ over {ctx.unit} [CI]": deltas(comp, "boot"),
                     "p (paired bootstrap)": [boot_p_text(p, ctx.n_resamples) for p in comp["boot_p"]],
                 }
             )

@@ -17,7 +17,7 @@ from ecgadapt.eval.figures import before_after_reliability_figure
 from ecgadapt.eval.metrics import MetricInputError
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
-from ecgadapt.eval.report.stats import METRICS, align_predictions
+from ecgadapt.eval.report.stats import METRICS, align_predictions, patient_groups
 from ecgadapt.eval.report.text import METRIC_NAMES, boot_p_text, fmt, mean_std, signed, signed_ci, slug
 from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.runs.rundir import load_predictions as load_npz
@@ -79,7 +79,14 @@ def build(ctx: ReportContext) -> Section | None:
             for m in METRICS:
                 try:
                     r = pooled_paired_bootstrap(
-                        y, scores[: len(pa)], scores[len(pa) :], m, ctx.n_resamples, ctx.seed, ctx.alpha
+                        y,
+                        scores[: len(pa)],
+                        scores[len(pa) :],
+                        m,
+                        ctx.n_resamples,
+                        ctx.seed,
+                        ctx.alpha,
+                        groups=_external_groups(ctx, pa),
                     )
                 except MetricInputError:
                     continue
@@ -92,7 +99,7 @@ def build(ctx: ReportContext) -> Section | None:
                         "B": kb[2],
                         "Metric": METRIC_NAMES[m],
                         "A - B": signed(r["diff"]),
-                        "95% CI": signed_ci(r["low"], r["high"]),
+                        f"95% CI ({r['grouping']})": signed_ci(r["low"], r["high"]),
                         "p": boot_p_text(r["p_value"], ctx.n_resamples),
                     }
                 )
@@ -110,7 +117,8 @@ def build(ctx: ReportContext) -> Section | None:
     if diffs:
         blocks += [
             "Paired differences between recipes on the same external records (seed-averaged metric, "
-            f"{ctx.n_resamples} record-bootstrap resamples).",
+            f"{ctx.n_resamples} bootstrap resamples of the external records, or of their patients where the report "
+            "bootstraps patients and the external set records them: the CI column names which).",
             pd.DataFrame(diffs),
         ]
     for (name, setting, task), by_recipe in curves.items():
@@ -151,3 +159,11 @@ def _external_curves(run_dirs: list[str], preds: list[dict]) -> tuple | None:
     except (MetricInputError, ValueError):
         return None
     return before, after
+
+
+def _external_groups(ctx: ReportContext, preds: list[dict]) -> np.ndarray | None:
+    """Patient groups of external predictions when the report bootstraps patients and the external set knows
+    them (its predictions carry ``patient_ids`` with some known); else None (records)."""
+    if ctx.unit != "patients" or "patient_ids" not in preds[0] or not (preds[0]["patient_ids"] >= 0).any():
+        return None
+    return patient_groups(preds[0])

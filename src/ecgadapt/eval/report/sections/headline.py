@@ -20,27 +20,28 @@ def _excludes_zero(low: float, high: float) -> bool:
     return math.isfinite(low) and math.isfinite(high) and (low > 0 or high < 0)
 
 
-def verdict(row: pd.Series) -> str:
-    """Significant when the record-bootstrap interval excludes zero and, from 3 seeds on, the seed t-interval
-    does too; with fewer seeds the verdict covers test-set sampling only, and says so."""
+def verdict(row: pd.Series, unit: str = "records") -> str:
+    """Significant when the bootstrap interval (over test ``unit``: records or patients) excludes zero and, from
+    3 seeds on, the seed t-interval does too; with fewer seeds the verdict covers test-set sampling only, and
+    says so."""
     if not _excludes_zero(row["boot_low"], row["boot_high"]):
         return "not significant"
     if row["n_seeds"] < MIN_SEEDS_FOR_P:
-        return "significant over test records"
+        return f"significant over test {unit}"
     if _excludes_zero(row["seed_low"], row["seed_high"]):
         return "significant"
     return "not significant over seeds"
 
 
-def clause(row: pd.Series, baseline: str) -> str:
+def clause(row: pd.Series, baseline: str, unit: str = "records") -> str:
     """``post_training − baseline_ft_tuned (tuned: lr): −0.014 macro AUROC, records [−0.028, −0.003], seeds
     [−0.041, +0.013]: not significant over seeds``."""
     diff = row["boot_diff"] if math.isfinite(row["boot_diff"]) else row["mean_a"] - row["mean_b"]
     records = signed_ci(row["boot_low"], row["boot_high"])
-    text = f"{row['a']} − {baseline}: {signed(diff)} macro AUROC, records {records}"
+    text = f"{row['a']} − {baseline}: {signed(diff)} macro AUROC, {unit} {records}"
     if row["n_seeds"] >= MIN_SEEDS_FOR_P:
         text += f", seeds {signed_ci(row['seed_low'], row['seed_high'])}"
-    return f"{text}: {verdict(row)}"
+    return f"{text}: {verdict(row, unit)}"
 
 
 def sentences(ctx: ReportContext, comp: pd.DataFrame) -> list[str]:
@@ -50,7 +51,7 @@ def sentences(ctx: ReportContext, comp: pd.DataFrame) -> list[str]:
     for (setting, task), part in comp.groupby(["setting", "task"], sort=False):
         tuned = [bool(tuned_keys(ctx.table[ctx.table["recipe"] == b])) for b in part["b"]]
         part = part.assign(untuned=[not t for t in tuned]).sort_values("untuned", kind="stable")
-        clauses = [clause(r, ctx.describe_recipe(r["b"])) for _, r in part.iterrows()]
+        clauses = [clause(r, ctx.describe_recipe(r["b"]), ctx.unit) for _, r in part.iterrows()]
         where = f"**{task}** ({setting})" if many_settings else f"**{task}**"
         out.append(f"{where}: {'; '.join(clauses)}.")
     return out
@@ -66,7 +67,7 @@ def build(ctx: ReportContext) -> Section | None:
         return None
     lead = (
         f"Difference in test macro AUROC (seed means) at training fraction {ctx.main_fraction:g}, with 95% "
-        f"intervals over test records (paired bootstrap of the seed-averaged difference, {ctx.n_resamples} "
+        f"intervals over test {ctx.unit} (paired bootstrap of the seed-averaged difference, {ctx.n_resamples} "
         f"resamples) and, from {MIN_SEEDS_FOR_P} seeds on, over seeds (paired t-interval); significant: every "
         "interval shown excludes 0. AUPRC and p-values: see the relative-improvement section."
     )

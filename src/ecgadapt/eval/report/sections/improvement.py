@@ -76,7 +76,7 @@ def build(ctx: ReportContext) -> Section:
             "Seeds": comp["n_seeds"],
             "Paired Δ over seeds [t CI]": deltas(comp, "seed"),
             "p (paired t)": [seed_p_text(p, n) for p, n in zip(comp["seed_p"], comp["n_seeds"])],
-            "Bootstrap Δ [CI]": deltas(comp, "boot"),
+            f"Bootstrap Δ over {ctx.unit} [CI]": deltas(comp, "boot"),
             "p (paired bootstrap)": [boot_p_text(p, ctx.n_resamples) for p in comp["boot_p"]],
             "Note": comp["note"],
         }
@@ -90,7 +90,7 @@ def build(ctx: ReportContext) -> Section:
         "search and budget as post-training). A gain over the literal baseline only can come from the baseline's "
         "hyper-parameters rather than from the method. The paired Δ over seeds is a paired t-test of per-seed "
         "differences (training variation); the bootstrap Δ resamples "
-        f"test records ({ctx.n_resamples} resamples) and scores every seed of both recipes on the same records "
+        f"test {ctx.unit} ({ctx.n_resamples} resamples) and scores every seed of both recipes on the same records "
         "(test-set sampling variation)."
     )
     return Section("improvement", title, [text, df])

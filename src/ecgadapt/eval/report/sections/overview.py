@@ -9,7 +9,7 @@ import pandas as pd
 
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
-from ecgadapt.eval.report.text import MIN_SEEDS_FOR_P
+from ecgadapt.eval.report.text import MIN_SEEDS_FOR_P, early_stopping_text
 from ecgadapt.eval.results import ROTATE
 
 OFFICIAL_NOTE = (
@@ -38,9 +38,23 @@ def build(ctx: ReportContext) -> Section:
             "are scored on the pooled out-of-fold test predictions, so every record is scored exactly once; "
             "those numbers are NOT comparable with published ones."
         )
+    dropped = sorted({str(v) for v in t.get("dropped_test_folds", pd.Series(dtype=object)).dropna() if v})
+    if dropped:
+        lines.append(
+            f"**Test folds left out:** the rotate-folds cells are scored without the runs that test on fold(s) "
+            f"{' / '.join(dropped)} (`--drop-test-fold`): every table, the class exclusions, the budget and the "
+            "tuned choices count only the other folds."
+        )
+    grouping = (
+        "records"
+        if ctx.unit == "records"
+        else "patients: each resample draws patients with replacement and holds all their test records, so "
+        "records of one patient never count as independent (a record of unknown patient is its own group)"
+    )
     lines.append(
-        "Statistics: mean ± std over seeds; **CI (records)** = 95% percentile bootstrap over test records of the "
-        f"seed-averaged metric ({ctx.n_resamples} resamples, classes kept scorable); **CI (seeds, t)** = 95% "
+        f"Statistics: mean ± std over seeds; **CI ({ctx.unit})** = 95% percentile bootstrap over test {ctx.unit} "
+        f"of the seed-averaged metric ({ctx.n_resamples} resamples, classes kept scorable; bootstrap grouping: "
+        f"{grouping}); **CI (seeds, t)** = 95% "
         "t-interval of the seed mean. p-values are shown only as far as the seeds and resamples support them: no "
         f"paired t-test p with fewer than {MIN_SEEDS_FOR_P} seeds, and one below 2^(1−n), the smallest p a "
         "sign-flip test over n seeds can reach, as < that floor; a bootstrap p at its floor 2/(B + 1) (every one "
@@ -74,6 +88,14 @@ def build(ctx: ReportContext) -> Section:
             f"fold (up to {int(tainted['pretraining_overlap_val'].max())}): their scores are optimistic "
             "(`pretraining_overlap` in each run's final.json; the checkpoint's model card says how to leave them out)."
         )
+    lines += _patient_and_unknown_overlap(t)
+    patience = {recipe: early_stopping_text(part) for recipe, part in t.groupby("recipe", sort=False)}
+    if len(set(patience.values()) - {"–"}) > 1:
+        lines.append(
+            "Note: the recipes stop early with different patience ("
+            + "; ".join(f"{r}: {p}" for r, p in patience.items())
+            + "): early stopping is part of the budget, so their comparison is not like for like."
+        )
     counts = t.groupby(["setting", "task", "recipe", "fraction"]).size()
     if counts.nunique() > 1:
         lines.append(
@@ -81,3 +103,31 @@ def build(ctx: ReportContext) -> Section:
             "rerun `ecgadapt benchmark` to finish the grid."
         )
     return Section("overview", "Overview", [*lines, *blocks])
+
+
+def _patient_and_unknown_overlap(t: pd.DataFrame) -> list[str]:
+    """Warnings for runs whose validation or test records share patients with the pretraining set, and for runs
+    whose pretraining overlap could not be checked (no PTB-XL identity, no patient ids)."""
+    lines = []
+    cols = ["pretraining_same_patient_test", "pretraining_same_patient_val"]
+    if set(cols) <= set(t.columns):
+        shared = t[cols].apply(pd.to_numeric, errors="coerce").fillna(0)
+        shared = shared[(shared > 0).any(axis=1)]
+        if len(shared):
+            lines.append(
+                f"**Warning:** in {len(shared)} run(s), test records (up to "
+                f"{int(shared['pretraining_same_patient_test'].max())}) or validation records (up to "
+                f"{int(shared['pretraining_same_patient_val'].max())}) belong to patients whose other records the "
+                "initial weights were pretrained on: records of one patient are alike, so their scores may be "
+                "optimistic (`pretraining_overlap.same_patient` in each run's final.json)."
+            )
+    if "pretraining_overlap_unknown" in t.columns:
+        unknown = sorted(
+            {u for text in t["pretraining_overlap_unknown"].dropna() for u in str(text).split("; ") if u}
+        )
+        if unknown:
+            lines.append(
+                "Not checked: the initial weights saw PTB-XL records, but for some runs it is unknown whether "
+                "their records (or patients) were among them: " + "; ".join(unknown) + "."
+            )
+    return lines
