@@ -111,6 +111,12 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a fresh temporary file and rename (a symlink at ``path`` is replaced)."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Atomically write ``data`` as indented JSON (NaN written as null)."""
     atomic_write_text(Path(path), json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n")

@@ -27,6 +27,8 @@ from ecgadapt.errors import CheckpointError, ConfigError, DataError
 from ecgadapt.fileio import (
     atomic_write_text,
     is_write_problem,
+    open_append,
+    replacing,
     save_predictions,
     write_error,
     write_json,
@@ -422,22 +424,19 @@ class MetricsLog:
 
     def append(self, row: dict) -> None:
         """Append one epoch's row (writing the header first if the file is new)."""
-        new = not self.path.is_file()
-        with self.path.open("a", newline="") as fh:
+        with open_append(self.path, newline="") as fh:  # never through a symlink planted at metrics.csv
             writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-            if new:
+            if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
 
     def truncate(self, n_rows: int) -> None:
-        """Keep only the first ``n_rows`` rows."""
+        """Keep only the first ``n_rows`` rows (rewritten through a fresh temporary file, then renamed)."""
         rows = self.rows()[:n_rows]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="") as fh:
+        with replacing(self.path) as tmp, tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
 
 def _fmt(value: Any) -> Any:

@@ -19,6 +19,7 @@ import yaml
 from ecgadapt.engine.settings import TrainingConfig
 from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
+from ecgadapt.fileio import atomic_write_text
 from ecgadapt.runs.hashing import with_legacy_values
 from ecgadapt.runs.rundir import RunDir
 from ecgadapt.train.recipes import get_recipe, override_stages
@@ -92,7 +93,7 @@ class FinetuneConfig:
         """YAML text of the config (also written to ``path`` if given)."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            atomic_write_text(Path(path), text)  # a run's config.yaml: never written through a symlink
         return text
 
     @classmethod
