@@ -337,3 +337,33 @@ def test_evaluate_external_robustness_and_selection_refuse_a_run_being_written(m
             with pytest.raises(RunLockedError, match=str(run)):
                 call()
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written
+
+
+def test_overwrite_deletes_no_folder_that_is_not_a_run_and_nothing_a_run_did_not_write(
+    make_cfg, tmp_path, capsys
+):
+    """Issue 22, item 2: ``finetune --overwrite`` on a folder with a ``config.yaml`` deleted all of it."""
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    v = tmp_path / "v"
+    (v / "src").mkdir(parents=True)
+    (v / "config.yaml").write_text("name: p\n")
+    (v / "src" / "thesis.tex").write_text("x\n")
+    args = ["finetune", "--config", str(cfg_file), "--no-progress", "--overwrite", "--out"]
+    assert main([*args, str(v)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "refusing to overwrite" in err and "not an ecgadapt run directory" in err and "Traceback" not in err
+    )
+    assert (v / "src" / "thesis.tex").read_text() == "x\n" and (v / "config.yaml").read_text() == "name: p\n"
+
+    run = run_finetune(make_cfg("linear_probe", "real", epochs=1))
+    (run / "notes.txt").write_text("mine\n")
+    assert main([*args, str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "would delete; nothing was deleted" in err
+    assert (run / "notes.txt").is_file() and (run / "final.json").is_file()
+    (run / "notes.txt").unlink()
+    assert main([*args, str(run)]) == 0  # a run holding only its own files is replaced
+    assert (run / "final.json").is_file()

@@ -56,8 +56,8 @@ from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir
 
 CHECKPOINTS, CONFIG, FINAL, METRICS = RunDir.CHECKPOINTS, RunDir.CONFIG, RunDir.FINAL, RunDir.METRICS
 
-ENCODER_FILE = "encoder.safetensors"
-SEEN_IDS_FILE = "seen_ptbxl_ids.txt"
+ENCODER_FILE = RunDir.ENCODER
+SEEN_IDS_FILE = RunDir.SEEN_IDS
 """The PTB-XL ecg_ids of every record in the run's corpora (training and held-out rows), one per line."""
 ORIGINS = ("generated", "synthetic", "real")
 """Corpus origins with a held-out loss column each (``val_loss_<origin>``)."""
