@@ -1,4 +1,5 @@
-"""Run checkpoints: never written through a symlink, one message for a full disk (issue 22, items 1 and 9)."""
+"""Run checkpoints: never written through a symlink, one message for a full disk, corrupted weights refused
+(issue 22, items 1, 4 and 9)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from ecgadapt.engine import checkpoints
 from ecgadapt.engine.checkpoints import load_checkpoint, save_checkpoint
-from ecgadapt.errors import WriteError
+from ecgadapt.errors import CheckpointError, WriteError
 
 
 @pytest.fixture
@@ -70,3 +71,25 @@ def test_a_really_full_disk_gives_one_write_error_and_leaves_no_file(tmp_path):
             save_checkpoint(path, {"w": torch.zeros(200_000)})  # 800 kB on a 256 kB disk
         assert "unexpected pos" not in str(info.value) and str(path) in str(info.value)
         assert list(path.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [("model", "model.w"), ("ema", "ema.w"), ("optimizer", "optimizer.state.0.exp_avg")],
+)
+def test_a_run_checkpoint_with_a_non_finite_tensor_is_refused_as_corrupted(tmp_path, key, where):
+    state = {"model": {"w": torch.ones(3)}, "ema": {"w": torch.ones(3)}}
+    state["optimizer"] = {"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 0.1}]}
+    inner = state[key]["state"][0]["exp_avg"] if key == "optimizer" else state[key]["w"]
+    inner[1] = float("nan")
+    save_checkpoint(tmp_path / "best.pt", state)
+    with pytest.raises(CheckpointError, match="the file is corrupted") as info:
+        load_checkpoint(tmp_path / "best.pt")
+    message = str(info.value)
+    assert where in message and str(tmp_path / "best.pt") in message
+    assert "learning rate" not in message
+
+
+def test_a_minus_infinity_attention_mask_is_no_corruption(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", {"model": {"attn_mask": torch.tensor([0.0, float("-inf")])}})
+    assert load_checkpoint(tmp_path / "m.pt")["model"]["attn_mask"][1] == float("-inf")

@@ -367,3 +367,38 @@ def test_overwrite_deletes_no_folder_that_is_not_a_run_and_nothing_a_run_did_not
     (run / "notes.txt").unlink()
     assert main([*args, str(run)]) == 0  # a run holding only its own files is replaced
     assert (run / "final.json").is_file()
+
+
+def _poison(checkpoint: Path) -> str:
+    """Set one element of the first floating-point model tensor of ``checkpoint`` to NaN; return its name."""
+    import torch
+
+    state = torch.load(checkpoint, weights_only=True)
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key].view(-1)[0] = float("nan")
+    torch.save(state, checkpoint)
+    return f"model.{key}"
+
+
+def test_nan_weights_in_a_runs_checkpoints_are_refused_by_every_command(make_cfg, tmp_path, capsys):
+    """Issue 22, item 4: ``predict`` printed empty probabilities with exit 0; evaluate, robustness and --resume
+    said "lower the learning rate"."""
+    cfg = make_cfg("linear_probe", "poisoned", epochs=1)
+    run = run_finetune(cfg)
+    capsys.readouterr()
+    bad = _poison(run / "checkpoints" / "best.pt")
+    _poison(run / "checkpoints" / "last.pt")
+    record = str(Path(cfg.data.root) / "records100" / "00000" / "00001_lr")
+    commands = [
+        ["predict", "--run", str(run), record],
+        ["evaluate", str(run)],
+        ["robustness", str(run), "--corruption", "gaussian_noise", "--severity", "1"],
+    ]
+    for args in commands:
+        assert main(args) == 2, args
+        captured = capsys.readouterr()
+        assert "the file is corrupted" in captured.err and bad in captured.err, args
+        assert "learning rate" not in captured.err and "Traceback" not in captured.err
+        assert captured.out == ""  # no empty probabilities
+    with pytest.raises(CheckpointError, match="last.pt holds NaN.*the file is corrupted"):
+        run_finetune(cfg, resume=True)

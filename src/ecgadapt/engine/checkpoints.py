@@ -10,7 +10,7 @@ import torch
 
 from ecgadapt.errors import CheckpointError
 from ecgadapt.fileio import free_bytes, is_write_problem, temp_beside, write_error
-from ecgadapt.models.checkpoint import load_failure_reason
+from ecgadapt.models.checkpoint import check_finite, load_failure_reason
 from ecgadapt.procs import shielded
 
 
@@ -60,6 +60,15 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; was the run finished (or started)?")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
         raise CheckpointError(f"cannot load checkpoint {path}: {load_failure_reason(path, err)}") from None
+    check_finite(state, path, fix=CORRUPT_RUN_FIX)
+    return state
+
+
+CORRUPT_RUN_FIX = (
+    "restore it from a copy, or rerun the run (a run writes finite weights only; its training stops when the loss "
+    "is not finite)"
+)
+"""What to do about a run's own checkpoint that holds NaN or infinite values."""

@@ -21,7 +21,7 @@ from ecgadapt import LEADS
 from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import autocast, resolve_device
-from ecgadapt.errors import DataError
+from ecgadapt.errors import CheckpointError, DataError
 from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.models.base import InputSpec
 from ecgadapt.train.evaluate import load_run_config, load_run_model
@@ -197,6 +197,11 @@ def predict(
             if windows.ndim == 2:
                 windows = windows[None]
             probs = _window_probs(model, torch.from_numpy(windows), dev, batch_size, cfg.training.amp)
+            if not np.isfinite(probs).all():  # never print empty probabilities and exit 0
+                raise CheckpointError(
+                    f"input {name}: the model of {run_dir} gave NaN or infinite probabilities; its best checkpoint "
+                    "is unusable: rerun the run, or use another one"
+                )
             rows.append(
                 {"record": name, "input": str(item), "windows": w, **dict(zip(class_names, probs.tolist()))}
             )

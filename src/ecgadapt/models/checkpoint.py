@@ -163,13 +163,28 @@ def _non_finite(key: str, t: torch.Tensor) -> bool:
     return "mask" not in key.lower() and not bool(torch.isfinite(t).all())
 
 
-def check_finite(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
-    """A CheckpointError naming the tensors that hold NaN or infinite values (a diverged or corrupt file)."""
-    bad = [k for k, t in state_dict.items() if t.is_floating_point() and _non_finite(k, t)]
+def non_finite_tensors(obj: object, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors in ``obj`` (a tensor, or mappings and lists of them, nested)
+    that hold NaN or infinite values."""
+    if isinstance(obj, torch.Tensor):
+        return [prefix or "tensor"] if obj.is_floating_point() and _non_finite(prefix, obj) else []
+    if isinstance(obj, Mapping):
+        items: Iterable = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return []
+    return [bad for k, v in items for bad in non_finite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def check_finite(state: Mapping[str, object], path: Path, fix: str = "use another checkpoint") -> None:
+    """A CheckpointError naming the tensors of ``state`` (nested) that hold NaN or infinite values, and ``path``:
+    the file is corrupted (a file ecgadapt writes never holds them)."""
+    bad = non_finite_tensors(state)
     if bad:
         raise CheckpointError(
-            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): {clip_list(bad)}; the file is "
-            "corrupt or was saved from a diverged training: use another checkpoint"
+            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): {clip_list(bad)}; the file "
+            f"is corrupted: {fix}"
         )
 
 
