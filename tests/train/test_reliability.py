@@ -402,3 +402,48 @@ def test_nan_weights_in_a_runs_checkpoints_are_refused_by_every_command(make_cfg
         assert captured.out == ""  # no empty probabilities
     with pytest.raises(CheckpointError, match="last.pt holds NaN.*the file is corrupted"):
         run_finetune(cfg, resume=True)
+
+
+def _stop_after(n_epochs: int):
+    """A callback that stops a run (as a kill would, its ``last.pt`` written) after ``n_epochs`` epochs."""
+    done = []
+
+    def callback(event: str, info: dict) -> None:
+        if event == "epoch_end":
+            done.append(info)
+            if len(done) >= n_epochs:
+                raise KeyboardInterrupt
+
+    return callback
+
+
+def test_resume_refuses_another_runs_last_checkpoint_and_keeps_every_metrics_row(make_cfg):
+    """Issue 22, item 7: ``--resume`` accepted another run's ``last.pt`` and truncated metrics.csv to its rows."""
+    import shutil
+
+    mine = make_cfg("linear_probe", "mine", epochs=4)
+    other = make_cfg("linear_probe", "other", "seed=1", epochs=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(mine, callbacks=[_stop_after(2)])
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(other, callbacks=[_stop_after(1)])
+    run = Path(mine.out)
+    metrics = (run / "metrics.csv").read_text()
+    shutil.copyfile(Path(other.out) / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
+    with pytest.raises(ConfigError, match=r"last.pt belongs to another run \(config hash"):
+        run_finetune(mine, resume=True)
+    assert (run / "metrics.csv").read_text() == metrics  # no row dropped
+
+
+def test_resume_refuses_a_metrics_log_that_lacks_checkpointed_epochs(make_cfg):
+    cfg = make_cfg("linear_probe", "short", epochs=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(cfg, callbacks=[_stop_after(2)])
+    metrics = Path(cfg.out) / "metrics.csv"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join(lines[:-1]))  # the second epoch's row is gone
+    with pytest.raises(ConfigError, match=r"holds 1 row\(s\) that do not end there"):
+        run_finetune(cfg, resume=True)
+    metrics.write_text("".join(lines))
+    run_finetune(cfg, resume=True)
+    assert len(metrics.read_text().splitlines()) == 1 + 4
