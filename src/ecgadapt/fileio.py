@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -120,6 +121,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Atomically write ``data`` as indented JSON (NaN written as null)."""
     atomic_write_text(Path(path), json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n")
+
+
+def numpy_load_reason(err: BaseException) -> str:
+    """Why ``np.load(..., allow_pickle=False)`` failed, in words; never relays numpy's advice to load unsafely."""
+    text = str(err)
+    if "allow_pickle" in text or "pickled" in text:
+        return (
+            "it holds pickled Python objects (an object array), which ecgadapt never loads: a file ecgadapt "
+            "writes holds numbers and text only"
+        )
+    if isinstance(err, (EOFError, zipfile.BadZipFile)) or "truncated" in text.lower() or "EOF" in text:
+        return f"it is truncated or not a numpy file ({type(err).__name__}: {text})"
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def to_jsonable(obj: Any) -> Any:

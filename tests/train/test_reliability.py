@@ -447,3 +447,78 @@ def test_resume_refuses_a_metrics_log_that_lacks_checkpointed_epochs(make_cfg):
     metrics.write_text("".join(lines))
     run_finetune(cfg, resume=True)
     assert len(metrics.read_text().splitlines()) == 1 + 4
+
+
+def _one_message(capsys) -> str:
+    """The error a command printed: one line, no traceback, no advice to load a file unsafely."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for unsafe in ("allow_pickle", "unsafely", "add_safe_globals", "weights_only", "pickle.load"):
+        assert unsafe not in err, err
+    return err
+
+
+def test_a_negative_robustness_seed_is_one_message(trained_run, capsys):
+    """Issue 22, item 11: ``robustness --seed -5`` gave numpy's traceback."""
+    before = sorted(p.name for p in trained_run.iterdir())
+    assert main(["robustness", str(trained_run), "--corruption", "gaussian_noise", "--seed", "-5"]) == 2
+    assert "--seed -5" in _one_message(capsys)
+    assert sorted(p.name for p in trained_run.iterdir()) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "object_array", "not_numpy"])
+def test_calibrate_on_a_damaged_validation_file_is_one_message(trained_run, tmp_path, capsys, damage):
+    """Issue 22, items 11 and 12: a truncated or object-array ``predictions_val.npz`` gave a traceback (and
+    numpy's advice to load it with allow_pickle)."""
+    import shutil
+
+    import numpy as np
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    val = run / "predictions_val.npz"
+    if damage == "truncated":
+        val.write_bytes(val.read_bytes()[:300])
+    elif damage == "object_array":
+        np.savez(val, ecg_ids=np.array([1, "x"], dtype=object), class_names=np.array(["A"]))
+    else:
+        val.write_bytes(b"\x80\x04K\x01.")  # a pickle
+    assert main(["calibrate", str(run)]) == 2
+    err = _one_message(capsys)
+    assert f"cannot read {val}" in err and "damaged or was not written by ecgadapt" in err
+
+
+def test_torch_and_numpy_advice_to_load_unsafely_is_never_relayed(trained_run, tmp_path, capsys):
+    import argparse
+
+    import numpy as np
+    import torch
+
+    from ecgadapt.engine.checkpoints import load_checkpoint
+
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "args": argparse.Namespace(lr=1)}, pickled)
+    with pytest.raises(CheckpointError, match="pickled Python object \\(argparse.Namespace\\)") as info:
+        load_checkpoint(pickled)
+    assert "add_safe_globals" not in str(info.value) and "trust" not in str(info.value)
+
+    array = tmp_path / "x.npy"
+    np.save(array, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert main(["predict", "--run", str(trained_run), str(array), "--rate", "100"]) == 2
+    assert f"input {array} is not a readable .npy array: it holds pickled Python objects" in _one_message(
+        capsys
+    )
+
+
+def test_calibrate_refuses_a_run_being_written(trained_run, tmp_path, capsys):
+    """Issue 22, item 12: ``calibrate`` wrote calibration.json without taking the run's lock."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = (run / "calibration.json").read_bytes()
+    with RunLock(run):
+        assert main(["calibrate", str(run), "--mode", "per_class"]) == 2
+    assert "being written by another ecgadapt process" in _one_message(capsys)
+    assert (run / "calibration.json").read_bytes() == before
+    assert main(["calibrate", str(run), "--mode", "per_class"]) == 0

@@ -23,6 +23,7 @@ from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import autocast, resolve_device
 from ecgadapt.errors import CheckpointError, DataError
 from ecgadapt.eval.temperature import calibrate_probs
+from ecgadapt.fileio import numpy_load_reason
 from ecgadapt.models.base import InputSpec
 from ecgadapt.train.evaluate import load_run_config, load_run_model
 
@@ -98,8 +99,8 @@ def load_inputs(
         src_rate = float(rate) if rate is not None else side
         try:
             arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DataError(f"input {path} is not a readable .npy array ({err})") from err
+        except (OSError, ValueError, EOFError) as err:
+            raise DataError(f"input {path} is not a readable .npy array: {numpy_load_reason(err)}") from None
         if arr.ndim == 2:
             yield path.stem, arr, src_rate
         elif arr.ndim == 3:

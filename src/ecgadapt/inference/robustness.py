@@ -14,6 +14,7 @@ once) and ``robustness.png`` (metric against severity, one panel per corruption)
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,8 @@ def run_robustness(
     ``severities`` restrict the grid (default: every corruption at every severity).
     """
     run_dir = Path(run_dir)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"--seed {seed!r} is not a corruption seed: give a whole number >= 0 (default 0)")
     cfg = load_run_config(run_dir)
     selection = parse_selection(corruptions, severities)
     root = data if data is not None else cfg.data.root

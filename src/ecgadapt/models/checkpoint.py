@@ -17,6 +17,7 @@ The path from a file to a model is always the same, for released foundation-mode
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,23 @@ def load_failure_reason(path: str | Path, err: BaseException) -> str:
         detail = detail or f"the file ends early ({size} bytes): it is truncated or not a torch checkpoint"
     if detail is None:
         detail = f"{type(err).__name__}: the file holds objects a safe load refuses"
-    return detail.removeprefix("_pickle.UnpicklingError: ")
+    return _without_unsafe_advice(detail.removeprefix("_pickle.UnpicklingError: "))
+
+
+_UNSAFE_ADVICE = re.compile(r"(allow_pickle|weights_only|safe_globals|trust|pickle\.load)", re.IGNORECASE)
+"""Words of the sentences in torch's and numpy's errors that advise loading a file unsafely."""
+
+
+def _without_unsafe_advice(detail: str) -> str:
+    """``detail`` in our words: a pickled global is named as such, and no sentence advises an unsafe load."""
+    pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", detail)
+    if pickled:
+        return (
+            f"it holds a pickled Python object ({pickled[1]}), not only tensors and plain data; ecgadapt never "
+            "loads pickled objects"
+        )
+    kept = [part for part in re.split(r"(?<=\.)\s+", detail) if not _UNSAFE_ADVICE.search(part)]
+    return " ".join(kept) or "the file holds objects a safe load refuses"
 
 
 def _torch_load(path: Path) -> tuple[object, tuple[str, ...]]:

@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ecgadapt.errors import CheckpointError, ConfigError, DataError
 from ecgadapt.fileio import (
     atomic_write_text,
     is_write_problem,
+    numpy_load_reason,
     open_append,
     replacing,
     save_predictions,
@@ -336,8 +338,16 @@ def read_json(path: Path) -> Any:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if is_write_problem(err) or isinstance(err, FileNotFoundError):
+            raise
+        raise DataError(
+            f"cannot read {path}: {numpy_load_reason(err)}; the file is damaged or was not written by ecgadapt "
+            "(a run writes it when it finishes: rerun the run to rewrite it)"
+        ) from None
     missing = set(PREDICTION_KEYS) - set(out)
     if missing:
         raise DataError(f"{path} lacks {sorted(missing)}: it was not written by ecgadapt")
