@@ -79,15 +79,28 @@ def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path``; on success rename it over ``path`` (which replaces a
-    symlink at ``path`` instead of writing through it), on failure remove it."""
-    tmp = temp_beside(path, suffix)
+    symlink at ``path`` instead of writing through it), on failure remove it. A full disk or a read-only folder
+    is an OSError naming ``path`` (for :func:`write_error`'s one message)."""
+    try:
+        tmp = temp_beside(path, suffix)
+    except OSError as err:
+        name_failed_write(err, path)
+        raise
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        name_failed_write(err, path)
         raise
+
+
+def name_failed_write(err: BaseException, path: str | os.PathLike) -> None:
+    """Name a full disk or read-only folder ``err`` after the file being written (a failed write of an open
+    file names none, or the temporary one), so that its one message says which file and which disk."""
+    if is_write_problem(err):
+        err.filename = os.fspath(path)  # type: ignore[attr-defined]
 
 
 def open_append(path: str | os.PathLike, newline: str | None = None) -> IO[str]:

@@ -522,3 +522,25 @@ def test_calibrate_refuses_a_run_being_written(trained_run, tmp_path, capsys):
     assert "being written by another ecgadapt process" in _one_message(capsys)
     assert (run / "calibration.json").read_bytes() == before
     assert main(["calibrate", str(run), "--mode", "per_class"]) == 0
+
+
+def test_a_full_disk_while_writing_any_run_file_names_that_file(make_cfg, tmp_path, monkeypatch, capsys):
+    """Found by the issue-22 probe: a full disk while writing config.yaml said "cannot write (output)" and gave
+    the free space of the current folder's disk, not the one written to."""
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "full"
+    real_write_text = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name.startswith("config.yaml."):  # the temporary file of the run's config
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write: no file name
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    rc = main(["finetune", "--config", str(cfg_file), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot write {out / 'config.yaml'}: the disk is full" in err
+    assert "(output)" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(out.glob("*.tmp"))

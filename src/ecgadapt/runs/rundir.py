@@ -28,6 +28,7 @@ from ecgadapt.errors import CheckpointError, ConfigError, DataError
 from ecgadapt.fileio import (
     atomic_write_text,
     is_write_problem,
+    name_failed_write,
     numpy_load_reason,
     open_append,
     replacing,
@@ -560,11 +561,15 @@ class MetricsLog:
 
     def append(self, row: dict) -> None:
         """Append one epoch's row (writing the header first if the file is new)."""
-        with open_append(self.path, newline="") as fh:  # never through a symlink planted at metrics.csv
-            writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-            if fh.tell() == 0:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+        try:
+            with open_append(self.path, newline="") as fh:  # never through a symlink planted at metrics.csv
+                writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+                if fh.tell() == 0:
+                    writer.writeheader()
+                writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+        except OSError as err:
+            name_failed_write(err, self.path)
+            raise
 
     def truncate(self, n_rows: int) -> None:
         """Keep only the first ``n_rows`` rows (rewritten through a fresh temporary file, then renamed)."""
