@@ -249,13 +249,13 @@ def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, s
         "--set",
         "models=[{name: ecg_vit_tiny, weights: null, kwargs: {width: 16, depth: 1, heads: 1, patch_size: 250}}]",
         "--set",
-        "recipes=[linear_probe]",
+        "recipes=[linear_probe,scratch]",
         "--set",
         "tasks=[superdiagnostic]",
         "--set",
         "seeds=[0,1,2,3]",
         "--set",
-        "stage_overrides.epochs=500",
+        "budget_epochs=500",
         "--set",
         "training.min_steps=0",
         "--set",
@@ -292,8 +292,17 @@ def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, s
         while any(alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(alive(w) for w in workers), "workers kept training after their parent was stopped"
-        for lock in locks:
-            RunLock(lock.parent).release()  # nobody holds the cells any more
+        for (
+            lock
+        ) in locks:  # nobody holds the cells any more (their loader workers, which share the lock, die too)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    RunLock(lock.parent).release()
+                    break
+                except RunLockedError:
+                    assert time.monotonic() < deadline, f"{lock.parent} stayed locked"
+                    time.sleep(0.1)
         deadline = time.monotonic() + 120  # data-loader workers may still be starting (importing torch) first
         while _marked(str(tmp_path)) and time.monotonic() < deadline:
             time.sleep(0.5)
