@@ -68,3 +68,27 @@ def test_a_plain_lock_is_taken_holds_the_pid_and_is_removed_on_release(tmp_path)
         assert lock.path == run / LOCK_FILE
     assert not (run / LOCK_FILE).exists()
     check_unlocked(run)
+
+
+def test_a_full_disk_while_taking_a_lock_names_the_lock_file_and_holds_nothing(tmp_path, monkeypatch):
+    """Found by the issue-22 probe: robustness, calibrate and evaluate --data on a full disk said "cannot write
+    (output)" (the PID written into .lock failed, naming no file)."""
+    import errno
+
+    from ecgadapt.fileio import write_error
+
+    real_write = os.write
+
+    def full_disk(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError) as info:
+        RunLock(tmp_path)
+    monkeypatch.setattr(os, "write", real_write)
+    assert info.value.filename == str(tmp_path / LOCK_FILE)
+    assert f"cannot write {tmp_path / LOCK_FILE}: the disk is full" in str(
+        write_error(info.value.filename, info.value)
+    )
+    assert not (tmp_path / LOCK_FILE).exists()
+    check_unlocked(tmp_path)  # nothing held

@@ -342,14 +342,14 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     _add_logger_flag(p, dest="training__logger")
 
     def run(args: argparse.Namespace) -> int:
-        from ecgadapt.bench.tune import run_tuned, tune_override
+        from ecgadapt.bench.tune import run_tuned, tune_overrides
         from ecgadapt.train.config import build_config
         from ecgadapt.train.finetune import run_finetune
 
         flags = {k: v for k, v in vars(args).items() if "__" in k or k in ("recipe", "seed", "out")}
         if args.no_progress:
             flags["training__progress"] = False
-        set_items = [*args.set_items, *(tune_override(item) for item in args.tune_items)]
+        set_items = [*args.set_items, *tune_overrides(args.tune_items)]
         cfg = build_config(
             args.config, set_items, resume_dir=args.out if args.resume else None, epochs=args.epochs, **flags
         )

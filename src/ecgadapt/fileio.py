@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -78,15 +79,28 @@ def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path``; on success rename it over ``path`` (which replaces a
-    symlink at ``path`` instead of writing through it), on failure remove it."""
-    tmp = temp_beside(path, suffix)
+    symlink at ``path`` instead of writing through it), on failure remove it. A full disk or a read-only folder
+    is an OSError naming ``path`` (for :func:`write_error`'s one message)."""
+    try:
+        tmp = temp_beside(path, suffix)
+    except OSError as err:
+        name_failed_write(err, path)
+        raise
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        name_failed_write(err, path)
         raise
+
+
+def name_failed_write(err: BaseException, path: str | os.PathLike) -> None:
+    """Name a full disk or read-only folder ``err`` after the file being written (a failed write of an open
+    file names none, or the temporary one), so that its one message says which file and which disk."""
+    if is_write_problem(err):
+        err.filename = os.fspath(path)  # type: ignore[attr-defined]
 
 
 def open_append(path: str | os.PathLike, newline: str | None = None) -> IO[str]:
@@ -111,9 +125,28 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a fresh temporary file and rename (a symlink at ``path`` is replaced)."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Atomically write ``data`` as indented JSON (NaN written as null)."""
     atomic_write_text(Path(path), json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n")
+
+
+def numpy_load_reason(err: BaseException) -> str:
+    """Why ``np.load(..., allow_pickle=False)`` failed, in words; never relays numpy's advice to load unsafely."""
+    text = str(err)
+    if "allow_pickle" in text or "pickled" in text:
+        return (
+            "it holds pickled Python objects (an object array), which ecgadapt never loads: a file ecgadapt "
+            "writes holds numbers and text only"
+        )
+    if isinstance(err, (EOFError, zipfile.BadZipFile)) or "truncated" in text.lower() or "EOF" in text:
+        return f"it is truncated or not a numpy file ({type(err).__name__}: {text})"
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def to_jsonable(obj: Any) -> Any:

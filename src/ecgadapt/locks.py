@@ -101,8 +101,15 @@ class RunLock:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as err:  # a full disk: the lock is given up, the error names the lock file
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(fd)
+            err.filename = str(self.path)
+            raise
         self._fd = fd
 
     def release(self) -> None:

@@ -142,3 +142,52 @@ def test_no_tie_is_recorded_when_one_candidate_is_best():
     assert tune.tie_record(rows, "b") is None
     rows.append({"id": "d", "score": 0.9})
     assert tune.tie_record(rows, "b")["candidates"] == ["b", "d"]
+
+
+def _tune_cli(make_cfg, tmp_path, *tune_items: str) -> int:
+    """``ecgadapt finetune --config CFG --tune ...`` on a config whose data folder does not exist: a command line
+    that parses gets as far as the data check (a DataError); one that does not is refused before it."""
+    from ecgadapt.cli import main
+
+    cfg_file = tmp_path / "cfg.yaml"
+    make_cfg("post_training", "cli", f"data.root={tmp_path / 'no_data'}").to_yaml(cfg_file)
+    args = ["finetune", "--config", str(cfg_file), "--no-progress"]
+    return main([*args, *(f"--tune={item}" for item in tune_items)])
+
+
+def test_tune_of_one_stage_works_on_the_command_line_as_readme_says(make_cfg, tmp_path, capsys):
+    """Issue 22, item 12: ``--tune stages.0.lr=...`` failed on the command line (it worked in YAML)."""
+    from ecgadapt.bench.tune import tune_overrides
+    from ecgadapt.train.config import build_config
+
+    cfg = build_config(
+        None, tune_overrides(["stages.0.lr=1e-4,1e-3", "lr=3e-4,1e-3"]), recipe="post_training"
+    )
+    assert cfg.tune == {"stages.0.lr": [1e-4, 1e-3], "lr": [3e-4, 1e-3]}
+    assert sorted(candidate_configs(cfg)) == sorted(
+        f"s0.lr={a:g}__lr={b:g}" for a in (1e-4, 1e-3) for b in (3e-4, 1e-3)
+    )
+    assert _tune_cli(make_cfg, tmp_path, "stages.0.lr=1e-4,1e-3") == 2
+    assert "no_data" in capsys.readouterr().err  # parsed: it stopped at the missing data, not at the key
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["lr=1e-4,inf"], "tune.lr: inf is not a finite number"),
+        (["lr=nan"], "tune.lr: nan is not a finite number"),
+        (["lr=1e-4", "lr=1e-3"], "--tune lr is given twice"),
+        (["lr=1e-4,1e-3", "stages.1.lr=1e-2,1e-1"], "both search lr of stage 1"),
+    ],
+)
+def test_unusable_tune_searches_are_refused_on_the_command_line(make_cfg, tmp_path, capsys, items, message):
+    """Issue 22, item 12: ``--tune lr=inf`` was accepted and a repeated key silently kept the last value."""
+    assert _tune_cli(make_cfg, tmp_path, *items) == 2
+    err = capsys.readouterr().err
+    assert message in err and "no_data" not in err and "Traceback" not in err
+    assert not (tmp_path / "cli").exists()
+
+
+def test_a_non_finite_stage_value_is_refused_anywhere(make_cfg):
+    with pytest.raises(ConfigError, match="lr must be a finite number, got inf"):
+        make_cfg("baseline_ft", "inf", "recipe.stages.0.lr=inf")

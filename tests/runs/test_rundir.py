@@ -18,7 +18,10 @@ from ecgadapt.runs.rundir import MetricsLog, load_predictions, prepare_run_dir
 
 def test_prepare_run_dir_never_silently_overwrites(tmp_path):
     run = prepare_run_dir(tmp_path / "r")
-    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "config.yaml").write_text(
+        "data: {task: rhythm}\nmodel: {name: ecg_vit_tiny}\nrecipe: {name: scratch}\n"
+    )
+    (run / "env.json").write_text("{}\n")  # a run's marker file: --overwrite clears only a recognisable run
     with pytest.raises(ConfigError, match="--resume"):
         prepare_run_dir(run)
     assert prepare_run_dir(run, resume=True) == run and (run / "config.yaml").exists()

@@ -249,13 +249,13 @@ def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, s
         "--set",
         "models=[{name: ecg_vit_tiny, weights: null, kwargs: {width: 16, depth: 1, heads: 1, patch_size: 250}}]",
         "--set",
-        "recipes=[linear_probe]",
+        "recipes=[linear_probe,scratch]",
         "--set",
         "tasks=[superdiagnostic]",
         "--set",
         "seeds=[0,1,2,3]",
         "--set",
-        "stage_overrides.epochs=500",
+        "budget_epochs=500",
         "--set",
         "training.min_steps=0",
         "--set",
@@ -292,8 +292,17 @@ def test_killed_or_stopped_benchmark_leaves_no_worker_training(synthetic_root, s
         while any(alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(alive(w) for w in workers), "workers kept training after their parent was stopped"
-        for lock in locks:
-            RunLock(lock.parent).release()  # nobody holds the cells any more
+        for (
+            lock
+        ) in locks:  # nobody holds the cells any more (their loader workers, which share the lock, die too)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    RunLock(lock.parent).release()
+                    break
+                except RunLockedError:
+                    assert time.monotonic() < deadline, f"{lock.parent} stayed locked"
+                    time.sleep(0.1)
         deadline = time.monotonic() + 120  # data-loader workers may still be starting (importing torch) first
         while _marked(str(tmp_path)) and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -337,3 +346,210 @@ def test_evaluate_external_robustness_and_selection_refuse_a_run_being_written(m
             with pytest.raises(RunLockedError, match=str(run)):
                 call()
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written
+
+
+def test_overwrite_deletes_no_folder_that_is_not_a_run_and_nothing_a_run_did_not_write(
+    make_cfg, tmp_path, capsys
+):
+    """Issue 22, item 2: ``finetune --overwrite`` on a folder with a ``config.yaml`` deleted all of it."""
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    v = tmp_path / "v"
+    (v / "src").mkdir(parents=True)
+    (v / "config.yaml").write_text("name: p\n")
+    (v / "src" / "thesis.tex").write_text("x\n")
+    args = ["finetune", "--config", str(cfg_file), "--no-progress", "--overwrite", "--out"]
+    assert main([*args, str(v)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "refusing to overwrite" in err and "not an ecgadapt run directory" in err and "Traceback" not in err
+    )
+    assert (v / "src" / "thesis.tex").read_text() == "x\n" and (v / "config.yaml").read_text() == "name: p\n"
+
+    run = run_finetune(make_cfg("linear_probe", "real", epochs=1))
+    (run / "notes.txt").write_text("mine\n")
+    assert main([*args, str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "would delete; nothing was deleted" in err
+    assert (run / "notes.txt").is_file() and (run / "final.json").is_file()
+    (run / "notes.txt").unlink()
+    assert main([*args, str(run)]) == 0  # a run holding only its own files is replaced
+    assert (run / "final.json").is_file()
+
+
+def _poison(checkpoint: Path) -> str:
+    """Set one element of the first floating-point model tensor of ``checkpoint`` to NaN; return its name."""
+    import torch
+
+    state = torch.load(checkpoint, weights_only=True)
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key].view(-1)[0] = float("nan")
+    torch.save(state, checkpoint)
+    return f"model.{key}"
+
+
+def test_nan_weights_in_a_runs_checkpoints_are_refused_by_every_command(make_cfg, tmp_path, capsys):
+    """Issue 22, item 4: ``predict`` printed empty probabilities with exit 0; evaluate, robustness and --resume
+    said "lower the learning rate"."""
+    cfg = make_cfg("linear_probe", "poisoned", epochs=1)
+    run = run_finetune(cfg)
+    capsys.readouterr()
+    bad = _poison(run / "checkpoints" / "best.pt")
+    _poison(run / "checkpoints" / "last.pt")
+    record = str(Path(cfg.data.root) / "records100" / "00000" / "00001_lr")
+    commands = [
+        ["predict", "--run", str(run), record],
+        ["evaluate", str(run)],
+        ["robustness", str(run), "--corruption", "gaussian_noise", "--severity", "1"],
+    ]
+    for args in commands:
+        assert main(args) == 2, args
+        captured = capsys.readouterr()
+        assert "the file is corrupted" in captured.err and bad in captured.err, args
+        assert "learning rate" not in captured.err and "Traceback" not in captured.err
+        assert captured.out == ""  # no empty probabilities
+    with pytest.raises(CheckpointError, match="last.pt holds NaN.*the file is corrupted"):
+        run_finetune(cfg, resume=True)
+
+
+def _stop_after(n_epochs: int):
+    """A callback that stops a run (as a kill would, its ``last.pt`` written) after ``n_epochs`` epochs."""
+    done = []
+
+    def callback(event: str, info: dict) -> None:
+        if event == "epoch_end":
+            done.append(info)
+            if len(done) >= n_epochs:
+                raise KeyboardInterrupt
+
+    return callback
+
+
+def test_resume_refuses_another_runs_last_checkpoint_and_keeps_every_metrics_row(make_cfg):
+    """Issue 22, item 7: ``--resume`` accepted another run's ``last.pt`` and truncated metrics.csv to its rows."""
+    import shutil
+
+    mine = make_cfg("linear_probe", "mine", epochs=4)
+    other = make_cfg("linear_probe", "other", "seed=1", epochs=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(mine, callbacks=[_stop_after(2)])
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(other, callbacks=[_stop_after(1)])
+    run = Path(mine.out)
+    metrics = (run / "metrics.csv").read_text()
+    shutil.copyfile(Path(other.out) / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
+    with pytest.raises(ConfigError, match=r"last.pt belongs to another run \(config hash"):
+        run_finetune(mine, resume=True)
+    assert (run / "metrics.csv").read_text() == metrics  # no row dropped
+
+
+def test_resume_refuses_a_metrics_log_that_lacks_checkpointed_epochs(make_cfg):
+    cfg = make_cfg("linear_probe", "short", epochs=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(cfg, callbacks=[_stop_after(2)])
+    metrics = Path(cfg.out) / "metrics.csv"
+    lines = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text("".join(lines[:-1]))  # the second epoch's row is gone
+    with pytest.raises(ConfigError, match=r"holds 1 row\(s\) that do not end there"):
+        run_finetune(cfg, resume=True)
+    metrics.write_text("".join(lines))
+    run_finetune(cfg, resume=True)
+    assert len(metrics.read_text().splitlines()) == 1 + 4
+
+
+def _one_message(capsys) -> str:
+    """The error a command printed: one line, no traceback, no advice to load a file unsafely."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for unsafe in ("allow_pickle", "unsafely", "add_safe_globals", "weights_only", "pickle.load"):
+        assert unsafe not in err, err
+    return err
+
+
+def test_a_negative_robustness_seed_is_one_message(trained_run, capsys):
+    """Issue 22, item 11: ``robustness --seed -5`` gave numpy's traceback."""
+    before = sorted(p.name for p in trained_run.iterdir())
+    assert main(["robustness", str(trained_run), "--corruption", "gaussian_noise", "--seed", "-5"]) == 2
+    assert "--seed -5" in _one_message(capsys)
+    assert sorted(p.name for p in trained_run.iterdir()) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "object_array", "not_numpy"])
+def test_calibrate_on_a_damaged_validation_file_is_one_message(trained_run, tmp_path, capsys, damage):
+    """Issue 22, items 11 and 12: a truncated or object-array ``predictions_val.npz`` gave a traceback (and
+    numpy's advice to load it with allow_pickle)."""
+    import shutil
+
+    import numpy as np
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    val = run / "predictions_val.npz"
+    if damage == "truncated":
+        val.write_bytes(val.read_bytes()[:300])
+    elif damage == "object_array":
+        np.savez(val, ecg_ids=np.array([1, "x"], dtype=object), class_names=np.array(["A"]))
+    else:
+        val.write_bytes(b"\x80\x04K\x01.")  # a pickle
+    assert main(["calibrate", str(run)]) == 2
+    err = _one_message(capsys)
+    assert f"cannot read {val}" in err and "damaged or was not written by ecgadapt" in err
+
+
+def test_torch_and_numpy_advice_to_load_unsafely_is_never_relayed(trained_run, tmp_path, capsys):
+    import argparse
+
+    import numpy as np
+    import torch
+
+    from ecgadapt.engine.checkpoints import load_checkpoint
+
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "args": argparse.Namespace(lr=1)}, pickled)
+    with pytest.raises(CheckpointError, match="pickled Python object \\(argparse.Namespace\\)") as info:
+        load_checkpoint(pickled)
+    assert "add_safe_globals" not in str(info.value) and "trust" not in str(info.value)
+
+    array = tmp_path / "x.npy"
+    np.save(array, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert main(["predict", "--run", str(trained_run), str(array), "--rate", "100"]) == 2
+    assert f"input {array} is not a readable .npy array: it holds pickled Python objects" in _one_message(
+        capsys
+    )
+
+
+def test_calibrate_refuses_a_run_being_written(trained_run, tmp_path, capsys):
+    """Issue 22, item 12: ``calibrate`` wrote calibration.json without taking the run's lock."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = (run / "calibration.json").read_bytes()
+    with RunLock(run):
+        assert main(["calibrate", str(run), "--mode", "per_class"]) == 2
+    assert "being written by another ecgadapt process" in _one_message(capsys)
+    assert (run / "calibration.json").read_bytes() == before
+    assert main(["calibrate", str(run), "--mode", "per_class"]) == 0
+
+
+def test_a_full_disk_while_writing_any_run_file_names_that_file(make_cfg, tmp_path, monkeypatch, capsys):
+    """Found by the issue-22 probe: a full disk while writing config.yaml said "cannot write (output)" and gave
+    the free space of the current folder's disk, not the one written to."""
+    cfg = make_cfg("linear_probe", "unused", epochs=1)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.to_yaml(cfg_file)
+    out = tmp_path / "full"
+    real_write_text = Path.write_text
+
+    def full_disk(self, *args, **kwargs):
+        if self.name.startswith("config.yaml."):  # the temporary file of the run's config
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write: no file name
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    rc = main(["finetune", "--config", str(cfg_file), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot write {out / 'config.yaml'}: the disk is full" in err
+    assert "(output)" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(out.glob("*.tmp"))

@@ -24,6 +24,7 @@ from typing import Any
 
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.temperature import fit_run_calibration
+from ecgadapt.fileio import replacing
 from ecgadapt.locks import writes_run_dir
 from ecgadapt.runs.rundir import RunDir, read_json
 from ecgadapt.train.config import FinetuneConfig, tune_targets
@@ -128,15 +129,17 @@ def tie_record(rows: list[dict], chosen: str) -> dict[str, Any] | None:
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link (else copy) ``src`` to ``dst`` through a fresh temporary name: a symlink at ``dst`` is replaced,
+    never written through."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        tmp.unlink()  # os.link needs the (random, fresh) name free
+        try:
+            os.link(src, tmp)
+        except FileExistsError:
+            raise
+        except OSError:
+            shutil.copy2(src, tmp)
 
 
 @writes_run_dir

@@ -45,7 +45,7 @@ from ecgadapt.eval.results import (
     write_pooled_cell,
     write_results,
 )
-from ecgadapt.inference.external import score_external_sets
+from ecgadapt.inference.external import check_external_sets, score_external_sets
 from ecgadapt.runs.rundir import ResultsDir, RunDir
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.finetune import run_finetune
@@ -233,6 +233,7 @@ def run_grid(
     for cell in cells:  # check every cell before running anything: a conflict stops the grid up front
         for r in cell.runs:
             run_status(r)
+    check_external_sets(spec.external)  # a missing external folder stops the grid before it trains
     out.mkdir(parents=True, exist_ok=True)
     ResultsDir(out).write_spec(_spec_record(spec, data, out, cells, executor, jobs))
     by_cell = {c.cell_id: c for c in cells}
@@ -249,8 +250,9 @@ def run_grid(
     )
     for cell in cells:
         _finish_cell(cell)
-    if spec.external:
-        score_external_sets(spec.external, [r.run_dir for c in cells for r in c.runs], progress=progress)
+    if spec.external:  # a failed score is reported with the failed runs, after results.csv is written
+        runs = [r.run_dir for c in cells for r in c.runs]
+        score_external_sets(spec.external, runs, progress=progress, failed=failed)
     return GridReport(cells, ran, skipped, failed)
 
 

@@ -38,6 +38,7 @@ from ecgadapt.bench.candidates import check_candidates
 from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.results import ROTATE
+from ecgadapt.inference.external import external_name
 from ecgadapt.train.config import TASKS, FinetuneConfig, load_yaml, parse_override, set_in
 
 PROTOCOLS = ("official", ROTATE)
@@ -201,6 +202,13 @@ class GridSpec:
             )
         for recipe in self.recipes:
             _check_recipe_entry(recipe, where)
+        names = [external_name(e["data"], e["name"]) for e in self.external]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(
+                f"{where}: two external sets are named {repeated[0]!r} (each writes external_<name>.json into a "
+                "run, so one would never be scored); give every external set its own name"
+            )
         models = [m.display for m in self.models]
         if len(set(models)) != len(models):
             raise ConfigError(f"{where}: two models share a label in {models}; give them distinct 'label's")

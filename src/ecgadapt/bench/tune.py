@@ -29,6 +29,21 @@ def tune_override(item: str) -> str:
     return f"tune.{key.strip()}=[{values.strip().strip('[]')}]"
 
 
+def tune_overrides(items: list[str]) -> list[str]:
+    """CLI ``--tune`` items as config overrides (:func:`tune_override`); a key given twice is an error, not a
+    silent last-one-wins."""
+    keys: dict[str, str] = {}
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if key in keys:
+            raise ConfigError(
+                f"--tune {key} is given twice ({keys[key]!r} and {item!r}); list every value once: --tune "
+                f"{key}=V1,V2,..."
+            )
+        keys[key] = item
+    return [tune_override(item) for item in items]
+
+
 def run_tuned(
     cfg: FinetuneConfig, resume: bool = False, overwrite: bool = False, cache: Any = None, jobs: int = 1
 ) -> Path:

@@ -266,6 +266,44 @@ class Trainer:
     def best_path(self) -> Path:
         return self.files.best_checkpoint
 
+    # --- checkpoints of this run ---
+    @property
+    def _owner(self) -> dict:
+        """What stamps a checkpoint as this run's: its config hash (``checkpoint_meta["config_sha256"]``)."""
+        sha = self.meta.get("config_sha256")
+        return {} if sha is None else {"config_sha256": sha}
+
+    def _load_own(self, path: Path) -> dict:
+        """Load one of this run's checkpoints; a checkpoint stamped with another run's config hash is refused
+        (copied from another run, it would silently continue that run's training here)."""
+        ckpt = load_checkpoint(path)
+        mine, theirs = self.meta.get("config_sha256"), ckpt.get("config_sha256")
+        if mine is not None and theirs is not None and theirs != mine:
+            raise ConfigError(
+                f"cannot resume {self.run_dir}: {path} belongs to another run (config hash {str(theirs)[:12]}, this "
+                f"run's is {str(mine)[:12]}): it was copied from another run directory; restore this run's own "
+                f"checkpoint, or start over with --overwrite"
+            )
+        return ckpt
+
+    def _check_metric_rows(self, state: FitState) -> None:
+        """Refuse to resume when ``metrics.csv`` lacks rows of epochs that ``last.pt`` counts as done (the file
+        was edited or replaced): truncating it to the checkpoint would then lose or misplace rows."""
+        rows = self.metrics.rows()
+        n = state.n_metric_rows
+        last = rows[n - 1] if 0 < n <= len(rows) else None
+        if n == 0 or (
+            last is not None
+            and (last.get("stage"), last.get("epoch")) == (str(state.stage), str(state.epoch))
+        ):
+            return
+        raise ConfigError(
+            f"cannot resume {self.run_dir}: {self.last_path} was written after {n} epoch(s) (the last: stage "
+            f"{state.stage}, epoch {state.epoch}), but {self.metrics.path} holds {len(rows)} row(s) that do not end "
+            "there; the run's files do not belong together (was metrics.csv edited or copied?); restore them, or "
+            "start over with --overwrite"
+        )
+
     # --- the stages ---
     def steps_per_epoch(self) -> int:
         """Optimiser steps per epoch (see :func:`batches_per_epoch`)."""
@@ -341,8 +379,9 @@ class Trainer:
         """Run every stage (continuing from ``last.pt`` when ``resume``) and return the best checkpoints."""
         state, ckpt = FitState(), None
         if resume and self.last_path.is_file():
-            ckpt = load_checkpoint(self.last_path)
+            ckpt = self._load_own(self.last_path)
             state = FitState(**ckpt["state"])
+            self._check_metric_rows(state)
             self.metrics.truncate(state.n_metric_rows)
         elif self.metrics.path.is_file():
             self.metrics.truncate(0)
@@ -353,7 +392,7 @@ class Trainer:
             if mid_stage:
                 self.model.load_state_dict(ckpt["model"])
             elif i > 0:
-                self.model.load_state_dict(load_checkpoint(self.stage_best_path(i - 1))["model"])
+                self.model.load_state_dict(self._load_own(self.stage_best_path(i - 1))["model"])
             if not mid_stage:
                 state = FitState(
                     stage=i,
@@ -367,7 +406,7 @@ class Trainer:
             state = self._run_stage(i, stage, self.plans[i], state, ckpt if mid_stage else None)
             ckpt = None
         last = len(self.recipe.stages) - 1
-        best = load_checkpoint(self.stage_best_path(last))
+        best = self._load_own(self.stage_best_path(last))
         self.model.load_state_dict(best["model"])
         save_checkpoint(self.best_path, {**best, **self.meta, "kind": "best"})
         return FitResult(
@@ -429,6 +468,7 @@ class Trainer:
                         "stage_name": stage.name,
                         "epoch": epoch,
                         "val": {k: val[k] for k in ("macro_auroc", "macro_auprc", "loss")},
+                        **self._owner,
                     },
                 )
             elapsed = time.perf_counter() - t0
@@ -469,6 +509,7 @@ class Trainer:
                     "ema": ema.state_dict() if ema is not None else None,
                     "rng": get_rng_state(),
                     "state": vars(state).copy(),
+                    **self._owner,
                 },
             )
             self._emit("epoch_end", row)

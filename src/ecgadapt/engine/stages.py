@@ -7,6 +7,7 @@ regularisation is on. The preset recipes live in :mod:`ecgadapt.train.recipes`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -43,6 +44,9 @@ class Stage:
     def validate(self) -> None:
         """Raise :class:`ConfigError` on an impossible value, naming the stage and field."""
         where = f"stage {self.name!r}"
+        for name, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
         if self.trainable not in TRAINABLE:
             raise ConfigError(f"{where}: trainable must be 'head' or 'all', got {self.trainable!r}")
         if int(self.epochs) != self.epochs or self.epochs < 1:

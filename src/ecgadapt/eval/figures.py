@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ecgadapt.eval.calibration import plot_reliability
+from ecgadapt.fileio import atomic_write_bytes
 
 __all__ = [
     "METRIC_LABELS",
@@ -67,7 +68,7 @@ def figure_png(fig: Figure, path: str | Path | None = None, dpi: int = 110) -> b
     fig.savefig(buf, format="png", dpi=dpi)
     data = buf.getvalue()
     if path is not None:
-        Path(path).write_bytes(data)
+        atomic_write_bytes(path, data)  # e.g. a run's robustness.png: never written through a symlink
     return data
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from ecgadapt.data.identity import source_patient_ids
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import MetricInputError, score
+from ecgadapt.fileio import atomic_write_text, replacing
 from ecgadapt.runs.rundir import SPLITS, ResultsDir, RunDir, load_predictions, read_cell, read_final
 
 __all__ = [
@@ -666,9 +666,7 @@ def write_results(table: pd.DataFrame, results_dir: str | Path) -> list[Path]:
     results.path.mkdir(parents=True, exist_ok=True)
     written = []
     csv_path = results.results_csv
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)
+    atomic_write_text(csv_path, table.to_csv(index=False))
     written.append(csv_path)
     if not _has_pyarrow():
         warnings.warn(
@@ -683,6 +681,7 @@ def write_results(table: pd.DataFrame, results_dir: str | Path) -> list[Path]:
             frame[col] = frame[col].map(
                 lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
             )
-    frame.to_parquet(pq_path, index=False)
+    with replacing(pq_path, suffix=".tmp.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
     written.append(pq_path)
     return written

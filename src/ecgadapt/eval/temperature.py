@@ -29,6 +29,7 @@ import numpy as np
 
 from ecgadapt.errors import ConfigError, DataError
 from ecgadapt.eval.calibration import expected_calibration_error
+from ecgadapt.locks import writes_run_dir
 from ecgadapt.runs.rundir import RunDir, load_predictions
 
 __all__ = [
@@ -234,9 +235,10 @@ def calibrate_probs(
     return apply_temperature(y_prob, temperatures_for(calibration, class_names)), calibration
 
 
+@writes_run_dir
 def calibrate_run(run_dir: str | Path, mode: str | None = None) -> str:
     """``ecgadapt calibrate``: fit the run's temperature scaling (``mode`` default: the run's
-    ``training.calibration``) and return a one-paragraph summary."""
+    ``training.calibration``) and return a one-paragraph summary. The run's lock is held while it writes."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
     if not run.config.is_file():

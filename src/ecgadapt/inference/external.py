@@ -11,6 +11,8 @@ record is positive for it; the others are listed as without counterpart, as are 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -21,10 +23,10 @@ import numpy as np
 from ecgadapt.data.cache import ECGCache, load_source
 from ecgadapt.data.dataset import ECGDataset, record_starts
 from ecgadapt.data.identity import cache_patient_ids
-from ecgadapt.data.sources import unmatched_labels
+from ecgadapt.data.sources import scan_source, unmatched_labels
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
-from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.errors import ConfigError, DataError, ECGAdaptError
 from ecgadapt.eval.bootstrap import bootstrap_ci
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
@@ -132,6 +134,7 @@ def evaluate_external(
     other.update(cache.manifest.get("summary", {}).get("unmapped_codes", {}))
     result = {
         "name": name,
+        "fingerprint": external_fingerprint(source, data, labels, windows, cache),
         "source": source,
         "data": str(Path(data).expanduser().resolve()),
         "labels": None if labels is None else str(Path(labels).expanduser().resolve()),
@@ -216,22 +219,79 @@ def format_external(result: dict) -> str:
     return "\n".join(lines)
 
 
-def score_external_sets(sets: list[dict], run_dirs: list[str | Path], progress: bool = True) -> list[Path]:
-    """Score every finished run on every external set of a benchmark spec; skip results newer than the model."""
+def external_fingerprint(
+    source: str, data: str | Path, labels: str | Path | None, eval_windows: int, cache: ECGCache
+) -> dict:
+    """What an external score depends on besides the model: the set's settings and the data its cache read (the
+    cache's fingerprint: the labels CSV or headers, and every record file's size and modification time)."""
+    read = json.dumps(cache.manifest.get("fingerprint"), sort_keys=True)
+    return {
+        "settings": {
+            "source": source,
+            "data": str(Path(data).expanduser().resolve()),
+            "labels": None if labels is None else str(Path(labels).expanduser().resolve()),
+            "eval_windows": int(eval_windows),
+        },
+        "data_sha256": hashlib.sha256(read.encode()).hexdigest(),
+    }
+
+
+def check_external_sets(sets: list[dict]) -> None:
+    """Raise a DataError or ConfigError naming the external set whose ``data`` folder (or ``labels`` CSV) cannot
+    be read as its source, before anything trains."""
+    for e in sets:
+        try:
+            scan_source(e.get("source", "folder"), e["data"], e.get("labels"))
+        except (DataError, ConfigError) as err:
+            raise type(err)(f"external set {e['name']!r}: {err}") from None
+
+
+def score_external_sets(
+    sets: list[dict], run_dirs: list[str | Path], progress: bool = True, failed: dict[str, str] | None = None
+) -> list[Path]:
+    """Score every finished run on every external set of a benchmark spec. A result is reused only when it is
+    newer than the run's model and its fingerprint (:func:`external_fingerprint`: the set's settings and the
+    data read) is the current one; else the run is rescored. With ``failed``, a set that cannot be scored is
+    recorded there (``"<run dir> (external <name>)"``: the error) instead of stopping the others."""
     written = []
+    caches: dict[tuple, ECGCache] = {}
     for run_dir in map(Path, run_dirs):
         files = RunDir(run_dir)
         best = files.best_checkpoint
         if not (best.is_file() and files.final.is_file()):
             continue
         for e in sets:
-            out = files.external(external_name(e["data"], e["name"]))
-            if out.is_file() and out.stat().st_mtime_ns >= best.stat().st_mtime_ns:
+            name = external_name(e["data"], e["name"])
+            source, labels = e.get("source", "folder"), e.get("labels")
+            try:
+                cfg = load_run_config(run_dir)
+                key = (source, e["data"], labels, cfg.data.rate, cfg.data.cache_dir)
+                if key not in caches:
+                    caches[key] = load_source(
+                        source, e["data"], cfg.data.rate, labels, cache_dir=cfg.data.cache_dir, progress=False
+                    )
+                now = external_fingerprint(source, e["data"], labels, cfg.training.eval_windows, caches[key])
+                if _is_current(files, name, now):
+                    continue
+                r = evaluate_external(run_dir, e["data"], source, labels, name=e["name"])
+            except ECGAdaptError as err:
+                if failed is None:
+                    raise
+                failed[f"{run_dir} (external {name})"] = str(err)
                 continue
-            r = evaluate_external(
-                run_dir, e["data"], e.get("source", "folder"), e.get("labels"), name=e["name"]
-            )
             if progress:
                 print(f"{run_dir.name}: external {r['name']} macro AUROC {r['macro_auroc']:.4f}")
-            written.append(out)
+            written.append(files.external(name))
     return written
+
+
+def _is_current(files: RunDir, name: str, fingerprint: dict) -> bool:
+    """Whether the run's ``external_<name>.json`` scored its current model on the data and settings of
+    ``fingerprint``."""
+    out, best = files.external(name), files.best_checkpoint
+    if not out.is_file() or out.stat().st_mtime_ns < best.stat().st_mtime_ns:
+        return False
+    try:
+        return files.read_external(name).get("fingerprint") == fingerprint
+    except ECGAdaptError:
+        return False

@@ -22,8 +22,9 @@ from ecgadapt.constants import LEADS
 from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.loop import resolve_device
-from ecgadapt.errors import DataError
+from ecgadapt.errors import CheckpointError, DataError
 from ecgadapt.eval.temperature import calibrate_probs, load_calibration
+from ecgadapt.fileio import numpy_load_reason
 from ecgadapt.models.base import ECGModel, InputSpec
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.evaluate import load_run_config, load_run_model
@@ -98,8 +99,8 @@ def load_inputs(
         src_rate = float(rate) if rate is not None else side
         try:
             arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DataError(f"input {path} is not a readable .npy array ({err})") from err
+        except (OSError, ValueError, EOFError) as err:
+            raise DataError(f"input {path} is not a readable .npy array: {numpy_load_reason(err)}") from None
         yield from array_records(path.stem, arr, src_rate, f"input {path}")
         return
     base = _wfdb_base(path)
@@ -242,6 +243,11 @@ def predict_records(
         if windows.ndim == 2:
             windows = windows[None]
         probs = _window_probs(model, torch.from_numpy(windows), device, batch_size)
+        if not np.isfinite(probs).all():  # never print empty probabilities and exit 0
+            raise CheckpointError(
+                f"input {name}: the model of {run_dir} gave NaN or infinite probabilities; its best checkpoint "
+                "is unusable: rerun the run, or use another one"
+            )
         rows.append({"record": name, "input": item, "windows": w, **dict(zip(class_names, probs.tolist()))})
     df = pd.DataFrame(rows, columns=["record", "input", "windows", *class_names])
     probs, fitted = calibrate_probs(

@@ -14,6 +14,7 @@ once) and ``robustness.png`` (metric against severity, one panel per corruption)
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,8 @@ def run_robustness(
     ``progress`` shows a bar over the corrupted splits scored.
     """
     run_dir = Path(run_dir)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"--seed {seed!r} is not a corruption seed: give a whole number >= 0 (default 0)")
     cfg = load_run_config(run_dir)
     selection = parse_selection(corruptions, severities)
     if source is not None and data is None:

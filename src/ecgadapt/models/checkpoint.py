@@ -17,6 +17,7 @@ The path from a file to a model is always the same, for released foundation-mode
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,23 @@ def load_failure_reason(path: str | Path, err: BaseException) -> str:
         detail = detail or f"the file ends early ({size} bytes): it is truncated or not a torch checkpoint"
     if detail is None:
         detail = f"{type(err).__name__}: the file holds objects a safe load refuses"
-    return detail.removeprefix("_pickle.UnpicklingError: ")
+    return _without_unsafe_advice(detail.removeprefix("_pickle.UnpicklingError: "))
+
+
+_UNSAFE_ADVICE = re.compile(r"(allow_pickle|weights_only|safe_globals|trust|pickle\.load)", re.IGNORECASE)
+"""Words of the sentences in torch's and numpy's errors that advise loading a file unsafely."""
+
+
+def _without_unsafe_advice(detail: str) -> str:
+    """``detail`` in our words: a pickled global is named as such, and no sentence advises an unsafe load."""
+    pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", detail)
+    if pickled:
+        return (
+            f"it holds a pickled Python object ({pickled[1]}), not only tensors and plain data; ecgadapt never "
+            "loads pickled objects"
+        )
+    kept = [part for part in re.split(r"(?<=\.)\s+", detail) if not _UNSAFE_ADVICE.search(part)]
+    return " ".join(kept) or "the file holds objects a safe load refuses"
 
 
 def _torch_load(path: Path) -> tuple[object, tuple[str, ...]]:
@@ -163,13 +180,28 @@ def _non_finite(key: str, t: torch.Tensor) -> bool:
     return "mask" not in key.lower() and not bool(torch.isfinite(t).all())
 
 
-def check_finite(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
-    """A CheckpointError naming the tensors that hold NaN or infinite values (a diverged or corrupt file)."""
-    bad = [k for k, t in state_dict.items() if t.is_floating_point() and _non_finite(k, t)]
+def non_finite_tensors(obj: object, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors in ``obj`` (a tensor, or mappings and lists of them, nested)
+    that hold NaN or infinite values."""
+    if isinstance(obj, torch.Tensor):
+        return [prefix or "tensor"] if obj.is_floating_point() and _non_finite(prefix, obj) else []
+    if isinstance(obj, Mapping):
+        items: Iterable = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return []
+    return [bad for k, v in items for bad in non_finite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
+def check_finite(state: Mapping[str, object], path: Path, fix: str = "use another checkpoint") -> None:
+    """A CheckpointError naming the tensors of ``state`` (nested) that hold NaN or infinite values, and ``path``:
+    the file is corrupted (a file ecgadapt writes never holds them)."""
+    bad = non_finite_tensors(state)
     if bad:
         raise CheckpointError(
-            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): {clip_list(bad)}; the file is "
-            "corrupt or was saved from a diverged training: use another checkpoint"
+            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): {clip_list(bad)}; the file "
+            f"is corrupted: {fix}"
         )
 
 

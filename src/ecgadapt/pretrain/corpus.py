@@ -43,6 +43,7 @@ import numpy as np
 from ecgadapt.constants import LEADS
 from ecgadapt.data.cache import _swap_into_place  # the same atomic rename as the PTB-XL cache
 from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.fileio import numpy_load_reason
 from ecgadapt.paths import default_cache_dir
 from ecgadapt.pretrain.deepfake import DEEPFAKE_RATE, DEEPFAKE_SCALE_MV, deepfake_fill
 
@@ -344,7 +345,9 @@ def _open_npy(file: Path) -> np.ndarray:
     try:
         array = np.load(file, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as err:
-        raise DataError(f"{file} is not a readable .npy array ({err}); save it with numpy.save") from None
+        raise DataError(
+            f"{file} is not a readable .npy array ({numpy_load_reason(err)}); save it with numpy.save"
+        ) from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         raise DataError(
             f"{file} holds {getattr(array, 'dtype', type(array))} values; save the signals as a float array"

@@ -17,7 +17,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -36,7 +35,7 @@ from ecgadapt.engine.loop import Callback, autocast, make_loader, resolve_device
 from ecgadapt.engine.optim import cosine_schedule_with_warmup, create_optimizer
 from ecgadapt.engine.seeding import derive_seed, epoch_generator, seed_epoch, seed_everything
 from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.fileio import atomic_write_text, write_json
+from ecgadapt.fileio import atomic_write_text, replacing, write_json
 from ecgadapt.locks import RunLock
 from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
@@ -50,8 +49,8 @@ from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir
 
 CHECKPOINTS, CONFIG, FINAL, METRICS = RunDir.CHECKPOINTS, RunDir.CONFIG, RunDir.FINAL, RunDir.METRICS
 
-ENCODER_FILE = "encoder.safetensors"
-SEEN_IDS_FILE = "seen_ptbxl_ids.txt"
+ENCODER_FILE = RunDir.ENCODER
+SEEN_IDS_FILE = RunDir.SEEN_IDS
 """The PTB-XL ecg_ids of every record in the run's corpora (training and held-out rows), one per line."""
 ORIGINS = ("generated", "synthetic", "real")
 """Corpus origins with a held-out loss column each (``val_loss_<origin>``)."""
@@ -115,10 +114,9 @@ def save_encoder(encoder: ECGModel, path: str | Path, model_name: str, extra: di
         "input_spec": json.dumps(encoder.input_spec.to_dict()),
     }
     metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    sort_safetensors_metadata(tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:  # a fresh temporary file: never through a symlink at a predictable name
+        save_file(state, str(tmp), metadata=metadata)
+        sort_safetensors_metadata(tmp)
     return path
 
 

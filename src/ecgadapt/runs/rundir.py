@@ -17,7 +17,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
+import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ from ecgadapt.errors import CheckpointError, ConfigError, DataError
 from ecgadapt.fileio import (
     atomic_write_text,
     is_write_problem,
+    name_failed_write,
+    numpy_load_reason,
+    open_append,
+    replacing,
     save_predictions,
     write_error,
     write_json,
@@ -75,6 +80,10 @@ class RunDir:
     TENSORBOARD = "tensorboard"
     MLFLOW = "mlflow.json"
     LOCK = LOCK_FILE
+    ENCODER = "encoder.safetensors"  # a pretraining run's encoder
+    SEEN_IDS = "seen_ptbxl_ids.txt"  # a pretraining run's PTB-XL ecg_ids
+    MARKERS = (ENV, INPUTS)
+    """Files every run writes right after its ``config.yaml`` (fine-tuning, tuned and pretraining runs alike)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -356,8 +365,16 @@ def read_json(path: Path) -> Any:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if is_write_problem(err) or isinstance(err, FileNotFoundError):
+            raise
+        raise DataError(
+            f"cannot read {path}: {numpy_load_reason(err)}; the file is damaged or was not written by ecgadapt "
+            "(a run writes it when it finishes: rerun the run to rewrite it)"
+        ) from None
     missing = set(PREDICTION_KEYS) - set(out)
     if missing:
         raise DataError(f"{path} lacks {sorted(missing)}: it was not written by ecgadapt")
@@ -381,6 +398,131 @@ def read_final(run_dir: str | os.PathLike) -> dict:
 def read_cell(run_dir: str | os.PathLike) -> dict | None:
     """A rotate-folds cell's ``cell.yaml``, or None for a plain run (see :meth:`RunDir.read_cell`)."""
     return RunDir(run_dir).read_cell()
+
+
+_RUN_FILES = frozenset(
+    {
+        RunDir.CONFIG,
+        RunDir.ENV,
+        RunDir.INPUTS,
+        RunDir.METRICS,
+        RunDir.FINAL,
+        RunDir.CALIBRATION,
+        RunDir.TUNE,
+        RunDir.CELL,
+        RunDir.ROBUSTNESS_CSV,
+        RunDir.ROBUSTNESS_PNG,
+        RunDir.LOCK,
+        RunDir.ENCODER,
+        RunDir.SEEN_IDS,
+        *(f"predictions_{split}.npz" for split in SPLITS),
+    }
+)
+"""The plain files a run writes at its top level (besides ``external_<name>.json`` and its predictions)."""
+_EXTERNAL_FILE = re.compile(r"^(external_[A-Za-z0-9._-]+\.json|predictions_external_[A-Za-z0-9._-]+\.npz)$")
+_CHECKPOINT_FILE = re.compile(r"^(last|best|best_stage\d+)\.pt$")
+_TEMPORARY = re.compile(r"^(?P<base>.+?)(\.[A-Za-z0-9_]{8})?\.tmp(\.npz)?$")
+"""A temporary file of an atomic write that a killed process left: ``<name>.<random>.tmp[.npz]`` (or, written
+by older versions, ``<name>.tmp``)."""
+
+
+def _is_run_file(name: str, pattern: re.Pattern | None = None) -> bool:
+    """Whether a top-level file (or, with ``pattern``, a file of a run's subfolder) is one a run writes."""
+    match = _TEMPORARY.match(name)
+    for candidate in (name, match["base"] if match else None):
+        if candidate is None:
+            continue
+        if pattern is not None:
+            if pattern.match(candidate):
+                return True
+        elif candidate in _RUN_FILES or _EXTERNAL_FILE.match(candidate):
+            return True
+    return False
+
+
+def foreign_entries(path: str | os.PathLike) -> list[Path]:
+    """The entries of run directory ``path`` that no run writes (nested ones by their own path): what deleting
+    the run's files would leave, and what ``--overwrite`` refuses to delete. A symlink is never followed."""
+    path = Path(path)
+    foreign: list[Path] = []
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink() or not entry.is_dir():
+            if not _is_run_file(entry.name):
+                foreign.append(entry)
+        elif entry.name == RunDir.CHECKPOINTS:
+            foreign += [
+                f
+                for f in sorted(entry.iterdir())
+                if (f.is_dir() and not f.is_symlink()) or not _is_run_file(f.name, _CHECKPOINT_FILE)
+            ]
+        elif entry.name == RunDir.CANDIDATES:
+            for candidate in sorted(entry.iterdir()):
+                is_folder = candidate.is_dir() and not candidate.is_symlink()
+                foreign += foreign_entries(candidate) if is_folder else [candidate]
+        else:
+            foreign.append(entry)
+    return foreign
+
+
+def _remove_run_files(path: Path) -> None:
+    """Delete what a run wrote in ``path`` (checked first by :func:`foreign_entries`); symlinks are removed,
+    never followed."""
+    for entry in path.iterdir():
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink()
+        else:
+            for inner in entry.iterdir():
+                if inner.is_dir() and not inner.is_symlink():
+                    _remove_run_files(inner)
+                    inner.rmdir()
+                else:
+                    inner.unlink()
+            entry.rmdir()
+
+
+def run_dir_problem(path: str | os.PathLike) -> str | None:
+    """Why the existing folder ``path`` is not recognisably an ecgadapt run (None when it is): its
+    ``config.yaml`` must parse as a run's config and it must hold a run's marker files (``env.json`` or
+    ``inputs.json``)."""
+    files = RunDir(path)
+    if not files.config.is_file():
+        return f"it holds no {RunDir.CONFIG}"
+    try:
+        config = files.read_config()
+    except (ConfigError, OSError, UnicodeDecodeError) as err:
+        return f"its {RunDir.CONFIG} does not parse ({err})"
+    finetune = isinstance(config.get("recipe"), (dict, str)) and isinstance(config.get("data"), dict)
+    pretrain = isinstance(config.get("corpora"), list)
+    if "model" not in config or not (finetune or pretrain):
+        return f"its {RunDir.CONFIG} is not a run's config (no model with recipe and data, or corpora)"
+    if not any((files.path / marker).is_file() for marker in RunDir.MARKERS):
+        return f"it holds none of a run's marker files ({', '.join(RunDir.MARKERS)})"
+    return None
+
+
+def _shown(paths: Sequence[Path], root: Path, limit: int = 5) -> str:
+    names = [str(p.relative_to(root)) + ("/" if p.is_dir() and not p.is_symlink() else "") for p in paths]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_overwrite(path: str | os.PathLike) -> None:
+    """Raise a ConfigError unless ``--overwrite`` may clear the existing, non-empty folder ``path``: it must be
+    recognisably an ecgadapt run (:func:`run_dir_problem`) and hold nothing but a run's files
+    (:func:`foreign_entries`); the error names what would be lost."""
+    path = Path(path)
+    problem = run_dir_problem(path)
+    if problem is not None:
+        raise ConfigError(
+            f"refusing to overwrite {path}: it is not an ecgadapt run directory ({problem}); nothing was deleted: "
+            "choose another --out, or delete the folder yourself"
+        )
+    foreign = foreign_entries(path)
+    if foreign:
+        raise ConfigError(
+            f"refusing to overwrite {path}: besides a run's files it holds {_shown(foreign, path)}, which no "
+            "ecgadapt run writes and --overwrite would delete; nothing was deleted: move them out of the folder "
+            "(or choose another --out), then rerun"
+        )
 
 
 def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
@@ -410,10 +552,7 @@ def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False
                 f"run directory {path} already exists and is not empty; pass --resume to continue it, "
                 "--overwrite to replace it, or choose another --out"
             )
-        if not (path / config).is_file():
-            raise ConfigError(
-                f"refusing to overwrite {path}: it is not an ecgadapt run directory (no {config}); delete it yourself"
-            )
+        check_overwrite(path)
     return path
 
 
@@ -423,8 +562,8 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
     if resume:
         return path
     try:
-        if path.is_dir() and any(entries(path)):  # overwrite (checked above)
-            shutil.rmtree(path)
+        if path.is_dir() and any(entries(path)):  # overwrite (checked above): only the old run's own files
+            _remove_run_files(path)
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         if is_write_problem(err):
@@ -448,22 +587,23 @@ class MetricsLog:
 
     def append(self, row: dict) -> None:
         """Append one epoch's row (writing the header first if the file is new)."""
-        new = not self.path.is_file()
-        with self.path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+        try:
+            with open_append(self.path, newline="") as fh:  # never through a symlink planted at metrics.csv
+                writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+                if fh.tell() == 0:
+                    writer.writeheader()
+                writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+        except OSError as err:
+            name_failed_write(err, self.path)
+            raise
 
     def truncate(self, n_rows: int) -> None:
-        """Keep only the first ``n_rows`` rows."""
+        """Keep only the first ``n_rows`` rows (rewritten through a fresh temporary file, then renamed)."""
         rows = self.rows()[:n_rows]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="") as fh:
+        with replacing(self.path) as tmp, tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
 
 def _fmt(value: Any) -> Any:

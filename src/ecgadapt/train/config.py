@@ -8,6 +8,7 @@ over the preset (so ``stages: [{}, {drop_path_rate: 0.3}]`` changes one field of
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ecgadapt.engine.loggers import LOGGERS
 from ecgadapt.engine.settings import TrainingConfig
 from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
+from ecgadapt.fileio import atomic_write_text
 from ecgadapt.runs.hashing import with_legacy_values
 from ecgadapt.runs.rundir import RunDir
 from ecgadapt.train.recipes import get_recipe, override_stages
@@ -93,7 +95,7 @@ class FinetuneConfig:
         """YAML text of the config (also written to ``path`` if given)."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            atomic_write_text(Path(path), text)  # a run's config.yaml: never written through a symlink
         return text
 
     @classmethod
@@ -189,12 +191,22 @@ def tune_targets(cfg: FinetuneConfig, key: str) -> tuple[list[int], str]:
 def _check_tune(cfg: FinetuneConfig) -> None:
     """Raise :class:`ConfigError` unless every ``tune`` entry names a stage field and a non-empty list of values
     (whether each candidate is a valid config is checked by the search, :func:`ecgadapt.bench.tune.run_tuned`)."""
+    searched: dict[tuple[int, str], str] = {}
     for key, values in cfg.tune.items():
-        tune_targets(cfg, key)
+        targets, name = tune_targets(cfg, key)
+        for target in targets:  # lr and stages.1.lr would both set stage 1's lr: one would silently win
+            if (target, name) in searched:
+                raise ConfigError(
+                    f"tune.{key} and tune.{searched[target, name]} both search {name} of stage {target}; keep one"
+                )
+            searched[target, name] = key
         if not isinstance(values, list) or not values:
             raise ConfigError(f"tune.{key} must be a non-empty list of values, got {values!r}")
         if len({repr(v) for v in values}) != len(values):
             raise ConfigError(f"tune.{key} lists a value twice: {values}")
+        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"tune.{key}: {bad[0]!r} is not a finite number; give finite values, e.g. 1e-4")
 
 
 def _numeric(value: Any) -> Any:
@@ -418,6 +430,9 @@ def apply_overrides(cfg: FinetuneConfig, items: list[str] | None) -> FinetuneCon
         path, value = parse_override(item)
         if path == ["recipe", "name"] or path == ["recipe"]:
             d["recipe"] = {"name": value}
+            continue
+        if path[0] == "tune" and len(path) > 1:  # a tune key is itself dotted: stages.0.lr
+            d["tune"] = {**(d.get("tune") or {}), ".".join(path[1:]): value}
             continue
         set_in(d, path, value)
     return FinetuneConfig.from_dict(d)

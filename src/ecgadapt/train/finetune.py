@@ -245,6 +245,7 @@ def _run_finetune(
         "task": d.task,
         "recipe": cfg.recipe.name,
         "seed": cfg.seed,
+        "config_sha256": inputs["config_sha256"],  # stamps every checkpoint as this run's (checked on resume)
     }
     trainer = Trainer(
         model,

@@ -30,6 +30,7 @@ from ecgadapt.eval.report.stats import (
     summarise,
 )
 from ecgadapt.eval.results import ROTATE, collect_results, write_results
+from ecgadapt.fileio import atomic_write_bytes, atomic_write_text
 from ecgadapt.runs.rundir import ResultsDir
 
 __all__ = [
@@ -55,7 +56,7 @@ def write_figures(figures: list[Figure_], fig_dir: Path) -> list[Path]:
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for f in figures:
-        (fig_dir / f.name).write_bytes(f.png)
+        atomic_write_bytes(fig_dir / f.name, f.png)
         paths.append(fig_dir / f.name)
     return paths
 
@@ -98,8 +99,8 @@ def build_report(
     sections = build_sections(ctx)
     paths = write_figures(ctx.figures, out / "figures")
     md_path, html_path = out / "report.md", out / "report.html"
-    md_path.write_text(render_markdown(title, sections))
-    html_path.write_text(render_html(title, sections))
+    atomic_write_text(md_path, render_markdown(title, sections))
+    atomic_write_text(html_path, render_html(title, sections))
     return Report(
         markdown=md_path,
         html=html_path,
