@@ -32,3 +32,4 @@ class TrainingConfig:
         "prior"  # a fresh head's bias: "prior" (log-odds of the training prevalence) or "zero"
     )
     progress: bool = True  # tqdm progress bars
+    cache_frozen_features: bool = True  # a head stage trains on its frozen backbone's features, computed once

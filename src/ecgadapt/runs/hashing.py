@@ -28,6 +28,7 @@ RESULT_FREE_FIELDS = frozenset(
         "training.progress",
         "training.eval_batch_size",
         "training.calibration",
+        "training.cache_frozen_features",
     }
 )
 """Config fields that cannot change a run's result (where it goes, how fast it runs): left out of its hash."""
@@ -67,6 +68,7 @@ HASH_DEFAULTS: dict[str, Any] = {
     "training.calibration": "global",
     "training.head_bias_init": "prior",
     "training.progress": True,
+    "training.cache_frozen_features": True,
     "seed": 0,
     "out": None,
     "notes": [],
