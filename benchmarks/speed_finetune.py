@@ -1,4 +1,4 @@
-"""Wall time of a 40-epoch fine-tune on ptbxl-2285, before and after the speed work (issue 19, section 4).
+"""Wall and CPU time of a 40-epoch fine-tune on ptbxl-2285, before and after the speed work (issue 19, section 4).
 
 Two runs, started together as ``benchmark --jobs 2`` runs them (one torch thread each, on a 2-core machine):
 
@@ -7,15 +7,18 @@ Two runs, started together as ``benchmark --jobs 2`` runs them (one torch thread
 - ``xresnet1d101_scratch``: ``xresnet1d101`` from random weights, 40 epochs.
 
 Each *variant* is a source tree (``--variant NAME SRC [KEY=VALUE ...]``: ``SRC`` goes first on ``PYTHONPATH``,
-the ``KEY=VALUE`` items are passed as ``--set``), so "before" can be the code of an earlier commit, e.g.
-``git archive 8d83a7d src | tar -x -C /tmp/before``. Variants alternate round by round, so a change in the
-machine's load hits them alike. Every run is a plain ``ecgadapt finetune`` process with early stopping off
-(``patience=null``, the budget's full cost) and ``training.min_steps=0``.
+the ``KEY=VALUE`` items are config overrides as ``--set`` takes them), so "before" can be the code of an earlier
+commit, e.g. ``git archive 8d83a7d src | tar -x -C /tmp/before``. Variants alternate round by round, so a change
+in the machine's load hits them alike. Every run is a process of this script that calls that tree's
+``run_finetune`` (early stopping off: ``patience=null``, the budget's full cost; ``training.min_steps=0``) and
+records wall and CPU seconds (its own and its reaped loader workers') at the start, after every epoch and at the
+end. On a machine shared with other jobs the wall time depends on the load; the CPU time hardly does, and on an
+otherwise idle machine a run without loader workers takes about its CPU time.
 
-A full 40-epoch pair takes 10-20 minutes on the shared 2-core machine, so by default each stage runs
-``--epochs`` epochs and the 40-epoch time is extrapolated from them: the time outside the epochs (start, model,
-final scoring) + per stage its first epoch + the median of its later epochs times the epochs left.
-``--full`` runs the real 40 epochs instead (the extrapolation is then the measurement).
+A full 40-epoch pair takes 10-30 minutes on the shared 2-core machine, so by default each stage runs
+``--epochs`` epochs and the 40-epoch time is extrapolated: what was measured + per stage the epochs it did not
+run times the median of its epochs after the first (the first fills the preprocessing memo or computes the
+probe's features). ``--full`` runs the real 40 epochs instead.
 
 Usage (one thread per run; the script sets ``OMP_NUM_THREADS=1`` for the runs)::
 
