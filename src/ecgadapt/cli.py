@@ -296,7 +296,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         dest="training__num_workers",
         type=int,
         metavar="N",
-        help=_shown("data-loader processes", "2"),
+        help=_shown("data-loader processes (0: load in the training process)", "0"),
     )
     _device_flag(p, dest="training__device", default=None, shown="auto")
     p.add_argument(

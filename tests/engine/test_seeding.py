@@ -9,7 +9,14 @@ import torch
 from torch.utils.data import Dataset
 
 from ecgadapt.engine.loop import make_loader
-from ecgadapt.engine.seeding import derive_seed, epoch_generator, get_rng_state, seed_epoch, set_rng_state
+from ecgadapt.engine.seeding import (
+    SeededItems,
+    derive_seed,
+    epoch_generator,
+    get_rng_state,
+    seed_epoch,
+    set_rng_state,
+)
 
 
 def _draw() -> tuple:
@@ -59,3 +66,23 @@ def _epoch(workers: int, seed: int) -> list:
 def test_loader_with_workers_repeats_exactly_for_the_same_epoch_seed():
     assert _epoch(2, 0) == _epoch(2, 0)
     assert _epoch(2, 0) != _epoch(2, 1)
+
+
+def _seeded_epoch(workers: int, base: int) -> list:
+    items = SeededItems(RandomItems(), base)
+    loader = make_loader(items, 4, workers, shuffle=True, generator=epoch_generator(0, 0, 0))
+    return [(x.flatten().tolist(), y.flatten().tolist()) for x, y in loader]
+
+
+def test_seeded_items_are_the_same_with_any_number_of_workers():
+    assert _seeded_epoch(0, 7) == _seeded_epoch(1, 7) == _seeded_epoch(2, 7)
+    assert _seeded_epoch(0, 7) != _seeded_epoch(0, 8)
+    assert _epoch(0, 0) != _epoch(2, 0), "unseeded items depend on the workers (what SeededItems is for)"
+
+
+def test_seeded_items_leave_the_callers_rng_where_it_was():
+    seed_epoch(1, 0, 0)
+    expected = _draw()
+    seed_epoch(1, 0, 0)
+    SeededItems(RandomItems(), 3)[5]
+    assert _draw() == expected

@@ -2,9 +2,11 @@
 
 :func:`fit` sees the training and validation datasets only; the test split is scored afterwards by
 :mod:`ecgadapt.train.finetune`. Each epoch reseeds every RNG from ``(seed, stage, epoch)`` and draws its
-shuffling from a generator seeded the same way, and ``last.pt`` is written after every epoch, so a run
-killed at any point and resumed repeats the uninterrupted run exactly (on CPU). Each stage starts from the
-previous stage's best checkpoint file (``best_stage{i}.pt``), in an uninterrupted run and a resumed one alike.
+shuffling from a generator seeded the same way; every training item draws its random crop (or segment) under
+its own seed ``(seed, stage, epoch, item)``, so the number of loader workers never changes a result. ``last.pt``
+is written after every epoch, so a run killed at any point and resumed repeats the uninterrupted run exactly (on
+CPU). Each stage starts from the previous stage's best checkpoint file (``best_stage{i}.pt``), in an
+uninterrupted run and a resumed one alike.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,16 @@ from ecgadapt.data.dataset import record_mean
 from ecgadapt.engine.budget import StagePlan, batches_per_epoch, plan_budget
 from ecgadapt.engine.checkpoints import load_checkpoint, save_checkpoint
 from ecgadapt.engine.optim import cosine_schedule_with_warmup, create_optimizer
-from ecgadapt.engine.seeding import epoch_generator, get_rng_state, seed_epoch, seed_worker, set_rng_state
+from ecgadapt.engine.seeding import (
+    SeededItems,
+    cpu_rng_digest,
+    epoch_generator,
+    get_rng_state,
+    item_seed_base,
+    seed_epoch,
+    seed_worker,
+    set_rng_state,
+)
 from ecgadapt.engine.settings import TrainingConfig
 from ecgadapt.engine.stages import Recipe, Stage, set_drop_rates, set_train_mode, set_trainable
 from ecgadapt.errors import ConfigError, DataError
@@ -182,6 +193,51 @@ def _significant(value: float, reference: float | None, metric: str, min_delta: 
 
 
 @dataclass
+class FrozenFeatures:
+    """A frozen backbone's pooled features (the head's input), computed once for a ``trainable="head"`` stage."""
+
+    train: torch.Tensor  # (N, num_features): training item i in row i
+    train_labels: torch.Tensor  # (N, C)
+    # per validation batch: the features of its B items' W windows (B x W rows, W = 0 without windows), labels
+    val: list[tuple[torch.Tensor, torch.Tensor, int]]
+    seconds: float = 0.0  # time taken to compute them
+
+
+def batch_items(dataset: Dataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` batches of ``dataset`` in item order, stacked in this process as an unshuffled loader would
+    (without a loader, whose start draws from torch's global RNG)."""
+    for start in range(0, len(dataset), batch_size):  # type: ignore[arg-type]
+        items = [dataset[j] for j in range(start, min(start + batch_size, len(dataset)))]  # type: ignore[arg-type]
+        yield torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+@torch.no_grad()
+def pooled_features(
+    model: ECGModel, x: torch.Tensor, device: torch.device, amp: bool
+) -> tuple[torch.Tensor, int]:
+    """``(features, windows)``: ``model.forward_features`` of a batch, its items' W windows as consecutive rows."""
+    x = x.to(device, non_blocking=True)
+    windows = x.shape[1] if x.ndim == 4 else 0
+    with autocast(device, amp):
+        return model.forward_features(x.flatten(0, 1) if windows else x), windows
+
+
+@torch.no_grad()
+def predict_frozen(model: ECGModel, frozen: FrozenFeatures, ecg_ids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`predict_loader` of the validation split on its cached features: ``model``'s head only."""
+    model.eval()
+    ys, probs = [], []
+    for features, y, windows in frozen.val:
+        p = torch.sigmoid(model.forward_head(features).float())
+        if windows:
+            p = p.view(-1, windows, p.shape[-1]).mean(dim=1)
+        probs.append(p.cpu())
+        ys.append(y)
+    y_true, y_prob = torch.cat(ys).numpy(), torch.cat(probs).numpy()
+    return (y_true, y_prob) if ecg_ids is None else record_mean(ecg_ids, y_true, y_prob)
+
+
+@dataclass
 class FitState:
     """Progress of a fit, saved in ``last.pt``: where it stands and the current stage's best so far."""
 
@@ -248,11 +304,12 @@ class Trainer:
         self.metrics = self.files.metrics_log()
         self.class_names = list(getattr(val_set, "class_names", []) or [])
         self.excluded_classes = class_exclusions(train_set, self.class_names, settings)
-        eval_bs = settings.eval_batch_size or settings.batch_size
+        self.eval_batch_size = settings.eval_batch_size or settings.batch_size
         self.val_loader = make_loader(
-            val_set, eval_bs, settings.num_workers, pin_memory=device.type == "cuda"
+            val_set, self.eval_batch_size, settings.num_workers, pin_memory=device.type == "cuda"
         )
         self.amp = settings.amp and device.type == "cuda"
+        self.frozen: FrozenFeatures | None = None  # the current head stage's cached features, if any
 
     # --- paths ---
     def stage_best_path(self, i: int) -> Path:
@@ -375,6 +432,56 @@ class Trainer:
         )
         return optimizer, scheduler
 
+    def frozen_features(self, stage: Stage) -> FrozenFeatures | None:
+        """The frozen backbone's features of every training and validation item, when ``stage`` trains the head
+        alone on items that draw no random number (else None, and the stage runs the backbone every batch).
+
+        The backbone of a head stage is frozen and in eval mode, so its features are the same every epoch;
+        with a random crop shorter than the record, random segments or augmentation they are not, which shows
+        as a draw from torch's, numpy's or ``random``'s RNG while they are computed (the RNGs are restored).
+        """
+        if stage.trainable != "head" or not self.settings.cache_frozen_features:
+            return None
+        if type(self.model).forward is not ECGModel.forward:
+            tqdm.write(
+                f"  {stage.name}: {type(self.model).__name__}.forward is its own, so the backbone runs every batch"
+            )
+            return None
+        t0 = time.perf_counter()
+        set_train_mode(self.model, stage.trainable)
+        rng, before = get_rng_state(), cpu_rng_digest()
+        try:
+            train = [
+                (pooled_features(self.model, x, self.device, self.amp)[0], y)
+                for x, y in batch_items(self.train_set, self.eval_batch_size)
+            ]
+            random_items = cpu_rng_digest() != before
+            val = [
+                (*pooled_features(self.model, x, self.device, False), y)
+                for x, y in ([] if random_items else batch_items(self.val_set, self.eval_batch_size))
+            ]
+            random_items = random_items or cpu_rng_digest() != before
+        finally:
+            set_rng_state(rng)
+        if random_items:
+            tqdm.write(
+                f"  {stage.name}: the items draw random numbers (a random crop shorter than the record, random "
+                "segments or augmentation), so the frozen backbone runs every batch"
+            )
+            return None
+        features = FrozenFeatures(
+            train=torch.cat([f for f, _ in train]),
+            train_labels=torch.cat([y for _, y in train]).to(self.device),
+            val=[(f, y, w) for f, w, y in val],
+            seconds=time.perf_counter() - t0,
+        )
+        tqdm.write(
+            f"  {stage.name}: frozen backbone features of {len(features.train)} training and "
+            f"{len(getattr(self.val_set, 'record_ids', self.val_set))} validation records computed once "
+            f"({features.seconds:.1f}s); the head trains on them"
+        )
+        return features
+
     def run(self, resume: bool = False) -> FitResult:
         """Run every stage (continuing from ``last.pt`` when ``resume``) and return the best checkpoints."""
         state, ckpt = FitState(), None
@@ -427,6 +534,8 @@ class Trainer:
         self, i: int, stage: Stage, plan: StagePlan, state: FitState, ckpt: dict | None
     ) -> FitState:
         self.configure_stage(stage)
+        self.frozen = self.frozen_features(stage)
+        setup_s = self.frozen.seconds if self.frozen is not None else 0.0  # counted in the first epoch's time
         optimizer, scheduler = self.build_optimizer(stage, plan)
         ema = ModelEMA(self.model, self.settings.ema) if self.settings.ema else None
         if ckpt is not None:
@@ -448,7 +557,12 @@ class Trainer:
             seed_epoch(self.seed, i, epoch)
             train_loss, peak_lr = self._train_epoch(i, stage, plan, epoch, optimizer, scheduler, ema)
             eval_model = ema.module if ema is not None else self.model
-            y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device)
+            if self.frozen is not None:
+                y_true, y_prob = predict_frozen(
+                    eval_model, self.frozen, getattr(self.val_set, "ecg_ids", None)
+                )
+            else:
+                y_true, y_prob = predict_loader(eval_model, self.val_loader, self.device)
             val = self.scorer(
                 y_true, y_prob, self.class_names, self.settings.min_test_positives, self.excluded_classes
             )
@@ -471,7 +585,7 @@ class Trainer:
                         **self._owner,
                     },
                 )
-            elapsed = time.perf_counter() - t0
+            elapsed, setup_s = time.perf_counter() - t0 + setup_s, 0.0
             state.epoch = epoch
             state.train_time_s += elapsed
             state.stage_times_s[i] += elapsed
@@ -521,6 +635,7 @@ class Trainer:
             )
             if state.stage_done:
                 break
+        self.frozen = None
         return state
 
     def _train_epoch(
@@ -530,14 +645,17 @@ class Trainer:
         rate any step of the epoch used in any parameter group, so a decaying schedule shows where it started."""
         s = self.settings
         _, drop_last = batches_per_epoch(len(self.train_set), s.batch_size)
-        loader = make_loader(
-            self.train_set,
+        frozen = self.frozen
+        loader = make_loader(  # with cached features, the same shuffled batches of item indices
+            SeededItems(self.train_set, item_seed_base(self.seed, i, epoch))
+            if frozen is None
+            else range(len(frozen.train)),
             s.batch_size,
-            s.num_workers,
+            s.num_workers if frozen is None else 0,
             shuffle=True,
             generator=epoch_generator(self.seed, i, epoch),
             drop_last=drop_last,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda" and frozen is None,
         )
         steps = plan.steps_in_epoch(epoch)
         set_train_mode(self.model, stage.trainable)
@@ -547,13 +665,16 @@ class Trainer:
         bar = tqdm(
             total=steps, desc=f"{stage.name} {epoch + 1}/{plan.epochs}", leave=False, disable=not s.progress
         )
-        for b, (x, y) in enumerate(loader):
+        for b, batch in enumerate(loader):
             if b >= steps:
                 break
+            x, y = batch if frozen is None else (frozen.train[batch], frozen.train_labels[batch])
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             with autocast(self.device, self.amp):
-                if head_only:
+                if frozen is not None:
+                    logits = self.model.forward_head(x)
+                elif head_only:
                     with torch.no_grad():
                         features = self.model.forward_features(x)
                     logits = self.model.forward_head(features)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import multiprocessing
 import random
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from ecgadapt.procs import die_with_parent
 
@@ -45,6 +50,55 @@ def epoch_generator(seed: int, stage: int, epoch: int) -> torch.Generator:
 def seed_epoch(seed: int, stage: int, epoch: int) -> None:
     """Reseed the global RNGs at the start of an epoch so that the epoch repeats exactly after a resume."""
     seed_everything(derive_seed(seed, stage, epoch, 1))
+
+
+def item_seed_base(seed: int, stage: int, epoch: int) -> int:
+    """The seed from which every training item of one epoch derives its own (see :class:`SeededItems`)."""
+    return derive_seed(seed, stage, epoch, 2)
+
+
+@contextlib.contextmanager
+def isolated_cpu_rng(seed: int) -> Iterator[None]:
+    """Inside the block torch's CPU RNG, numpy's and ``random`` are seeded from ``seed``; after it they are back
+    where they were (CUDA's RNG is never touched)."""
+    saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    torch.default_generator.manual_seed(seed)
+    np.random.seed(seed % (1 << 32))
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(saved[0])
+        np.random.set_state(saved[1])
+        random.setstate(saved[2])
+
+
+class SeededItems(Dataset):
+    """The items of ``dataset``, each drawn under its own seed ``derive_seed(base, index)``.
+
+    A random transform (a crop, a random segment) then gives an item that depends only on the epoch's seed and
+    the item's index, not on the process that draws it: the same with 0, 1 or N loader workers, and the
+    training process's own RNG (dropout, stochastic depth) is left as it was.
+    """
+
+    def __init__(self, dataset: Dataset, base: int) -> None:
+        self.dataset, self.base = dataset, int(base)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        with isolated_cpu_rng(derive_seed(self.base, int(index))):
+            return self.dataset[index]
+
+
+def cpu_rng_digest() -> str:
+    """A digest of torch's CPU RNG, numpy's and ``random``'s states: it changes whenever any of them draws."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    digest = hashlib.sha256(torch.get_rng_state().numpy().tobytes())
+    digest.update(np.asarray(keys).tobytes())
+    digest.update(repr((kind, pos, has_gauss, gauss, random.getstate())).encode())
+    return digest.hexdigest()
 
 
 def get_rng_state() -> dict:

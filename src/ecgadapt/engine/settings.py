@@ -12,7 +12,7 @@ class TrainingConfig:
 
     batch_size: int = 64
     eval_batch_size: int | None = None  # None: batch_size
-    num_workers: int = 2
+    num_workers: int = 0  # loader processes; 0 on CPU: the preprocessing memo stays warm in this process
     device: str = "auto"  # auto: CUDA if available, else CPU
     amp: bool = True  # bf16 autocast on CUDA (never on CPU)
     grad_clip: float | None = 1.0  # max gradient norm; None or 0: off
@@ -35,3 +35,4 @@ class TrainingConfig:
     logger: str = (
         "csv"  # csv (metrics.csv only), tensorboard or mlflow (see engine.loggers); never changes a result
     )
+    cache_frozen_features: bool = True  # a head stage trains on its frozen backbone's features, computed once

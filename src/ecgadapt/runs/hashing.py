@@ -29,6 +29,7 @@ RESULT_FREE_FIELDS = frozenset(
         "training.eval_batch_size",
         "training.calibration",
         "training.logger",
+        "training.cache_frozen_features",
     }
 )
 """Config fields that cannot change a run's result (where it goes, how fast it runs): left out of its hash."""
@@ -52,7 +53,7 @@ HASH_DEFAULTS: dict[str, Any] = {
     "model.kwargs": {},
     "training.batch_size": 64,
     "training.eval_batch_size": None,
-    "training.num_workers": 2,
+    "training.num_workers": 2,  # the default became 0 (a result-free field: never hashed)
     "training.device": "auto",
     "training.amp": True,
     "training.grad_clip": 1.0,
@@ -69,13 +70,14 @@ HASH_DEFAULTS: dict[str, Any] = {
     "training.head_bias_init": "prior",
     "training.progress": True,
     "training.logger": "csv",
+    "training.cache_frozen_features": True,
     "seed": 0,
     "out": None,
     "notes": [],
 }
 """Flat config key -> the default a hash leaves out (the ``recipe`` section has none: its name always counts)."""
 
-CHANGED_DEFAULTS: dict[str, Any] = {"model.name": "ecg_vit_tiny"}
+CHANGED_DEFAULTS: dict[str, Any] = {"model.name": "ecg_vit_tiny", "training.num_workers": 2}
 """Defaults that changed after run hashes were first written, at their old value in :data:`HASH_DEFAULTS`: a
 saved config keeps its hash (every ``ecg_vit_tiny`` run hashed without its model name)."""
 
