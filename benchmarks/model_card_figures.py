@@ -29,6 +29,7 @@ from ecgadapt.data.transforms import build_transforms
 from ecgadapt.models import model_info
 from ecgadapt.paths import shared_dir
 from ecgadapt.pretrain.config import OBJECTIVES, PretrainConfig
+from ecgadapt.pretrain.folds import format_folds
 from ecgadapt.pretrain.pretrain import build_encoder, build_masked_model
 
 ORIGIN_LABELS = {
@@ -39,7 +40,24 @@ ORIGIN_LABELS = {
 ORIGIN_COLOURS = {"generated": "tab:blue", "synthetic": "tab:green", "real": "tab:purple"}
 
 
-def loss_figure(metrics: pd.DataFrame, steps_per_epoch: int, title: str, unit: str = "patch") -> Figure:
+def real_corpus_label(cfg: PretrainConfig) -> str:
+    """``held-out real ECGs (ptbxl-2285, folds 1-8)``: the held-out real line's label, from the run's corpora."""
+    names = []
+    for corpus in cfg.corpora:
+        path = Path(str(corpus).removeprefix("npy:").split("@")[0])
+        names.append(path.parent.name if path.suffix == ".npy" else path.name)
+    real = [n for n in names if n.startswith("ptbxl")] or names
+    folds = f", folds {format_folds(cfg.corpus_folds)}" if cfg.corpus_folds else ""
+    return f"held-out real ECGs ({', '.join(real)}{folds})"
+
+
+def loss_figure(
+    metrics: pd.DataFrame,
+    steps_per_epoch: int,
+    title: str,
+    unit: str = "patch",
+    real_label: str | None = None,
+) -> Figure:
     """Masked-patch (or -segment) loss against optimiser steps: train, held-out per corpus origin, real PTB-XL."""
     fig = Figure(figsize=(7, 4), dpi=110)
     ax = fig.add_subplot()
@@ -58,7 +76,7 @@ def loss_figure(metrics: pd.DataFrame, steps_per_epoch: int, title: str, unit: s
             ax.plot(
                 steps,
                 metrics[f"val_loss_{origin}"],
-                label=ORIGIN_LABELS[origin],
+                label=real_label if origin == "real" and real_label else ORIGIN_LABELS[origin],
                 color=ORIGIN_COLOURS[origin],
                 marker="o",
                 ms=3,
@@ -119,18 +137,21 @@ def main() -> None:
         "--real", default=str(shared_dir() / "data" / "ptbxl-500"), help="PTB-XL-layout folder"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask")
+    parser.add_argument(
+        "--name", default=None, help="the model name in the titles and file names (default: the run's model)"
+    )
     args = parser.parse_args()
 
     run, out = Path(args.run), Path(args.out)
     cfg = PretrainConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     metrics = pd.read_csv(run / "metrics.csv")
-    name = cfg.model
+    name = args.name or cfg.model
     final = json.loads((run / "final.json").read_text()) if (run / "final.json").is_file() else {}
     steps = final.get("steps_per_epoch") or cfg.steps_per_epoch or 1
-    objective = OBJECTIVES[model_info(name).family]
+    objective = OBJECTIVES[model_info(cfg.model).family]
     unit, plural = ("segment", "segments") if objective == "masked-segment" else ("patch", "patches")
     title = f"{name}: {objective} pretraining ({len(metrics)} epochs x {steps} steps)"
-    loss_figure(metrics, steps, title, unit).savefig(out / f"{name}_loss.png")
+    loss_figure(metrics, steps, title, unit, real_corpus_label(cfg)).savefig(out / f"{name}_loss.png")
 
     model = build_masked_model(cfg, build_encoder(cfg))
     model.load_state_dict(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"])

@@ -17,8 +17,8 @@ python benchmarks/pretrain_ptbxl2285.py --out runs/pretrain-2285 --shared ../sha
   --candidates cnn cnn_wide vit_p50 --synthetic 5000 --weights 1 3 --epochs 20 --steps-per-epoch 100 \
   --threads 1 --jobs 2
 sha256sum runs/pretrain-2285/chosen.safetensors
-# Then, by hand: the model card's figures (python benchmarks/model_card_figures.py --run runs/pretrain-2285/<chosen>
-# --out src/ecgadapt/weights), and, if the chosen model is xresnet1d_tiny, the encoder and its seen ids into the
-# package (cp runs/pretrain-2285/chosen.safetensors src/ecgadapt/weights/xresnet1d_tiny.safetensors; cp
-# runs/pretrain-2285/chosen.seen_ptbxl_ids.txt src/ecgadapt/weights/xresnet1d_tiny.seen_ptbxl_ids.txt). cnn_wide
-# or vit_p50 need a registered model name of their own first: their architecture is not the default one.
+# Then, by hand (cnn_wide was chosen on 2026-12-04 and ships as xresnet1d_small, the default):
+#   cp runs/pretrain-2285/chosen.safetensors src/ecgadapt/weights/xresnet1d_small.safetensors
+#   cp runs/pretrain-2285/chosen.seen_ptbxl_ids.txt src/ecgadapt/weights/xresnet1d_small.seen_ptbxl_ids.txt
+#   python benchmarks/model_card_figures.py --run runs/pretrain-2285/cnn_wide --out src/ecgadapt/weights \
+#     --name xresnet1d_small

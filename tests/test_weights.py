@@ -39,10 +39,10 @@ def test_bundled_encoder_loads_into_create_model_and_changes_features(name: str)
     assert torch.equal(random_init.get_classifier().weight, pretrained.get_classifier().weight)
 
 
-def test_the_default_model_is_the_bundled_cnn_and_its_card_names_the_file_it_describes() -> None:
+def test_the_default_model_is_the_bundled_small_cnn_and_its_card_names_the_file_it_describes() -> None:
     import hashlib
 
-    assert DEFAULT_MODEL == "xresnet1d_tiny" and build_config().model.name == DEFAULT_MODEL
+    assert DEFAULT_MODEL == "xresnet1d_small" and build_config().model.name == DEFAULT_MODEL
     path = bundled_path(DEFAULT_MODEL)
     assert hashlib.sha256(path.read_bytes()).hexdigest() in path.with_suffix(".md").read_text()
 
@@ -75,3 +75,25 @@ def test_candidates_card_says_what_each_encoder_saw_and_warns_about_fold_10(shar
         pytest.skip(f"{ids_file} not found")
     ids = ids_file.read_text().split()[1:]
     assert len(ids) == 1785 and ", ".join(ids) in card  # every ecg_id, in row order
+
+
+def test_the_default_encoder_saw_no_validation_or_test_record_of_ptbxl_2285(
+    shared: Path, tmp_path: Path
+) -> None:
+    """Issue 19: the shipped default was pretrained on ptbxl-2285's folds 1-8 only (records and patients)."""
+    from ecgadapt.data.cache import load_or_prepare
+    from ecgadapt.runs.hashing import file_sha256
+    from ecgadapt.train.config import DataConfig
+    from ecgadapt.train.finetune import pretraining_overlap
+
+    root = shared / "data" / "ptbxl-2285"
+    if not (root / "ptbxl_database.csv").is_file():
+        pytest.skip(f"{root} not found")
+    path = bundled_path(DEFAULT_MODEL)
+    cache = load_or_prepare(root, 100, cache_dir=tmp_path / "cache", progress=False)
+    data = DataConfig(root=str(root), rate=100)
+    overlap = pretraining_overlap(cache, data, file_sha256(path), path)
+    assert overlap["val"] == 0 and overlap["test"] == 0
+    assert overlap["train"] == 1773  # every record of folds 1-8, as its card says
+    assert overlap["same_patient"]["val"] == 0 and overlap["same_patient"]["test"] == 0
+    assert overlap["n_unidentified"] == {"train": 0, "val": 0, "test": 0} and overlap["unknown"] == []

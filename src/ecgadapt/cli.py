@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from ecgadapt.constants import VERSION as __version__
 from ecgadapt.errors import ECGAdaptError
+from ecgadapt.weights import DEFAULT_MODEL
 
 # Each ``_add_*`` function registers one command (or command group) and sets ``func`` to a handler
 # ``handler(args) -> int``. Handlers import lazily so that ``ecgadapt --help`` stays fast. The flags several
@@ -235,7 +236,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         dest="model__name",
         metavar="NAME",
         help=_shown(
-            "registered model name, e.g. xresnet1d_tiny, ecg_vit_tiny, st_mem_vit_b75", "xresnet1d_tiny"
+            "registered model name, e.g. xresnet1d_small, xresnet1d_tiny, st_mem_vit_b75", DEFAULT_MODEL
         ),
     )
     p.add_argument(

@@ -120,4 +120,4 @@ def test_a_changed_default_model_keeps_the_hash_of_runs_saved_before_the_change(
     del older["model"]["name"]  # hashed when ecg_vit_tiny was the default: its name was left out
     assert config_sha256(vit) == config_sha256(older)
     cnn = FinetuneConfig().to_dict()
-    assert cnn["model"]["name"] == "xresnet1d_tiny" and config_sha256(cnn) != config_sha256(vit)
+    assert cnn["model"]["name"] == "xresnet1d_small" and config_sha256(cnn) != config_sha256(vit)

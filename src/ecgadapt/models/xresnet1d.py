@@ -296,3 +296,25 @@ def xresnet1d_tiny(
     """The tiny XResNet1d (CPU-friendly, per-lead normalised 10 s input)."""
     kwargs = {**_TINY, **overrides}
     return _make(kwargs.pop("layers"), num_classes, drop_rate, drop_path_rate, **kwargs)
+
+
+# small doubles every width of tiny (bottleneck widths 64-128, 1,024 pooled features, 0.66 M parameters): the
+# candidate chosen on ptbxl-2285's fold 9 over tiny as the default encoder (benchmarks/pretrain_ptbxl2285.py).
+_SMALL = {**_TINY, "widths": (64, 64, 128, 128), "stem_widths": (32, 32, 64)}
+
+
+@register_model(
+    ModelInfo(
+        "xresnet1d_small",
+        "xresnet1d",
+        XRESNET1D_TINY_INPUT_SPEC,
+        "Compact 1-D XResNet (4 bottleneck blocks, 0.66 M params): xresnet1d_tiny with every width doubled",
+        checkpoint_formats=("ecgadapt",),
+    )
+)
+def xresnet1d_small(
+    *, num_classes: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0, **overrides
+) -> XResNet1d:
+    """The small XResNet1d: ``xresnet1d_tiny`` with doubled widths (CPU-friendly, per-lead normalised 10 s input)."""
+    kwargs = {**_SMALL, **overrides}
+    return _make(kwargs.pop("layers"), num_classes, drop_rate, drop_path_rate, **kwargs)
