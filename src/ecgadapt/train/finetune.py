@@ -57,8 +57,9 @@ from ecgadapt.locks import RunLock
 from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.checkpoint import load_pretrained
+from ecgadapt.runs.creation import check_run_dir, prepare_run_dir
 from ecgadapt.runs.hashing import RESULT_FREE_FIELDS, check_resume_config, flat_config, run_inputs
-from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir, read_json
+from ecgadapt.runs.rundir import RunDir, read_json
 from ecgadapt.train.config import DataConfig, FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, load_run_config, load_run_model, score_split
 from ecgadapt.weights import bundled_path, recorded_ptbxl_ids, seen_ptbxl_ids, seen_ptbxl_patients

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
+from ecgadapt.eval.pooling import ROTATE
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.text import MIN_SEEDS_FOR_P, early_stopping_text
-from ecgadapt.eval.results import ROTATE
 
 OFFICIAL_NOTE = (
     "Only the official PTB-XL split (train folds 1-8, validation fold 9, test fold 10) is comparable with "
