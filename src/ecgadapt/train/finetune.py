@@ -407,15 +407,7 @@ def _final_step(
     t0 = time.perf_counter()
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
-    val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
-    RunDir(run_dir).write_predictions(
-        "val",
-        val_set.record_ids,
-        val_set.class_names,
-        y_val,
-        p_val,
-        cache_patient_ids(cache, val_set.record_ids),
-    )
+    val_metrics, y_val, p_val = _score_and_save(cfg, run_dir, cache, model, val_set, device, untrained, "val")
     fit_run_calibration(
         run_dir, cfg.training.calibration
     )  # from predictions_val.npz only, never the test fold
@@ -461,6 +453,26 @@ def _final_step(
     return final
 
 
+def _score_and_save(
+    cfg: FinetuneConfig,
+    run_dir: Path,
+    cache: ECGCache,
+    model: ECGModel,
+    dataset: ECGDataset,
+    device: torch.device,
+    untrained: dict[str, str] | None,
+    split: str,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``(metrics, y_true, y_prob)`` of ``model`` on ``dataset``, saved as ``predictions_<split>.npz`` with each
+    record's patient."""
+    metrics, y_true, y_prob = score_split(model, dataset, cfg, device, untrained)
+    patients = cache_patient_ids(cache, dataset.record_ids)
+    RunDir(run_dir).write_predictions(
+        split, dataset.record_ids, dataset.class_names, y_true, y_prob, patients
+    )
+    return metrics, y_true, y_prob
+
+
 def print_score_notes(metrics: dict, intervals: dict, split: str) -> None:
     """The lines under a printed macro figure: what its intervals are, and which averaged classes are rare."""
     note = interval_note(intervals)
@@ -477,14 +489,9 @@ def _score_test(
     """Score ``model`` on the test fold (once, at the end), save its predictions and write ``final.json``."""
     t0 = time.perf_counter()
     test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
-    test_metrics, y_test, p_test = score_split(model, test_set, cfg, device, final.get("untrained_classes"))
-    RunDir(run_dir).write_predictions(
-        "test",
-        test_set.record_ids,
-        test_set.class_names,
-        y_test,
-        p_test,
-        cache_patient_ids(cache, test_set.record_ids),
+    untrained = final.get("untrained_classes")
+    test_metrics, y_test, p_test = _score_and_save(
+        cfg, run_dir, cache, model, test_set, device, untrained, "test"
     )
     final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
     final["n_records"] = {**final["n_records"], "test": len(test_set.record_ids)}
