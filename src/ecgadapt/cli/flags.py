@@ -95,6 +95,7 @@ def device_flag(
 
 
 def logger_flag(p: argparse.ArgumentParser, dest: str) -> None:
+    """``--logger csv|tensorboard|mlflow``."""
     p.add_argument(
         "--logger",
         dest=dest,
@@ -102,4 +103,22 @@ def logger_flag(p: argparse.ArgumentParser, dest: str) -> None:
         default=None,
         help="where each epoch's losses and metrics and the final scores also go: csv (default: metrics.csv "
         "alone), tensorboard (RUN/tensorboard) or mlflow ($MLFLOW_TRACKING_URI); needs ecgadapt[loggers]",
+    )
+
+
+def run_dir_arg(p: argparse.ArgumentParser, *, dest: str = "run_dir", nargs: str | None = None) -> None:
+    """The positional ``RUN_DIR`` of the commands on a finished run (``nargs="+"``: one or more)."""
+    p.add_argument(dest, nargs=nargs, metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+
+
+def calibration_flags(p: argparse.ArgumentParser, uncalibrated_help: str) -> None:
+    """``--uncalibrated`` or ``--calibration SITE``: the raw probabilities, or another site's temperatures."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--uncalibrated", action="store_true", help=uncalibrated_help)
+    g.add_argument(
+        "--calibration",
+        metavar="SITE",
+        default=None,
+        help="apply the temperatures fitted on external site SITE (ecgadapt calibrate --data ... --fold K) "
+        "instead of the run's own",
     )

@@ -7,10 +7,12 @@ import argparse
 
 from ecgadapt.cli.flags import (
     DATA_HELP,
+    calibration_flags,
     data_flag,
     device_flag,
     labels_flag,
     logger_flag,
+    run_dir_arg,
     source_flag,
     with_default,
 )
@@ -166,7 +168,7 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="re-score a finished run's best checkpoint on a split")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    run_dir_arg(p)
     p.add_argument(
         "--split", choices=("test", "val", "train"), default="test", help="split of the run's dataset"
     )
@@ -175,19 +177,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     device_flag(p)
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "--uncalibrated",
-        action="store_true",
-        help="score the raw probabilities, not the temperature-scaled ones",
-    )
-    g.add_argument(
-        "--calibration",
-        metavar="SITE",
-        default=None,
-        help="apply the temperatures fitted on external site SITE (ecgadapt calibrate --data ... --fold K) "
-        "instead of the run's own",
-    )
+    calibration_flags(p, "score the raw probabilities, not the temperature-scaled ones")
     data_flag(p, required=False, help_text=f"score on this external dataset instead of a split: {DATA_HELP}")
     source_flag(p, default="folder")
     labels_flag(p)
@@ -236,7 +226,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict", help="class probabilities of WFDB records or .npy arrays from a finished run"
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    run_dir_arg(p)
     p.add_argument(
         "inputs",
         nargs="*",
@@ -256,17 +246,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
     p.add_argument("--out", default=None, help="output file (default: print)")
     device_flag(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "--uncalibrated", action="store_true", help="raw probabilities, not the run's temperature-scaled ones"
-    )
-    g.add_argument(
-        "--calibration",
-        metavar="SITE",
-        default=None,
-        help="apply the temperatures fitted on external site SITE (ecgadapt calibrate --data ... --fold K) "
-        "instead of the run's own",
-    )
+    calibration_flags(p, "raw probabilities, not the run's temperature-scaled ones")
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.inference.predict import predict, write_predictions
@@ -301,7 +281,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         "FILE.json holds the rate, filter, normalisation, windows, class names and temperatures that reproduce "
         "'ecgadapt predict'. ONNX needs pip install \"ecgadapt[export]\".",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    run_dir_arg(p)
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default: onnx")
     p.add_argument(
         "--out", required=True, metavar="FILE", help="the file to write (FILE.json goes beside it)"
@@ -335,7 +315,7 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
         "and writes calibration_SITE.json beside the run's own (never replacing it); predict and evaluate apply it "
         "with --calibration SITE.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'")
+    run_dir_arg(p)
     p.add_argument(
         "--mode",
         choices=("global", "per_class", "none"),
@@ -397,9 +377,7 @@ def add_robustness(sub: argparse._SubParsersAction) -> None:
         "baseline_wander, powerline_50hz, powerline_60hz, amplitude_scaling, time_shift, zeroed_leads, lead_sets "
         "(six limb leads, I + II, II alone). Seeded: a rerun gives the same table.",
     )
-    p.add_argument(
-        "run_dirs", nargs="+", metavar="RUN_DIR", help="run directory written by 'ecgadapt finetune'"
-    )
+    run_dir_arg(p, dest="run_dirs", nargs="+")
     p.add_argument(
         "--data",
         default=None,
