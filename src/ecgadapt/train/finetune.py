@@ -444,12 +444,14 @@ def _final_step(
         final = _score_test(cfg, run_dir, cache, model, device, final)
     else:
         RunDir(run_dir).write_final(final)
-        intervals = macro_intervals(y_val, p_val, val_metrics)
-        print(
-            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val {macro_text(val_metrics, intervals)}; "
-            f"the test fold is scored only if it is chosen -> {run_dir}"
+        print_score(
+            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val ",
+            val_metrics,
+            y_val,
+            p_val,
+            f"; the test fold is scored only if it is chosen -> {run_dir}",
+            "validation",
         )
-        print_score_notes(val_metrics, intervals, "validation")
     return final
 
 
@@ -473,8 +475,13 @@ def _score_and_save(
     return metrics, y_true, y_prob
 
 
-def print_score_notes(metrics: dict, intervals: dict, split: str) -> None:
-    """The lines under a printed macro figure: what its intervals are, and which averaged classes are rare."""
+def print_score(
+    head: str, metrics: dict, y_true: np.ndarray, y_prob: np.ndarray, tail: str, split: str
+) -> None:
+    """Print ``head``, the macro figures of ``metrics`` with their bootstrap intervals, ``tail``; then the lines
+    under them: what the intervals are, and which averaged classes of ``split`` are rare."""
+    intervals = macro_intervals(y_true, y_prob, metrics)
+    print(f"{head}{macro_text(metrics, intervals)}{tail}")
     note = interval_note(intervals)
     if note:
         print(f"  {note}")
@@ -498,12 +505,14 @@ def _score_test(
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}
     RunDir(run_dir).write_final(final)
     best = final["best"]
-    intervals = macro_intervals(y_test, p_test, test_metrics)
-    print(
-        f"{cfg.recipe.name} seed {cfg.seed}: test {macro_text(test_metrics, intervals)}  "
-        f"(best: stage {best['stage_name']!r}, epoch {best['epoch'] + 1}) -> {run_dir}"
+    print_score(
+        f"{cfg.recipe.name} seed {cfg.seed}: test ",
+        test_metrics,
+        y_test,
+        p_test,
+        f"  (best: stage {best['stage_name']!r}, epoch {best['epoch'] + 1}) -> {run_dir}",
+        "test",
     )
-    print_score_notes(test_metrics, intervals, "test")
     return final
 
 
