@@ -121,3 +121,35 @@ def test_sigterm_raises_interrupted_and_waits_for_a_shielded_block():
     assert order == ["block finished", "raised"]
     assert info.value.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_stopping_a_pool_whose_worker_is_still_starting_prints_nothing(tmp_path):
+    """A forked worker runs its parent's stop handler until its initializer ends; stop_pool in that window
+    (a reader's sibling failing first, as ``prepare`` sees it on a loaded machine) must not make it print."""
+    path = tmp_path / "parent.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing, os, time
+            from concurrent.futures import ProcessPoolExecutor
+            from ecgadapt.procs import stop_pool, stop_signals
+
+            def slow_start():
+                open(f"starting-{os.getpid()}", "w").close()
+                time.sleep(30)
+
+            if __name__ == "__main__":
+                with stop_signals():
+                    ctx = multiprocessing.get_context("fork")
+                    pool = ProcessPoolExecutor(2, mp_context=ctx, initializer=slow_start)
+                    pool.submit(int)
+                    while len([p for p in os.listdir() if p.startswith("starting-")]) < 2:
+                        time.sleep(0.05)
+                    stop_pool(pool)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -64,18 +64,21 @@ def init_worker(parent_pid: int) -> None:
 
 
 def stop_pool(pool) -> None:
-    """Stop a ``ProcessPoolExecutor`` now: cancel queued work and terminate its workers (then kill stragglers)."""
+    """Stop a ``ProcessPoolExecutor`` now: cancel queued work and kill its workers (SIGKILL), then reap them.
+
+    SIGKILL, not SIGTERM: a pool's workers hold nothing to clean up and take SIGTERM's default action once their
+    initializer ran, but a worker forked a moment ago still runs its parent's handler (:func:`stop_signals`'s),
+    which would raise :class:`Interrupted` in it and print a traceback beside the real error.
+    """
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         with contextlib.suppress(Exception):
-            p.terminate()
+            p.kill()
     deadline = time.monotonic() + 5.0
     for p in processes:
         with contextlib.suppress(Exception):
             p.join(max(0.0, deadline - time.monotonic()))
-            if p.is_alive():
-                p.kill()
 
 
 class Interrupted(KeyboardInterrupt):

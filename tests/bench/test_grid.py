@@ -17,7 +17,7 @@ import ecgadapt.bench.grid as grid
 from ecgadapt.bench.grid import expand_cells, list_specs, load_spec, run_benchmark, run_grid
 from ecgadapt.bench.spec import recipe_label
 from ecgadapt.errors import ConfigError, ECGAdaptError
-from ecgadapt.runs.rundir import prepare_run_dir
+from ecgadapt.runs.creation import prepare_run_dir
 from ecgadapt.train.config import FinetuneConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))

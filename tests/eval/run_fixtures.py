@@ -239,7 +239,7 @@ def fabricate_rotate_results(
     validates fold k % 10 + 1), each pooled as the grid pools it; ``cells``: (model label, recipe) pairs.
     ``fold_final(k, final) -> final`` edits each fold's ``final.json`` before pooling; ``patients`` saves
     ``patient_ids`` beside the predictions (two consecutive ecg_ids per patient)."""
-    from ecgadapt.eval.results import write_pooled_cell
+    from ecgadapt.eval.pooling import write_pooled_cell
 
     for t_i, task in enumerate(tasks):
         y_all = labels(10 * n_per_fold, seed=20 + t_i)

@@ -6,8 +6,9 @@ import json
 
 from run_fixtures import fabricate_results
 
+from ecgadapt.eval.pooling import pooled_overlap
 from ecgadapt.eval.report import build_report
-from ecgadapt.eval.results import collect_results, pooled_overlap
+from ecgadapt.eval.results import collect_results
 
 
 def test_pooled_overlap_sums_test_and_validation_counts_and_keeps_what_was_not_checked():

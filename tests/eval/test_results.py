@@ -12,14 +12,13 @@ from run_fixtures import CLASSES, config, fabricate_results, labels, write_run
 from ecgadapt.errors import DataError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import classification_metrics
+from ecgadapt.eval.pooling import pool_predictions, write_pooled_cell
 from ecgadapt.eval.results import (
     KEY_COLUMNS,
     collect_per_class,
     collect_results,
     load_metrics,
     load_predictions,
-    pool_predictions,
-    write_pooled_cell,
     write_results,
 )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ecgadapt.errors import ConfigError
-from ecgadapt.runs.rundir import check_run_dir, foreign_entries, prepare_run_dir, run_dir_problem
+from ecgadapt.runs.creation import check_run_dir, foreign_entries, prepare_run_dir, run_dir_problem
 
 FINETUNE_CONFIG = "data: {task: rhythm}\nmodel: {name: ecg_vit_tiny}\nrecipe: {name: scratch}\n"
 PRETRAIN_CONFIG = "model: ecg_vit_tiny\ncorpora: [deepfake:8]\nepochs: 1\n"

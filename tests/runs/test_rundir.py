@@ -12,8 +12,9 @@ from ecgadapt.engine.checkpoints import load_checkpoint, save_checkpoint
 from ecgadapt.engine.environment import write_env
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.fileio import save_predictions, write_json
+from ecgadapt.runs.creation import prepare_run_dir
 from ecgadapt.runs.hashing import changed_keys, check_resume_config, flat_config
-from ecgadapt.runs.rundir import MetricsLog, load_predictions, prepare_run_dir
+from ecgadapt.runs.rundir import MetricsLog, load_predictions
 
 
 def test_prepare_run_dir_never_silently_overwrites(tmp_path):

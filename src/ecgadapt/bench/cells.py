@@ -25,7 +25,7 @@ from ecgadapt.bench.spec import (
 )
 from ecgadapt.data.splits import FOLDS, rotate_folds
 from ecgadapt.errors import ConfigError
-from ecgadapt.eval.results import ROTATE
+from ecgadapt.eval.pooling import ROTATE
 from ecgadapt.locks import entries
 from ecgadapt.runs.hashing import (
     RESULT_FREE_FIELDS,

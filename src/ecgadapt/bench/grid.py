@@ -37,16 +37,10 @@ from ecgadapt.bench.spec import PROTOCOLS, GridSpec, ModelEntry, list_specs, loa
 from ecgadapt.constants import VERSION
 from ecgadapt.data.cache import load_or_prepare, prepare_cache
 from ecgadapt.errors import ConfigError, ECGAdaptError
-from ecgadapt.eval.results import (
-    ROTATE,
-    collect_results,
-    pooled_is_current,
-    read_cell,
-    write_pooled_cell,
-    write_results,
-)
+from ecgadapt.eval.pooling import ROTATE, pooled_is_current, write_pooled_cell
+from ecgadapt.eval.results import collect_results, write_results
 from ecgadapt.inference.external import check_external_sets, score_external_sets
-from ecgadapt.runs.rundir import ResultsDir, RunDir
+from ecgadapt.runs.rundir import ResultsDir, RunDir, read_cell
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.finetune import run_finetune
 

@@ -37,7 +37,7 @@ import yaml
 from ecgadapt.bench.candidates import check_candidates
 from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
-from ecgadapt.eval.results import ROTATE
+from ecgadapt.eval.pooling import ROTATE
 from ecgadapt.inference.external import external_name
 from ecgadapt.train.config import TASKS, FinetuneConfig, load_yaml, parse_override, set_in
 

@@ -16,7 +16,8 @@ from ecgadapt.bench.candidates import check_candidates
 from ecgadapt.bench.cells import make_run
 from ecgadapt.bench.grid import execute_runs
 from ecgadapt.errors import ConfigError, ECGAdaptError
-from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir
+from ecgadapt.runs.creation import check_run_dir, prepare_run_dir
+from ecgadapt.runs.rundir import RunDir
 from ecgadapt.train.config import FinetuneConfig
 from ecgadapt.train.finetune import check_start, resolve_config
 

@@ -67,31 +67,60 @@ def resample_indices(
     y = y[:, None] if y.ndim == 1 else y
     required, n_pos = _required_classes(y)
     n = y.shape[0]
-    y_req = y[:, required].astype(np.float64)
     rng = np.random.default_rng(seed)
+
+    def draw(k: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.integers(0, n, size=(k, n))
+        return idx, _counts(idx, n)
+
+    def give_up(n_drawn: int, n_accepted: int) -> MetricInputError:
+        rarest = np.argsort(np.minimum(n_pos, n - n_pos) + np.where(required, 0, n))[:3]
+        detail = ", ".join(f"class {j} ({int(n_pos[j])} of {n} positive)" for j in rarest if required[j])
+        return MetricInputError(
+            f"bootstrap gave up after {n_drawn} draws: only {n_accepted} of {int(n_resamples)} resamples kept a "
+            f"positive and a negative for every class (rarest: {detail}); drop or merge classes this rare, "
+            "or evaluate on a larger split"
+        )
+
+    return _accepted_resamples(draw, y[:, required], n_resamples, max_draws_factor, give_up)
+
+
+def _counts(drawn: np.ndarray, n: int) -> np.ndarray:
+    """``(k, n)`` counts of each of ``n`` items in each row of ``drawn`` (k rows of drawn item indices)."""
+    k = len(drawn)
+    return np.bincount((drawn + (np.arange(k) * n)[:, None]).ravel(), minlength=k * n).reshape(k, n)
+
+
+def _accepted_resamples(
+    draw: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    y_required: np.ndarray,
+    n_resamples: int,
+    max_draws_factor: int,
+    give_up: Callable[[int, int], MetricInputError],
+) -> tuple[np.ndarray, int]:
+    """``(n_resamples kept resamples, n_rejected)`` by rejection sampling, for records and groups alike.
+
+    ``draw(k)`` gives ``k`` resamples as ``(what to keep of each, (k, N) count of each record in each)``; a
+    resample is kept when every class of ``y_required`` (N, C) has a positive and a negative in it. After
+    ``max_draws_factor * n_resamples`` draws, ``give_up(n_drawn, n_accepted)`` is raised.
+    """
+    y_req = y_required.astype(np.float64)
     n_resamples = int(n_resamples)
     max_draws = max(int(max_draws_factor) * n_resamples, n_resamples)
     accepted: list[np.ndarray] = []
     n_accepted = n_drawn = n_rejected = 0
     while n_accepted < n_resamples:
         k = min(_CHUNK, max(n_resamples - n_accepted, 16))
-        idx = rng.integers(0, n, size=(k, n))
+        keep, counts = draw(k)
         n_drawn += k
-        counts = np.bincount((idx + (np.arange(k) * n)[:, None]).ravel(), minlength=k * n).reshape(k, n)
         pos = counts @ y_req
-        ok = np.all((pos > 0) & (pos < n), axis=1)
+        ok = np.all((pos > 0) & (pos < counts.sum(axis=1, keepdims=True)), axis=1)
         n_rejected += int(np.sum(~ok))
-        take = idx[ok][: n_resamples - n_accepted]
+        take = keep[ok][: n_resamples - n_accepted]
         accepted.append(take)
         n_accepted += len(take)
         if n_accepted < n_resamples and n_drawn >= max_draws:
-            rarest = np.argsort(np.minimum(n_pos, n - n_pos) + np.where(required, 0, n))[:3]
-            detail = ", ".join(f"class {j} ({int(n_pos[j])} of {n} positive)" for j in rarest if required[j])
-            raise MetricInputError(
-                f"bootstrap gave up after {n_drawn} draws: only {n_accepted} of {n_resamples} resamples kept a "
-                f"positive and a negative for every class (rarest: {detail}); drop or merge classes this rare, "
-                "or evaluate on a larger split"
-            )
+            raise give_up(n_drawn, n_accepted)
     return np.concatenate(accepted), n_rejected
 
 
@@ -127,41 +156,25 @@ def resample_counts(
     y = y[:, None] if y.ndim == 1 else y
     if groups is None:
         idx, rejected = resample_indices(y, n_resamples, seed, max_draws_factor)
-        n, k = y.shape[0], len(idx)
-        counts = np.bincount((idx + (np.arange(k) * n)[:, None]).ravel(), minlength=k * n).reshape(k, n)
-        return counts, rejected
-    required, n_pos = _required_classes(y)
-    n = y.shape[0]
-    codes, n_groups = _group_codes(groups, n)
+        return _counts(idx, y.shape[0]), rejected
+    required, _ = _required_classes(y)
+    codes, n_groups = _group_codes(groups, y.shape[0])
     if n_groups < 2:
         raise MetricInputError(f"a grouped bootstrap needs at least two groups, got {n_groups}")
-    y_req = y[:, required].astype(np.float64)
     rng = np.random.default_rng(seed)
-    n_resamples = int(n_resamples)
-    max_draws = max(int(max_draws_factor) * n_resamples, n_resamples)
-    accepted: list[np.ndarray] = []
-    n_accepted = n_drawn = n_rejected = 0
-    while n_accepted < n_resamples:
-        k = min(_CHUNK, max(n_resamples - n_accepted, 16))
-        drawn = rng.integers(0, n_groups, size=(k, n_groups))
-        n_drawn += k
-        per_group = np.bincount(
-            (drawn + (np.arange(k) * n_groups)[:, None]).ravel(), minlength=k * n_groups
-        ).reshape(k, n_groups)
-        counts = per_group[:, codes]
-        pos = counts @ y_req
-        ok = np.all((pos > 0) & (pos < counts.sum(axis=1, keepdims=True)), axis=1)
-        n_rejected += int(np.sum(~ok))
-        take = counts[ok][: n_resamples - n_accepted]
-        accepted.append(take)
-        n_accepted += len(take)
-        if n_accepted < n_resamples and n_drawn >= max_draws:
-            raise MetricInputError(
-                f"grouped bootstrap gave up after {n_drawn} draws: only {n_accepted} of {n_resamples} resamples of "
-                f"the {n_groups} groups kept a positive and a negative for every class; a class this rare is in "
-                "too few groups (drop or merge it, or bootstrap records)"
-            )
-    return np.concatenate(accepted), n_rejected
+
+    def draw(k: int) -> tuple[np.ndarray, np.ndarray]:
+        counts = _counts(rng.integers(0, n_groups, size=(k, n_groups)), n_groups)[:, codes]
+        return counts, counts
+
+    def give_up(n_drawn: int, n_accepted: int) -> MetricInputError:
+        return MetricInputError(
+            f"grouped bootstrap gave up after {n_drawn} draws: only {n_accepted} of {int(n_resamples)} resamples of "
+            f"the {n_groups} groups kept a positive and a negative for every class; a class this rare is in "
+            "too few groups (drop or merge it, or bootstrap records)"
+        )
+
+    return _accepted_resamples(draw, y[:, required], n_resamples, max_draws_factor, give_up)
 
 
 def _required_classes(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

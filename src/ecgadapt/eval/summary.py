@@ -82,6 +82,17 @@ def interval_note(intervals: Mapping[str, Mapping | None] | None) -> str:
     return f"[{1 - first['alpha']:.0%} bootstrap intervals over records, {first['n_resamples']} resamples]"
 
 
+def per_class_lines(per_class: list[Mapping]) -> list[str]:
+    """One indented line per class: ``"  NORM         AUROC 0.9012  AUPRC 0.8123  positives 42"`` (``n/a`` where
+    a class could not be scored)."""
+    lines = []
+    for c in per_class:
+        auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
+        auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
+        lines.append(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+    return lines
+
+
 def rare_classes(metrics: Mapping, minimum: int = FEW_POSITIVES) -> dict[str, int]:
     """``{class: positives}`` of the classes a macro average keeps with fewer than ``minimum`` positives."""
     per_class = metrics.get("per_class") or []

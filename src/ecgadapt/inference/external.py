@@ -30,7 +30,7 @@ from ecgadapt.errors import ConfigError, DataError, ECGAdaptError
 from ecgadapt.eval.bootstrap import bootstrap_ci
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
-from ecgadapt.eval.summary import ece_text, interval_note, macro_text, rare_class_warning
+from ecgadapt.eval.summary import ece_text, interval_note, macro_text, per_class_lines, rare_class_warning
 from ecgadapt.eval.temperature import calibrate_probs
 from ecgadapt.locks import writes_run_dir
 from ecgadapt.models.base import InputSpec
@@ -212,10 +212,7 @@ def format_external(result: dict) -> str:
     lines.append(
         "  external labels without counterpart: " + (", ".join(f"{k} ({v})" for k, v in other.items()) or "-")
     )
-    for c in result["per_class"]:
-        auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
-        auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
-        lines.append(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+    lines += per_class_lines(result["per_class"])
     return "\n".join(lines)
 
 

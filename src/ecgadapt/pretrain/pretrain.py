@@ -44,8 +44,9 @@ from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
 from ecgadapt.pretrain.folds import CorpusUse, format_folds, select_rows, with_folds_from
 from ecgadapt.pretrain.mae import MaskedECGModel
 from ecgadapt.pretrain.masked_segment import MaskedSegmentModel
+from ecgadapt.runs.creation import check_run_dir, prepare_run_dir
 from ecgadapt.runs.hashing import check_resume_config
-from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir
+from ecgadapt.runs.rundir import RunDir
 
 CHECKPOINTS, CONFIG, FINAL, METRICS = RunDir.CHECKPOINTS, RunDir.CONFIG, RunDir.FINAL, RunDir.METRICS
 

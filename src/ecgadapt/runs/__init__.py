@@ -3,6 +3,7 @@
 Torch-free: reading a finished run never imports torch.
 """
 
+from ecgadapt.runs.creation import check_run_dir, prepare_run_dir
 from ecgadapt.runs.hashing import (
     RESULT_FREE_FIELDS,
     changed_keys,
@@ -17,9 +18,7 @@ from ecgadapt.runs.hashing import (
 from ecgadapt.runs.rundir import (
     ResultsDir,
     RunDir,
-    check_run_dir,
     load_predictions,
-    prepare_run_dir,
     read_cell,
     read_final,
     read_json,

@@ -20,7 +20,14 @@ from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score
-from ecgadapt.eval.summary import ece_text, interval_note, macro_intervals, macro_text, rare_class_warning
+from ecgadapt.eval.summary import (
+    ece_text,
+    interval_note,
+    macro_intervals,
+    macro_text,
+    per_class_lines,
+    rare_class_warning,
+)
 from ecgadapt.eval.temperature import calibrate_probs, load_calibration
 from ecgadapt.models import create_model
 from ecgadapt.models.base import ECGModel, InputSpec
@@ -170,10 +177,7 @@ def format_evaluation(run_dir: str | Path, m: dict) -> str:
     warning = rare_class_warning(m, m["split"])
     if warning:
         lines.append(f"  {warning}")
-    for c in m["per_class"]:
-        auroc = "  n/a " if c["auroc"] is None else f"{c['auroc']:.4f}"
-        auprc = "  n/a " if c["auprc"] is None else f"{c['auprc']:.4f}"
-        lines.append(f"  {c['class']:<12} AUROC {auroc}  AUPRC {auprc}  positives {c['n_pos']}")
+    lines += per_class_lines(m["per_class"])
     return "\n".join(lines)
 
 

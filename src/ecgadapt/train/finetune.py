@@ -57,8 +57,9 @@ from ecgadapt.locks import RunLock
 from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
 from ecgadapt.models.checkpoint import load_pretrained
+from ecgadapt.runs.creation import check_run_dir, prepare_run_dir
 from ecgadapt.runs.hashing import RESULT_FREE_FIELDS, check_resume_config, flat_config, run_inputs
-from ecgadapt.runs.rundir import RunDir, check_run_dir, prepare_run_dir, read_json
+from ecgadapt.runs.rundir import RunDir, read_json
 from ecgadapt.train.config import DataConfig, FinetuneConfig
 from ecgadapt.train.evaluate import eval_dataset, load_run_config, load_run_model, score_split
 from ecgadapt.weights import bundled_path, recorded_ptbxl_ids, seen_ptbxl_ids, seen_ptbxl_patients
@@ -406,15 +407,7 @@ def _final_step(
     t0 = time.perf_counter()
     model.load_state_dict(load_checkpoint(result.best_path)["model"])
     untrained = class_exclusions(train_set, list(val_set.class_names), cfg.training)
-    val_metrics, y_val, p_val = score_split(model, val_set, cfg, device, untrained)
-    RunDir(run_dir).write_predictions(
-        "val",
-        val_set.record_ids,
-        val_set.class_names,
-        y_val,
-        p_val,
-        cache_patient_ids(cache, val_set.record_ids),
-    )
+    val_metrics, y_val, p_val = _score_and_save(cfg, run_dir, cache, model, val_set, device, untrained, "val")
     fit_run_calibration(
         run_dir, cfg.training.calibration
     )  # from predictions_val.npz only, never the test fold
@@ -451,17 +444,44 @@ def _final_step(
         final = _score_test(cfg, run_dir, cache, model, device, final)
     else:
         RunDir(run_dir).write_final(final)
-        intervals = macro_intervals(y_val, p_val, val_metrics)
-        print(
-            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val {macro_text(val_metrics, intervals)}; "
-            f"the test fold is scored only if it is chosen -> {run_dir}"
+        print_score(
+            f"{cfg.recipe.name} seed {cfg.seed} (tuning candidate): val ",
+            val_metrics,
+            y_val,
+            p_val,
+            f"; the test fold is scored only if it is chosen -> {run_dir}",
+            "validation",
         )
-        print_score_notes(val_metrics, intervals, "validation")
     return final
 
 
-def print_score_notes(metrics: dict, intervals: dict, split: str) -> None:
-    """The lines under a printed macro figure: what its intervals are, and which averaged classes are rare."""
+def _score_and_save(
+    cfg: FinetuneConfig,
+    run_dir: Path,
+    cache: ECGCache,
+    model: ECGModel,
+    dataset: ECGDataset,
+    device: torch.device,
+    untrained: dict[str, str] | None,
+    split: str,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``(metrics, y_true, y_prob)`` of ``model`` on ``dataset``, saved as ``predictions_<split>.npz`` with each
+    record's patient."""
+    metrics, y_true, y_prob = score_split(model, dataset, cfg, device, untrained)
+    patients = cache_patient_ids(cache, dataset.record_ids)
+    RunDir(run_dir).write_predictions(
+        split, dataset.record_ids, dataset.class_names, y_true, y_prob, patients
+    )
+    return metrics, y_true, y_prob
+
+
+def print_score(
+    head: str, metrics: dict, y_true: np.ndarray, y_prob: np.ndarray, tail: str, split: str
+) -> None:
+    """Print ``head``, the macro figures of ``metrics`` with their bootstrap intervals, ``tail``; then the lines
+    under them: what the intervals are, and which averaged classes of ``split`` are rare."""
+    intervals = macro_intervals(y_true, y_prob, metrics)
+    print(f"{head}{macro_text(metrics, intervals)}{tail}")
     note = interval_note(intervals)
     if note:
         print(f"  {note}")
@@ -476,26 +496,23 @@ def _score_test(
     """Score ``model`` on the test fold (once, at the end), save its predictions and write ``final.json``."""
     t0 = time.perf_counter()
     test_set = eval_dataset(cache, cfg, model.input_spec, "test", cfg.training.eval_windows)
-    test_metrics, y_test, p_test = score_split(model, test_set, cfg, device, final.get("untrained_classes"))
-    RunDir(run_dir).write_predictions(
-        "test",
-        test_set.record_ids,
-        test_set.class_names,
-        y_test,
-        p_test,
-        cache_patient_ids(cache, test_set.record_ids),
+    untrained = final.get("untrained_classes")
+    test_metrics, y_test, p_test = _score_and_save(
+        cfg, run_dir, cache, model, test_set, device, untrained, "test"
     )
     final = {**final, "test": test_metrics, "class_names": list(test_set.class_names)}
     final["n_records"] = {**final["n_records"], "test": len(test_set.record_ids)}
     final["timings"] = {**final["timings"], "test_eval_s": time.perf_counter() - t0}
     RunDir(run_dir).write_final(final)
     best = final["best"]
-    intervals = macro_intervals(y_test, p_test, test_metrics)
-    print(
-        f"{cfg.recipe.name} seed {cfg.seed}: test {macro_text(test_metrics, intervals)}  "
-        f"(best: stage {best['stage_name']!r}, epoch {best['epoch'] + 1}) -> {run_dir}"
+    print_score(
+        f"{cfg.recipe.name} seed {cfg.seed}: test ",
+        test_metrics,
+        y_test,
+        p_test,
+        f"  (best: stage {best['stage_name']!r}, epoch {best['epoch'] + 1}) -> {run_dir}",
+        "test",
     )
-    print_score_notes(test_metrics, intervals, "test")
     return final
 
 

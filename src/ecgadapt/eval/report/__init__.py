@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ecgadapt.errors import DataError
+from ecgadapt.eval.pooling import ROTATE
 from ecgadapt.eval.report.context import ReportContext, select_spec_runs
 from ecgadapt.eval.report.document import Figure_, Report, Section
 from ecgadapt.eval.report.render import render_html, render_markdown
@@ -29,7 +30,7 @@ from ecgadapt.eval.report.stats import (
     seed_averaged_bootstrap,
     summarise,
 )
-from ecgadapt.eval.results import ROTATE, collect_results, write_results
+from ecgadapt.eval.results import collect_results, write_results
 from ecgadapt.fileio import atomic_write_bytes, atomic_write_text
 from ecgadapt.runs.rundir import ResultsDir
 

@@ -11,12 +11,12 @@ import pandas as pd
 from ecgadapt.data.tasks import TASKS
 from ecgadapt.errors import DataError
 from ecgadapt.eval.figures import figure_png, recipe_colors
+from ecgadapt.eval.pooling import ROTATE
 from ecgadapt.eval.report.document import Figure_
 from ecgadapt.eval.report.roles import BUILTIN_ROLES, RecipeRoles, roles_from_record
 from ecgadapt.eval.report.stats import Predictions
 from ecgadapt.eval.report.text import order
 from ecgadapt.eval.report.tuning import tuned_keys
-from ecgadapt.eval.results import ROTATE
 from ecgadapt.runs.hashing import saved_config_sha256
 from ecgadapt.runs.rundir import ResultsDir
 

@@ -7,12 +7,12 @@ import pandas as pd
 
 from ecgadapt.eval.bootstrap import seed_summary
 from ecgadapt.eval.metrics import MetricInputError
+from ecgadapt.eval.pooling import ROTATE
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.stats import METRICS, sd, seed_averaged_bootstrap
 from ecgadapt.eval.report.text import METRIC_NAMES, budget_text, ci, early_stopping_text, fmt, pm
 from ecgadapt.eval.report.tuning import tuned_text
-from ecgadapt.eval.results import ROTATE
 
 
 def build(ctx: ReportContext) -> Section:

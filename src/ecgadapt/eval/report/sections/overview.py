@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
+from ecgadapt.eval.pooling import ROTATE
 from ecgadapt.eval.report.context import ReportContext
 from ecgadapt.eval.report.document import Section
 from ecgadapt.eval.report.text import MIN_SEEDS_FOR_P, early_stopping_text
-from ecgadapt.eval.results import ROTATE
 
 OFFICIAL_NOTE = (
     "Only the official PTB-XL split (train folds 1-8, validation fold 9, test fold 10) is comparable with "
@@ -75,12 +75,7 @@ def build(ctx: ReportContext) -> Section:
             f"Note: {len(missing)} cell(s) of the spec have not finished (e.g. {', '.join(missing[:3])}); rerun "
             "`ecgadapt benchmark` with the same --out to finish them."
         )
-    seen = (
-        t[["pretraining_overlap_test", "pretraining_overlap_val"]]
-        .apply(pd.to_numeric, errors="coerce")
-        .fillna(0)
-    )
-    tainted = seen[(seen > 0).any(axis=1)]
+    tainted = _with_positive_counts(t, ["pretraining_overlap_test", "pretraining_overlap_val"])
     if len(tainted):
         lines.append(
             f"**Warning:** {len(tainted)} run(s) start from weights pretrained on the (unlabelled) signals of "
@@ -105,14 +100,19 @@ def build(ctx: ReportContext) -> Section:
     return Section("overview", "Overview", [*lines, *blocks])
 
 
+def _with_positive_counts(t: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """The ``cols`` of the runs of ``t`` that count more than zero in any of them (a missing count is zero)."""
+    counts = t[cols].apply(pd.to_numeric, errors="coerce").fillna(0)
+    return counts[(counts > 0).any(axis=1)]
+
+
 def _patient_and_unknown_overlap(t: pd.DataFrame) -> list[str]:
     """Warnings for runs whose validation or test records share patients with the pretraining set, and for runs
     whose pretraining overlap could not be checked (no PTB-XL identity, no patient ids)."""
     lines = []
     cols = ["pretraining_same_patient_test", "pretraining_same_patient_val"]
     if set(cols) <= set(t.columns):
-        shared = t[cols].apply(pd.to_numeric, errors="coerce").fillna(0)
-        shared = shared[(shared > 0).any(axis=1)]
+        shared = _with_positive_counts(t, cols)
         if len(shared):
             lines.append(
                 f"**Warning:** in {len(shared)} run(s), test records (up to "
