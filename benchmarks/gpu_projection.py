@@ -151,13 +151,21 @@ def fit_seconds(
     eval_windows: int,
     gpu_train: float,
     gpu_forward: float,
-    loader: float | None,
+    loader: float | None = None,
+    workers: int = 1,
 ) -> float:
-    """Seconds of one fit at full budget: every epoch's training and validation, each at ``max(GPU, loader)``."""
+    """Seconds of one fit at full budget: every epoch's training items and fold 9's validation items.
+
+    With loader workers (``workers`` >= 1) loading overlaps the GPU, so each part takes ``max(GPU, loader)``;
+    without (0 workers) the main process loads every batch before the GPU runs it, so the times add up."""
     n_train, n_val = PAPER_MAIN_RECORDS["train"], PAPER_MAIN_RECORDS["val"]
 
     def at(items: float, gpu_rate: float) -> float:
-        return max(items / gpu_rate, items / loader if loader else 0.0)
+        if not loader:
+            return items / gpu_rate
+        if workers == 0:
+            return items / gpu_rate + items / loader
+        return max(items / gpu_rate, items / loader)
 
     total = 0.0
     for trainable, epochs in stages:
@@ -166,62 +174,65 @@ def fit_seconds(
     return total
 
 
+def cell_seconds(
+    recipe: dict, gpu_train: float, gpu_forward: float, loader: float | None, workers: int
+) -> float:
+    """Seconds of one cell of ``recipe``: every fit, then the chosen one scored on fold 10."""
+    fit = fit_seconds(recipe["stages"], recipe["eval_windows"], gpu_train, gpu_forward, loader, workers)
+    return recipe["fits"] * fit + PAPER_MAIN_RECORDS["test"] / gpu_forward
+
+
 def projection(flops: dict, loader: dict | None, mfu: float) -> tuple[str, dict]:
     """The paper-main cell's projection as Markdown, and its numbers."""
     peak = H200_BF16_DENSE_PEAK_TFLOPS * 1e12
     gpu_train = peak * mfu / flops["train"]
     gpu_forward = peak * mfu / flops["forward"]
     recipes = paper_main_fits()
-    rates = loader_rates(loader) if loader else {}
-    lines = [
-        f"H200 bf16 dense peak {H200_BF16_DENSE_PEAK_TFLOPS:g} TFLOPS at {mfu:.0%} MFU: `{flops['model']}` trains "
-        f"at {gpu_train:,.0f} samples/s and scores (forward only) at {gpu_forward:,.0f} samples/s.",
-        "",
-    ]
+    n_cells = sum(r["cells"] for r in recipes.values())
+
+    def grid_hours(rate: float | None, workers: int) -> float:
+        return (
+            sum(r["cells"] * cell_seconds(r, gpu_train, gpu_forward, rate, workers) for r in recipes.values())
+            / 3600
+        )
+
     numbers: dict = {"gpu_train_samples_s": gpu_train, "gpu_forward_samples_s": gpu_forward, "recipes": {}}
-    if rates:
+    lines = [
+        f"H200 bf16 dense peak {H200_BF16_DENSE_PEAK_TFLOPS:g} TFLOPS at {mfu:.0%} MFU: `{flops['model']}` "
+        f"({flops['train'] / 1e9:.0f} GFLOPs per training sample, {flops['forward'] / 1e9:.0f} forward) trains at "
+        f"{gpu_train:,.0f} samples/s and scores (forward only) at {gpu_forward:,.0f} samples/s. Budgets in full "
+        "(no early stopping): upper bounds.",
+        "",
+        "| recipe | fits per cell | stages (trainable x epochs) | GPU-bound hours per cell | cells |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for label, r in recipes.items():
+        seconds = cell_seconds(r, gpu_train, gpu_forward, None, 1)
+        numbers["recipes"][label] = {"fits": r["fits"], "gpu_seconds": seconds, "cells": r["cells"]}
+        stages = ", ".join(f"{t} x {e}" for t, e in r["stages"])
+        lines.append(f"| {label} | {r['fits']} | {stages} | {seconds / 3600:.2f} | {r['cells']} |")
+    numbers["grid_gpu_hours"] = grid_hours(None, 1)
+    lines += ["", f"The whole grid, {n_cells} cells, GPU-bound: {numbers['grid_gpu_hours']:,.0f} H200-hours."]
+    if loader:
+        rates = loader_rates(loader)
         lines += [
-            "| data path | loader workers | loader items/s (this CPU) | GPU training speed it can feed | "
-            "workers for this GPU (1 core each) |",
-            "|---|---:|---:|---|---:|",
+            "",
+            "| data path | loader workers | loader items/s (this CPU) | the loader is the bottleneck above | "
+            "workers this GPU needs (1 core each) | whole grid, hours |",
+            "|---|---:|---:|---|---:|---:|",
         ]
+        numbers["loader"] = {}
         for (path, workers), rate in sorted(rates.items()):
             per_worker = rates.get((path, 1), rate)
-            need = math.ceil(gpu_train / per_worker)
-            lines.append(
-                f"| {path} | {workers} | {rate:,.0f} | up to {rate:,.0f} samples/s "
-                f"({rate / gpu_train:.2f}x this GPU) | {need} |"
-            )
-        lines.append("")
-    best = max(rates.values()) if rates else None
-    lines += [
-        "| recipe | fits per cell | stages (trainable x epochs) | GPU-bound h per cell | "
-        + ("loader-bound h per cell (best path measured here) | " if best else "")
-        + "cells |",
-        "|---|---:|---|---:|" + ("---:|" if best else "") + "---:|",
-    ]
-    grid_gpu = grid_loader = 0.0
-    for label, r in recipes.items():
-        gpu_s = r["fits"] * fit_seconds(r["stages"], r["eval_windows"], gpu_train, gpu_forward, None)
-        test_s = PAPER_MAIN_RECORDS["test"] / gpu_forward
-        stages = ", ".join(f"{t} x {e}" for t, e in r["stages"])
-        row = f"| {label} | {r['fits']} | {stages} | {(gpu_s + test_s) / 3600:.2f} | "
-        numbers["recipes"][label] = {"fits": r["fits"], "gpu_seconds": gpu_s + test_s, "cells": r["cells"]}
-        grid_gpu += r["cells"] * (gpu_s + test_s)
-        if best:
-            loader_s = r["fits"] * fit_seconds(r["stages"], r["eval_windows"], gpu_train, gpu_forward, best)
-            row += f"{(loader_s + test_s) / 3600:.2f} | "
-            numbers["recipes"][label]["loader_seconds"] = loader_s + test_s
-            grid_loader += r["cells"] * (loader_s + test_s)
-        lines.append(row + f"{r['cells']} |")
-    n_cells = sum(r["cells"] for r in recipes.values())
-    lines += [
-        "",
-        f"The whole grid ({n_cells} cells) at full budget: {grid_gpu / 3600:,.0f} GPU-hours"
-        + (f" ({grid_loader / 3600:,.0f} if fed by the best loader measured here)" if best else "")
-        + "; early stopping (patience 5) ends most fits sooner.",
-    ]
-    numbers.update(grid_gpu_hours=grid_gpu / 3600, cells=n_cells)
+            need = max(1, math.ceil(gpu_train / per_worker))
+            limit = "always (no overlap)" if workers == 0 else f"{rate:,.0f} samples/s"
+            hours = grid_hours(rate, workers)
+            numbers["loader"][f"{path}/{workers}"] = {
+                "items_s": rate,
+                "workers_needed": need,
+                "grid_hours": hours,
+            }
+            lines.append(f"| {path} | {workers} | {rate:,.0f} | {limit} | {need} | {hours:,.0f} |")
     return "\n".join(lines), numbers
 
 
