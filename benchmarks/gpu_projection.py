@@ -8,7 +8,8 @@ Usage::
 **FLOPs.** Each model is built at its native input (batch 2, training mode) and run under
 :class:`torch.utils.flop_counter.FlopCounterMode`: once forward only, once forward and backward of a summed
 output. Attention runs on PyTorch's math backend while counting, because the counter does not see the fused CPU
-kernel. The counter counts matrix products and convolutions (the work a GPU's tensor cores do); norms,
+kernel, and a convolution's backward is counted as two forward passes (PyTorch's formula ignores ``groups``).
+The counter counts matrix products and convolutions (the work a GPU's tensor cores do); norms,
 activations and the optimiser step are left out, as in the usual MFU definition.
 
 **Projection.** The GPU's training speed is ``peak x MFU / (training FLOPs per sample)``; evaluation and a
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import example_input  # noqa: E402  (a sibling script, not a package)
@@ -51,14 +52,36 @@ PAPER_MAIN_RECORDS = {"train": 17418, "val": 2183, "test": 2198}
 records without a label in it, so these are upper bounds (``all`` and ``superdiagnostic`` keep nearly all)."""
 
 
+def conv_backward_flops(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **kwargs,
+) -> int:
+    """A convolution's backward: the input's gradient and the weight's each cost one forward pass. (PyTorch's own
+    formula counts a grouped convolution's weight gradient as if it were dense: ``groups`` times too much.)"""
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed=transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
     """``(forward, forward + backward)`` FLOPs of ``model`` on the batch ``x``."""
+    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
     with sdpa_kernel(SDPBackend.MATH):
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
             model(x)
         forward = counter.get_total_flops()
         model.zero_grad(set_to_none=True)
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
             model(x).float().sum().backward()
         total = counter.get_total_flops()
     return forward, total

@@ -37,6 +37,14 @@ def test_flops_of_a_linear_layer_and_of_attention_are_counted_forward_and_backwa
     assert forward == 2 * (2 * 2 * 5 * 5 * 4), "the fused CPU kernel is counted through the math backend"
 
 
+def test_a_grouped_convolutions_backward_costs_two_forward_passes(projection) -> None:
+    for groups in (1, 4, 16):  # PyTorch's own formula counts the weight gradient groups times
+        conv = torch.nn.Conv1d(64, 64, 3, groups=groups, bias=False)
+        forward, total = projection.count_flops(conv, torch.randn(2, 64, 100, requires_grad=True))
+        assert forward == 2 * 2 * 64 * (64 // groups) * 3 * 98
+        assert total == 3 * forward
+
+
 def test_a_fit_is_its_stages_epochs_of_training_and_validation_items(projection) -> None:
     n_train, n_val = projection.PAPER_MAIN_RECORDS["train"], projection.PAPER_MAIN_RECORDS["val"]
     stages = [("head", 2), ("all", 3)]
