@@ -38,7 +38,8 @@ from pathlib import Path
 
 BATCH_SIZE = 64
 TASK = "all"
-MEMO_LIMITS: dict[str, float | None] = {"default": None, "unlimited": 1e9, "off": 0.0}
+DEFAULT_MEMO_MB = 1024.0  # ECGADAPT_MEMO_MB's default
+MEMO_LIMITS: dict[str, float] = {"unlimited": 1e9, "off": 0.0}
 BYTES_PER_RECORD = 560_000  # records at both rates, both caches and one stored variant (measured: 0.56 MB)
 
 
@@ -203,7 +204,7 @@ def child_loader(p: dict) -> dict:
         TASK,
         "train",
         transform=_transform(cache, p["model"]),
-        memo_mb=MEMO_LIMITS[p["memo"]],
+        memo_mb=p["memo_mb"] if p["memo"] == "default" else MEMO_LIMITS[p["memo"]],
         cache_preprocessing=p["path"] == "stored",
     )
     if (p["path"] == "stored") != ds.preprocessing_stored:
@@ -278,6 +279,7 @@ def measure(args: argparse.Namespace) -> dict:
         "records": args.records,
         "model": args.model,
         "loader_rate": args.loader_rate,
+        "memo_mb": args.memo_mb,
         "environment": {
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "python": platform.python_version(),
@@ -297,7 +299,7 @@ def measure(args: argparse.Namespace) -> dict:
         step["disk"] = disk_bytes(Path(step["path"]))
         results["prepare"][rate] = step
     cache = results["prepare"][args.loader_rate]["path"]
-    common = {"cache": cache, "model": args.model}
+    common = {"cache": cache, "model": args.model, "memo_mb": args.memo_mb}
     results["loader"] = {"runs": []}
     for run in loader_runs(args.workers):
         if run["path"] == "stored" and "store" not in results:
@@ -360,7 +362,8 @@ def markdown(r: dict) -> str:
             if run["path"] == "computed"
             else "none needed"
         )
-        limit = {"default": "1024 MB (default)", "unlimited": "unlimited", "off": "off (0)"}[run["memo"]]
+        default = f"{r['memo_mb']:g} MB" + (" (default)" if r["memo_mb"] == DEFAULT_MEMO_MB else "")
+        limit = {"default": default, "unlimited": "unlimited", "off": "off (0)"}[run["memo"]]
         out.append(
             f"| {run['path']} | {limit if run['path'] == 'computed' else ''} | {run['workers']} | "
             f"{e[0]['items_per_s']:,.0f} | {second} | {memo} | {run['peak_anon_mb']:,.0f} |"
@@ -383,6 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="st_mem_vit_b75", help="whose input spec the loader serves")
     p.add_argument("--loader-rate", type=int, choices=(100, 500), default=500, help="cache the loader reads")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts")
+    p.add_argument(
+        "--memo-mb",
+        type=float,
+        default=DEFAULT_MEMO_MB,
+        help="the memo limit of the 'default' runs (below the default: a small dataset that overflows its memo)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--markdown", type=Path, default=None, help="write the tables here")
     p.add_argument("--keep", action="store_true", help="keep --work (deleted at the end otherwise)")

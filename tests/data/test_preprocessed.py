@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,27 @@ def test_parallel_and_serial_builds_store_the_same_bytes(cache500, tmp_path: Pat
     parallel = write_preprocessed(cache500, prefix, workers=2, progress=False)
     assert parallel.path == serial.path
     assert np.array(parallel.signals).tobytes() == reference.tobytes()
+
+
+def test_a_second_writer_waits_for_the_first_and_reuses_its_variant(cache500, capsys) -> None:
+    spec = InputSpec(sampling_rate=200, length=1000)  # a variant no other test stored
+    prefix, _ = build_transforms(spec, 500, train=True).split_deterministic()
+    target = preprocessed.preprocessed_path(cache500, variant_key(describe_steps(prefix)))
+    target.parent.mkdir(exist_ok=True)
+    found: list = []
+    with preprocessed.building(target):  # another process is storing it
+        waiter = threading.Thread(
+            target=lambda: found.append(write_preprocessed(cache500, prefix, workers=1))
+        )
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not found, "the second writer waits"
+        stored = preprocessed._store(
+            cache500, prefix, describe_steps(prefix), variant_key(describe_steps(prefix)), target, 1, False
+        )
+    waiter.join(timeout=30)
+    assert found and found[0].path == stored.path
+    assert capsys.readouterr().err.count("storing the fixed preprocessing") == 1, "stored once"
 
 
 def test_a_rebuilt_cache_is_not_served_an_old_variant(cache500) -> None:

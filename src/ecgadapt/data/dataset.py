@@ -178,7 +178,7 @@ def stored_preprocessing(cache: ECGCache, transform: Transform) -> tuple | None:
         return None
     prefix, rest = split()
     try:
-        stored = write_preprocessed(cache, prefix)
+        stored = write_preprocessed(cache, prefix, progress=False)
     except (WriteError, OSError) as err:
         import warnings
 

@@ -12,11 +12,13 @@ its items are bit-identical to computing the steps anew (the stored rows are the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,12 @@ from ecgadapt.data.cache import (
 )
 from ecgadapt.data.transforms import BandPass, Compose, MinMax, Resample, SelectLeads, Standardize
 from ecgadapt.errors import DataError
+from ecgadapt.fileio import human_bytes
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no locking
+    fcntl = None  # type: ignore[assignment]
 
 PREPROCESSED_DIR = "preprocessed"
 PREPROCESSED_FORMAT_VERSION = 1
@@ -170,6 +178,27 @@ def open_preprocessed(cache: ECGCache, prefix: Compose) -> PreprocessedCache | N
     return PreprocessedCache(path, json.loads((path / MANIFEST_FILE).read_text()))
 
 
+@contextlib.contextmanager
+def building(target: Path) -> Iterator[None]:
+    """Hold the lock ``.<target name>.lock`` beside ``target`` (waiting for it): one process stores a variant,
+    the others wait and then reuse it. The lock file stays (empty); the kernel drops the lock when its holder
+    dies."""
+    if fcntl is None:  # pragma: no cover - not POSIX: no locking
+        yield
+        return
+    lock = target.parent / f".{target.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"ecgadapt: waiting for another process storing {target}", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
+
+
 def write_preprocessed(
     cache: ECGCache, prefix: Compose, workers: int | None = None, progress: bool = True
 ) -> PreprocessedCache | None:
@@ -177,30 +206,39 @@ def write_preprocessed(
 
     Returns None when ``prefix`` has no step or one that cannot be keyed (see :func:`describe_steps`). A folder
     that cannot be written, or a full disk, is a WriteError naming the fix; the caller may then compute the steps
-    per item instead. ``workers`` processes compute rows in parallel (default: all available cores).
+    per item instead. ``workers`` processes compute rows in parallel (default: all available cores); concurrent
+    callers wait for the one that stores it. Storing is always said on stderr; ``progress`` adds a bar.
     """
     steps = describe_steps(prefix)
     if steps is None:
         return None
     key = variant_key(steps)
     target = preprocessed_path(cache, key)
-    problem = preprocessed_problem(target, cache, key)
-    if problem is None:
+    if preprocessed_problem(target, cache, key) is None:
         log.info("reusing stored preprocessing %s", target)
         return open_preprocessed(cache, prefix)
     workers = check_workers(workers)
     make_parent(target)
+    with building(target):
+        if preprocessed_problem(target, cache, key) is None:  # another process stored it while we waited
+            return open_preprocessed(cache, prefix)
+        return _store(cache, prefix, steps, key, target, workers, progress)
+
+
+def _store(
+    cache: ECGCache, prefix: Compose, steps: list[dict], key: dict, target: Path, workers: int, progress: bool
+) -> PreprocessedCache:
+    """Build the variant ``target`` of ``cache`` through ``prefix`` with the one cache writer."""
     first = prefix(np.array(cache.signals[0], dtype=np.float32))
     if first.ndim != 2:
         raise DataError(f"fixed steps {prefix} give {first.shape} per record, not (leads, samples)")
     shape = (len(cache), *first.shape)
     names = " -> ".join(s["step"] for s in steps)
-    log.info("storing the fixed preprocessing (%s) of %d records in %s", names, len(cache), target)
-    if progress:
-        print(
-            f"ecgadapt: storing the fixed preprocessing ({names}) of {len(cache)} records in {target}",
-            file=sys.stderr,
-        )
+    size = human_bytes(4 * int(np.prod(shape)))
+    print(
+        f"ecgadapt: storing the fixed preprocessing ({names}) of {len(cache)} records ({size}) in {target}",
+        file=sys.stderr,
+    )
 
     def finish(tmp: Path) -> dict:
         """The variant's manifest (it has no other file)."""
@@ -227,4 +265,5 @@ def write_preprocessed(
     )
     if manifest is None:  # a concurrent writer stored it first
         return open_preprocessed(cache, prefix)
+    log.info("stored the fixed preprocessing in %s (%.1f s)", target, manifest["seconds"])
     return PreprocessedCache(target, manifest)
