@@ -87,6 +87,13 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
     assert fa["ptbxl_database.csv"] != fc["ptbxl_database.csv"]
 
 
+def test_any_number_of_worker_processes_writes_the_same_bytes(tmp_path):
+    sizes = synthetic.ptbxl_fold_sizes(40)
+    one = write_synthetic_ptbxl(tmp_path / "one", n_records=40, seed=4, fold_sizes=sizes)
+    three = write_synthetic_ptbxl(tmp_path / "three", n_records=40, seed=4, fold_sizes=sizes, workers=3)
+    assert _files(one) == _files(three)
+
+
 def test_rerun_is_a_no_op_and_mismatches_are_refused(tmp_path):
     out = write_synthetic_ptbxl(tmp_path / "d", n_records=3, seed=1, rates=(100,))
     dat = out / "records100/00000/00001_lr.dat"

@@ -256,6 +256,7 @@ def write_synthetic_ptbxl(
     seed: int = 0,
     rates: tuple[int, ...] = (100, 500),
     fold_sizes: Sequence[int] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write a synthetic dataset in PTB-XL layout under ``out_dir`` and return ``out_dir``.
 
@@ -264,7 +265,8 @@ def write_synthetic_ptbxl(
     moved into place at the end, so an interrupted run leaves nothing half-written. ``filename_lr`` /
     ``filename_hr`` are always filled, even when ``rates`` omits one of the rates. ``fold_sizes`` (10 counts
     adding up to ``n_records``, e.g. :func:`ptbxl_fold_sizes`) fixes the records per ``strat_fold`` exactly;
-    without it the folds are balanced.
+    without it the folds are balanced. ``workers`` processes write the records (each is made from its own seed,
+    so the files are the same for any number).
     """
     rates_t = _check_args(n_records, rates)
     sizes = _check_fold_sizes(fold_sizes, n_records)
@@ -299,7 +301,7 @@ def write_synthetic_ptbxl(
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        _write_all(tmp, int(n_records), int(seed), rates_t, sizes)
+        _write_all(tmp, int(n_records), int(seed), rates_t, sizes, max(1, int(workers)))
         (tmp / MARKER_NAME).write_text(json.dumps(params, sort_keys=True) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -311,9 +313,14 @@ def write_synthetic_ptbxl(
 
 
 def _write_all(
-    root: Path, n: int, seed: int, rates: tuple[int, ...], fold_sizes: tuple[int, ...] | None = None
+    root: Path,
+    n: int,
+    seed: int,
+    rates: tuple[int, ...],
+    fold_sizes: tuple[int, ...] | None = None,
+    workers: int = 1,
 ) -> None:
-    """Generate all records and CSVs into ``root``."""
+    """Generate all records and CSVs into ``root`` (records in ``workers`` processes; the same files for any)."""
     rng = np.random.default_rng([seed, 7919])
     n_pat = max(1, int(round(n * 0.86)))
     patients = np.concatenate([np.arange(n_pat), rng.integers(0, n_pat, n - n_pat)])
@@ -327,9 +334,47 @@ def _write_all(
     pat_age = rng.integers(18, 92, n_pat).astype(float)
     pat_sex = rng.integers(0, 2, n_pat)
 
-    rows = []
+    people = []
     for k in range(n):
-        ecg_id = k + 1
+        p = int(patients[k])
+        people.append(
+            {"patient_id": pat_ids[p], "age": pat_age[p], "sex": int(pat_sex[p]), "strat_fold": fold_of[p]}
+        )
+    ids = list(range(1, n + 1))
+    chunk = max(1, min(500, -(-n // max(1, workers * 4))))
+    jobs = [(str(root), seed, rates, ids[i : i + chunk], people[i : i + chunk]) for i in range(0, n, chunk)]
+    if workers <= 1 or len(jobs) == 1:
+        parts = [_write_records(*job) for job in jobs]
+    else:
+        parts = _in_processes(jobs, workers)
+    rows = [row for part in parts for row in part]
+    pd.DataFrame(rows).to_csv(root / "ptbxl_database.csv", index=False)
+    scp_statements_frame().to_csv(root / "scp_statements.csv")
+
+
+def _in_processes(jobs: list[tuple], workers: int) -> list[list[dict]]:
+    """:func:`_write_records` of every job in ``workers`` processes, results in job order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ecgadapt.procs import init_worker, stop_pool
+
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),))
+    try:
+        futures = [pool.submit(_write_records, *job) for job in jobs]
+        parts = [f.result() for f in futures]
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+    return parts
+
+
+def _write_records(
+    root: str, seed: int, rates: tuple[int, ...], ids: list[int], people: list[dict]
+) -> list[dict]:
+    """Write the records ``ids`` (each from its own seed ``[seed, ecg_id]``) into ``root``; their database rows."""
+    rows = []
+    for ecg_id, person in zip(ids, people):
         rec_rng = np.random.default_rng([seed, ecg_id])
         lab = _sample_labels(rec_rng)
         ecg, meta = synthesize_record(rec_rng, lab)
@@ -338,11 +383,10 @@ def _write_all(
         fn_lr = f"records100/{folder}/{ecg_id:05d}_lr"
         fn_hr = f"records500/{folder}/{ecg_id:05d}_hr"
         if 500 in rates:
-            _write_wfdb(root / fn_hr, _to_digital(ecg[:, MARGIN:-MARGIN]), 500)
+            _write_wfdb(Path(root) / fn_hr, _to_digital(ecg[:, MARGIN:-MARGIN]), 500)
         if 100 in rates:
             low = resample_poly(ecg, 1, 5, axis=1)
-            _write_wfdb(root / fn_lr, _to_digital(low[:, MARGIN // 5 : -MARGIN // 5]), 100)
-        p = int(patients[k])
+            _write_wfdb(Path(root) / fn_lr, _to_digital(low[:, MARGIN // 5 : -MARGIN // 5]), 100)
         day = int(rec_rng.integers(0, 365 * 15))
         date = pd.Timestamp("1985-01-01") + pd.Timedelta(
             days=day, seconds=int(rec_rng.integers(6 * 3600, 20 * 3600))
@@ -350,9 +394,9 @@ def _write_all(
         rows.append(
             {
                 "ecg_id": ecg_id,
-                "patient_id": pat_ids[p],
-                "age": pat_age[p],
-                "sex": int(pat_sex[p]),
+                "patient_id": person["patient_id"],
+                "age": person["age"],
+                "sex": person["sex"],
                 "height": np.nan,
                 "weight": float(rec_rng.integers(50, 110)) if rec_rng.random() < 0.5 else np.nan,
                 "nurse": np.nan,
@@ -376,10 +420,9 @@ def _write_all(
                 "electrodes_problems": np.nan,
                 "extra_beats": np.nan,
                 "pacemaker": np.nan,
-                "strat_fold": fold_of[p],
+                "strat_fold": person["strat_fold"],
                 "filename_lr": fn_lr,
                 "filename_hr": fn_hr,
             }
         )
-    pd.DataFrame(rows).to_csv(root / "ptbxl_database.csv", index=False)
-    scp_statements_frame().to_csv(root / "scp_statements.csv")
+    return rows
