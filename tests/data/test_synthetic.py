@@ -87,6 +87,13 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
     assert fa["ptbxl_database.csv"] != fc["ptbxl_database.csv"]
 
 
+def test_any_number_of_worker_processes_writes_the_same_bytes(tmp_path):
+    sizes = synthetic.ptbxl_fold_sizes(40)
+    one = write_synthetic_ptbxl(tmp_path / "one", n_records=40, seed=4, fold_sizes=sizes)
+    three = write_synthetic_ptbxl(tmp_path / "three", n_records=40, seed=4, fold_sizes=sizes, workers=3)
+    assert _files(one) == _files(three)
+
+
 def test_rerun_is_a_no_op_and_mismatches_are_refused(tmp_path):
     out = write_synthetic_ptbxl(tmp_path / "d", n_records=3, seed=1, rates=(100,))
     dat = out / "records100/00000/00001_lr.dat"
@@ -103,6 +110,33 @@ def test_rerun_is_a_no_op_and_mismatches_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="rates"):
         write_synthetic_ptbxl(tmp_path / "e", n_records=3, rates=(250,))
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_ptbxl_fold_sizes_are_the_real_ones_at_full_size_and_scale_down() -> None:
+    assert synthetic.ptbxl_fold_sizes(21799) == synthetic.PTBXL_FOLD_SIZES
+    assert sum(synthetic.PTBXL_FOLD_SIZES[:8]) == 17418 and synthetic.PTBXL_FOLD_SIZES[8:] == (2183, 2198)
+    for n in (10, 333, 2000, 5000):
+        sizes = synthetic.ptbxl_fold_sizes(n)
+        assert sum(sizes) == n and len(sizes) == 10 and min(sizes) >= 1
+        assert max(abs(s - n * r / 21799) for s, r in zip(sizes, synthetic.PTBXL_FOLD_SIZES)) < 1
+    with pytest.raises(ConfigError, match="too small"):
+        synthetic.ptbxl_fold_sizes(9)
+
+
+def test_fold_sizes_are_met_exactly_patient_wise(tmp_path):
+    sizes = synthetic.ptbxl_fold_sizes(300)
+    out = write_synthetic_ptbxl(tmp_path / "f", n_records=300, seed=2, rates=(100,), fold_sizes=sizes)
+    db = pd.read_csv(out / "ptbxl_database.csv")
+    assert tuple(db.strat_fold.value_counts().sort_index()) == sizes
+    assert (db.groupby("patient_id").strat_fold.nunique() == 1).all()
+    assert (db.groupby("patient_id").size() > 1).any(), "some patients have several records"
+    assert write_synthetic_ptbxl(out, n_records=300, seed=2, rates=(100,), fold_sizes=sizes) == out
+    with pytest.raises(DataError, match="different synthetic dataset"):
+        write_synthetic_ptbxl(out, n_records=300, seed=2, rates=(100,))  # balanced folds: another dataset
+    with pytest.raises(ConfigError, match="adding up to n_records=300"):
+        write_synthetic_ptbxl(tmp_path / "g", n_records=300, fold_sizes=sizes[:9] + (1,))
+    with pytest.raises(ConfigError, match="cannot hold a patient"):
+        write_synthetic_ptbxl(tmp_path / "h", n_records=10, seed=0, rates=(100,), fold_sizes=(1,) * 10)
 
 
 def test_writes_into_an_existing_empty_folder(tmp_path):

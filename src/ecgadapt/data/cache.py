@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -316,9 +317,7 @@ def write_cache(
     processes read records in parallel (default: all available cores; 1 reads in this process).
     """
     rate = check_rate(rate)
-    workers = _default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise ConfigError(f"workers={workers} must be at least 1")
+    workers = check_workers(workers)
     root = source.root
     target = cache_path(source, rate, cache_dir)
     identity = source.fingerprint()
@@ -328,40 +327,22 @@ def write_cache(
         return target
     if target.exists():
         _say(True, f"rebuilding cache {target}: {problem}")  # always said: the user should know what changed
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        if is_write_problem(err):
-            raise write_error(
-                target.parent, err, "pass --cache DIR (or set ECGADAPT_CACHE) to a writable folder"
-            ) from None
-        raise
-    _remove_stale(target)
+    make_parent(target)
 
     index = source.index(rate)
     counts, n_samples = source.layout(rate)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     shape = (int(counts.sum()), len(LEADS), n_samples)
-    start = time.perf_counter()
-    need = _check_space(target, shape)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        tmp.mkdir()
-        signals_path = tmp / SIGNALS_FILE
-        np.lib.format.open_memmap(signals_path, mode="w+", dtype=np.float32, shape=shape).flush()
-        _allocate(signals_path)  # real blocks now: a full disk is an error here, never a Bus error mid-write
-        items = [(int(row), str(root / f)) for row, f in zip(starts, index["filename"])]
-        n_chunks = max(1, min(len(items), workers * 8, math.ceil(len(items) / 4)))
-        size = math.ceil(len(items) / n_chunks)
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        desc = f"prepare {root.name} @ {rate} Hz"
-        _read_all(str(signals_path), chunks, rate, workers, progress, desc, source.reader(rate))
+    items = [(int(row), str(root / f)) for row, f in zip(starts, index["filename"])]
+
+    def finish(tmp: Path) -> dict:
+        """Write the index, statements and record fingerprints beside the signals; return the manifest."""
         _write_index(tmp / INDEX_FILE, index.loc[index.index.repeat(counts)])
         files = source.record_files(rate)
         stats = stat_records(root, files)
         write_json(tmp / RECORDS_FILE, {"stat": stats, "sha256": hash_records(root, files, workers)})
         source.write_statements(tmp / STATEMENTS_CSV)
-        manifest = {
+        return {
             "format_version": CACHE_FORMAT_VERSION,
             "complete": True,
             "rate": rate,
@@ -372,20 +353,23 @@ def write_cache(
             "source_root": str(root),
             **source.manifest_fields(),
             "fingerprint": {**identity, "records": stats_digest(stats)},
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(time.perf_counter() - start, 3),
         }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if source_problem(target, source, rate, verify=verify) is None:  # a concurrent prepare finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-            _say(progress, f"reusing valid cache {target} (another prepare finished first)")
-            return target
-        _swap_into_place(tmp, target)
-    except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if is_write_problem(err):
-            raise _space_error(target, need, err) from None
-        raise
+
+    manifest = write_signals_folder(
+        target,
+        shape,
+        items,
+        source.reader(rate),
+        rate,
+        workers,
+        progress,
+        f"prepare {root.name} @ {rate} Hz",
+        finish,
+        lambda: source_problem(target, source, rate, verify=verify) is None,
+    )
+    if manifest is None:
+        _say(progress, f"reusing valid cache {target} (another prepare finished first)")
+        return target
     rows = f" ({shape[0]} cache rows: longer records segmented)" if shape[0] > len(index) else ""
     _say(
         progress,
@@ -394,6 +378,78 @@ def write_cache(
     for note in source.notes():
         _say(progress, note)
     return target
+
+
+def check_workers(workers: int | None) -> int:
+    """``workers`` as a positive int (None: every available core); a ConfigError below 1."""
+    workers = _default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ConfigError(f"workers={workers} must be at least 1")
+    return workers
+
+
+def make_parent(target: Path) -> None:
+    """Create ``target``'s parent folder (a WriteError naming the fix when it cannot be written) and remove the
+    temporary folders that killed writers of ``target`` left there."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if is_write_problem(err):
+            raise write_error(
+                target.parent, err, "pass --cache DIR (or set ECGADAPT_CACHE) to a writable folder"
+            ) from None
+        raise
+    _remove_stale(target)
+
+
+def write_signals_folder(
+    target: Path,
+    shape: tuple[int, ...],
+    items: list[tuple[int, str]],
+    reader: Callable[[str, int], np.ndarray] | None,
+    rate: int,
+    workers: int,
+    progress: bool,
+    desc: str,
+    finish: Callable[[Path], dict],
+    is_current: Callable[[], bool],
+) -> dict | None:
+    """The one cache writer: fill ``signals.npy`` (float32 ``shape``) of a new folder ``target``, atomically.
+
+    ``workers`` processes call ``reader(key, rate)`` for every ``(row, key)`` of ``items`` and write its rows;
+    ``finish(tmp)`` then writes the folder's other files and returns its manifest, completed here with
+    ``created`` and ``seconds`` and written as ``manifest.json``. The folder is built beside ``target`` and renamed
+    into place only when complete; if ``is_current()`` says a concurrent writer finished first, its folder is
+    kept and None is returned. A full disk or an unwritable folder is a WriteError naming the fix.
+    """
+    start = time.perf_counter()
+    need = _check_space(target, shape)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        tmp.mkdir()
+        signals_path = tmp / SIGNALS_FILE
+        np.lib.format.open_memmap(signals_path, mode="w+", dtype=np.float32, shape=shape).flush()
+        _allocate(signals_path)  # real blocks now: a full disk is an error here, never a Bus error mid-write
+        n_chunks = max(1, min(len(items), workers * 8, math.ceil(len(items) / 4)))
+        size = math.ceil(len(items) / n_chunks)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        _read_all(str(signals_path), chunks, rate, workers, progress, desc, reader)
+        manifest = {
+            **finish(tmp),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if is_current():  # a concurrent writer finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        _swap_into_place(tmp, target)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_write_problem(err):
+            raise _space_error(target, need, err) from None
+        raise
+    return manifest
 
 
 def prepare_cache(

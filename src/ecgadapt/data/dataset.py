@@ -10,9 +10,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ecgadapt.data.cache import ECGCache, open_cache
+from ecgadapt.data.preprocessed import write_preprocessed
 from ecgadapt.data.splits import check_fraction, split_folds, split_mask, subsample
 from ecgadapt.data.tasks import check_task
-from ecgadapt.errors import ConfigError, DataError
+from ecgadapt.errors import ConfigError, DataError, WriteError
 
 Transform = Callable[[np.ndarray], np.ndarray]
 SEGMENTS = ("all", "random")
@@ -33,7 +34,10 @@ class ECGDataset(Dataset):
 
     A record's output of the transform's deterministic steps (band-pass, normalisation: everything before the
     first random step) is computed once and remembered, up to ``memo_mb`` megabytes (``ECGADAPT_MEMO_MB``,
-    default 1024): later epochs only crop it. The items are bit-identical either way.
+    default 1024): later epochs only crop it. With ``cache_preprocessing`` those steps' output of every cache row
+    is stored in the cache instead, once per input spec (:mod:`ecgadapt.data.preprocessed`), and read from there by
+    every epoch, run and loader worker; where it cannot be stored (a read-only cache, a full disk) the dataset
+    warns and falls back to the memo. The items are bit-identical either way.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class ECGDataset(Dataset):
         rows: np.ndarray | None = None,
         segments: str = "all",
         memo_mb: float | None = None,
+        cache_preprocessing: bool = False,
     ):
         if segments not in SEGMENTS:
             raise ConfigError(f"segments={segments!r}; use one of {', '.join(SEGMENTS)}")
@@ -64,6 +69,9 @@ class ECGDataset(Dataset):
         self.memo_bytes = int((MEMO_MB if memo_mb is None else memo_mb) * 1e6)
         self._memo: dict[int, np.ndarray] = {}
         self._memo_for: tuple | None = None  # (transform, prefix, rest) the memo holds outputs of
+        self._stored: tuple | None = (
+            None  # (transform, PreprocessedCache, rest): the fixed steps read from disk
+        )
         self.folds = split_folds(split, test_fold, val_fold)
         self.test_fold, self.val_fold = test_fold, val_fold
 
@@ -96,6 +104,13 @@ class ECGDataset(Dataset):
         self.rows = rows
         self.labels = np.ascontiguousarray(y_all[rows])
         self.ecg_ids = ids[rows]
+        if cache_preprocessing and transform is not None:
+            self._stored = stored_preprocessing(self.cache, transform)
+
+    @property
+    def preprocessing_stored(self) -> bool:
+        """Whether items read the transform's fixed steps from a stored variant of the cache."""
+        return self._stored is not None and self._stored[0] is self.transform
 
     @property
     def num_classes(self) -> int:
@@ -131,6 +146,9 @@ class ECGDataset(Dataset):
         """Cache row ``row`` through the transform: its deterministic prefix remembered, the rest applied anew."""
         if self.transform is None:
             return np.asarray(self.cache.signals[row], dtype=np.float32)
+        if self.preprocessing_stored:
+            _, stored, rest = self._stored
+            return rest(np.asarray(stored.signals[row]))
         split = getattr(self.transform, "split_deterministic", None)
         if self.memo_bytes <= 0 or split is None:
             return self.transform(np.array(self.cache.signals[row], dtype=np.float32))
@@ -149,6 +167,29 @@ class ECGDataset(Dataset):
             f"ECGDataset(task={self.task!r}, split={self.split!r}, n={len(self)}, classes={self.num_classes}, "
             f"fraction={self.fraction}, seed={self.seed}, rate={self.rate})"
         )
+
+
+def stored_preprocessing(cache: ECGCache, transform: Transform) -> tuple | None:
+    """``(transform, stored variant, rest)``: the cache's rows through ``transform``'s fixed steps, stored (once)
+    in the cache, and the steps after them; None when the transform has no storable fixed steps, or with a
+    warning when the variant cannot be written."""
+    split = getattr(transform, "split_deterministic", None)
+    if split is None:
+        return None
+    prefix, rest = split()
+    try:
+        stored = write_preprocessed(cache, prefix, progress=False)
+    except (WriteError, OSError) as err:
+        import warnings
+
+        warnings.warn(
+            f"the fixed preprocessing cannot be stored in {cache.path} ({err}); computing it per item instead "
+            "(remembered up to ECGADAPT_MEMO_MB)",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    return None if stored is None else (transform, stored, rest)
 
 
 def record_starts(ecg_ids: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,14 @@ from ecgadapt.data.synthetic_signal import MARGIN, synthesize_record
 from ecgadapt.data.synthetic_statements import STATEMENTS, scp_statements_frame
 from ecgadapt.errors import ConfigError, DataError
 
-__all__ = ["write_synthetic_ptbxl", "scp_statements_frame", "synthesize_record", "PTBXL_LEAD_NAMES"]
+__all__ = [
+    "write_synthetic_ptbxl",
+    "scp_statements_frame",
+    "synthesize_record",
+    "PTBXL_LEAD_NAMES",
+    "PTBXL_FOLD_SIZES",
+    "ptbxl_fold_sizes",
+]
 
 GENERATOR_VERSION = 1
 MARKER_NAME = ".ecgadapt_synthetic.json"
@@ -55,6 +63,25 @@ PTBXL_LEAD_NAMES: tuple[str, ...] = (
     "V5",
     "V6",
 )
+
+PTBXL_FOLD_SIZES: tuple[int, ...] = (2175, 2181, 2192, 2174, 2174, 2173, 2176, 2173, 2183, 2198)
+"""Records in ``strat_fold`` 1..10 of PTB-XL 1.0.3's ``ptbxl_database.csv`` (21,799 in all: 17,418 in folds
+1-8, 2,183 in fold 9, 2,198 in fold 10), as counted from that file; the total and the 17,418 / 2,183 / 2,198
+split are the ones PTB-XL 1.0.3 and the PTB-XL benchmark papers report."""
+
+
+def ptbxl_fold_sizes(n_records: int) -> tuple[int, ...]:
+    """PTB-XL 1.0.3's records per fold scaled to ``n_records`` (largest remainder): the real sizes at 21,799."""
+    n = int(n_records)
+    if n < len(PTBXL_FOLD_SIZES):
+        raise ConfigError(f"n_records={n_records} is too small for 10 folds: use at least 10")
+    real = np.array(PTBXL_FOLD_SIZES, dtype=np.int64)
+    exact = real * n / real.sum()
+    sizes = np.floor(exact).astype(np.int64)
+    extra = np.argsort(-(exact - sizes), kind="stable")[: n - int(sizes.sum())]
+    sizes[extra] += 1
+    return tuple(int(v) for v in sizes)
+
 
 # --- label sampling ------------------------------------------------------------------------------------
 
@@ -182,6 +209,27 @@ def _assign_folds(patients: np.ndarray, rng: np.random.Generator) -> dict[int, i
     return fold_of
 
 
+def _assign_folds_to_sizes(
+    patients: np.ndarray, rng: np.random.Generator, sizes: tuple[int, ...]
+) -> dict[int, int]:
+    """Patient-wise folds 1..10 holding exactly ``sizes`` records: largest patients first, each into the fold
+    with the most room left (ties at random)."""
+    ids, counts = np.unique(patients, return_counts=True)
+    order = np.lexsort((rng.permutation(ids.size), -counts))
+    room = np.array(sizes, dtype=np.int64)
+    fold_of: dict[int, int] = {}
+    for j in order:
+        fits = np.flatnonzero(room >= counts[j])
+        if fits.size == 0:
+            raise ConfigError(
+                f"fold_sizes={list(sizes)} cannot hold a patient's {counts[j]} records in one fold; use larger folds"
+            )
+        f = int(rng.choice(fits[room[fits] == room[fits].max()]))
+        fold_of[int(ids[j])] = f + 1
+        room[f] -= counts[j]
+    return fold_of
+
+
 def _check_args(n_records: int, rates) -> tuple[int, ...]:
     if int(n_records) < 1 or int(n_records) > 99999:
         raise ConfigError(f"n_records={n_records} is out of range: use 1..99999")
@@ -191,20 +239,37 @@ def _check_args(n_records: int, rates) -> tuple[int, ...]:
     return rates_t
 
 
+def _check_fold_sizes(fold_sizes, n_records: int) -> tuple[int, ...] | None:
+    if fold_sizes is None:
+        return None
+    sizes = tuple(int(v) for v in fold_sizes)
+    if len(sizes) != 10 or min(sizes) < 1 or sum(sizes) != int(n_records):
+        raise ConfigError(
+            f"fold_sizes={list(sizes)} must be 10 positive record counts adding up to n_records={n_records}"
+        )
+    return sizes
+
+
 def write_synthetic_ptbxl(
     out_dir: str | os.PathLike,
     n_records: int = 1000,
     seed: int = 0,
     rates: tuple[int, ...] = (100, 500),
+    fold_sizes: Sequence[int] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write a synthetic dataset in PTB-XL layout under ``out_dir`` and return ``out_dir``.
 
     Deterministic in ``seed`` (same arguments give byte-identical files). A rerun on a complete folder
     made with the same arguments returns at once; files are written to a temporary sibling folder and
     moved into place at the end, so an interrupted run leaves nothing half-written. ``filename_lr`` /
-    ``filename_hr`` are always filled, even when ``rates`` omits one of the rates.
+    ``filename_hr`` are always filled, even when ``rates`` omits one of the rates. ``fold_sizes`` (10 counts
+    adding up to ``n_records``, e.g. :func:`ptbxl_fold_sizes`) fixes the records per ``strat_fold`` exactly;
+    without it the folds are balanced. ``workers`` processes write the records (each is made from its own seed,
+    so the files are the same for any number).
     """
     rates_t = _check_args(n_records, rates)
+    sizes = _check_fold_sizes(fold_sizes, n_records)
     out = Path(out_dir).expanduser().absolute()
     params = {
         "generator_version": GENERATOR_VERSION,
@@ -212,6 +277,8 @@ def write_synthetic_ptbxl(
         "seed": int(seed),
         "rates": list(rates_t),
     }
+    if sizes is not None:  # only then: a folder written before fold_sizes existed keeps its marker
+        params["fold_sizes"] = list(sizes)
     marker = out / MARKER_NAME
     if marker.is_file():
         try:
@@ -223,6 +290,7 @@ def write_synthetic_ptbxl(
         raise DataError(
             f"{out} already holds a different synthetic dataset ({found}); delete it or choose another folder "
             f"to write n_records={n_records}, seed={seed}, rates={rates_t}"
+            + ("" if sizes is None else f", fold_sizes={list(sizes)}")
         )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(
@@ -233,7 +301,7 @@ def write_synthetic_ptbxl(
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        _write_all(tmp, int(n_records), int(seed), rates_t)
+        _write_all(tmp, int(n_records), int(seed), rates_t, sizes, max(1, int(workers)))
         (tmp / MARKER_NAME).write_text(json.dumps(params, sort_keys=True) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -244,20 +312,69 @@ def write_synthetic_ptbxl(
     return out
 
 
-def _write_all(root: Path, n: int, seed: int, rates: tuple[int, ...]) -> None:
-    """Generate all records and CSVs into ``root``."""
+def _write_all(
+    root: Path,
+    n: int,
+    seed: int,
+    rates: tuple[int, ...],
+    fold_sizes: tuple[int, ...] | None = None,
+    workers: int = 1,
+) -> None:
+    """Generate all records and CSVs into ``root`` (records in ``workers`` processes; the same files for any)."""
     rng = np.random.default_rng([seed, 7919])
     n_pat = max(1, int(round(n * 0.86)))
     patients = np.concatenate([np.arange(n_pat), rng.integers(0, n_pat, n - n_pat)])
     patients = rng.permutation(patients)
     pat_ids = (rng.permutation(np.arange(1, 4 * n_pat + 1))[:n_pat] + 10000).astype(float)
-    fold_of = _assign_folds(patients, rng)
+    fold_of = (
+        _assign_folds(patients, rng)
+        if fold_sizes is None
+        else _assign_folds_to_sizes(patients, rng, fold_sizes)
+    )
     pat_age = rng.integers(18, 92, n_pat).astype(float)
     pat_sex = rng.integers(0, 2, n_pat)
 
-    rows = []
+    people = []
     for k in range(n):
-        ecg_id = k + 1
+        p = int(patients[k])
+        people.append(
+            {"patient_id": pat_ids[p], "age": pat_age[p], "sex": int(pat_sex[p]), "strat_fold": fold_of[p]}
+        )
+    ids = list(range(1, n + 1))
+    chunk = max(1, min(500, -(-n // max(1, workers * 4))))
+    jobs = [(str(root), seed, rates, ids[i : i + chunk], people[i : i + chunk]) for i in range(0, n, chunk)]
+    if workers <= 1 or len(jobs) == 1:
+        parts = [_write_records(*job) for job in jobs]
+    else:
+        parts = _in_processes(jobs, workers)
+    rows = [row for part in parts for row in part]
+    pd.DataFrame(rows).to_csv(root / "ptbxl_database.csv", index=False)
+    scp_statements_frame().to_csv(root / "scp_statements.csv")
+
+
+def _in_processes(jobs: list[tuple], workers: int) -> list[list[dict]]:
+    """:func:`_write_records` of every job in ``workers`` processes, results in job order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ecgadapt.procs import init_worker, stop_pool
+
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),))
+    try:
+        futures = [pool.submit(_write_records, *job) for job in jobs]
+        parts = [f.result() for f in futures]
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+    return parts
+
+
+def _write_records(
+    root: str, seed: int, rates: tuple[int, ...], ids: list[int], people: list[dict]
+) -> list[dict]:
+    """Write the records ``ids`` (each from its own seed ``[seed, ecg_id]``) into ``root``; their database rows."""
+    rows = []
+    for ecg_id, person in zip(ids, people):
         rec_rng = np.random.default_rng([seed, ecg_id])
         lab = _sample_labels(rec_rng)
         ecg, meta = synthesize_record(rec_rng, lab)
@@ -266,11 +383,10 @@ def _write_all(root: Path, n: int, seed: int, rates: tuple[int, ...]) -> None:
         fn_lr = f"records100/{folder}/{ecg_id:05d}_lr"
         fn_hr = f"records500/{folder}/{ecg_id:05d}_hr"
         if 500 in rates:
-            _write_wfdb(root / fn_hr, _to_digital(ecg[:, MARGIN:-MARGIN]), 500)
+            _write_wfdb(Path(root) / fn_hr, _to_digital(ecg[:, MARGIN:-MARGIN]), 500)
         if 100 in rates:
             low = resample_poly(ecg, 1, 5, axis=1)
-            _write_wfdb(root / fn_lr, _to_digital(low[:, MARGIN // 5 : -MARGIN // 5]), 100)
-        p = int(patients[k])
+            _write_wfdb(Path(root) / fn_lr, _to_digital(low[:, MARGIN // 5 : -MARGIN // 5]), 100)
         day = int(rec_rng.integers(0, 365 * 15))
         date = pd.Timestamp("1985-01-01") + pd.Timedelta(
             days=day, seconds=int(rec_rng.integers(6 * 3600, 20 * 3600))
@@ -278,9 +394,9 @@ def _write_all(root: Path, n: int, seed: int, rates: tuple[int, ...]) -> None:
         rows.append(
             {
                 "ecg_id": ecg_id,
-                "patient_id": pat_ids[p],
-                "age": pat_age[p],
-                "sex": int(pat_sex[p]),
+                "patient_id": person["patient_id"],
+                "age": person["age"],
+                "sex": person["sex"],
                 "height": np.nan,
                 "weight": float(rec_rng.integers(50, 110)) if rec_rng.random() < 0.5 else np.nan,
                 "nurse": np.nan,
@@ -304,10 +420,9 @@ def _write_all(root: Path, n: int, seed: int, rates: tuple[int, ...]) -> None:
                 "electrodes_problems": np.nan,
                 "extra_beats": np.nan,
                 "pacemaker": np.nan,
-                "strat_fold": fold_of[p],
+                "strat_fold": person["strat_fold"],
                 "filename_lr": fn_lr,
                 "filename_hr": fn_hr,
             }
         )
-    pd.DataFrame(rows).to_csv(root / "ptbxl_database.csv", index=False)
-    scp_statements_frame().to_csv(root / "scp_statements.csv")
+    return rows

@@ -23,6 +23,7 @@ RESULT_FREE_FIELDS = frozenset(
         "out",
         "notes",
         "data.cache_dir",
+        "data.cache_preprocessing",
         "training.device",
         "training.num_workers",
         "training.progress",
@@ -48,6 +49,7 @@ HASH_DEFAULTS: dict[str, Any] = {
     "data.val_fold": 9,
     "data.source": "ptbxl",
     "data.labels": None,
+    "data.cache_preprocessing": True,
     "model.name": "ecg_vit_tiny",  # the default model became xresnet1d_tiny on 2026-12-02 (see CHANGED_DEFAULTS)
     "model.weights": None,
     "model.kwargs": {},

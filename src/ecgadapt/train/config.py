@@ -47,6 +47,7 @@ class DataConfig:
     val_fold: int = 9
     source: str = "ptbxl"  # ptbxl, cinc (CinC 2020/2021 headers) or folder (WFDB records + labels CSV)
     labels: str | None = None  # labels CSV (record,labels[,fold]) of a folder source; None: <root>/labels.csv
+    cache_preprocessing: bool = True  # fixed preprocessing stored in the cache once: epochs only crop
 
 
 @dataclass

@@ -84,6 +84,7 @@ def eval_dataset(
         transform=transform,
         test_fold=d.test_fold,
         val_fold=d.val_fold,
+        cache_preprocessing=d.cache_preprocessing,
     )
 
 

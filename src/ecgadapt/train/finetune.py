@@ -208,6 +208,7 @@ def _run_finetune(
         test_fold=d.test_fold,
         val_fold=d.val_fold,
         segments="random",
+        cache_preprocessing=d.cache_preprocessing,
     )
     val_set = eval_dataset(cache, cfg, spec, "val", cfg.training.eval_windows)
     overlap = pretraining_overlap(cache, d, inputs["weights_sha256"], inputs["weights"])
