@@ -56,6 +56,8 @@ def run_ranks(
 ) -> list[int | None]:
     """``fn(*args)`` in ``world_size`` forked processes forming a process group; their exit codes (None for a
     process that was still running at ``timeout_s`` and was killed)."""
+    import torch._dynamo  # noqa: F401 - AdamW imports it on first use (2 s): once here, not in every rank
+
     context = multiprocessing.get_context("fork")
     port = free_port()
     procs = [
