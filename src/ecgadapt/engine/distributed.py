@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import io
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -215,12 +213,13 @@ def distributed_session(device: torch.device) -> Iterator[Distributed]:
         torch.distributed.init_process_group(backend, timeout=timeout)
     ctx = Distributed(world, rank, local_rank, device)
     try:
-        with contextlib.redirect_stdout(io.StringIO()) if rank else contextlib.nullcontext():
+        with contextlib.ExitStack() as quiet:
+            if rank:
+                quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
             yield ctx
     finally:
         if joined and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-        sys.stdout.flush()
 
 
 def epoch_order(n: int, generator: torch.Generator) -> list[int]:
