@@ -203,9 +203,7 @@ class Trainer:
         dist: Distributed | None = None,
     ) -> None:
         self.dist = dist if dist is not None else Distributed(device=device)
-        if (
-            self.dist.enabled and device.type == "cuda"
-        ):  # batch statistics of the global batch, as in one process
+        if self.dist.enabled and device.type == "cuda":  # BatchNorm by the whole batch, as in one process
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(device)
         self.recipe = recipe
@@ -223,11 +221,12 @@ class Trainer:
         self.class_names = list(getattr(val_set, "class_names", []) or [])
         self.excluded_classes = class_exclusions(train_set, self.class_names, settings)
         self.eval_batch_size = settings.eval_batch_size or settings.batch_size
-        if self.dist.enabled and len(val_set) < self.dist.world_size:  # type: ignore[arg-type]
+        n_val = len(val_set)  # type: ignore[arg-type]
+        if self.dist.enabled and n_val < self.dist.world_size:
             raise ConfigError(
-                f"{len(val_set)} validation item(s) cannot be shared by {self.dist.world_size} processes"  # type: ignore[arg-type]
+                f"{n_val} validation item(s) cannot be shared by {self.dist.world_size} processes"
             )
-        self.val_shard = self.dist.shard(len(val_set))  # type: ignore[arg-type]
+        self.val_shard = self.dist.shard(n_val)
         self.val_loader = make_loader(
             Subset(val_set, self.val_shard) if self.dist.enabled else val_set,
             self.eval_batch_size,
