@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_models.py [--models NAME ...] [--batch-size 32] [--large-batch-size 4]
        [--iters 5] [--warmup 2] [--large-iters 2] [--large-warmup 1] [--repeats 2] [--threads 2]
-       [--devices cpu cuda] [--out results.json]
+       [--devices cpu cuda] [--peak-tflops 989.4] [--out results.json] [--markdown table.md]
 
 Training = forward + backward + AdamW step (ecgadapt.engine.optim.create_optimizer: fused on CUDA) with
 BCE-with-logits on random multi-label targets, drop_rate / drop_path_rate as in fine-tuning; inference =
@@ -12,6 +12,11 @@ Each number is the best of --repeats timed runs (best, because the CPU may be sh
 build or run (e.g. a missing optional dependency) are listed with the reason instead of numbers. Inputs are
 random tensors of the native shape; models with ``flatten_leads`` are probed for the layout their forward takes
 ((B, leads*length), (B, 1, leads*length) or (B, leads, length)), or give one via an ``example_input`` method.
+
+Model FLOPs utilisation (MFU, CUDA rows): samples/s times the model's FLOPs per sample (forward for inference,
+forward and backward for training; matrix products and convolutions, counted by
+:class:`torch.utils.flop_counter.FlopCounterMode` on a batch of 2, attention through the math backend) over the
+GPU's bf16 dense peak, ``--peak-tflops`` (default: the H200's, :data:`H200_BF16_DENSE_PEAK_TFLOPS`).
 """
 
 from __future__ import annotations
@@ -27,12 +32,54 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from ecgadapt.engine.optim import create_optimizer
 from ecgadapt.models import create_model, list_models, model_info
 from ecgadapt.models.base import ECGModel
 
 NUM_CLASSES = 5
+
+H200_BF16_DENSE_PEAK_TFLOPS = 989.4
+"""NVIDIA H200 SXM, BF16 tensor-core peak without sparsity: the datasheet's 1,979 TFLOPS "with sparsity" halved
+(NVIDIA H200 Tensor Core GPU datasheet, 2024; the same GH100 tensor cores as the H100 SXM's 989.4 dense)."""
+
+
+def conv_backward_flops(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **kwargs,
+) -> int:
+    """A convolution's backward: the input's gradient and the weight's each cost one forward pass (PyTorch's own
+    formula counts a grouped convolution's weight gradient as if it were dense: ``groups`` times too much)."""
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed=transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """``(forward, forward + backward)`` FLOPs of ``model`` on the batch ``x``."""
+    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
+    with sdpa_kernel(SDPBackend.MATH):
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            model(x)
+        forward = counter.get_total_flops()
+        model.zero_grad(set_to_none=True)
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            model(x).float().sum().backward()
+        total = counter.get_total_flops()
+    model.zero_grad(set_to_none=True)
+    return forward, total
 
 
 def input_candidates(model: ECGModel, batch_size: int) -> list[tuple[int, ...]]:
@@ -137,6 +184,13 @@ def bench_one(name: str, device: torch.device, args: argparse.Namespace) -> dict
         row["infer_samples_s"] = best_rate(infer_step, batch, iters, warmup, args.repeats, device)
         if device.type == "cuda":
             row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        model.train()
+        forward, total = count_flops(model, x[:2])
+        row["forward_gflops"], row["train_gflops"] = forward / 2e9, total / 2e9  # per sample
+        if device.type == "cuda":
+            peak = args.peak_tflops * 1e12
+            row["train_mfu"] = row["train_samples_s"] * total / 2 / peak
+            row["infer_mfu"] = row["infer_samples_s"] * forward / 2 / peak
     except Exception as exc:
         row["note"] = f"run failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
     return row
@@ -145,19 +199,23 @@ def bench_one(name: str, device: torch.device, args: argparse.Namespace) -> dict
 def markdown_table(rows: list[dict]) -> str:
     """Results as a markdown table (one line per model and device)."""
     lines = [
-        "| model | device | params (M) | input (per sample) | batch | train samples/s | infer samples/s | note |",
-        "|---|---|---:|---|---:|---:|---:|---|",
+        "| model | device | params (M) | input (per sample) | batch | train samples/s | infer samples/s "
+        "| train GFLOPs/sample | MFU train / infer | note |",
+        "|---|---|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         params = f"{r['params'] / 1e6:.2f}" if "params" in r else ""
         shape = "x".join(map(str, r.get("input_shape", [])))
         train = f"{r['train_samples_s']:.1f}" if "train_samples_s" in r else ""
         infer = f"{r['infer_samples_s']:.1f}" if "infer_samples_s" in r else ""
+        flops = f"{r['train_gflops']:.2f}" if "train_gflops" in r else ""
+        mfu = f"{r['train_mfu']:.1%} / {r['infer_mfu']:.1%}" if "train_mfu" in r else ""
         note = r.get("note", "")
         if "peak_mem_gib" in r:
             note = f"peak {r['peak_mem_gib']:.2f} GiB" + (f"; {note}" if note else "")
         lines.append(
-            f"| {r['model']} | {r['device']} | {params} | {shape} | {r.get('batch_size', '')} | {train} | {infer} | {note} |"
+            f"| {r['model']} | {r['device']} | {params} | {shape} | {r.get('batch_size', '')} | {train} | {infer} "
+            f"| {flops} | {mfu} | {note} |"
         )
     return "\n".join(lines)
 
@@ -171,6 +229,7 @@ def environment(args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "peak_tflops": args.peak_tflops,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     return env
@@ -193,7 +252,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"], choices=["cpu", "cuda"])
     p.add_argument("--drop-rate", type=float, default=0.1)
     p.add_argument("--drop-path-rate", type=float, default=0.1)
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=H200_BF16_DENSE_PEAK_TFLOPS,
+        help="the GPU's bf16 dense peak, for MFU (default: the H200's)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write results as JSON here")
+    p.add_argument("--markdown", type=Path, default=None, help="write the table as Markdown here")
     return p.parse_args(argv)
 
 
@@ -210,7 +276,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row["seconds"] = round(time.perf_counter() - t0, 1)
             print(f"{name} on {device.type}: {row.get('note', 'ok')} ({row['seconds']} s)", file=sys.stderr)
             rows.append(row)
-    print(markdown_table(rows))
+    table = markdown_table(rows)
+    print(table)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"environment": environment(args), "results": rows}, indent=2))

@@ -32,16 +32,14 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import example_input  # noqa: E402  (a sibling script, not a package)
+from bench_models import (  # noqa: E402  (a sibling script, not a package)
+    H200_BF16_DENSE_PEAK_TFLOPS,
+    count_flops,
+    example_input,
+)
 from ecgadapt.models import create_model, list_models  # noqa: E402
-
-H200_BF16_DENSE_PEAK_TFLOPS = 989.4
-"""NVIDIA H200 SXM, BF16 tensor-core peak without sparsity: the H200 datasheet's 1,979 TFLOPS "with sparsity"
-halved (NVIDIA H200 Tensor Core GPU datasheet, 2024; the same GH100 tensor cores as the H100 SXM's 989.4)."""
 
 DEFAULT_MFU = 0.30
 """Model FLOPs utilisation assumed for the projection: a plausible figure for a ViT-B-sized encoder trained in bf16
@@ -50,41 +48,6 @@ at batch 64 with fused attention, not a measurement (``benchmarks/gpu_check.sh``
 PAPER_MAIN_RECORDS = {"train": 17418, "val": 2183, "test": 2198}
 """PTB-XL 1.0.3's records in folds 1-8, 9 and 10 (``ecgadapt.data.synthetic.PTBXL_FOLD_SIZES``); a task drops the
 records without a label in it, so these are upper bounds (``all`` and ``superdiagnostic`` keep nearly all)."""
-
-
-def conv_backward_flops(
-    grad_out_shape,
-    x_shape,
-    w_shape,
-    _bias,
-    _stride,
-    _padding,
-    _dilation,
-    transposed,
-    _output_padding,
-    _groups,
-    output_mask,
-    out_shape=None,
-    **kwargs,
-) -> int:
-    """A convolution's backward: the input's gradient and the weight's each cost one forward pass. (PyTorch's own
-    formula counts a grouped convolution's weight gradient as if it were dense: ``groups`` times too much.)"""
-    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed=transposed)
-    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
-
-
-def count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """``(forward, forward + backward)`` FLOPs of ``model`` on the batch ``x``."""
-    mapping = {torch.ops.aten.convolution_backward: conv_backward_flops}
-    with sdpa_kernel(SDPBackend.MATH):
-        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-            model(x)
-        forward = counter.get_total_flops()
-        model.zero_grad(set_to_none=True)
-        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-            model(x).float().sum().backward()
-        total = counter.get_total_flops()
-    return forward, total
 
 
 def model_flops(name: str, batch: int = 2) -> dict:

@@ -134,9 +134,9 @@ def instrumented(timer: PhaseTimer) -> Iterator[None]:
         finally:
             timer.add(f"{split_of(self)}_preprocess", time.perf_counter() - t0)
 
-    def seed_epoch(seed: int, stage: int, epoch: int) -> None:
+    def seed_epoch(seed: int, stage: int, epoch: int, rank: int = 0) -> None:
         timer.epoch = (stage, epoch)
-        orig_seed_epoch(seed, stage, epoch)
+        orig_seed_epoch(seed, stage, epoch, rank)
 
     @contextlib.contextmanager
     def autocast(device, enabled=True):

@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "cli": 7,
     "demo": 7,
     "__init__": 7,
+    # 8: python -m ecgadapt (what torchrun -m ecgadapt starts): runs the command line
+    "__main__": 8,
 }
 """Top-level module or folder of ``ecgadapt`` -> its layer."""
 

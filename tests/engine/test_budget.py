@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 import ecgadapt.engine.loop as loop
-from ecgadapt.engine.budget import batches_per_epoch, plan_budget
-from ecgadapt.engine.loop import _significant
+from ecgadapt.engine.budget import _significant, batches_per_epoch, plan_budget
 from ecgadapt.engine.stages import Stage
 from ecgadapt.runs.rundir import read_json
 from ecgadapt.train.finetune import run_finetune

@@ -116,3 +116,65 @@ def requested_budget(plans: Sequence[StagePlan]) -> dict:
             for p in plans
         ],
     }
+
+
+def _better(value: float, best: float | None, metric: str) -> bool:
+    """Whether ``value`` improves on ``best`` (higher is better, except for ``loss``).
+
+    The first epoch of a stage always counts as an improvement (``best`` is None), so every stage has a best
+    checkpoint even when its metric cannot be computed; a NaN never improves on a number.
+    """
+    return _significant(value, best, metric, 0.0)
+
+
+def _significant(value: float, reference: float | None, metric: str, min_delta: float) -> bool:
+    """Whether ``value`` improves on ``reference`` by more than ``min_delta`` (the early-stopping rule)."""
+    if reference is None:
+        return True
+    if value is None or math.isnan(value):
+        return False
+    if math.isnan(reference):
+        return True
+    return value < reference - min_delta if metric == "loss" else value > reference + min_delta
+
+
+def budget_record(
+    plans: Sequence[StagePlan],
+    steps_per_epoch: int,
+    min_steps: int,
+    progress: tuple[Sequence[int], Sequence[int], Sequence[bool]] | None = None,
+) -> dict:
+    """A run's budget (planned maximum and floor per stage) and, given ``progress`` (the steps, epochs and early
+    stops of each stage so far), what it used."""
+    out = {
+        "steps_per_epoch": steps_per_epoch,
+        "min_steps": int(min_steps),
+        "max_total_steps": sum(p.max_steps for p in plans),
+        "stages": [
+            {
+                "name": p.name,
+                "max_steps": p.max_steps,
+                "min_steps": p.min_steps,
+                "warmup_steps": p.warmup_steps,
+                "max_epochs": p.epochs,
+            }
+            for p in plans
+        ],
+    }
+    if progress is not None:
+        stage_steps, stage_epochs, stopped_early = progress
+        for i, entry in enumerate(out["stages"]):
+            entry["steps_run"] = stage_steps[i] if i < len(stage_steps) else 0
+            entry["epochs_run"] = stage_epochs[i] if i < len(stage_epochs) else 0
+            entry["stopped_early"] = bool(stopped_early[i]) if i < len(stopped_early) else False
+        out["total_steps_run"] = sum(e["steps_run"] for e in out["stages"])
+    return out
+
+
+def describe_budget(plans: Sequence[StagePlan], steps_per_epoch: int, n_records: int) -> str:
+    """One line for the run header: each stage's maximum (and floor) in optimiser steps."""
+    parts = [f"{p.name} <= {p.max_steps}" + (f" (>= {p.min_steps})" if p.min_steps else "") for p in plans]
+    return (
+        f"budget: {' + '.join(parts)} = <= {sum(p.max_steps for p in plans)} optimiser steps "
+        f"({steps_per_epoch} per epoch of {n_records} records)"
+    )

@@ -64,10 +64,11 @@ def environment(device: torch.device | str) -> dict:
     return env
 
 
-def write_env(run_dir: Path, device: torch.device | str, resumed: bool = False) -> dict:
-    """Write ``env.json``; a resume keeps the first record and appends one under ``resumes``."""
+def write_env(run_dir: Path, device: torch.device | str, resumed: bool = False, world_size: int = 1) -> dict:
+    """Write ``env.json``; a resume keeps the first record and appends one under ``resumes``. ``world_size``: the
+    number of training processes (torchrun's), each on one ``device``."""
     path = RunDir(run_dir).env
-    env = environment(device)
+    env = {**environment(device), "world_size": int(world_size)}
     if resumed and path.is_file():
         first = read_json(path)
         first.setdefault("resumes", []).append(env)

@@ -47,9 +47,14 @@ def epoch_generator(seed: int, stage: int, epoch: int) -> torch.Generator:
     return g
 
 
-def seed_epoch(seed: int, stage: int, epoch: int) -> None:
-    """Reseed the global RNGs at the start of an epoch so that the epoch repeats exactly after a resume."""
-    seed_everything(derive_seed(seed, stage, epoch, 1))
+def seed_epoch(seed: int, stage: int, epoch: int, rank: int = 0) -> None:
+    """Reseed the global RNGs at the start of an epoch so that the epoch repeats exactly after a resume.
+
+    Each process of a distributed run (``rank`` > 0) draws its own dropout and masks: rank 0 keeps the seed of a
+    one-process run, the others mix their rank in."""
+    seed_everything(
+        derive_seed(seed, stage, epoch, 1) if rank == 0 else derive_seed(seed, stage, epoch, 1, rank)
+    )
 
 
 def item_seed_base(seed: int, stage: int, epoch: int) -> int:

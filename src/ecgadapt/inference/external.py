@@ -25,7 +25,8 @@ from ecgadapt.data.dataset import ECGDataset, record_starts
 from ecgadapt.data.identity import cache_patient_ids
 from ecgadapt.data.sources import scan_source, unmatched_labels
 from ecgadapt.data.transforms import build_transforms
-from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
+from ecgadapt.engine.device import resolve_device
+from ecgadapt.engine.loop import make_loader, predict_loader
 from ecgadapt.errors import ConfigError, DataError, ECGAdaptError
 from ecgadapt.eval.bootstrap import bootstrap_ci
 from ecgadapt.eval.calibration import expected_calibration_error

@@ -21,7 +21,7 @@ import torch
 from ecgadapt.constants import LEADS
 from ecgadapt.data.ptbxl import read_header, read_record
 from ecgadapt.data.transforms import build_transforms
-from ecgadapt.engine.loop import resolve_device
+from ecgadapt.engine.device import resolve_device
 from ecgadapt.errors import CheckpointError, DataError
 from ecgadapt.eval.temperature import calibrate_probs, load_calibration
 from ecgadapt.fileio import numpy_load_reason

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from ecgadapt.data.cache import load_or_prepare, load_source
 from ecgadapt.data.corruptions import corrupt, corruption_rng, get_corruption, parse_selection
 from ecgadapt.data.dataset import ECGDataset
-from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
+from ecgadapt.engine.device import resolve_device
+from ecgadapt.engine.loop import make_loader, predict_loader
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.eval.figures import figure_png
 from ecgadapt.eval.metrics import score

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecgadapt.engine.loop import resolve_device
+from ecgadapt.engine.device import resolve_device
 from ecgadapt.errors import DataError
 from ecgadapt.eval.temperature import load_calibration, temperatures_for
 from ecgadapt.inference.predict import array_records, check_rate_value, load_inputs, predict_records

@@ -7,6 +7,11 @@ by ``create_model(name, pretrained=path)``; its metadata lists the PTB-XL ecg_id
 ``seen_ptbxl_ids.txt``) and ``final.json``. Each epoch reseeds every RNG from
 ``(seed, epoch)``, so a killed run resumed with ``resume=True`` ends exactly where the uninterrupted one would
 (on CPU).
+
+Under ``torchrun`` every process runs :func:`run_pretrain` (:mod:`ecgadapt.engine.distributed`): each trains on
+its share of every global batch through DistributedDataParallel and scores the whole held-out sets; rank 0 alone
+reads and writes the run directory. Masks are drawn per process, so a distributed run is not the one-process
+run's equal, only its like.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -25,13 +31,22 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from torch import nn
 from torch.utils.data import ConcatDataset, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.checkpoints import load_checkpoint, save_checkpoint
+from ecgadapt.engine.device import autocast, resolve_device
+from ecgadapt.engine.distributed import (
+    Distributed,
+    ShardedBatches,
+    distributed_session,
+    epoch_order,
+    global_batches,
+)
 from ecgadapt.engine.environment import write_env
-from ecgadapt.engine.loop import Callback, autocast, make_loader, resolve_device
+from ecgadapt.engine.loop import Callback, make_batch_loader, make_loader
 from ecgadapt.engine.optim import cosine_schedule_with_warmup, create_optimizer
 from ecgadapt.engine.seeding import derive_seed, epoch_generator, seed_epoch, seed_everything
 from ecgadapt.errors import ConfigError, DataError
@@ -245,29 +260,34 @@ def masked_loss(
 
 
 def _train_epoch(
-    model: MaskedECGModel | MaskedSegmentModel,
+    model: nn.Module,
     loader: Iterable[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    steps: int,
+    batches: ShardedBatches,
     cfg: PretrainConfig,
-    device: torch.device,
+    dist: Distributed,
     epoch: int,
 ) -> tuple[float, int]:
-    """``steps`` optimiser steps over ``loader``; returns the mean training loss and the samples seen."""
+    """One optimiser step per batch of ``batches`` (this rank's share of each global batch, through ``loader``);
+    returns the mean training loss and the samples seen, over all ranks."""
     model.train()
     t0 = time.perf_counter()
     loss_sum, n_seen = 0.0, 0
     bar = tqdm(
-        total=steps, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False
+        total=len(batches),
+        desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}",
+        disable=not cfg.progress or not dist.is_main,
+        leave=False,
     )
-    for step, x in enumerate(loader):
-        if step >= steps:
-            break
-        x = x.to(device, non_blocking=True)
-        with autocast(device, cfg.amp):
+    for step, (x, global_size) in enumerate(zip(loader, batches.global_sizes())):
+        x = x.to(dist.device, non_blocking=True)
+        with autocast(dist.device, cfg.amp):
             loss, _, _ = model(x)
         loss_value = loss.item()
+        if dist.enabled:  # the global batch's mean loss, the same on every rank
+            (loss_value,) = dist.sum([loss_value * len(x) / global_size])
+            loss = loss * dist.loss_weight(len(x), global_size)
         if not math.isfinite(loss_value):
             raise DataError(
                 f"pretraining loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
@@ -279,8 +299,8 @@ def _train_epoch(
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
-        loss_sum += loss_value * len(x)
-        n_seen += len(x)
+        loss_sum += loss_value * global_size
+        n_seen += global_size
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", sps=f"{n_seen / (time.perf_counter() - t0):.0f}")
     bar.close()
@@ -322,24 +342,17 @@ def _run_pretrain(
         print(
             f"  {family} preset: " + ", ".join(f"{k} {getattr(cfg, k)}" for k in unset) + " (flags override)"
         )
-    check_run_dir(out_dir, resume=resume, overwrite=force)  # writes nothing: the corpora are checked first
+    dist = held.enter_context(distributed_session(resolve_device(cfg.device)))
+    device = dist.device
+    # writes nothing: the corpora are checked first
+    run_dir = dist.on_main(lambda: check_run_dir(out_dir, resume=resume, overwrite=force))
     encoder = build_encoder(cfg)
     spec = encoder.input_spec
     cfg.input_spec = json.loads(json.dumps(spec.to_dict()))  # plain lists, as read back from YAML
-    corpora = open_corpora(cfg, spec.sampling_rate)
+    corpora = dist.main_first(lambda: open_corpora(cfg, spec.sampling_rate))
     uses = corpus_uses(cfg, corpora)
-    run_dir = prepare_run_dir(
-        out_dir, resume=resume, overwrite=force
-    )  # refuses a directory another process holds
-    held.enter_context(RunLock(run_dir))
-    if resume:
-        saved = yaml.safe_load((run_dir / CONFIG).read_text())
-        check_resume_config(saved, cfg.to_dict(), _RESUME_FREE, run_dir)
-    atomic_write_text(run_dir / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    device = resolve_device(cfg.device)
-    write_env(run_dir, device, resumed=resume)
     seen = seen_ptbxl_ids(uses)
-    atomic_write_text(run_dir / SEEN_IDS_FILE, "".join(f"{i}\n" for i in seen))
+    dist.on_main(lambda: _open_run_dir(cfg, out_dir, resume, force, device, dist, seen, held))
 
     train_parts, val_parts = [], []
     for k, (corpus, use) in enumerate(zip(corpora, uses)):
@@ -362,8 +375,10 @@ def _run_pretrain(
         )
     real_set = None
     if cfg.real_val is not None:
-        real = open_corpus(
-            cfg.real_val, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress
+        real = dist.main_first(
+            lambda: open_corpus(
+                cfg.real_val, rate=spec.sampling_rate, cache_dir=cfg.cache_dir, progress=cfg.progress
+            )
         )
         check_corpus_input(real, spec, cfg.model)
         rows = np.random.default_rng(derive_seed(cfg.seed, 1000)).permutation(len(real))[
@@ -372,6 +387,8 @@ def _run_pretrain(
         real_set = CorpusDataset(real, np.sort(rows), build_transforms(spec, real.rate, train=False))
 
     model = build_masked_model(cfg, encoder).to(device)
+    if dist.enabled and device.type == "cuda":  # batch statistics of the global batch, as in one process
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     drop_last = len(train_set) >= cfg.batch_size
     n_batches = len(train_set) // cfg.batch_size if drop_last else 1
     steps = min(n_batches, cfg.steps_per_epoch or n_batches)
@@ -385,16 +402,15 @@ def _run_pretrain(
     warmup = min(total_steps, round(cfg.warmup_epochs * steps))
     scheduler = cosine_schedule_with_warmup(optimizer, warmup, total_steps, cfg.min_lr_ratio)
 
-    last = run_dir / CHECKPOINTS / "last.pt"
+    state, finished = dist.on_main(lambda: _resume_point(run_dir, resume))
     start_epoch, rows = 0, []
-    if resume and last.is_file():
-        state = load_checkpoint(last)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
-        rows = _read_metrics(run_dir / METRICS)[:start_epoch]
-    if start_epoch >= cfg.epochs and (run_dir / ENCODER_FILE).is_file():
+        rows = state["rows"]
+    if start_epoch >= cfg.epochs and finished:
         print(f"{run_dir} is already finished ({cfg.epochs} epochs); nothing to do")
         return run_dir
     n_params = sum(p.numel() for p in encoder.parameters())
@@ -403,30 +419,22 @@ def _run_pretrain(
         f"({n_params / 1e6:.2f} M params), {len(train_set)} train / {len(val_set)} held-out ECGs from "
         f"{len(corpora)} corpus(es){f', real held-out {len(real_set)}' if real_set is not None else ''}, "
         f"{steps} steps x {cfg.epochs} epochs, batch {cfg.batch_size}, mask {cfg.mask_ratio}, {device}"
+        + (f" x {dist.world_size} processes" if dist.enabled else "")
     )
+    ddp_model = dist.wrap(model)
 
     for epoch in range(start_epoch, cfg.epochs):
-        seed_epoch(cfg.seed, 0, epoch)
-        epoch_set, shuffle = train_set, True
-        if cfg.corpus_weights:  # a weighted mixture: draw this epoch's rows up front, in order
-            drawn = mixture_indices(
-                [len(p) for p in train_parts],
-                cfg.corpus_weights,
-                steps * cfg.batch_size,
-                epoch_generator(cfg.seed, 1, epoch),
-            )
-            epoch_set, shuffle = Subset(train_set, drawn.tolist()), False
-        loader = make_loader(
+        seed_epoch(cfg.seed, 0, epoch, dist.rank)
+        epoch_set, batches = epoch_batches(cfg, train_set, train_parts, epoch, steps, drop_last, dist)
+        loader = make_batch_loader(
             epoch_set,
-            cfg.batch_size,
+            batches,
             cfg.num_workers,
-            shuffle=shuffle,
-            generator=epoch_generator(cfg.seed, 0, epoch),
-            drop_last=drop_last,
+            generator=epoch_generator(cfg.seed, 0, epoch),  # the workers' seeds of a one-process loader
             pin_memory=device.type == "cuda",
         )
         t0 = time.perf_counter()
-        train_loss, n_seen = _train_epoch(model, loader, optimizer, scheduler, steps, cfg, device, epoch)
+        train_loss, n_seen = _train_epoch(ddp_model, loader, optimizer, scheduler, batches, cfg, dist, epoch)
         train_time = time.perf_counter() - t0
         val_seed = derive_seed(cfg.seed, 7)
         by_origin = {
@@ -452,25 +460,24 @@ def _run_pretrain(
             "time_s": time.perf_counter() - t0,
         }
         rows.append(row)
-        save_checkpoint(
-            last,
-            {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-            },
-        )
-        _write_metrics(run_dir / METRICS, rows)
+        checkpoint = {
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        }
+        dist.on_main(functools.partial(_write_epoch, run_dir, checkpoint, rows))
         fmt = {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
         print(
             f"epoch {epoch + 1}/{cfg.epochs}: train {fmt['train_loss']}  held-out {fmt['val_loss']} ("
             + ", ".join(f"{o} {fmt[f'val_loss_{o}']}" for o in by_origin)
             + f")  real-val {fmt['real_val_loss']}  {row['samples_per_s']:.0f} samples/s"
         )
-        for callback in callbacks:
+        for callback in callbacks if dist.is_main else ():
             callback("epoch_end", row)
 
+    if not dist.is_main:
+        return run_dir  # rank 0 writes the encoder and final.json
     save_encoder(
         encoder,
         run_dir / ENCODER_FILE,
@@ -521,3 +528,68 @@ def _run_pretrain(
     write_json(run_dir / FINAL, final)
     print(f"pretrained encoder -> {run_dir / ENCODER_FILE}")
     return run_dir
+
+
+def _open_run_dir(
+    cfg: PretrainConfig,
+    out_dir: str | Path,
+    resume: bool,
+    force: bool,
+    device: torch.device,
+    dist: Distributed,
+    seen: Sequence[int],
+    held: contextlib.ExitStack,
+) -> None:
+    """Rank 0, once the corpora are good: create (or replace) the run directory, hold its lock in ``held``, check
+    a resumed run's config, write ``config.yaml``, ``env.json`` and the seen PTB-XL ecg_ids."""
+    # refuses a directory another process holds
+    run_dir = prepare_run_dir(out_dir, resume=resume, overwrite=force)
+    held.enter_context(RunLock(run_dir))
+    if resume:
+        saved = yaml.safe_load((run_dir / CONFIG).read_text())
+        check_resume_config(saved, cfg.to_dict(), _RESUME_FREE, run_dir)
+    atomic_write_text(run_dir / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_env(run_dir, device, resumed=resume, world_size=dist.world_size)
+    atomic_write_text(run_dir / SEEN_IDS_FILE, "".join(f"{i}\n" for i in seen))
+
+
+def _resume_point(run_dir: Path, resume: bool) -> tuple[dict | None, bool]:
+    """Rank 0: ``(last.pt with the metrics rows of its epochs, or None when the run starts, whether the encoder is
+    written)``."""
+    last = run_dir / CHECKPOINTS / "last.pt"
+    finished = (run_dir / ENCODER_FILE).is_file()
+    if not (resume and last.is_file()):
+        return None, finished
+    state = load_checkpoint(last)
+    return {**state, "rows": _read_metrics(run_dir / METRICS)[: int(state["epoch"])]}, finished
+
+
+def _write_epoch(run_dir: Path, checkpoint: dict, rows: list[dict]) -> None:
+    """Rank 0, after every epoch: ``last.pt`` and ``metrics.csv``."""
+    save_checkpoint(run_dir / CHECKPOINTS / "last.pt", checkpoint)
+    _write_metrics(run_dir / METRICS, rows)
+
+
+def epoch_batches(
+    cfg: PretrainConfig,
+    train_set: Dataset,
+    train_parts: Sequence[Dataset],
+    epoch: int,
+    steps: int,
+    drop_last: bool,
+    dist: Distributed,
+) -> tuple[Dataset, ShardedBatches]:
+    """The epoch's dataset and this rank's share of its ``steps`` global batches: the training ECGs shuffled, or
+    with ``corpus_weights`` the mixture's rows drawn up front, in order."""
+    if cfg.corpus_weights:
+        drawn = mixture_indices(
+            [len(p) for p in train_parts],  # type: ignore[arg-type]
+            cfg.corpus_weights,
+            steps * cfg.batch_size,
+            epoch_generator(cfg.seed, 1, epoch),
+        )
+        epoch_set, order = Subset(train_set, drawn.tolist()), list(range(len(drawn)))
+    else:
+        epoch_set, order = train_set, epoch_order(len(train_set), epoch_generator(cfg.seed, 0, epoch))  # type: ignore[arg-type]
+    batches = global_batches(order, cfg.batch_size, drop_last)[:steps]
+    return epoch_set, ShardedBatches(batches, dist.rank, dist.world_size)

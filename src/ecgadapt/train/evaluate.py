@@ -16,7 +16,8 @@ from ecgadapt.data.cache import ECGCache, load_or_prepare
 from ecgadapt.data.dataset import ECGDataset
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.checkpoints import load_checkpoint
-from ecgadapt.engine.loop import make_loader, predict_loader, resolve_device
+from ecgadapt.engine.device import resolve_device
+from ecgadapt.engine.loop import make_loader, predict_loader
 from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.eval.calibration import expected_calibration_error
 from ecgadapt.eval.metrics import score

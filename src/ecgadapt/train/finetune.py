@@ -4,6 +4,10 @@ The order is fixed: resolve the config, prepare the run directory, build data an
 training and validation folds, and only then, in :func:`_final_step`, build the test dataset and score the
 best checkpoint on it. Nothing before the final step can reach the test fold: :func:`fit` is given the
 training and validation datasets only.
+
+Under ``torchrun`` every process runs this function (:mod:`ecgadapt.engine.distributed`): rank 0 alone checks
+and writes the run directory (and holds its lock) and scores the best checkpoint at the end; the others train
+their share of every batch, then leave.
 """
 
 from __future__ import annotations
@@ -31,16 +35,11 @@ from ecgadapt.data.stats import cache_split_stats, format_stats
 from ecgadapt.data.transforms import build_transforms
 from ecgadapt.engine.budget import StagePlan, batches_per_epoch, floor_note, plan_budget, requested_budget
 from ecgadapt.engine.checkpoints import load_checkpoint
+from ecgadapt.engine.device import resolve_device
+from ecgadapt.engine.distributed import Distributed, distributed_session
 from ecgadapt.engine.environment import write_env
 from ecgadapt.engine.loggers import check_logger, open_logger
-from ecgadapt.engine.loop import (
-    Callback,
-    FitResult,
-    Trainer,
-    class_exclusions,
-    pos_weight_from_labels,
-    resolve_device,
-)
+from ecgadapt.engine.loop import Callback, FitResult, Trainer, class_exclusions, pos_weight_from_labels
 from ecgadapt.engine.seeding import seed_everything
 from ecgadapt.engine.stages import Stage, reference_model
 from ecgadapt.errors import ConfigError
@@ -174,26 +173,21 @@ def _run_finetune(
     directory's lock is held (in ``held``) while it is written."""
     t_start = time.perf_counter()
     cfg = resolve_config(cfg)
-    run_dir = check_run_dir(cfg.out, resume=resume, overwrite=overwrite)
-    files = RunDir(run_dir)
-    if resume:
-        saved = FinetuneConfig.from_saved(files.config)
-        saved_flat, now_flat = flat_config(saved.to_dict()), flat_config(cfg.to_dict())
-        check_resume_config(saved_flat, now_flat, _RESUME_FREE, run_dir)
-    inputs = run_inputs(cfg.to_dict(), weights_to_load(cfg))
-    if resume and files.inputs.is_file():
-        check_same_weights(files.read_inputs(), inputs, run_dir)
-    device = resolve_device(cfg.training.device)
+    dist = held.enter_context(distributed_session(resolve_device(cfg.training.device)))
+    device = dist.device
+    run_dir, inputs = dist.on_main(lambda: _check_run_dir(cfg, resume, overwrite))
 
     d = cfg.data
     if cache is None:
-        cache = load_or_prepare(
-            d.root,
-            d.rate,
-            cache_dir=d.cache_dir,
-            progress=cfg.training.progress,
-            source=d.source,
-            labels=d.labels,
+        cache = dist.main_first(
+            lambda: load_or_prepare(
+                d.root,
+                d.rate,
+                cache_dir=d.cache_dir,
+                progress=cfg.training.progress and dist.is_main,
+                source=d.source,
+                labels=d.labels,
+            )
         )
     _, class_names = cache.labels(d.task)
     model = build_model(cfg, len(class_names))
@@ -220,20 +214,16 @@ def _run_finetune(
     raised = floor_note(run_plans(cfg, len(train_set)), cfg.training.min_steps)
     if raised:
         cfg.notes.append(raised)  # in config.yaml's notes (not hashed) and final.json
-    run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
-    held.enter_context(RunLock(run_dir))
-    cfg.to_yaml(files.config)
-    files.write_inputs(inputs)
-    logger = open_logger(cfg.training.logger, run_dir, flat_config(cfg.to_dict()))
-    if logger is not None:
-        held.callback(logger.close)
-        callbacks = [*callbacks, logger]
-    write_env(run_dir, device, resumed=resume)
+    # rank 0 takes the lock and writes the run's first files; if it fails, every rank fails
+    loggers: list[Callback] = []
+    dist.on_main(lambda: loggers.extend(_open_run_dir(cfg, resume, overwrite, inputs, device, dist, held)))
+    callbacks = [*callbacks, *loggers] if dist.is_main else []
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"{'resuming' if resume else 'starting'} {run_dir}: {cfg.model.name} ({n_params / 1e6:.2f} M params), "
         f"recipe {cfg.recipe.name} ({' -> '.join(s.name for s in cfg.recipe.stages)}), task {d.task} "
         f"({len(class_names)} classes), train {len(train_set)} / val {len(val_set.record_ids)} records, seed {cfg.seed}, {device}"
+        + (f" x {dist.world_size} processes" if dist.enabled else "")
     )
     print(split_counts_text(cache, d, train_set))
     for note in cfg.notes:
@@ -263,15 +253,56 @@ def _run_finetune(
         pos_weight=pos_weight,
         checkpoint_meta=meta,
         callbacks=callbacks,
+        dist=dist,
     )
     print(f"  {trainer.describe_budget()}")
     result = trainer.run(resume=resume)
+    if not dist.is_main:
+        return run_dir  # rank 0 scores the best checkpoint and writes the results
     final = _final_step(
         cfg, run_dir, cache, model, val_set, train_set, result, device, t_start, inputs, overlap
     )
     for callback in callbacks:
         callback("run_end", {"run_dir": str(run_dir), "final": final})
     return run_dir
+
+
+def _check_run_dir(cfg: FinetuneConfig, resume: bool, overwrite: bool) -> tuple[Path, dict]:
+    """``(run_dir, inputs)``: the run directory checked for this start (on resume: the saved config and initial
+    weights must match) and the run's inputs record; nothing is written."""
+    run_dir = check_run_dir(cfg.out, resume=resume, overwrite=overwrite)
+    files = RunDir(run_dir)
+    if resume:
+        saved = FinetuneConfig.from_saved(files.config)
+        saved_flat, now_flat = flat_config(saved.to_dict()), flat_config(cfg.to_dict())
+        check_resume_config(saved_flat, now_flat, _RESUME_FREE, run_dir)
+    inputs = run_inputs(cfg.to_dict(), weights_to_load(cfg))
+    if resume and files.inputs.is_file():
+        check_same_weights(files.read_inputs(), inputs, run_dir)
+    return run_dir, inputs
+
+
+def _open_run_dir(
+    cfg: FinetuneConfig,
+    resume: bool,
+    overwrite: bool,
+    inputs: dict,
+    device: torch.device,
+    dist: Distributed,
+    held: contextlib.ExitStack,
+) -> list[Callback]:
+    """Rank 0, once every input is good: create (or replace) the run directory, hold its lock in ``held``, write
+    ``config.yaml``, the inputs and ``env.json``; returns the run's logger, if it has one, as a callback."""
+    run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)  # inputs are good: now write
+    held.enter_context(RunLock(run_dir))
+    files = RunDir(run_dir)
+    cfg.to_yaml(files.config)
+    files.write_inputs(inputs)
+    logger = open_logger(cfg.training.logger, run_dir, flat_config(cfg.to_dict()))
+    if logger is not None:
+        held.callback(logger.close)
+    write_env(run_dir, device, resumed=resume, world_size=dist.world_size)
+    return [] if logger is None else [logger]
 
 
 def run_plans(cfg: FinetuneConfig, n_train: int) -> list[StagePlan]:
