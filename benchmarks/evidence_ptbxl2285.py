@@ -7,7 +7,7 @@ chooses every tuned value and stops early: 259; fold 10 is scored once per run: 
 Two grids, each an ``ecgadapt benchmark`` results folder under ``--out`` (finished runs are never trained again,
 so rerunning resumes and extends):
 
-- ``main`` (every fraction 1.0): the default encoder (``xresnet1d_tiny`` with the bundled weights, pretrained on
+- ``main`` (every fraction 1.0): the default encoder (``xresnet1d_small`` with the bundled weights, pretrained on
   folds 1-8 only) with ``linear_probe``, the literal ``baseline_ft`` (the preset's lr 1e-4, as the paper describes
   it), and with the same fold-9 search (``--search``, default lr in {1e-4, 1e-3}) ``baseline_ft_tuned``,
   ``lp_ft`` and ``post_training``; the same architecture from random weights (``scratch``); ``xresnet1d101`` from
@@ -137,12 +137,11 @@ def fractions_spec(seeds: int, budget_epochs: int, search: dict, weights: str) -
 
 def with_fraction_labels(table: pd.DataFrame) -> pd.DataFrame:
     """The results table with ``@FRACTION`` appended to the model label of runs below the full training folds."""
-    table = table.copy()
-    below = table["fraction"].astype(float) < 1.0
-    table.loc[below, "model"] = (
-        table.loc[below, "model"] + "@" + table.loc[below, "fraction"].map("{:g}".format)
-    )
-    return table
+    labels = [
+        model if float(fraction) >= 1.0 else f"{model}@{float(fraction):g}"
+        for model, fraction in zip(table["model"], table["fraction"], strict=True)
+    ]
+    return table.assign(model=labels)
 
 
 def main() -> None:

@@ -1,0 +1,35 @@
+"""benchmarks/evidence_ptbxl2285.py: the labels that keep the fraction grid's runs apart from the main grid's."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module("evidence_ptbxl2285")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_runs_below_the_full_training_folds_get_their_fraction_in_the_model_label(evidence) -> None:
+    table = pd.DataFrame({"model": ["default", "default", "xresnet1d101"], "fraction": [1.0, 0.3, 0.1]})
+    labelled = evidence.with_fraction_labels(table)
+    assert list(labelled["model"]) == ["default", "default@0.3", "xresnet1d101@0.1"]
+    assert list(table["model"]) == ["default", "default", "xresnet1d101"]  # the input is not changed
+
+
+@pytest.mark.parametrize("dtype", ["object", "str", "string[pyarrow]"])
+def test_a_table_with_only_full_fraction_runs_keeps_its_labels(evidence, dtype) -> None:
+    """The main grid alone (no fraction below 1) once failed: an empty selection's labels were floats."""
+    table = pd.DataFrame({"model": pd.Series(["default", "random"], dtype=dtype), "fraction": [1.0, 1.0]})
+    assert list(evidence.with_fraction_labels(table)["model"]) == ["default", "random"]
