@@ -96,3 +96,21 @@ def test_finetune_help_shows_the_configs_defaults() -> None:
     assert (
         shown == 11
     )  # task, model, recipe, fraction, seed, rate, source, batch size, workers, device, windows
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["benchmark", "--spec", "SPEC.yaml", "--data", "DATA", "--out", "OUT"],
+        ["finetune", "--data", "DATA", "--out", "OUT", "--epochs", "1", "--tune", "lr=1e-4,1e-3"],
+    ],
+)
+def test_commands_that_train_several_runs_refuse_torchrun(argv, tmp_path, monkeypatch, capsys) -> None:
+    """torchrun would start one whole grid per process: one clear error, and nothing written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "without torchrun" in err and "WORLD_SIZE=2" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -69,6 +69,9 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.bench.grid import run_benchmark
+        from ecgadapt.engine.distributed import refuse_under_torchrun
+
+        refuse_under_torchrun("`ecgadapt benchmark`")
 
         data_sets = [f"data.{k}={v}" for k, v in (("source", args.source), ("labels", args.labels)) if v]
         if args.logger:

@@ -147,6 +147,7 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> int:
         from ecgadapt.bench.tune import run_tuned, tune_overrides
+        from ecgadapt.engine.distributed import refuse_under_torchrun
         from ecgadapt.train.config import build_config
         from ecgadapt.train.finetune import run_finetune
 
@@ -158,6 +159,7 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
             args.config, set_items, resume_dir=args.out if args.resume else None, epochs=args.epochs, **flags
         )
         if cfg.tune:
+            refuse_under_torchrun("`ecgadapt finetune --tune`")
             run_tuned(cfg, resume=args.resume, overwrite=args.overwrite, jobs=args.jobs)
         else:
             run_finetune(cfg, resume=args.resume, overwrite=args.overwrite)

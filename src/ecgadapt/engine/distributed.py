@@ -185,6 +185,17 @@ def env_world(environ: dict[str, str] | None = None) -> tuple[int, int, int]:
     return world, rank, int(env.get("LOCAL_RANK") or rank)
 
 
+def refuse_under_torchrun(command: str, environ: dict[str, str] | None = None) -> None:
+    """Stop a command that runs several trainings of its own (a grid, a tune) when torchrun started it."""
+    world, _, _ = env_world(environ)
+    if world > 1:
+        raise ConfigError(
+            f"{command} trains several runs, each in its own process, and torchrun started {world} copies of it "
+            f"(WORLD_SIZE={world}): run {command} without torchrun, and torchrun one `ecgadapt finetune` (without "
+            "--tune) for a distributed run"
+        )
+
+
 def rank_device(device: torch.device, local_rank: int) -> torch.device:
     """The device of the process with ``local_rank`` on its machine: CUDA device ``local_rank`` when ``device`` is
     CUDA without an index, else ``device`` itself."""
