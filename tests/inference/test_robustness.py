@@ -138,3 +138,22 @@ def test_cli_robustness_shows_its_progress(robust_run, capsys):
     assert f"robustness {run.name}" in err and "split" in err  # a bar over the corrupted splits
     assert main([*argv, "--no-progress"]) == 0
     assert f"robustness {run.name}" not in capsys.readouterr().err
+
+
+def test_a_figure_that_cannot_be_drawn_leaves_the_old_table_and_figure(robust_run, tmp_path, monkeypatch):
+    """The figure is drawn before anything is written: a failure leaves no new table beside an old figure."""
+    import shutil
+
+    import ecgadapt.inference.robustness as robustness
+
+    run = tmp_path / "run"
+    shutil.copytree(robust_run[0], run)
+    before = {name: (run / name).read_bytes() for name in (ROBUSTNESS_CSV, ROBUSTNESS_PNG)}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no figure")
+
+    monkeypatch.setattr(robustness, "robustness_figure", broken)
+    with pytest.raises(RuntimeError, match="no figure"):
+        run_robustness(run, corruptions=["gaussian_noise"], device="cpu")
+    assert {name: (run / name).read_bytes() for name in before} == before

@@ -168,6 +168,27 @@ def test_resume_repeats_the_uninterrupted_run(synthetic_root: Path, cache_dir: P
     assert losses(full) == losses(cut) and len(losses(cut)) == 3
 
 
+def test_resume_refuses_a_last_checkpoint_copied_from_another_run(
+    synthetic_root: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """Another run's last.pt would silently continue that run's training here: one error, nothing changed."""
+    other = run_pretrain(_cfg(synthetic_root, cache_dir, seed=1, epochs=1), tmp_path / "other")
+    cfg = _cfg(synthetic_root, cache_dir, epochs=2)
+
+    def stop_after_first(event: str, row: dict) -> None:
+        if event == "epoch_end" and row["epoch"] == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run_pretrain(cfg, tmp_path / "cut", callbacks=[stop_after_first])
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    last.write_bytes((other / "checkpoints" / "last.pt").read_bytes())
+    before = last.read_bytes()
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        run_pretrain(cfg, tmp_path / "cut", resume=True)
+    assert last.read_bytes() == before and not (tmp_path / "cut" / "encoder.safetensors").exists()
+
+
 def test_bad_configs_are_config_errors(synthetic_root: Path, cache_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no pretraining corpus"):
         run_pretrain(_cfg(synthetic_root, cache_dir, corpora=[]), tmp_path / "a")

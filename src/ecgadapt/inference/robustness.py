@@ -35,7 +35,7 @@ from ecgadapt.errors import CheckpointError, ConfigError
 from ecgadapt.eval.figures import figure_png
 from ecgadapt.eval.metrics import score
 from ecgadapt.eval.robustness import robustness_figure
-from ecgadapt.fileio import atomic_write_text
+from ecgadapt.fileio import atomic_write_bytes, atomic_write_text
 from ecgadapt.inference.external import external_name, external_set
 from ecgadapt.locks import writes_run_dir
 from ecgadapt.runs.rundir import RunDir
@@ -238,8 +238,9 @@ def run_robustness(
             bar.update(1)
     bar.close()
     table = pd.DataFrame(rows, columns=list(COLUMNS))
+    png = figure_png(robustness_figure(table, title=target.title))  # drawn before anything is written
     atomic_write_text(target.csv, table.to_csv(index=False, float_format="%.6g"))
-    figure_png(robustness_figure(table, title=target.title), target.png)
+    atomic_write_bytes(target.png, png)
     table.attrs["csv"], table.attrs["png"] = str(target.csv), str(target.png)
     return table
 

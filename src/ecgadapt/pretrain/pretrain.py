@@ -20,6 +20,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import hashlib
 import io
 import json
 import math
@@ -402,7 +403,8 @@ def _run_pretrain(
     warmup = min(total_steps, round(cfg.warmup_epochs * steps))
     scheduler = cosine_schedule_with_warmup(optimizer, warmup, total_steps, cfg.min_lr_ratio)
 
-    state, finished = dist.on_main(lambda: _resume_point(run_dir, resume))
+    stamp = config_stamp(cfg)
+    state, finished = dist.on_main(lambda: _resume_point(run_dir, resume, stamp))
     start_epoch, rows = 0, []
     if state is not None:
         model.load_state_dict(state["model"])
@@ -462,6 +464,7 @@ def _run_pretrain(
         rows.append(row)
         checkpoint = {
             "epoch": epoch + 1,
+            "config_sha256": stamp,  # stamps last.pt as this run's (checked on resume)
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -553,14 +556,27 @@ def _open_run_dir(
     atomic_write_text(run_dir / SEEN_IDS_FILE, "".join(f"{i}\n" for i in seen))
 
 
-def _resume_point(run_dir: Path, resume: bool) -> tuple[dict | None, bool]:
+def config_stamp(cfg: PretrainConfig) -> str:
+    """SHA-256 of what a pretraining run computes: its config without the fields a resume may change."""
+    fields = {k: v for k, v in cfg.to_dict().items() if k not in _RESUME_FREE}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resume_point(run_dir: Path, resume: bool, stamp: str) -> tuple[dict | None, bool]:
     """Rank 0: ``(last.pt with the metrics rows of its epochs, or None when the run starts, whether the encoder is
-    written)``."""
+    written)``; a ``last.pt`` stamped by another run's config is refused."""
     last = run_dir / CHECKPOINTS / "last.pt"
     finished = (run_dir / ENCODER_FILE).is_file()
     if not (resume and last.is_file()):
         return None, finished
     state = load_checkpoint(last)
+    theirs = state.get("config_sha256")
+    if theirs is not None and theirs != stamp:
+        raise ConfigError(
+            f"cannot resume {run_dir}: {last} belongs to another run (config hash {theirs[:12]}, this run's is "
+            f"{stamp[:12]}): it was copied from another run directory; restore this run's own checkpoint, or start "
+            "over with --force"
+        )
     return {**state, "rows": _read_metrics(run_dir / METRICS)[: int(state["epoch"])]}, finished
 
 
