@@ -139,3 +139,13 @@ def test_the_listed_same_layer_imports_still_exist():
         if _layer(_part(_module(path)), root_is_leaf) == _layer(_part(module), root_is_leaf)
     }
     assert SAME_LAYER_IMPORTS <= seen, f"no longer imported, drop them: {sorted(SAME_LAYER_IMPORTS - seen)}"
+
+
+def test_no_module_is_over_600_lines():
+    """A module past 600 lines holds more than one idea: split it (the house rule from the architecture step)."""
+    long = {
+        str(path.relative_to(SRC.parent)): n
+        for path in _source_files()
+        if (n := len(path.read_text().splitlines())) > 600
+    }
+    assert not long, f"split these modules: {long}"

@@ -70,8 +70,7 @@ def _fill(signals_path: str, items: list[tuple[int, str]], rate: int, reader=Non
     """Read records ``(row, base path)`` with ``reader(base, rate)`` into rows of the signals file; return how many.
 
     ``reader`` defaults to :func:`read_record` (PTB-XL); other sources pass theirs (a picklable callable), which
-    may return several rows (S, 12, T) for one record: they fill rows ``row`` to ``row + S - 1``.
-    """
+    may return several rows (S, 12, T) for one record: they fill rows ``row`` to ``row + S - 1``."""
     reader = read_record if reader is None else reader
     out = np.load(signals_path, mmap_mode="r+")
     try:
@@ -508,8 +507,7 @@ def _init_reader(parent_pid: int) -> None:
     """Initializer of a reader process: die with the parent, and end quietly when the parent stops the pool.
 
     A reader holds nothing to clean up (the parent removes the temporary folder), so SIGTERM takes its default
-    action instead of the command line's ``Interrupted``, whose traceback would bury the real error.
-    """
+    action instead of the command line's ``Interrupted``, whose traceback would bury the real error."""
     init_worker(parent_pid)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -577,8 +575,7 @@ def load_or_prepare(
 ) -> ECGCache:
     """Open the cache of ``root`` at ``rate``, preparing it first when it is missing or stale.
 
-    ``source`` "cinc" or "folder" (with its ``labels`` CSV) reads that source (:mod:`ecgadapt.data.sources`).
-    """
+    ``source`` "cinc" or "folder" (with its ``labels`` CSV) reads that source (:mod:`ecgadapt.data.sources`)."""
     return open_cache(
         prepare_cache(
             root, rate, cache_dir=cache_dir, workers=workers, progress=progress, source=source, labels=labels

@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import math
-import struct
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -51,12 +50,13 @@ from ecgadapt.engine.loop import Callback, make_batch_loader, make_loader
 from ecgadapt.engine.optim import cosine_schedule_with_warmup, create_optimizer
 from ecgadapt.engine.seeding import derive_seed, epoch_generator, seed_epoch, seed_everything
 from ecgadapt.errors import ConfigError, DataError
-from ecgadapt.fileio import atomic_write_text, replacing, write_json
+from ecgadapt.fileio import atomic_write_text, write_json
 from ecgadapt.locks import RunLock
 from ecgadapt.models import create_model, model_info
 from ecgadapt.models.base import ECGModel
 from ecgadapt.pretrain.config import OBJECTIVES, PRESETS, PretrainConfig
 from ecgadapt.pretrain.corpus import Corpus, check_corpus_input, open_corpus
+from ecgadapt.pretrain.encoder_file import save_encoder, sort_safetensors_metadata  # noqa: F401 - re-exported
 from ecgadapt.pretrain.folds import CorpusUse, format_folds, select_rows, with_folds_from
 from ecgadapt.pretrain.mae import MaskedECGModel
 from ecgadapt.pretrain.masked_segment import MaskedSegmentModel
@@ -116,47 +116,6 @@ def split_rows(n: int, val_fraction: float, max_val: int, seed: int) -> tuple[np
     n_val = max(1, min(max_val, round(n * val_fraction))) if val_fraction > 0 and n > 1 else 0
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-def save_encoder(encoder: ECGModel, path: str | Path, model_name: str, extra: dict | None = None) -> Path:
-    """Write ``encoder.state_dict()`` minus the head as safetensors, with model name and input spec metadata."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    head = set(encoder.head_parameter_names())
-    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items() if k not in head}
-    metadata = {
-        "format": "ecgadapt",
-        "model": model_name,
-        "input_spec": json.dumps(encoder.input_spec.to_dict()),
-    }
-    metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    with replacing(path) as tmp:  # a fresh temporary file: never through a symlink at a predictable name
-        save_file(state, str(tmp), metadata=metadata)
-        sort_safetensors_metadata(tmp)
-    return path
-
-
-def sort_safetensors_metadata(path: str | Path) -> None:
-    """Rewrite a safetensors header with its ``__metadata__`` keys sorted, in place.
-
-    safetensors writes the metadata in hash-map order, which changes from process to process, so the same tensors
-    and metadata would give different bytes (and SHA-256s); sorted, a rerun writes the same file."""
-    with open(path, "r+b") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
-        if not header.get("__metadata__"):
-            return
-        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-        if len(text) > size:  # never: the same keys and values, only reordered
-            raise DataError(
-                f"{path}: the sorted safetensors header does not fit ({len(text)} > {size} bytes)"
-            )
-        f.seek(8)
-        f.write(
-            text.ljust(size, b" ")
-        )  # safetensors pads its header with spaces; the data offsets stay valid
 
 
 def build_encoder(cfg: PretrainConfig) -> ECGModel:
