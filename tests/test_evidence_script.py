@@ -33,3 +33,25 @@ def test_a_table_with_only_full_fraction_runs_keeps_its_labels(evidence, dtype) 
     """The main grid alone (no fraction below 1) once failed: an empty selection's labels were floats."""
     table = pd.DataFrame({"model": pd.Series(["default", "random"], dtype=dtype), "fraction": [1.0, 1.0]})
     assert list(evidence.with_fraction_labels(table)["model"]) == ["default", "random"]
+
+
+def test_the_best_recipe_is_chosen_on_fold_9_not_on_fold_10(evidence) -> None:
+    table = pd.DataFrame(
+        {
+            "task": ["rhythm"] * 5 + ["superdiagnostic"],
+            "model": ["default"] * 4 + ["xresnet1d101", "default"],
+            "recipe": ["lp_ft", "lp_ft", "post_training", "post_training", "scratch_tuned", "lp_ft"],
+            "seed": [0, 1, 0, 1, 0, 0],
+            "val_macro_auroc": [0.90, 0.92, 0.93, 0.87, 0.99, 0.8],
+            "val_macro_auprc": [0.5, 0.6, 0.4, 0.4, 0.9, 0.3],
+            "test_macro_auroc": [0.1, 0.1, 0.9, 0.9, 0.9, 0.5],  # never read
+        }
+    )
+    rows = evidence.fold9_choice(table)
+    assert [(r["task"], r["recipe"], r["chosen"]) for r in rows] == [
+        ("rhythm", "lp_ft", True),  # 0.91 against 0.90; the other model's 0.99 is not one of its recipes
+        ("rhythm", "post_training", False),
+        ("superdiagnostic", "lp_ft", True),
+    ]
+    assert rows[0]["seeds"] == 2 and abs(rows[0]["val_auroc"] - 0.91) < 1e-12
+    assert "| rhythm | lp_ft | 2 | 0.910 | 0.550 | yes |" in evidence.fold9_markdown(rows)
