@@ -187,6 +187,65 @@ def fold9_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+LABELS = {
+    DEFAULT: "`xresnet1d_small`",
+    "random": "`xresnet1d_small` (random init)",
+    "xresnet1d101": "`xresnet1d101`",
+}
+
+
+def _side(label: str) -> str:
+    """``model/recipe`` as README writes it (``default`` is the bundled ``xresnet1d_small``)."""
+    model, recipe = label.split("/")
+    name, _, fraction = model.partition("@")
+    where = f" at {float(fraction):.0%}" if fraction else ""
+    return f"{LABELS.get(name, name)} `{recipe}`{where}"
+
+
+def _interval(mean: float, low: float, high: float) -> str:
+    """``+0.012 [-0.003, +0.027]``, or the mean alone without an interval (one seed)."""
+    return f"{mean:+.3f}" + ("" if pd.isna(low) else f" [{low:+.3f}, {high:+.3f}]")
+
+
+def headline_markdown(recipes: list[dict], results: list[dict]) -> str:
+    """README's tables: test macro AUROC / AUPRC per recipe, then every paired difference with both intervals."""
+    lines = [
+        "| task | model | recipe | seeds | test macro AUROC | test macro AUPRC | chosen on fold 9 |",
+        "|---|---|---|---:|---|---|---|",
+    ]
+    for r in recipes:
+        name, _, fraction = r["model"].partition("@")
+        where = f" ({float(fraction):.0%} of folds 1-8)" if fraction else ""
+        std = lambda v: "" if pd.isna(v) else f" ± {v:.3f}"  # noqa: E731 - one seed has no spread
+        lines.append(
+            f"| {r['task']} | {LABELS.get(name, name)}{where} | `{r['recipe']}` | {r['n_seeds']} "
+            f"| {r['auroc_mean']:.3f}{std(r['auroc_std'])} | {r['auprc_mean']:.3f}{std(r['auprc_std'])} "
+            f"| {r['chosen'] or '–'} |"
+        )
+    lines += [
+        "",
+        "| task | a − b | seeds | AUROC: seeds | AUROC: records | AUPRC: seeds | AUPRC: records |",
+        "|---|---|---:|---|---|---|---|",
+    ]
+    pairs: dict[tuple, dict] = {}
+    for c in results:
+        pairs.setdefault((c["task"], c["a"], c["b"]), {})[c["metric"]] = c
+    for (task, a, b), by_metric in pairs.items():
+        auroc, auprc = by_metric.get("macro_auroc"), by_metric.get("macro_auprc")
+        if auroc is None or auprc is None:
+            continue
+        cells = [
+            cell
+            for c in (auroc, auprc)
+            for cell in (
+                _interval(c["seed_diff"], c["seed_low"], c["seed_high"]),
+                _interval(c["boot_diff"], c["boot_low"], c["boot_high"]),
+            )
+        ]
+        lines.append(f"| {task} | {_side(a)} − {_side(b)} | {auroc['n_seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the grids (resuming finished cells) and write the tables."""
     parser = argparse.ArgumentParser(
@@ -238,6 +297,7 @@ def main() -> None:
     print(text)
     suffix = f"-min{args.min_test_positives}pos" if args.min_test_positives > 1 else ""
     (out / f"comparisons{suffix}.md").write_text(text + "\n")
+    (out / f"headline{suffix}.md").write_text(headline_markdown(recipe_rows, results) + "\n")
     payload = {
         "data": args.data,
         "search": search,

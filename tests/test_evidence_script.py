@@ -55,3 +55,36 @@ def test_the_best_recipe_is_chosen_on_fold_9_not_on_fold_10(evidence) -> None:
     ]
     assert rows[0]["seeds"] == 2 and abs(rows[0]["val_auroc"] - 0.91) < 1e-12
     assert "| rhythm | lp_ft | 2 | 0.910 | 0.550 | yes |" in evidence.fold9_markdown(rows)
+
+
+def test_the_readme_tables_name_the_models_and_give_both_intervals(evidence) -> None:
+    recipes = [
+        {
+            "task": "superdiagnostic",
+            "model": "default@0.3",
+            "recipe": "post_training",
+            "n_seeds": 1,
+            "auroc_mean": 0.9,
+            "auroc_std": float("nan"),
+            "auprc_mean": 0.7,
+            "auprc_std": float("nan"),
+            "chosen": "lr=0.001 (1)",
+        }
+    ]
+    diff = dict(
+        seed_diff=0.01, seed_low=-0.02, seed_high=0.04, boot_diff=0.01, boot_low=0.001, boot_high=0.02
+    )
+    results = [
+        {"task": "superdiagnostic", "a": "default/post_training", "b": "xresnet1d101/scratch_tuned"}
+        | {"metric": metric, "n_seeds": 3, **diff}
+        for metric in ("macro_auroc", "macro_auprc")
+    ]
+    text = evidence.headline_markdown(recipes, results)
+    assert (
+        "| superdiagnostic | `xresnet1d_small` (30% of folds 1-8) | `post_training` | 1 | 0.900 | 0.700 |"
+        in text
+    )
+    assert (
+        "| superdiagnostic | `xresnet1d_small` `post_training` − `xresnet1d101` `scratch_tuned` | 3 "
+        "| +0.010 [-0.020, +0.040] | +0.010 [+0.001, +0.020] | +0.010 [-0.020, +0.040] | +0.010 [+0.001, +0.020] |"
+    ) in text
