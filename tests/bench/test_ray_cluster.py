@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -71,7 +72,13 @@ def ray_head(num_cpus: int, num_gpus: int) -> Iterator[str]:
 
 
 @pytest.mark.slow  # a Ray head node starts (about 10 s) and each task's worker imports torch
-def test_benchmark_cells_run_on_a_ray_cluster_by_its_address_with_a_gpu_share(synthetic_root, tmp_path):
+def test_benchmark_cells_run_on_a_ray_cluster_by_its_address_with_a_gpu_share(
+    synthetic_root, tmp_path, monkeypatch
+):
+    # Ray 2.59+ authenticates with a token by default: the head node and the client share one (README's recipe);
+    # set before ray is imported, which reads it once
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
     pytest.importorskip("ray", reason="ray is not installed (pip install 'ecgadapt[ray]')")
     with ray_head(
         num_cpus=2, num_gpus=1
