@@ -223,6 +223,24 @@ def no_cache(monkeypatch):
     monkeypatch.setattr(grid, "_prepare_cache", lambda config, open_it: None)
 
 
+def test_spec_roles_are_checked_and_recorded_in_spec_yaml(tmp_path, fake, no_cache):
+    roles = "roles={treatment: baseline_ft, baselines: [post_training]}"
+    spec = load_spec("paper-main", [*small(), roles])
+    assert spec.roles == {"treatment": "baseline_ft", "baselines": ["post_training"]}
+    assert "roles" not in load_spec("paper-main", small()).to_dict()  # absent unless set
+    fake()
+    out = tmp_path / "res"
+    run_benchmark("paper-main", tmp_path, out, [*small("seeds=[0]", "tasks=[rhythm]"), roles], progress=False)
+    saved = yaml.safe_load((out / "spec.yaml").read_text())
+    assert saved["spec"]["roles"] == {"treatment": "baseline_ft", "baselines": ["post_training"]}
+    with pytest.raises(ConfigError, match="roles: unknown keys"):
+        load_spec("paper-main", [*small(), "roles={treatment: baseline_ft, baseline: [post_training]}"])
+    with pytest.raises(ConfigError, match="roles names 'lp_ft', which is no recipe label"):
+        load_spec("paper-main", [*small(), "roles={treatment: lp_ft}"])
+    with pytest.raises(ConfigError, match="roles must be a mapping"):
+        load_spec("paper-main", [*small(), "roles=[baseline_ft]"])
+
+
 def test_grid_skips_finished_resumes_partial_and_refuses_conflicts(tmp_path, fake, no_cache):
     sets = small()
     out = tmp_path / "res"

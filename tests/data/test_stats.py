@@ -102,6 +102,17 @@ def test_cli_prepare_ptbxl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "reusing valid cache" in capsys.readouterr().err
 
 
+def test_cli_prepare_no_progress_hides_the_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, n_records=4)
+    base = ["prepare", "ptbxl", "--root", str(root), "--rate", "100", "--workers", "1"]
+    assert main([*base, "--cache", str(tmp_path / "a")]) == 0
+    assert "%|" in capsys.readouterr().err  # the bar, by default
+    assert main([*base, "--cache", str(tmp_path / "b"), "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert out.err == ""  # no bar and no chatter; the cache path still goes to stdout
+    assert Path(out.out.strip()) == default_cache_path(root, 100, tmp_path / "b")
+
+
 def test_cli_prepare_missing_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prepare", "ptbxl", "--root", str(tmp_path / "nope"), "--cache", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err

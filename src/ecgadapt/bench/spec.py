@@ -38,6 +38,7 @@ from ecgadapt.bench.candidates import check_candidates
 from ecgadapt.engine.stages import Recipe, Stage
 from ecgadapt.errors import ConfigError
 from ecgadapt.eval.pooling import ROTATE
+from ecgadapt.eval.report.roles import RecipeRoles
 from ecgadapt.inference.external import external_name
 from ecgadapt.train.config import TASKS, FinetuneConfig, load_yaml, parse_override, set_in
 
@@ -58,6 +59,7 @@ SPEC_KEYS = (
     "patience",
     "min_delta",
     "external",
+    "roles",
 )
 EARLY_STOPPING = ("patience", "min_delta")
 """The early-stopping fields a spec shares between its recipes (as ``budget_epochs`` shares the budget)."""
@@ -115,14 +117,16 @@ class GridSpec:
     external: list[dict] = field(
         default_factory=list
     )  # external sets {name, data, source, labels} (inference.external)
+    roles: dict[str, Any] = field(default_factory=dict)  # the report's recipe roles (eval.report.RecipeRoles)
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
         """Plain-data form (what ``spec.yaml`` holds)."""
         d = dataclasses.asdict(self)
         d.pop("source")
-        if not d["external"]:  # absent unless used, so specs without it keep their recorded form
-            d.pop("external")
+        for key in ("external", "roles"):  # absent unless used: specs without them keep their recorded form
+            if not d[key]:
+                d.pop(key)
         d["models"] = [
             {k: v for k, v in m.items() if k in ("name", "weights") or v not in (None, {})}
             for m in d["models"]
@@ -173,6 +177,7 @@ class GridSpec:
                 _external_entry(e, i, source)
                 for i, e in enumerate(_as_list(d.get("external") or [], "external", source))
             ],
+            roles=_roles(d.get("roles"), source),
             source=source,
         )
         spec.validate()
@@ -218,6 +223,8 @@ class GridSpec:
                     raise ConfigError(
                         f"{where}: models.{i}.recipes names {r!r}, which is not in recipes {labels}"
                     )
+        if self.roles:
+            _check_roles(RecipeRoles.from_dict(self.roles), labels, where)
         unknown = set(self.stage_overrides) - {f.name for f in dataclasses.fields(Stage)} | (
             {"name"} & set(self.stage_overrides)
         )
@@ -363,6 +370,31 @@ def _model_entry(m: Any, i: int, source: str) -> ModelEntry:
         if recipes is None
         else [str(r) for r in _as_list(recipes, f"models.{i}.recipes", source)],
     )
+
+
+def _roles(value: Any, source: str) -> dict[str, Any]:
+    """A spec's ``roles:`` as plain data (checked by :class:`~ecgadapt.eval.report.RecipeRoles`), or ``{}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"spec {source}: roles must be a mapping (treatment, baselines, ...), got {value!r}"
+        )
+    try:
+        RecipeRoles.from_dict(value)
+    except ConfigError as err:
+        raise ConfigError(f"spec {source}: {err}") from None
+    return {k: v if isinstance(v, str) else list(v) for k, v in value.items()}
+
+
+def _check_roles(roles: RecipeRoles, labels: list[str], where: str) -> None:
+    """Every label a role names must be one of the spec's recipe labels, or the start of one (a variant)."""
+    named = [roles.treatment, *roles.baselines, *roles.ablations, *roles.references, *roles.order]
+    for name in named:
+        if not any(label.startswith(name) for label in labels):
+            raise ConfigError(
+                f"{where}: roles names {name!r}, which is no recipe label of the spec ({labels})"
+            )
 
 
 def _external_entry(e: Any, i: int, source: str) -> dict:

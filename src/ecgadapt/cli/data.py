@@ -26,6 +26,7 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
             cache_dir=args.cache,
             workers=args.workers,
             verify=args.verify,
+            progress=not args.no_progress,
             source=args.source,
             labels=getattr(args, "labels", None),
         )
@@ -47,6 +48,7 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
             action="store_true",
             help="also compare the record files' content hashes (not only sizes and times) with the cache",
         )
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
         q.set_defaults(func=run)
 
 
