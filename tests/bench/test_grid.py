@@ -453,6 +453,51 @@ def test_benchmark_and_report_end_to_end_on_ptbxl500(ptbxl500, tmp_path, monkeyp
             assert re.search(rf"<tr><td>ecg_vit_tiny</td><td>{task}</td><td>{recipe}</td><td>2</td>", page)
 
 
+def test_the_literal_baseline_takes_the_training_of_the_identical_candidate(
+    synthetic_root, tmp_path, one_thread, monkeypatch
+):
+    """The literal baseline_ft is baseline_ft_tuned's lr=1e-4 candidate: trained once, scored as if twice."""
+    from ecgadapt.runs.rundir import read_json
+    from ecgadapt.train.finetune import run_finetune
+
+    tuned = (
+        "recipes=[baseline_ft, {name: baseline_ft, label: baseline_ft_tuned, tune: {lr: [1.0e-4, 1.0e-3]}}]"
+    )
+    sets = _real_sets(tmp_path / "cache", "tasks=[superdiagnostic]", "seeds=[0]", tuned)
+    trained: list[str] = []
+
+    def counting(cfg, **kwargs):
+        trained.append(Path(cfg.out).name)
+        return run_finetune(cfg, **kwargs)
+
+    monkeypatch.setattr(grid, "run_finetune", counting)
+    out = tmp_path / "res"
+    table = run_benchmark("paper-main", synthetic_root, out, sets, progress=False)
+    assert sorted(trained) == ["lr=0.0001", "lr=0.001"]  # the literal run did not train again
+    literal = out / "runs" / "superdiagnostic__ecg_vit_tiny__baseline_ft__frac1__seed0"
+    source = out / "runs" / "superdiagnostic__ecg_vit_tiny__baseline_ft_tuned__frac1__seed0" / "candidates"
+    final = read_json(literal / "final.json")
+    assert final["reused_training"]["from"] == str(source / "lr=0.0001")
+    row = table.set_index("recipe").loc["baseline_ft"]
+    assert (
+        row["reused_training_from"] == str(source / "lr=0.0001")
+        and row["config_sha256"] == final["config_sha256"]
+    )
+
+    alone_cfg = FinetuneConfig.from_saved(literal / "config.yaml")
+    alone_cfg.out = str(tmp_path / "alone")
+    alone = read_json(run_finetune(alone_cfg) / "final.json")  # the literal run trained on its own
+    for split in ("val", "test"):
+        for metric in ("macro_auroc", "macro_auprc", "loss"):
+            assert final[split][metric] == pytest.approx(alone[split][metric], abs=1e-6), (split, metric)
+    assert final["best"] == alone["best"] and final["budget"] == alone["budget"]
+    assert read_json(literal / "calibration.json") == read_json(tmp_path / "alone" / "calibration.json")
+
+    trained.clear()
+    run_benchmark("paper-main", synthetic_root, out, sets, progress=False)
+    assert trained == []  # finished: the reused run counts as done, its config hash matches the spec
+
+
 @pytest.mark.slow  # spawning workers that import torch: about 20 s on 2 busy cores
 def test_process_pool_runs_cells_in_spawned_workers(synthetic_root, tmp_path, one_thread):
     sets = _real_sets(
@@ -491,3 +536,40 @@ def test_local_grid_selects_each_seeds_tuned_runs_before_training_the_next_seed(
     run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)
     order = [name[-5:] if what == "select" else name for name, what in trainer.calls]  # candidates: lr=...
     assert order == ["lr=0.0001", "lr=0.001", "seed0", "lr=0.0001", "lr=0.001", "seed1"], trainer.calls
+
+
+def test_a_plain_run_waits_for_the_candidate_whose_training_it_takes(tmp_path, fake, no_cache, monkeypatch):
+    import ecgadapt.bench.candidates as tune
+
+    literal = "rhythm__ecg_vit_tiny__baseline_ft__frac1__seed0"
+    trainer = fake(fail={"lr=0.0001"})
+    monkeypatch.setattr(
+        tune, "finish_tuned_run", lambda run_dir, **kw: trainer.calls.append((Path(run_dir).name, "select"))
+    )
+    monkeypatch.setattr(
+        grid.reuse,
+        "take_candidate_training",
+        lambda cfg, source, **kw: trainer.calls.append((Path(cfg.out).name, Path(source).name)),
+    )
+    tuned = (
+        "recipes=[baseline_ft, {name: baseline_ft, label: baseline_ft_tuned, tune: {lr: [1.0e-4, 1.0e-3]}}]"
+    )
+    sets = small("tasks=[rhythm]", "seeds=[0]", tuned)
+    with pytest.raises(ECGAdaptError, match=r"runs failed \(lr=0.0001: FloatingPointError"):
+        run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)
+    assert sorted(trainer.calls) == [
+        ("lr=0.0001", False),
+        ("lr=0.001", False),
+    ]  # the literal waits for its source
+
+    trainer.fail.clear()
+    trainer.calls.clear()
+    run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)
+    assert trainer.calls[0] == (
+        "lr=0.0001",
+        True,
+    )  # the failed candidate resumes first, then the others follow
+    assert sorted(trainer.calls[1:]) == [
+        (literal, "lr=0.0001"),
+        ("rhythm__ecg_vit_tiny__baseline_ft_tuned__frac1__seed0", "select"),
+    ]

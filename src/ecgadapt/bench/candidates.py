@@ -128,7 +128,7 @@ def tie_record(rows: list[dict], chosen: str) -> dict[str, Any] | None:
     }
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link (else copy) ``src`` to ``dst`` through a fresh temporary name: a symlink at ``dst`` is replaced,
     never written through."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ def finish_tuned_run(run_dir: str | Path, cache: Any = None, device: str = "auto
         (chosen_run.metrics, run.metrics),
         (chosen_run.best_checkpoint, run.best_checkpoint),
     ):
-        _link_or_copy(src, dst)
+        link_or_copy(src, dst)
     fit_run_calibration(run_dir, cfg.training.calibration)  # on the chosen candidate's validation predictions
     final = {
         **final,

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ecgadapt.bench import candidates
+from ecgadapt.bench import candidates, reuse
 from ecgadapt.bench.cells import (
     Cell,
     Run,
@@ -67,13 +67,20 @@ def train_job(job: dict, cache: Any = None) -> None:
     run_finetune(FinetuneConfig.from_dict(job["config"]), resume=job["resume"], **kwargs)
 
 
+def reuse_job(job: dict, cache: Any = None) -> None:
+    """Job kind ``reuse``: a plain run takes the training of the tune candidate that trains exactly like it."""
+    kwargs = {"cache": cache} if cache is not None else {}
+    cfg = FinetuneConfig.from_dict(job["config"])
+    reuse.take_candidate_training(cfg, job["source"], device=cfg.training.device, **kwargs)
+
+
 def select_job(job: dict, cache: Any = None) -> None:
     """Job kind ``select``: choose a tuned run's candidate on the validation fold and score it on the test fold."""
     kwargs = {"cache": cache} if cache is not None else {}
     candidates.finish_tuned_run(job["run_dir"], device=job["config"]["training"]["device"], **kwargs)
 
 
-JOB_KINDS: JobKinds = {"train": train_job, "select": select_job}
+JOB_KINDS: JobKinds = {"train": train_job, "select": select_job, "reuse": reuse_job}
 """What each kind of grid job runs; handed to the executors."""
 
 
@@ -124,6 +131,25 @@ def _pending_jobs(cell_id: str, run: Run) -> tuple[list[dict], list[str], bool]:
     return jobs, finished, True
 
 
+def _training_sources(runs: Sequence[tuple[str, Run]]) -> dict[str, Run]:
+    """``{training hash: tune candidate}`` of every candidate among ``runs`` (the first of equal ones)."""
+    sources: dict[str, Run] = {}
+    for _, run in runs:
+        for cand in run.candidates:
+            sources.setdefault(reuse.training_sha256(cand.config), cand)
+    return sources
+
+
+def _reuse_job(cell_id: str, run: Run, sources: dict[str, Run]) -> dict | None:
+    """The ``reuse`` job of a plain run that has trained nothing yet and trains exactly like a candidate."""
+    if run.tuned or not reuse.can_take_training(run.run_dir):
+        return None
+    source = sources.get(reuse.training_sha256(run.config))
+    if source is None:
+        return None
+    return {**make_job(run, False, cell_id, kind="reuse"), "source": str(source.run_dir)}
+
+
 def execute_runs(
     runs: Sequence[tuple[str, Run]],
     *,
@@ -138,8 +164,10 @@ def execute_runs(
     on_done: Any = None,
 ) -> tuple[list[str], list[str], dict[str, str]]:
     """Train every unfinished ``(cell id, run)``: the training jobs (plain runs and tune candidates), then one
-    selection job per tuned run whose candidates have all finished; on the local pool seed by seed (:func:`_waves`). Every run is checked before anything
-    runs, so a conflict stops the whole batch up front. Returns ``(ran, skipped, failed)``."""
+    selection job per tuned run whose candidates have all finished; on the local pool seed by seed
+    (:func:`_waves`). A plain run that trains exactly like a candidate is not trained: once the candidate
+    has, it takes its training (:mod:`~ecgadapt.bench.reuse`). Every run is checked before anything runs, so a
+    conflict stops the whole batch up front. Returns ``(ran, skipped, failed)``."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if int(jobs) < 1:
@@ -147,16 +175,22 @@ def execute_runs(
     train: list[dict] = []
     skipped: list[str] = []
     tuned: list[tuple[str, Run]] = []
+    reused: list[dict] = []
+    sources = _training_sources(runs)
     for cid, run in runs:
         pending, finished, needs_selection = _pending_jobs(cid, run)
-        train += pending
+        reuse_job = _reuse_job(cid, run, sources) if pending else None
+        if reuse_job is not None:
+            reused.append(reuse_job)
+        else:
+            train += pending
         skipped += finished
         if needs_selection:
             tuned.append((cid, run))
     for _, run in tuned:
         start_tuned_run(run)
 
-    total = len(train) + len(tuned)
+    total = len(train) + len(tuned) + len(reused)
     bar = tqdm(total=total, desc=desc, unit="run", disable=not progress or not total)
 
     def on_result(result: dict) -> None:
@@ -166,7 +200,7 @@ def execute_runs(
         elif on_done is not None:
             on_done(result)
 
-    first = (train or [_select_job(cid, run) for cid, run in tuned[:1]] or [None])[0]
+    first = (train or reused or [_select_job(cid, run) for cid, run in tuned[:1]] or [None])[0]
     if first is not None and cache is None and executor == "local":
         cache = _prepare_cache(first["config"], open_it=int(jobs) <= 1)
 
@@ -179,28 +213,36 @@ def execute_runs(
 
     results: list[dict] = []
     try:
-        for wave_train, wave_tuned in _waves(train, tuned, by_seed=executor == "local"):
+        for wave_train, wave_tuned, wave_reused in _waves(train, tuned, reused, by_seed=executor == "local"):
             results += run_batch(wave_train)
             ready = [
                 (c, r) for c, r in wave_tuned if all(RunDir(x.run_dir).final.is_file() for x in r.candidates)
             ]
-            bar.total -= len(wave_tuned) - len(ready)
+            takers = [j for j in wave_reused if RunDir(j["source"]).final.is_file()]  # its source trained
+            bar.total -= len(wave_tuned) - len(ready) + len(wave_reused) - len(takers)
             bar.refresh()
-            results += run_batch([_select_job(cid, run) for cid, run in ready])
+            results += run_batch(takers + [_select_job(cid, run) for cid, run in ready])
     finally:
         bar.close()
     failed = {r["run_dir"]: r["error"] for r in results if not r["ok"]}
     return [r["run_dir"] for r in results if r["ok"]], skipped, failed
 
 
-def _waves(train: list[dict], tuned: list[tuple[str, Run]], by_seed: bool) -> list[tuple[list[dict], list]]:
-    """The order of work: per seed (``by_seed``, the local pool), its training jobs and then its selections, so
-    an interrupted grid keeps whole seeds, tuned runs included; else one wave (Ray spreads everything at once)."""
+def _waves(
+    train: list[dict], tuned: list[tuple[str, Run]], reused: list[dict], by_seed: bool
+) -> list[tuple[list[dict], list, list[dict]]]:
+    """The order of work: per seed (``by_seed``, the local pool), its training jobs and then its selections and
+    reuses, so an interrupted grid keeps whole seeds, tuned runs included; else one wave (Ray spreads everything
+    at once)."""
     if not by_seed:
-        return [(train, tuned)]
-    seeds = sorted({j["config"]["seed"] for j in train} | {r.config.seed for _, r in tuned})
+        return [(train, tuned, reused)]
+    seeds = sorted({j["config"]["seed"] for j in train + reused} | {r.config.seed for _, r in tuned})
     return [
-        ([j for j in train if j["config"]["seed"] == s], [(c, r) for c, r in tuned if r.config.seed == s])
+        (
+            [j for j in train if j["config"]["seed"] == s],
+            [(c, r) for c, r in tuned if r.config.seed == s],
+            [j for j in reused if j["config"]["seed"] == s],
+        )
         for s in seeds
     ]
 

@@ -325,6 +325,7 @@ def _row(run_dir: Path, ece_bins: int) -> dict[str, Any]:
         "pretraining_same_patient_test": (overlap.get("same_patient") or {}).get("test"),
         "pretraining_overlap_unknown": "; ".join(overlap.get("unknown") or []),
         "config_sha256": final.get("config_sha256"),
+        "reused_training_from": (final.get("reused_training") or {}).get("from"),  # bench.reuse
         "run_dir": str(run_dir),
     }
     row.update({k: v for k, v in cfg_flat.items() if k not in row})

@@ -548,10 +548,15 @@ def _score_test(
     return final
 
 
-def score_test_fold(run_dir: str | Path, cache: ECGCache | None = None, device: str = "auto") -> dict:
-    """Score a finished tuning candidate (validated, not yet tested) on the test fold; return its final.json."""
+def score_test_fold(
+    run_dir: str | Path, cache: ECGCache | None = None, device: str = "auto", final: dict | None = None
+) -> dict:
+    """Score a finished tuning candidate (validated, not yet tested) on the test fold; return its final.json.
+
+    ``final``: the validated record to complete, for a run that has none written yet (default: its final.json).
+    """
     run_dir = Path(run_dir)
-    final = read_json(RunDir(run_dir).final)
+    final = read_json(RunDir(run_dir).final) if final is None else final
     if final.get("test") is not None:
         return final
     cfg = load_run_config(run_dir)
