@@ -194,12 +194,18 @@ LABELS = {
 }
 
 
+def _model_name(model: str) -> tuple[str, float | None]:
+    """``(README's name, training fraction or None)`` of a ``model[@fraction]`` label."""
+    name, _, fraction = model.partition("@")
+    return LABELS.get(name, name), float(fraction) if fraction else None
+
+
 def _side(label: str) -> str:
     """``model/recipe`` as README writes it (``default`` is the bundled ``xresnet1d_small``)."""
     model, recipe = label.split("/")
-    name, _, fraction = model.partition("@")
-    where = f" at {float(fraction):.0%}" if fraction else ""
-    return f"{LABELS.get(name, name)} `{recipe}`{where}"
+    name, fraction = _model_name(model)
+    where = f" at {fraction:.0%}" if fraction is not None else ""
+    return f"{name} `{recipe}`{where}"
 
 
 def _interval(mean: float, low: float, high: float) -> str:
@@ -214,11 +220,11 @@ def headline_markdown(recipes: list[dict], results: list[dict]) -> str:
         "|---|---|---|---:|---|---|---|",
     ]
     for r in recipes:
-        name, _, fraction = r["model"].partition("@")
-        where = f" ({float(fraction):.0%} of folds 1-8)" if fraction else ""
+        name, fraction = _model_name(r["model"])
+        where = f" ({fraction:.0%} of folds 1-8)" if fraction is not None else ""
         std = lambda v: "" if pd.isna(v) else f" ± {v:.3f}"  # noqa: E731 - one seed has no spread
         lines.append(
-            f"| {r['task']} | {LABELS.get(name, name)}{where} | `{r['recipe']}` | {r['n_seeds']} "
+            f"| {r['task']} | {name}{where} | `{r['recipe']}` | {r['n_seeds']} "
             f"| {r['auroc_mean']:.3f}{std(r['auroc_std'])} | {r['auprc_mean']:.3f}{std(r['auprc_std'])} "
             f"| {r['chosen'] or '–'} |"
         )
