@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ecgadapt.pretrain.config import PretrainConfig
 from ecgadapt.train.config import FinetuneConfig, apply_overrides
 
 TINY_VIT = {"width": 16, "depth": 2, "heads": 2, "patch_size": 50}
@@ -41,3 +42,28 @@ def tiny_config(
     )
     cfg = apply_overrides(cfg, [f"recipe.stages.{i}.epochs={epochs}" for i in range(len(cfg.recipe.stages))])
     return apply_overrides(cfg, list(overrides))
+
+
+TINY_PRETRAIN_VIT = {"seq_len": 200, "patch_size": 25, "width": 32, "depth": 2, "heads": 2}
+"""The tiny ViT of the pretraining tests."""
+
+
+def tiny_pretrain_config(root: Path, cache_dir: Path, **fields) -> PretrainConfig:
+    """A test-sized pretraining config: tiny ViT and decoder, 3 epochs of 3 steps of 8 windows; ``fields`` override."""
+    base = dict(
+        model="ecg_vit_tiny",
+        model_kwargs=dict(TINY_PRETRAIN_VIT),
+        corpora=[str(root)],
+        cache_dir=str(cache_dir),
+        decoder_width=32,
+        decoder_depth=1,
+        decoder_heads=2,
+        epochs=3,
+        steps_per_epoch=3,
+        batch_size=8,
+        lr=2e-3,
+        warmup_epochs=0.5,
+        max_val_samples=16,
+        progress=False,
+    )
+    return PretrainConfig(**{**base, **fields})

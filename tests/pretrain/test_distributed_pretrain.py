@@ -17,27 +17,11 @@ from safetensors.torch import load_file
 from distributed_runs import rank_errors, run_ranks
 from ecgadapt.pretrain.config import PretrainConfig
 from ecgadapt.pretrain.pretrain import run_pretrain
-
-TINY = dict(seq_len=200, patch_size=25, width=32, depth=2, heads=2)
+from tiny_runs import tiny_pretrain_config  # noqa: E402
 
 
 def _cfg(root: Path, cache_dir: Path) -> PretrainConfig:
-    return PretrainConfig(
-        model="ecg_vit_tiny",
-        model_kwargs=dict(TINY),
-        corpora=[str(root)],
-        cache_dir=str(cache_dir),
-        decoder_width=32,
-        decoder_depth=1,
-        decoder_heads=2,
-        epochs=2,
-        steps_per_epoch=3,
-        batch_size=9,  # split 5 + 4 between the ranks
-        lr=2e-3,
-        warmup_epochs=0.5,
-        max_val_samples=16,
-        progress=False,
-    )
+    return tiny_pretrain_config(root, cache_dir, epochs=2, batch_size=9)  # 9: split 5 + 4 between the ranks
 
 
 def _rows(run: Path) -> list[dict]:

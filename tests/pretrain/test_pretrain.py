@@ -21,8 +21,8 @@ from ecgadapt.pretrain.pretrain import (
     run_pretrain,
     split_rows,
 )
-
-TINY = dict(seq_len=200, patch_size=25, width=32, depth=2, heads=2)
+from tiny_runs import TINY_PRETRAIN_VIT as TINY  # noqa: E402
+from tiny_runs import tiny_pretrain_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,23 +31,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(root: Path, cache_dir: Path, **kw) -> PretrainConfig:
-    base = dict(
-        model="ecg_vit_tiny",
-        model_kwargs=dict(TINY),
-        corpora=[str(root)],
-        cache_dir=str(cache_dir),
-        decoder_width=32,
-        decoder_depth=1,
-        decoder_heads=2,
-        epochs=3,
-        steps_per_epoch=3,
-        batch_size=8,
-        lr=2e-3,
-        warmup_epochs=0.5,
-        max_val_samples=16,
-        progress=False,
-    )
-    return PretrainConfig(**{**base, **kw})
+    return tiny_pretrain_config(root, cache_dir, **kw)
 
 
 def _metrics(run: Path) -> list[dict]:
