@@ -470,11 +470,20 @@ def test_the_literal_baseline_takes_the_training_of_the_identical_candidate(
         trained.append(Path(cfg.out).name)
         return run_finetune(cfg, **kwargs)
 
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
     monkeypatch.setattr(grid, "run_finetune", counting)
+    monkeypatch.setattr(grid.reuse, "score_test_fold", broken)
     out = tmp_path / "res"
-    table = run_benchmark("paper-main", synthetic_root, out, sets, progress=False)
-    assert sorted(trained) == ["lr=0.0001", "lr=0.001"]  # the literal run did not train again
     literal = out / "runs" / "superdiagnostic__ecg_vit_tiny__baseline_ft__frac1__seed0"
+    with pytest.raises(ECGAdaptError, match="disk full"):
+        run_benchmark("paper-main", synthetic_root, out, sets, progress=False)
+    assert not (literal / "final.json").exists() and not (literal / "checkpoints" / "best.pt").exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(grid, "run_finetune", counting)
+    table = run_benchmark("paper-main", synthetic_root, out, sets, progress=False)
+    assert sorted(trained) == ["lr=0.0001", "lr=0.001"]  # the literal run did not train, then or now
     source = out / "runs" / "superdiagnostic__ecg_vit_tiny__baseline_ft_tuned__frac1__seed0" / "candidates"
     final = read_json(literal / "final.json")
     assert final["reused_training"]["from"] == str(source / "lr=0.0001")

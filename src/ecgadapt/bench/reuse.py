@@ -64,23 +64,28 @@ def take_candidate_training(
         config.to_yaml(files.config)
         inputs = run_inputs(config.to_dict(), weights_to_load(config))
         files.write_inputs(inputs)
-        for src, dst in (
-            (source.env, files.env),
-            (source.metrics, files.metrics),
-            (source.predictions("val"), files.predictions("val")),
-            (source.best_checkpoint, files.best_checkpoint),
-        ):
-            link_or_copy(src, dst)
-        fit_run_calibration(run_dir, config.training.calibration)  # from the validation predictions only
-        trained = read_json(source.final)
-        final = {
-            **trained,
-            "test": None,
-            "config_sha256": inputs["config_sha256"],
-            "reused_training": {
-                "from": str(Path(source_dir).resolve()),
-                "training_sha256": training_sha256(config),
-                "why": "the same training as this tune candidate (only tune and score_test differ); trained once",
-            },
-        }
-        return score_test_fold(run_dir, cache=cache, device=device, final=final)
+        try:
+            for src, dst in (
+                (source.env, files.env),
+                (source.metrics, files.metrics),
+                (source.predictions("val"), files.predictions("val")),
+                (source.best_checkpoint, files.best_checkpoint),
+            ):
+                link_or_copy(src, dst)
+            fit_run_calibration(run_dir, config.training.calibration)  # from the validation predictions only
+            final = {
+                **read_json(source.final),
+                "test": None,
+                "config_sha256": inputs["config_sha256"],
+                "reused_training": {
+                    "from": str(Path(source_dir).resolve()),
+                    "training_sha256": training_sha256(config),
+                    "why": "the same training as this tune candidate (only tune and score_test differ); trained once",
+                },
+            }
+            return score_test_fold(run_dir, cache=cache, device=device, final=final)
+        except (
+            BaseException
+        ):  # unfinished: drop the borrowed checkpoint, so the next grid takes the training again
+            files.best_checkpoint.unlink(missing_ok=True)
+            raise
