@@ -179,9 +179,9 @@ def execute_runs(
     sources = _training_sources(runs)
     for cid, run in runs:
         pending, finished, needs_selection = _pending_jobs(cid, run)
-        reuse_job = _reuse_job(cid, run, sources) if pending else None
-        if reuse_job is not None:
-            reused.append(reuse_job)
+        taking = _reuse_job(cid, run, sources) if pending else None
+        if taking is not None:
+            reused.append(taking)
         else:
             train += pending
         skipped += finished

@@ -49,8 +49,8 @@ def take_candidate_training(
         raise DataError(
             f"{source_dir} has not finished, so {config.out} cannot take its training; rerun the grid"
         )
-    source_cfg = FinetuneConfig.from_saved(source.config)
-    if training_sha256(source_cfg) != training_sha256(config):
+    training = training_sha256(config)
+    if training_sha256(FinetuneConfig.from_saved(source.config)) != training:
         raise DataError(f"{source_dir} trains differently from {config.out}; it cannot lend its training")
     resume = Path(config.out).is_dir() and RunDir(config.out).config.is_file()
     run_dir = prepare_run_dir(config.out, resume=resume)
@@ -79,13 +79,12 @@ def take_candidate_training(
                 "config_sha256": inputs["config_sha256"],
                 "reused_training": {
                     "from": str(Path(source_dir).resolve()),
-                    "training_sha256": training_sha256(config),
+                    "training_sha256": training,
                     "why": "the same training as this tune candidate (only tune and score_test differ); trained once",
                 },
             }
             return score_test_fold(run_dir, cache=cache, device=device, final=final)
-        except (
-            BaseException
-        ):  # unfinished: drop the borrowed checkpoint, so the next grid takes the training again
+        except BaseException:
+            # unfinished: drop the borrowed checkpoint, so the next grid takes the training again
             files.best_checkpoint.unlink(missing_ok=True)
             raise

@@ -224,7 +224,11 @@ class GridSpec:
                         f"{where}: models.{i}.recipes names {r!r}, which is not in recipes {labels}"
                     )
         if self.roles:
-            _check_roles(RecipeRoles.from_dict(self.roles), labels, where)
+            try:
+                roles = RecipeRoles.from_dict(self.roles)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {err}") from None
+            _check_roles(roles, labels, where)
         unknown = set(self.stage_overrides) - {f.name for f in dataclasses.fields(Stage)} | (
             {"name"} & set(self.stage_overrides)
         )
@@ -373,18 +377,14 @@ def _model_entry(m: Any, i: int, source: str) -> ModelEntry:
 
 
 def _roles(value: Any, source: str) -> dict[str, Any]:
-    """A spec's ``roles:`` as plain data (checked by :class:`~ecgadapt.eval.report.RecipeRoles`), or ``{}``."""
+    """A spec's ``roles:`` as plain data, its label tuples as lists, or ``{}`` (checked in ``validate``)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(
             f"spec {source}: roles must be a mapping (treatment, baselines, ...), got {value!r}"
         )
-    try:
-        RecipeRoles.from_dict(value)
-    except ConfigError as err:
-        raise ConfigError(f"spec {source}: {err}") from None
-    return {k: v if isinstance(v, str) else list(v) for k, v in value.items()}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
 
 
 def _check_roles(roles: RecipeRoles, labels: list[str], where: str) -> None:
