@@ -237,6 +237,8 @@ def test_spec_roles_are_checked_and_recorded_in_spec_yaml(tmp_path, fake, no_cac
         load_spec("paper-main", [*small(), "roles={treatment: baseline_ft, baseline: [post_training]}"])
     with pytest.raises(ConfigError, match="roles names 'lp_ft', which is no recipe label"):
         load_spec("paper-main", [*small(), "roles={treatment: lp_ft}"])
+    with pytest.raises(ConfigError, match="roles: `baselines` must be a list of recipe labels, got 3"):
+        load_spec("paper-main", [*small(), "roles={treatment: baseline_ft, baselines: 3}"])
     with pytest.raises(ConfigError, match="roles must be a mapping"):
         load_spec("paper-main", [*small(), "roles=[baseline_ft]"])
 

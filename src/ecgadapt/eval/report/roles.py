@@ -45,7 +45,7 @@ class RecipeRoles:
 
         def labels(key: str) -> tuple[str, ...]:
             value = data.get(key) or ()
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"roles: `{key}` must be a list of recipe labels, got {value!r}")
             return tuple(value)
 
