@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmark_scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def evidence():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("evidence_ptbxl2285")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    yield from benchmark_script("evidence_ptbxl2285")
 
 
 def test_runs_below_the_full_training_folds_get_their_fraction_in_the_model_label(evidence) -> None:

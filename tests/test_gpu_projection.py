@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmark_scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def projection():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("gpu_projection")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    yield from benchmark_script("gpu_projection")
 
 
 def test_flops_of_a_linear_layer_and_of_attention_are_counted_forward_and_backward(projection) -> None:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmark_scripts import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def epoch_times():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("grid_epoch_times")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    yield from benchmark_script("grid_epoch_times")
 
 
 def test_a_tuned_cell_counts_its_candidates_not_its_copy_of_the_chosen_one(epoch_times, tmp_path) -> None:
