@@ -1,7 +1,8 @@
 """Wall time per training epoch in a finished benchmark results folder (README's performance section).
 
 Reads every trained run's ``metrics.csv`` under ``RESULTS/runs`` (untuned cells and tuning candidates; a tuned
-cell's own folder repeats its chosen candidate and is skipped) and prints, per model, the median and quartiles
+cell's own folder repeats its chosen candidate, and a cell that reused a candidate's training repeats that one:
+both are skipped) and prints, per model, the median and quartiles
 of its fine-tuning epochs (probe epochs and each run's first epoch left out: the first builds caches), and the
 epochs each run trained before it stopped.
 
@@ -12,24 +13,28 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
 
 def trained_runs(results: Path) -> list[Path]:
-    """Run folders that trained: cells without candidates, and every candidate."""
+    """Run folders that trained: cells without candidates, and every candidate (not a cell that took a
+    candidate's training, whose ``final.json`` has ``reused_training``)."""
     runs = []
     for cell in sorted((results / "runs").iterdir()):
         candidates = sorted((cell / "candidates").glob("*/metrics.csv"))
-        runs += (
-            [c.parent for c in candidates]
-            if candidates
-            else [cell]
-            if (cell / "metrics.csv").is_file()
-            else []
-        )
+        if candidates:
+            runs += [c.parent for c in candidates]
+        elif (cell / "metrics.csv").is_file() and not _reused(cell):
+            runs.append(cell)
     return runs
+
+
+def _reused(run: Path) -> bool:
+    final = run / "final.json"
+    return final.is_file() and "reused_training" in json.loads(final.read_text())
 
 
 def model_of(run: Path) -> str:
