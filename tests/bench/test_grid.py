@@ -24,6 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 from run_fixtures import labels, write_run  # noqa: E402
 
 TINY = ["models=[{name: ecg_vit_tiny, kwargs: {width: 16, depth: 1, heads: 1, patch_size: 250}}]"]
+LITERAL_AND_TUNED = (
+    "recipes=[baseline_ft, {name: baseline_ft, label: baseline_ft_tuned, tune: {lr: [1.0e-4, 1.0e-3]}}]"
+)
+"""The literal baseline beside a tuned one whose lr=1e-4 candidate trains exactly like it."""
 
 
 def small(*extra: str) -> list[str]:
@@ -462,10 +466,7 @@ def test_the_literal_baseline_takes_the_training_of_the_identical_candidate(
     from ecgadapt.runs.rundir import read_json
     from ecgadapt.train.finetune import run_finetune
 
-    tuned = (
-        "recipes=[baseline_ft, {name: baseline_ft, label: baseline_ft_tuned, tune: {lr: [1.0e-4, 1.0e-3]}}]"
-    )
-    sets = _real_sets(tmp_path / "cache", "tasks=[superdiagnostic]", "seeds=[0]", tuned)
+    sets = _real_sets(tmp_path / "cache", "tasks=[superdiagnostic]", "seeds=[0]", LITERAL_AND_TUNED)
     trained: list[str] = []
 
     def counting(cfg, **kwargs):
@@ -562,24 +563,17 @@ def test_a_plain_run_waits_for_the_candidate_whose_training_it_takes(tmp_path, f
         "take_candidate_training",
         lambda cfg, source, **kw: trainer.calls.append((Path(cfg.out).name, Path(source).name)),
     )
-    tuned = (
-        "recipes=[baseline_ft, {name: baseline_ft, label: baseline_ft_tuned, tune: {lr: [1.0e-4, 1.0e-3]}}]"
-    )
-    sets = small("tasks=[rhythm]", "seeds=[0]", tuned)
+    sets = small("tasks=[rhythm]", "seeds=[0]", LITERAL_AND_TUNED)
     with pytest.raises(ECGAdaptError, match=r"runs failed \(lr=0.0001: FloatingPointError"):
         run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)
-    assert sorted(trainer.calls) == [
-        ("lr=0.0001", False),
-        ("lr=0.001", False),
-    ]  # the literal waits for its source
+    # the literal waits for its source
+    assert sorted(trainer.calls) == [("lr=0.0001", False), ("lr=0.001", False)]
 
     trainer.fail.clear()
     trainer.calls.clear()
     run_benchmark("paper-main", tmp_path, tmp_path / "res", sets, progress=False)
-    assert trainer.calls[0] == (
-        "lr=0.0001",
-        True,
-    )  # the failed candidate resumes first, then the others follow
+    # the failed candidate resumes first, then the others follow
+    assert trainer.calls[0] == ("lr=0.0001", True)
     assert sorted(trainer.calls[1:]) == [
         (literal, "lr=0.0001"),
         ("rhythm__ecg_vit_tiny__baseline_ft_tuned__frac1__seed0", "select"),
